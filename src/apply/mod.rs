@@ -1,0 +1,133 @@
+//! The state machine's semantics: how each command changes the store and what
+//! it answers, as etcd's applier (`applierV3backend`) does it.
+//!
+//! Requests arrive validated (`crate::validate`); what can only be checked
+//! against the store (ignore_value on a missing key, a lease) is checked here,
+//! before the first change.
+
+mod range;
+mod txn;
+
+pub use range::{range, Reader};
+
+use oxetcd_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    ResponseHeader,
+};
+use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
+
+use crate::error::EtcdError;
+use crate::write::command::{Request, Response};
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+/// Applies one command with log index `index`. An error that `is_fatal` means
+/// the store can no longer be trusted; any other error changed nothing.
+pub fn apply(store: &Store, index: u64, request: &Request) -> Result<Response, EtcdError> {
+    match request {
+        Request::Compact(c) => {
+            store.compact(c.revision)?;
+            Ok(Response::Compact(CompactionResponse {
+                header: header(store.applied_revision()),
+            }))
+        }
+        Request::Put(p) => in_write_txn(store, index, |txn| {
+            check_put(txn, p)?;
+            put(txn, p).map(Response::Put)
+        }),
+        Request::DeleteRange(d) => in_write_txn(store, index, |txn| {
+            delete_range(txn, d).map(Response::DeleteRange)
+        }),
+        Request::Txn(t) => in_write_txn(store, index, |txn| {
+            txn::apply_txn(txn, t).map(Response::Txn)
+        }),
+    }
+}
+
+/// Runs `f` in one write txn and stamps the revision after it on the response.
+fn in_write_txn(
+    store: &Store,
+    index: u64,
+    f: impl FnOnce(&mut WriteTxn<'_>) -> Result<Response, EtcdError>,
+) -> Result<Response, EtcdError> {
+    let mut txn = store.write(index);
+    let mut response = f(&mut txn)?;
+    let rev = txn.end()?;
+    let top = match &mut response {
+        Response::Put(r) => &mut r.header,
+        Response::DeleteRange(r) => &mut r.header,
+        Response::Txn(r) => &mut r.header,
+        Response::Compact(r) => &mut r.header,
+    };
+    *top = header(rev);
+    Ok(response)
+}
+
+/// The key-value a put replaces, if it must be read (prev_kv, ignore_*).
+fn previous(
+    reader: &impl Reader,
+    p: &PutRequest,
+) -> Result<Option<oxetcd_proto::mvccpb::KeyValue>, EtcdError> {
+    if !(p.prev_kv || p.ignore_value || p.ignore_lease) {
+        return Ok(None);
+    }
+    let res = reader.read(KeyRange::new(&p.key, b""), &RangeOptions::default())?;
+    Ok(res.kvs.into_iter().next())
+}
+
+/// What a put needs from the store before any change: the key for
+/// ignore_value / ignore_lease, and its lease.
+pub(crate) fn check_put(txn: &WriteTxn<'_>, p: &PutRequest) -> Result<(), EtcdError> {
+    if (p.ignore_value || p.ignore_lease) && previous(txn, p)?.is_none() {
+        return Err(EtcdError::KeyNotFound);
+    }
+    if p.lease != 0 {
+        // No lease can exist until the Lease service lands (issue 7): etcd's
+        // answer for a lease it does not know.
+        return Err(EtcdError::LeaseNotFound);
+    }
+    Ok(())
+}
+
+pub(crate) fn put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
+    let prev = previous(&*txn, p)?;
+    let (value, lease) = match &prev {
+        Some(old) => (
+            if p.ignore_value {
+                old.value.clone()
+            } else {
+                p.value.clone()
+            },
+            if p.ignore_lease { old.lease } else { p.lease },
+        ),
+        None => (p.value.clone(), p.lease),
+    };
+    txn.put(p.key.clone(), value, lease);
+    Ok(PutResponse {
+        header: header(txn.read_rev()),
+        prev_kv: prev.filter(|_| p.prev_kv),
+    })
+}
+
+pub(crate) fn delete_range(
+    txn: &mut WriteTxn<'_>,
+    d: &DeleteRangeRequest,
+) -> Result<DeleteRangeResponse, EtcdError> {
+    let range = KeyRange::new(&d.key, &d.range_end);
+    let prev_kvs = if d.prev_kv {
+        txn.read(range, &RangeOptions::default())?.kvs
+    } else {
+        Vec::new()
+    };
+    let deleted = txn.delete_range(range).len() as i64;
+    Ok(DeleteRangeResponse {
+        header: header(txn.read_rev()),
+        deleted,
+        prev_kvs,
+    })
+}

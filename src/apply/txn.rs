@@ -1,0 +1,177 @@
+//! Txn: compares, then one branch of operations, all at one revision.
+//!
+//! As in etcd, every compare on the path taken (nested txns included) is
+//! evaluated against the store as it was before the txn, and every check that
+//! can fail runs before the first change: a txn is applied whole or not at all.
+
+use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use oxetcd_proto::etcdserverpb::request_op::Request as Op;
+use oxetcd_proto::etcdserverpb::response_op::Response as OpResponse;
+use oxetcd_proto::etcdserverpb::{
+    Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+use oxetcd_proto::mvccpb::KeyValue;
+use oxetcd_storage::{KeyRange, RangeOptions, WriteTxn};
+
+use super::range::{range, Reader};
+use super::{check_put, delete_range, put};
+use crate::error::EtcdError;
+
+/// Applies a TxnRequest (already validated) in `txn`.
+pub fn apply_txn(txn: &mut WriteTxn<'_>, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+    let mut path = Vec::new();
+    compare_path(txn, req, &mut path);
+    check_path(txn, req, &path, &mut 0)?;
+    let resp = execute(txn, req, &path, &mut 0)?;
+    Ok(resp)
+}
+
+fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
+    if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    }
+}
+
+fn nested(ops: &[RequestOp]) -> impl Iterator<Item = &TxnRequest> {
+    ops.iter().filter_map(|op| match &op.request {
+        Some(Op::RequestTxn(t)) => Some(t),
+        _ => None,
+    })
+}
+
+/// The outcome of every txn on the path taken, depth first.
+fn compare_path(reader: &impl Reader, req: &TxnRequest, path: &mut Vec<bool>) {
+    let ok = req.compare.iter().all(|c| compare(reader, c));
+    path.push(ok);
+    for t in nested(branch(req, ok)) {
+        compare_path(reader, t, path);
+    }
+}
+
+fn check_path(
+    txn: &WriteTxn<'_>,
+    req: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> Result<(), EtcdError> {
+    let ok = path[*at];
+    *at += 1;
+    for op in branch(req, ok) {
+        match &op.request {
+            Some(Op::RequestRange(r)) => {
+                if r.revision > txn.read_rev() {
+                    return Err(EtcdError::FutureRevision);
+                }
+                // Compacted revisions show up as an error of the read itself.
+                if r.revision > 0 {
+                    txn.read(
+                        KeyRange::new(&r.key, b""),
+                        &RangeOptions {
+                            rev: r.revision,
+                            count_only: true,
+                            limit: 0,
+                        },
+                    )?;
+                }
+            }
+            Some(Op::RequestPut(p)) => check_put(txn, p)?,
+            Some(Op::RequestTxn(t)) => check_path(txn, t, path, at)?,
+            Some(Op::RequestDeleteRange(_)) | None => {}
+        }
+    }
+    Ok(())
+}
+
+fn execute(
+    txn: &mut WriteTxn<'_>,
+    req: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> Result<TxnResponse, EtcdError> {
+    let succeeded = path[*at];
+    *at += 1;
+    let mut responses = Vec::new();
+    for op in branch(req, succeeded) {
+        let response = match &op.request {
+            Some(Op::RequestRange(r)) => OpResponse::ResponseRange(range(&*txn, r)?),
+            Some(Op::RequestPut(p)) => OpResponse::ResponsePut(put(txn, p)?),
+            Some(Op::RequestDeleteRange(d)) => {
+                OpResponse::ResponseDeleteRange(delete_range(txn, d)?)
+            }
+            Some(Op::RequestTxn(t)) => OpResponse::ResponseTxn(execute(txn, t, path, at)?),
+            None => continue,
+        };
+        responses.push(ResponseOp {
+            response: Some(response),
+        });
+    }
+    Ok(TxnResponse {
+        header: Some(ResponseHeader {
+            revision: txn.read_rev(),
+            ..Default::default()
+        }),
+        succeeded,
+        responses,
+    })
+}
+
+/// etcd's applyCompare: every key in the range must satisfy the compare; a
+/// missing key compares as an empty key-value, except that a VALUE compare on a
+/// missing key always fails.
+pub fn compare(reader: &impl Reader, c: &Compare) -> bool {
+    let Ok(res) = reader.read(
+        KeyRange::new(&c.key, &c.range_end),
+        &RangeOptions::default(),
+    ) else {
+        return false;
+    };
+    if res.kvs.is_empty() {
+        if c.target == CompareTarget::Value as i32 {
+            return false;
+        }
+        return compare_kv(c, &KeyValue::default());
+    }
+    res.kvs.iter().all(|kv| compare_kv(c, kv))
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    // A target_union of another kind than the target compares as its zero value.
+    let want_int =
+        |pick: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(pick).unwrap_or(0);
+    let ord = match CompareTarget::try_from(c.target) {
+        Ok(CompareTarget::Value) => {
+            let want: &[u8] = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_ref().cmp(want)
+        }
+        Ok(CompareTarget::Version) => kv.version.cmp(&want_int(|t| match t {
+            TargetUnion::Version(v) => Some(*v),
+            _ => None,
+        })),
+        Ok(CompareTarget::Create) => kv.create_revision.cmp(&want_int(|t| match t {
+            TargetUnion::CreateRevision(v) => Some(*v),
+            _ => None,
+        })),
+        Ok(CompareTarget::Mod) => kv.mod_revision.cmp(&want_int(|t| match t {
+            TargetUnion::ModRevision(v) => Some(*v),
+            _ => None,
+        })),
+        Ok(CompareTarget::Lease) => kv.lease.cmp(&want_int(|t| match t {
+            TargetUnion::Lease(v) => Some(*v),
+            _ => None,
+        })),
+        Err(_) => return true,
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord == Ordering::Equal,
+        Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
+        Ok(CompareResult::Greater) => ord == Ordering::Greater,
+        Ok(CompareResult::Less) => ord == Ordering::Less,
+        Err(_) => true,
+    }
+}

@@ -1,0 +1,97 @@
+//! Every error a client can get, in etcd's words, and its one mapping to a gRPC
+//! status. The messages and codes are what etcd's client libraries match on
+//! (etcd's `rpctypes`), so they must not be reworded.
+
+use oxetcd_storage::StorageError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// The disk failed under us. The write path stops the process on this
+    /// (etcd panics); requests in flight get this error.
+    #[error("etcdserver: storage failure: {0}")]
+    Storage(String),
+}
+
+impl EtcdError {
+    /// True when the store may no longer match what was acknowledged.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, EtcdError::Storage(_))
+    }
+
+    fn code(&self) -> Code {
+        use EtcdError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRevision => Code::OutOfRange,
+            LeaseNotFound => Code::NotFound,
+            Stopped => Code::Unavailable,
+            Storage(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<StorageError> for EtcdError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Compacted => EtcdError::Compacted,
+            StorageError::FutureRevision => EtcdError::FutureRevision,
+            other => EtcdError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_etcds_codes_and_words() {
+        let s = Status::from(EtcdError::from(StorageError::Compacted));
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s = Status::from(EtcdError::DuplicateKey);
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request"
+            )
+        );
+        assert!(EtcdError::from(StorageError::Backend("disk".into())).is_fatal());
+    }
+}

@@ -1,0 +1,67 @@
+//! oxetcd: an etcd v3 API compatible key-value store.
+//!
+//! `oxetcd` takes etcd's flags; see README.md and `oxetcd --help`.
+
+mod apply;
+mod config;
+mod datadir;
+mod error;
+mod ids;
+mod listener;
+mod server;
+mod service;
+mod tls;
+mod validate;
+mod write;
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match config::parse(std::env::args_os()) {
+        Ok(config::Invocation::Run(config)) => config,
+        Ok(config::Invocation::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(config::Invocation::Version) => {
+            print!("{}", config::version_text());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("oxetcd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter =
+        EnvFilter::try_from_env("OXETCD_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    // Colour only for a person at a terminal, not in log files and pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_env_filter(filter)
+        .init();
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oxetcd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("oxetcd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

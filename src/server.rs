@@ -1,0 +1,152 @@
+//! Start-up, top to bottom: data dir, store, write path, identity, TLS,
+//! listeners, services. Each part lives in its own module.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxetcd_proto::etcdserverpb::kv_server::KvServer;
+use oxetcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use oxetcd_storage::{SledBackend, StorageError, Store};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::datadir::{DataDir, DataDirError};
+use crate::ids;
+use crate::listener::{self, ListenError};
+use crate::service::{KvService, MaintenanceService, Node};
+use crate::tls::{self, TlsError};
+use crate::write::Proposer;
+
+/// sled's page cache.
+const STORE_CACHE_BYTES: u64 = 512 << 20;
+/// gRPC framing on top of the largest request etcd accepts (etcd's
+/// grpcOverheadBytes), so that oversized requests get etcd's own error.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// How long in-flight requests get to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("cannot open the store: {0}")]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("serving failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Runs a member until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let data_dir = DataDir::prepare(&config.data_dir)?;
+    let backend = SledBackend::open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
+    let store = Arc::new(Store::open(Box::new(backend))?);
+    let proposer = Proposer::start(store.clone())?;
+
+    let (member_id, cluster_id) = identity(&config);
+    let node = Arc::new(Node {
+        store,
+        proposer,
+        cluster_id,
+        member_id,
+        max_txn_ops: config.max_txn_ops,
+        max_request_bytes: config.max_request_bytes,
+        quota_backend_bytes: config.quota_backend_bytes,
+    });
+
+    let client_hosts: Vec<String> = config
+        .listen_client_urls
+        .iter()
+        .map(|u| u.host.clone())
+        .collect();
+    let client_tls = tls::server_config(
+        &config.client_tls,
+        &config.data_dir,
+        "client",
+        &client_hosts,
+    )?;
+    // Peer TLS is checked now so bad files fail at start; the peer listener that
+    // uses it comes with replication.
+    let peer_hosts: Vec<String> = config
+        .listen_peer_urls
+        .iter()
+        .map(|u| u.host.clone())
+        .collect();
+    tls::server_config(&config.peer_tls, &config.data_dir, "peer", &peer_hosts)?;
+
+    let listeners = listener::bind(&config.listen_client_urls, client_tls, "client").await?;
+    let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let router = tonic::transport::Server::builder()
+        .add_service(
+            KvServer::new(KvService::new(node.clone()))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService::new(node.clone()))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(usize::MAX),
+        );
+    info!(
+        name = %config.name,
+        member_id = %format!("{member_id:x}"),
+        cluster_id = %format!("{cluster_id:x}"),
+        addresses = ?listeners.local_addrs(),
+        "ready to serve client requests"
+    );
+    router
+        .serve_with_incoming_shutdown(listeners.incoming(), shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// This member's ID and the cluster's, as etcd derives them from
+/// --initial-cluster and --initial-cluster-token.
+fn identity(config: &Config) -> (u64, u64) {
+    let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, url) in &config.initial_cluster {
+        members.entry(name.as_str()).or_default().push(url.clone());
+    }
+    let ids: Vec<u64> = members
+        .values()
+        .map(|urls| ids::member_id(urls, &config.initial_cluster_token))
+        .collect();
+    let member_id = ids::member_id(
+        &config.initial_advertise_peer_urls,
+        &config.initial_cluster_token,
+    );
+    (member_id, ids::cluster_id(&ids))
+}
+
+/// Resolves on SIGINT or SIGTERM, and makes sure the process ends soon after
+/// even if a client holds a stream open.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return exit_after_grace();
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    exit_after_grace();
+}
+
+fn exit_after_grace() {
+    info!("received a stop signal, stopping");
+    // Every acknowledged write is already durable: nothing is lost by exiting.
+    tokio::spawn(async {
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        std::process::exit(0);
+    });
+}

@@ -1,0 +1,157 @@
+//! etcdserverpb.Maintenance: what `etcdctl endpoint status/health`, `alarm`,
+//! `defrag`, `move-leader` and members' hash checks use.
+
+use std::pin::Pin;
+
+use oxetcd_proto::etcdserverpb::alarm_request::AlarmAction;
+use oxetcd_proto::etcdserverpb::maintenance_server::Maintenance;
+use oxetcd_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tonic::{Code, Request, Response, Status};
+
+use super::Shared;
+use crate::config::ETCD_API_VERSION;
+use crate::error::EtcdError;
+
+/// etcd's default storage quota when --quota-backend-bytes is 0.
+const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
+
+pub struct MaintenanceService {
+    node: Shared,
+}
+
+impl MaintenanceService {
+    pub fn new(node: Shared) -> Self {
+        Self { node }
+    }
+}
+
+type SnapshotStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        // No alarm can be raised yet (the quota and corruption checks that raise
+        // NOSPACE and CORRUPT come later), so the list is empty and disarming
+        // finds nothing to disarm.
+        match AlarmAction::try_from(request.into_inner().action) {
+            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
+                Ok(Response::new(AlarmResponse {
+                    header: self.node.header(self.node.store.current_revision()),
+                    alarms: Vec::new(),
+                }))
+            }
+            Ok(AlarmAction::Activate) => Err(Status::unimplemented(
+                "etcdserver: raising alarms by request is not supported by oxetcd yet",
+            )),
+            Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+        }
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let node = &self.node;
+        let db_size = node.store.size_on_disk().map_err(EtcdError::from)? as i64;
+        let applied = node.store.applied_index();
+        let quota = if node.quota_backend_bytes > 0 {
+            node.quota_backend_bytes
+        } else {
+            DEFAULT_QUOTA_BYTES
+        };
+        Ok(Response::new(StatusResponse {
+            header: node.header(node.store.current_revision()),
+            version: ETCD_API_VERSION.to_string(),
+            db_size,
+            leader: node.member_id,
+            raft_index: applied,
+            raft_term: node.raft_term(),
+            raft_applied_index: applied,
+            errors: Vec::new(),
+            // sled keeps no free-page count; its own GC reclaims space.
+            db_size_in_use: db_size,
+            is_learner: false,
+            db_size_quota: quota,
+            ..Default::default()
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        // sled reclaims space continuously in the background; defragmenting
+        // means making what it holds durable and compact now.
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || node.store.commit())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(EtcdError::from)?;
+        Ok(Response::new(DefragmentResponse {
+            header: self.node.header(self.node.store.current_revision()),
+        }))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let h = self.node.store.hash_kv(0).map_err(EtcdError::from)?;
+        Ok(Response::new(HashResponse {
+            header: self.node.header(h.hash_revision),
+            hash: h.hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let rev = request.into_inner().revision;
+        let h = self.node.store.hash_kv(rev).map_err(EtcdError::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented(
+            "etcdserver: snapshot is not supported by oxetcd yet",
+        ))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        // A single member is the leader; it can only "move" leadership to itself.
+        if request.into_inner().target_id != self.node.member_id {
+            return Err(Status::new(
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ));
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.node.header(self.node.store.current_revision()),
+        }))
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented(
+            "etcdserver: cluster downgrade is not supported by oxetcd",
+        ))
+    }
+}

@@ -1,0 +1,149 @@
+//! The narrow interface MVCC needs from an on-disk engine: ordered buckets of
+//! byte keys, atomic batches, a durable flush, and the size on disk.
+//!
+//! Keeping it this small means an engine can be swapped and measured without
+//! touching MVCC code; `conformance` holds the tests every engine must pass.
+
+use bytes::Bytes;
+
+use crate::error::Result;
+
+/// The key spaces the store uses. Each is an ordered map of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    /// Encoded revision -> encoded `mvccpb::KeyValue` (see `revision`).
+    Key,
+    /// Store metadata: current revision, compacted revision, applied index.
+    Meta,
+}
+
+/// One change of a batch: a put (`Some` value) or a delete (`None`).
+pub type BatchOp = (Bucket, Bytes, Option<Bytes>);
+
+/// A set of changes applied all together or not at all.
+#[derive(Default, Debug)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, bucket: Bucket, key: impl Into<Bytes>, value: impl Into<Bytes>) {
+        self.ops.push((bucket, key.into(), Some(value.into())));
+    }
+
+    pub fn delete(&mut self, bucket: Bucket, key: impl Into<Bytes>) {
+        self.ops.push((bucket, key.into(), None));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The operations in the order they were added.
+    pub fn into_ops(self) -> impl Iterator<Item = BatchOp> {
+        self.ops.into_iter()
+    }
+}
+
+/// A key and value read from a bucket.
+pub type Entry = (Bytes, Bytes);
+
+/// An ordered, crash-safe key-value engine.
+pub trait Backend: Send + Sync + 'static {
+    /// The value at `key`, if any. Sees every applied batch, flushed or not.
+    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// Entries with `from <= key < to` (`to = None`: to the end), in key order.
+    fn scan<'a>(
+        &'a self,
+        bucket: Bucket,
+        from: &[u8],
+        to: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + 'a>;
+
+    /// Applies `batch` atomically. After a crash either all of it or none of it is
+    /// there, and batches survive in the order they were applied.
+    fn apply(&self, batch: WriteBatch) -> Result<()>;
+
+    /// Makes every applied batch durable (fsync) before returning.
+    fn flush(&self) -> Result<()>;
+
+    /// Bytes the engine occupies on disk.
+    fn size_on_disk(&self) -> Result<u64>;
+}
+
+/// Tests every `Backend` must pass; each engine's test module calls `run_all`.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::*;
+
+    fn collect(
+        b: &dyn Backend,
+        bucket: Bucket,
+        from: &[u8],
+        to: Option<&[u8]>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        b.scan(bucket, from, to)
+            .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<Result<_>>()
+            .expect("scan")
+    }
+
+    pub fn buckets_are_separate(b: &dyn Backend) {
+        let mut batch = WriteBatch::default();
+        batch.put(Bucket::Key, &b"a"[..], &b"key"[..]);
+        batch.put(Bucket::Meta, &b"a"[..], &b"meta"[..]);
+        b.apply(batch).unwrap();
+        assert_eq!(
+            b.get(Bucket::Key, b"a").unwrap().as_deref(),
+            Some(&b"key"[..])
+        );
+        assert_eq!(
+            b.get(Bucket::Meta, b"a").unwrap().as_deref(),
+            Some(&b"meta"[..])
+        );
+        assert_eq!(collect(b, Bucket::Key, b"", None).len(), 1);
+    }
+
+    pub fn scan_is_ordered_and_bounded(b: &dyn Backend) {
+        let mut batch = WriteBatch::default();
+        for k in [&b"c"[..], b"a", b"b", b"d", b"\xff"] {
+            batch.put(Bucket::Key, k, k);
+        }
+        b.apply(batch).unwrap();
+        let keys: Vec<Vec<u8>> = collect(b, Bucket::Key, b"b", Some(b"d"))
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(keys, vec![b"b".to_vec(), b"c".to_vec()]);
+        let all = collect(b, Bucket::Key, b"", None);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all.last().unwrap().0, b"\xff".to_vec());
+    }
+
+    pub fn batch_applies_in_order(b: &dyn Backend) {
+        let mut batch = WriteBatch::default();
+        batch.put(Bucket::Key, &b"k"[..], &b"1"[..]);
+        batch.delete(Bucket::Key, &b"k"[..]);
+        batch.put(Bucket::Key, &b"j"[..], &b"1"[..]);
+        batch.put(Bucket::Key, &b"j"[..], &b"2"[..]);
+        b.apply(batch).unwrap();
+        b.flush().unwrap();
+        assert_eq!(b.get(Bucket::Key, b"k").unwrap(), None);
+        assert_eq!(
+            b.get(Bucket::Key, b"j").unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert!(b.size_on_disk().unwrap() > 0);
+    }
+
+    pub fn run_all(make: &dyn Fn() -> Box<dyn Backend>) {
+        buckets_are_separate(make().as_ref());
+        scan_is_ordered_and_bounded(make().as_ref());
+        batch_applies_in_order(make().as_ref());
+    }
+}

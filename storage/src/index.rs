@@ -1,0 +1,182 @@
+//! The in-memory index of every key's history, ordered by key.
+//!
+//! Rebuilt from the backend at start; the backend holds values by revision, the
+//! index says which revision of which key a read at some revision sees.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::key_index::{KeyAt, KeyIndex, Removed};
+use crate::revision::Revision;
+
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
+/// A key range as etcd's requests express it.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRange<'a> {
+    pub key: &'a [u8],
+    /// Empty: the single `key`. `[0]`: every key >= `key`. Otherwise: `[key, end)`.
+    pub end: &'a [u8],
+}
+
+impl<'a> KeyRange<'a> {
+    pub fn new(key: &'a [u8], end: &'a [u8]) -> Self {
+        Self { key, end }
+    }
+
+    pub fn is_single(&self) -> bool {
+        self.end.is_empty()
+    }
+
+    fn bounds(&self) -> Option<KeyBounds<'a>> {
+        if self.end == [0] {
+            return Some((Bound::Included(self.key), Bound::Unbounded));
+        }
+        if self.end <= self.key {
+            return None;
+        }
+        Some((Bound::Included(self.key), Bound::Excluded(self.end)))
+    }
+
+    /// True when `k` lies in this range.
+    pub fn contains(&self, k: &[u8]) -> bool {
+        if self.is_single() {
+            return k == self.key;
+        }
+        k >= self.key && (self.end == [0] || k < self.end)
+    }
+}
+
+/// Keys and their histories.
+#[derive(Default, Debug)]
+pub struct TreeIndex {
+    keys: BTreeMap<Bytes, KeyIndex>,
+}
+
+impl TreeIndex {
+    /// Records a put; returns (create_revision, version).
+    pub fn put(&mut self, key: &Bytes, rev: Revision) -> (i64, i64) {
+        if let Some(ki) = self.keys.get_mut(key.as_ref()) {
+            return ki.put(rev);
+        }
+        let mut ki = KeyIndex::default();
+        let out = ki.put(rev);
+        self.keys.insert(key.clone(), ki);
+        out
+    }
+
+    /// Records a delete of a live key; false (nothing changed) when it is not live.
+    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+    }
+
+    pub fn restore_put(&mut self, key: Bytes, rev: Revision, created: i64, version: i64) {
+        self.keys
+            .entry(key)
+            .or_default()
+            .restore_put(rev, created, version);
+    }
+
+    pub fn restore_tombstone(&mut self, key: Bytes, rev: Revision) {
+        self.keys.entry(key).or_default().restore_tombstone(rev);
+    }
+
+    /// Calls `visit` with each key live at `at` in the range, in key order, until
+    /// it returns false.
+    pub fn visit(
+        &self,
+        range: KeyRange<'_>,
+        at: i64,
+        mut visit: impl FnMut(&Bytes, KeyAt) -> bool,
+    ) {
+        if range.is_single() {
+            if let Some((k, ki)) = self.keys.get_key_value(range.key) {
+                if let Some(found) = ki.get(at) {
+                    visit(k, found);
+                }
+            }
+            return;
+        }
+        let Some(bounds) = range.bounds() else { return };
+        for (k, ki) in self.keys.range::<[u8], _>(bounds) {
+            if let Some(found) = ki.get(at) {
+                if !visit(k, found) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Compacts every key's history at `at`; returns the changes to remove.
+    pub fn compact(&mut self, at: i64) -> Vec<Removed> {
+        let mut removed = Vec::new();
+        self.keys.retain(|_, ki| {
+            ki.compact(at, &mut removed);
+            !ki.is_empty()
+        });
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_with(keys: &[&str]) -> TreeIndex {
+        let mut idx = TreeIndex::default();
+        for (i, k) in keys.iter().enumerate() {
+            idx.put(
+                &Bytes::copy_from_slice(k.as_bytes()),
+                Revision::new(i as i64 + 1, 0),
+            );
+        }
+        idx
+    }
+
+    fn keys_in(idx: &TreeIndex, key: &str, end: &[u8], at: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        idx.visit(KeyRange::new(key.as_bytes(), end), at, |k, _| {
+            out.push(String::from_utf8(k.to_vec()).unwrap());
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn ranges_follow_etcd_conventions() {
+        let idx = index_with(&["a", "b", "c", "d"]);
+        assert_eq!(keys_in(&idx, "b", b"", 10), ["b"]);
+        assert_eq!(keys_in(&idx, "b", b"d", 10), ["b", "c"]);
+        assert_eq!(keys_in(&idx, "b", b"\0", 10), ["b", "c", "d"]);
+        assert_eq!(keys_in(&idx, "\0", b"\0", 10), ["a", "b", "c", "d"]);
+        assert!(
+            keys_in(&idx, "c", b"b", 10).is_empty(),
+            "end before key is empty"
+        );
+        assert_eq!(
+            keys_in(&idx, "a", b"\0", 2),
+            ["a", "b"],
+            "history respected"
+        );
+    }
+
+    #[test]
+    fn deleted_keys_are_invisible_after_the_delete_only() {
+        let mut idx = index_with(&["a", "b"]);
+        assert!(idx.tombstone(b"a", Revision::new(3, 0)));
+        assert!(!idx.tombstone(b"zzz", Revision::new(3, 1)));
+        assert_eq!(keys_in(&idx, "a", b"\0", 3), ["b"]);
+        assert_eq!(keys_in(&idx, "a", b"\0", 2), ["a", "b"]);
+    }
+
+    #[test]
+    fn range_contains_matches_visit() {
+        let r = KeyRange::new(b"b", b"d");
+        assert!(r.contains(b"b") && r.contains(b"c") && !r.contains(b"d") && !r.contains(b"a"));
+        let from = KeyRange::new(b"b", b"\0");
+        assert!(from.contains(b"zzz") && !from.contains(b"a"));
+        assert!(KeyRange::new(b"b", b"").contains(b"b"));
+    }
+}

@@ -1,0 +1,50 @@
+//! oxetcd's MVCC storage engine.
+//!
+//! - [`Store`]: the multi-version key-value store. Reads at any revision not yet
+//!   compacted ([`Store::range`]), one writer at a time ([`Store::write`] gives a
+//!   [`WriteTxn`]: one main revision, sub revisions per change), compaction
+//!   ([`Store::compact`]), durability ([`Store::commit`]: fsync, then visible) and
+//!   checksums ([`Store::hash_kv`]).
+//! - [`Backend`]: the narrow on-disk interface (ordered buckets, atomic batches,
+//!   flush, size); [`SledBackend`] implements it on sled.
+//! - [`Revision`], [`KeyRange`]: the vocabulary of requests.
+//!
+//! A write txn cannot be rolled back: callers validate a request completely
+//! before its first change, and treat an error from [`WriteTxn::end`] or
+//! [`Store::compact`] (backend I/O) as fatal to the process, which restarts from
+//! the last durable state.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use oxetcd_storage::{KeyRange, RangeOptions, SledBackend, Store};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
+//! let mut txn = store.write(1);
+//! txn.put(Bytes::from("foo"), Bytes::from("bar"), 0);
+//! assert_eq!(txn.end().unwrap(), 2); // an empty store is at revision 1
+//! assert_eq!(store.commit().unwrap(), 2); // durable, now visible
+//! let got = store.range(KeyRange::new(b"foo", b""), &RangeOptions::default()).unwrap();
+//! assert_eq!(got.kvs[0].value, "bar");
+//! ```
+
+mod backend;
+mod compaction;
+mod error;
+mod index;
+mod key_index;
+mod mvcc_txn;
+mod revision;
+mod sled_backend;
+mod store;
+
+pub use backend::{Backend, BatchOp, Bucket, Entry, WriteBatch};
+pub use error::{Result, StorageError};
+pub use index::KeyRange;
+pub use mvcc_txn::WriteTxn;
+pub use revision::Revision;
+pub use sled_backend::SledBackend;
+pub use store::{HashKv, RangeOptions, RangeResult, Store};
+
+#[cfg(test)]
+mod tests;

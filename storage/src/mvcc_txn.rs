@@ -1,0 +1,137 @@
+//! Write transactions: every change of one write request, at one main revision.
+//!
+//! A txn that changes anything gets main revision `current + 1`; its changes get
+//! sub revisions 0, 1, 2, ... Reads inside the txn see its own earlier changes.
+//! A txn that changes nothing (reads only, or a delete that matched nothing)
+//! creates no revision, as in etcd.
+
+use bytes::Bytes;
+use oxetcd_proto::mvccpb::KeyValue;
+use parking_lot::RwLockWriteGuard;
+use prost::Message;
+
+use crate::backend::{Bucket, WriteBatch};
+use crate::error::Result;
+use crate::index::KeyRange;
+use crate::revision::Revision;
+use crate::store::{
+    encode_i64, fetch_kv, read_range, RangeOptions, RangeResult, State, Store, META_APPLIED_INDEX,
+    META_CURRENT_REV,
+};
+
+/// One write request in progress. Holds the store's write lock until `end`.
+pub struct WriteTxn<'a> {
+    store: &'a Store,
+    state: RwLockWriteGuard<'a, State>,
+    batch: WriteBatch,
+    /// Changes made so far; the next one's sub revision.
+    changes: i64,
+    /// This txn's puts, which reads in the txn must see before they reach the
+    /// backend. Few: a txn has at most --max-txn-ops operations.
+    own_puts: Vec<(i64, KeyValue)>,
+    applied_index: u64,
+}
+
+impl Store {
+    /// Starts the write txn of the command with log index `applied_index`.
+    pub fn write(&self, applied_index: u64) -> WriteTxn<'_> {
+        WriteTxn {
+            store: self,
+            state: self.state.write(),
+            batch: WriteBatch::default(),
+            changes: 0,
+            own_puts: Vec::new(),
+            applied_index,
+        }
+    }
+}
+
+impl WriteTxn<'_> {
+    /// The revision reads in this txn see: the txn's own if it changed anything.
+    pub fn read_rev(&self) -> i64 {
+        self.state.current_rev + i64::from(self.changes > 0)
+    }
+
+    /// The main revision of this txn's changes.
+    pub fn write_rev(&self) -> i64 {
+        self.state.current_rev + 1
+    }
+
+    /// Reads a range, seeing this txn's changes so far.
+    pub fn range(&self, range: KeyRange<'_>, opts: &RangeOptions) -> Result<RangeResult> {
+        let backend = self.store.backend.as_ref();
+        let write_rev = self.write_rev();
+        read_range(&self.state, range, opts, self.read_rev(), |rev| {
+            if rev.main == write_rev {
+                if let Some((_, kv)) = self.own_puts.iter().find(|(sub, _)| *sub == rev.sub) {
+                    return Ok(kv.clone());
+                }
+            }
+            fetch_kv(backend, rev)
+        })
+    }
+
+    fn next_rev(&mut self) -> Revision {
+        let rev = Revision::new(self.write_rev(), self.changes);
+        self.changes += 1;
+        rev
+    }
+
+    /// Puts `value` at `key`; returns the stored key-value.
+    pub fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> KeyValue {
+        let rev = self.next_rev();
+        let (create_revision, version) = self.state.index.put(&key, rev);
+        let kv = KeyValue {
+            key,
+            create_revision,
+            mod_revision: rev.main,
+            version,
+            value,
+            lease,
+        };
+        self.batch
+            .put(Bucket::Key, rev.to_key(false).to_vec(), kv.encode_to_vec());
+        self.own_puts.push((rev.sub, kv.clone()));
+        kv
+    }
+
+    /// Deletes every key live in `range`; returns the deleted keys.
+    pub fn delete_range(&mut self, range: KeyRange<'_>) -> Vec<Bytes> {
+        let mut keys = Vec::new();
+        self.state.index.visit(range, self.read_rev(), |k, _| {
+            keys.push(k.clone());
+            true
+        });
+        for key in &keys {
+            let rev = self.next_rev();
+            self.state.index.tombstone(key, rev);
+            let tomb = KeyValue {
+                key: key.clone(),
+                mod_revision: rev.main,
+                ..KeyValue::default()
+            };
+            self.batch
+                .put(Bucket::Key, rev.to_key(true).to_vec(), tomb.encode_to_vec());
+        }
+        keys
+    }
+
+    /// Ends the txn: writes its changes to the backend (durable at the next
+    /// `Store::commit`). Returns the store's revision after the txn.
+    pub fn end(mut self) -> Result<i64> {
+        if self.changes > 0 {
+            let rev = self.write_rev();
+            self.batch
+                .put(Bucket::Meta, META_CURRENT_REV, encode_i64(rev));
+            self.batch.put(
+                Bucket::Meta,
+                META_APPLIED_INDEX,
+                encode_i64(self.applied_index as i64),
+            );
+            self.store.backend.apply(std::mem::take(&mut self.batch))?;
+            self.state.current_rev = rev;
+            self.state.applied_index = self.applied_index;
+        }
+        Ok(self.state.current_rev)
+    }
+}

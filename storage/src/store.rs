@@ -1,0 +1,250 @@
+//! The MVCC store: the key index in memory, every change in the backend by
+//! revision, and the rule that decides what readers may see.
+//!
+//! Durability rule: the single writer applies changes (index + backend) and
+//! calls [`Store::commit`], which flushes the backend (fsync) and only then
+//! raises the durable revision. Reads at "latest" read at the durable revision,
+//! so nobody ever sees a change that a crash could take back.
+//!
+//! ```text
+//! apply rev 11, 12 (index + backend, not yet fsynced)   readers: latest = 10
+//! commit: fsync                                          readers: latest = 10
+//!         durable_rev = 12                               readers: latest = 12
+//! ```
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::Bytes;
+use oxetcd_proto::mvccpb::KeyValue;
+use parking_lot::RwLock;
+use prost::Message;
+
+use crate::backend::{Backend, Bucket};
+use crate::error::{Result, StorageError};
+use crate::index::{KeyRange, TreeIndex};
+use crate::revision::Revision;
+
+pub(crate) const META_CURRENT_REV: &[u8] = b"current_rev";
+pub(crate) const META_COMPACT_REV: &[u8] = b"compact_rev";
+pub(crate) const META_APPLIED_INDEX: &[u8] = b"applied_index";
+
+/// How to read a range.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RangeOptions {
+    /// Most keys to return; 0 = all. `count` still counts every key.
+    pub limit: usize,
+    /// Revision to read at; 0 (or less) = latest.
+    pub rev: i64,
+    /// Count only; return no key-values.
+    pub count_only: bool,
+}
+
+/// The answer to a range read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Keys in the range at `rev`, ignoring the limit.
+    pub count: i64,
+    /// The revision the read saw.
+    pub rev: i64,
+}
+
+/// HashKV's answer: a checksum of history up to a revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashKv {
+    pub hash: u32,
+    pub compact_revision: i64,
+    pub hash_revision: i64,
+}
+
+/// Mutable state of the store. Guarded by `Store::state`.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) index: TreeIndex,
+    /// Last revision applied (durable or not).
+    pub(crate) current_rev: i64,
+    /// Revisions below this are compacted away.
+    pub(crate) compact_rev: i64,
+    /// Index of the last applied command that changed anything.
+    pub(crate) applied_index: u64,
+}
+
+/// The MVCC key-value store.
+pub struct Store {
+    pub(crate) backend: Box<dyn Backend>,
+    /// Index and counters. The single writer holds it for write for one txn or one
+    /// compaction (backend batch included); a reader holds it for read for its
+    /// whole read, so it sees one revision and no compaction midway. The only
+    /// lock in the store.
+    pub(crate) state: RwLock<State>,
+    /// Highest revision known durable; "latest" for readers.
+    durable_rev: AtomicI64,
+}
+
+impl Store {
+    /// Opens the store on `backend`, rebuilding the index from stored history.
+    pub fn open(backend: Box<dyn Backend>) -> Result<Self> {
+        let read_meta = |key: &[u8]| -> Result<i64> {
+            match backend.get(Bucket::Meta, key)? {
+                None => Ok(0),
+                Some(v) => decode_i64(&v).ok_or_else(|| corrupt_meta(key)),
+            }
+        };
+        let mut state = State {
+            // As in etcd, an empty store is at revision 1: the first write is 2.
+            current_rev: read_meta(META_CURRENT_REV)?.max(1),
+            compact_rev: read_meta(META_COMPACT_REV)?,
+            applied_index: read_meta(META_APPLIED_INDEX)? as u64,
+            ..State::default()
+        };
+        for entry in backend.scan(Bucket::Key, &[], None) {
+            let (k, v) = entry?;
+            let (rev, tombstone) = Revision::from_key(&k)
+                .ok_or_else(|| StorageError::Corrupt(format!("bad revision key {k:x?}")))?;
+            let kv = decode_kv(v, rev)?;
+            if tombstone {
+                state.index.restore_tombstone(kv.key, rev);
+            } else {
+                state
+                    .index
+                    .restore_put(kv.key, rev, kv.create_revision, kv.version);
+            }
+            state.current_rev = state.current_rev.max(rev.main);
+        }
+        state.current_rev = state.current_rev.max(state.compact_rev);
+        let durable = state.current_rev;
+        Ok(Self {
+            backend,
+            state: RwLock::new(state),
+            durable_rev: AtomicI64::new(durable),
+        })
+    }
+
+    /// Latest revision readers may see.
+    pub fn current_revision(&self) -> i64 {
+        self.durable_rev.load(Ordering::Acquire)
+    }
+
+    /// Last revision applied, durable or not (what the writer sees).
+    pub fn applied_revision(&self) -> i64 {
+        self.state.read().current_rev
+    }
+
+    /// Revisions below this have been compacted.
+    pub fn compacted_revision(&self) -> i64 {
+        self.state.read().compact_rev
+    }
+
+    /// Index of the last applied command that changed the store.
+    pub fn applied_index(&self) -> u64 {
+        self.state.read().applied_index
+    }
+
+    /// Reads `range` as of `opts.rev` (latest durable when 0).
+    pub fn range(&self, range: KeyRange<'_>, opts: &RangeOptions) -> Result<RangeResult> {
+        let state = self.state.read();
+        let backend = self.backend.as_ref();
+        read_range(&state, range, opts, self.current_revision(), |rev| {
+            fetch_kv(backend, rev)
+        })
+    }
+
+    /// Makes everything applied so far durable, then visible. Returns the new
+    /// durable revision.
+    pub fn commit(&self) -> Result<i64> {
+        let rev = self.state.read().current_rev;
+        self.backend.flush()?;
+        self.durable_rev.fetch_max(rev, Ordering::AcqRel);
+        Ok(rev)
+    }
+
+    /// A checksum of every stored change at or below `rev` (0 = latest), to compare
+    /// members holding the same history.
+    pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
+        let state = self.state.read();
+        let latest = self.current_revision();
+        let rev = if rev <= 0 { latest } else { rev };
+        check_readable(&state, rev, latest)?;
+        let mut hasher = crc32fast::Hasher::new();
+        let end = Revision::scan_start(rev + 1);
+        for entry in self.backend.scan(Bucket::Key, &[], Some(&end)) {
+            let (k, v) = entry?;
+            hasher.update(&k);
+            hasher.update(&v);
+        }
+        Ok(HashKv {
+            hash: hasher.finalize(),
+            compact_revision: state.compact_rev,
+            hash_revision: rev,
+        })
+    }
+
+    /// Bytes the backend occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.backend.size_on_disk()
+    }
+}
+
+pub(crate) fn check_readable(state: &State, rev: i64, latest: i64) -> Result<()> {
+    if rev > latest {
+        return Err(StorageError::FutureRevision);
+    }
+    if rev < state.compact_rev {
+        return Err(StorageError::Compacted);
+    }
+    Ok(())
+}
+
+/// The one read path, shared by plain reads and reads inside a write txn
+/// (whose own puts are not in the backend yet: `fetch` finds them).
+pub(crate) fn read_range(
+    state: &State,
+    range: KeyRange<'_>,
+    opts: &RangeOptions,
+    latest: i64,
+    fetch: impl Fn(Revision) -> Result<KeyValue>,
+) -> Result<RangeResult> {
+    let rev = if opts.rev <= 0 { latest } else { opts.rev };
+    check_readable(state, rev, latest)?;
+    let mut count = 0i64;
+    let mut found = Vec::new();
+    state.index.visit(range, rev, |_, at| {
+        count += 1;
+        if !opts.count_only && (opts.limit == 0 || found.len() < opts.limit) {
+            found.push(at.modified);
+        }
+        true
+    });
+    let kvs = found.into_iter().map(fetch).collect::<Result<_>>()?;
+    Ok(RangeResult { kvs, count, rev })
+}
+
+pub(crate) fn fetch_kv(backend: &dyn Backend, rev: Revision) -> Result<KeyValue> {
+    let v = backend
+        .get(Bucket::Key, &rev.to_key(false))?
+        .ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "index names revision {rev} but the backend lacks it"
+            ))
+        })?;
+    decode_kv(v, rev)
+}
+
+fn decode_kv(v: Bytes, rev: Revision) -> Result<KeyValue> {
+    KeyValue::decode(v).map_err(|e| StorageError::Corrupt(format!("revision {rev}: {e}")))
+}
+
+pub(crate) fn encode_i64(v: i64) -> Bytes {
+    Bytes::copy_from_slice(&v.to_be_bytes())
+}
+
+fn decode_i64(v: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(v.try_into().ok()?))
+}
+
+fn corrupt_meta(key: &[u8]) -> StorageError {
+    StorageError::Corrupt(format!(
+        "meta value {} is not 8 bytes",
+        String::from_utf8_lossy(key)
+    ))
+}

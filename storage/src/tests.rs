@@ -1,0 +1,293 @@
+//! Store tests against a model: a plain list of every revision's full state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use crate::{KeyRange, RangeOptions, SledBackend, StorageError, Store};
+
+/// A key's value, create_revision, mod_revision and version.
+type ModelKv = (Vec<u8>, i64, i64, i64);
+
+/// The model: the complete key -> value map after each revision. Index = revision.
+#[derive(Clone, Default)]
+struct Model {
+    states: Vec<BTreeMap<Vec<u8>, ModelKv>>,
+    compacted: i64,
+}
+
+impl Model {
+    /// Revision 1 is the empty store, as in etcd; index 0 stands for nothing.
+    fn new() -> Self {
+        Self {
+            states: vec![BTreeMap::new(), BTreeMap::new()],
+            compacted: 0,
+        }
+    }
+    fn rev(&self) -> i64 {
+        self.states.len() as i64 - 1
+    }
+    fn put(&mut self, k: &[u8], v: &[u8]) {
+        let rev = self.rev() + 1;
+        let mut s = self.states.last().unwrap().clone();
+        let (create, ver) = match s.get(k) {
+            Some(&(_, c, _, ver)) => (c, ver + 1),
+            None => (rev, 1),
+        };
+        s.insert(k.to_vec(), (v.to_vec(), create, rev, ver));
+        self.states.push(s);
+    }
+    fn delete(&mut self, k: &[u8]) -> bool {
+        let mut s = self.states.last().unwrap().clone();
+        if s.remove(k).is_none() {
+            return false;
+        }
+        self.states.push(s);
+        true
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8, u8),
+    Delete(u8),
+    Compact(u8),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..8, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0u8..8).prop_map(Op::Delete),
+        1 => any::<u8>().prop_map(Op::Compact),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn open(path: &Path) -> Store {
+    Store::open(Box::new(SledBackend::open(path, 8 << 20).unwrap())).unwrap()
+}
+
+fn key(k: u8) -> Bytes {
+    Bytes::from(vec![b'k', k])
+}
+
+fn check_all_revisions(store: &Store, model: &Model) {
+    assert_eq!(store.current_revision(), model.rev());
+    let latest = store.range(KeyRange::new(b"\0", b"\0"), &RangeOptions::default());
+    if model.rev() >= model.compacted {
+        let latest = latest.unwrap();
+        assert_eq!(
+            (latest.rev, latest.count as usize),
+            (model.rev(), model.states.last().unwrap().len())
+        );
+    }
+    for rev in 1..=model.rev() {
+        let opts = RangeOptions {
+            rev,
+            ..Default::default()
+        };
+        let got = store.range(KeyRange::new(b"\0", b"\0"), &opts);
+        if rev < model.compacted {
+            assert!(
+                matches!(got, Err(StorageError::Compacted)),
+                "rev {rev} should be compacted"
+            );
+            continue;
+        }
+        let got = got.unwrap();
+        let want = &model.states[rev as usize];
+        let got_map: BTreeMap<Vec<u8>, ModelKv> = got
+            .kvs
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.to_vec(),
+                    (
+                        kv.value.to_vec(),
+                        kv.create_revision,
+                        kv.mod_revision,
+                        kv.version,
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(&got_map, want, "state at revision {rev}");
+        assert_eq!(got.count as usize, want.len());
+    }
+    let future = RangeOptions {
+        rev: model.rev() + 1,
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.range(KeyRange::new(b"a", b""), &future),
+        Err(StorageError::FutureRevision)
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_matches_model_at_every_revision(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let mut model = Model::new();
+        let mut index = 0;
+        for op in ops {
+            index += 1;
+            match op {
+                Op::Put(k, v) => {
+                    let mut txn = store.write(index);
+                    txn.put(key(k), Bytes::from(vec![v]), 0);
+                    txn.end().unwrap();
+                    model.put(&key(k), &[v]);
+                }
+                Op::Delete(k) => {
+                    let mut txn = store.write(index);
+                    let deleted = txn.delete_range(KeyRange::new(&key(k), b""));
+                    txn.end().unwrap();
+                    prop_assert_eq!(deleted.len() == 1, model.delete(&key(k)));
+                }
+                Op::Compact(r) => {
+                    let r = i64::from(r) % (model.rev() + 1);
+                    let res = store.compact(r);
+                    if r <= model.compacted {
+                        prop_assert!(matches!(res, Err(StorageError::Compacted)));
+                    } else {
+                        res.unwrap();
+                        model.compacted = r;
+                    }
+                }
+                Op::Reopen => {
+                    store.commit().unwrap();
+                    drop(store);
+                    store = open(dir.path());
+                }
+            }
+            store.commit().unwrap();
+        }
+        check_all_revisions(&store, &model);
+        drop(store);
+        check_all_revisions(&open(dir.path()), &model);
+    }
+}
+
+#[test]
+fn unflushed_changes_are_invisible_until_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut txn = store.write(1);
+    txn.put(key(1), Bytes::from("v"), 0);
+    txn.end().unwrap();
+    let latest = RangeOptions::default();
+    assert_eq!(
+        store
+            .range(KeyRange::new(&key(1), b""), &latest)
+            .unwrap()
+            .kvs
+            .len(),
+        0
+    );
+    store.commit().unwrap();
+    assert_eq!(
+        store
+            .range(KeyRange::new(&key(1), b""), &latest)
+            .unwrap()
+            .kvs
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn txn_changes_share_one_revision_and_read_their_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut txn = store.write(1);
+    txn.put(key(1), Bytes::from("a"), 0);
+    txn.put(key(2), Bytes::from("b"), 7);
+    let seen = txn
+        .range(KeyRange::new(b"\0", b"\0"), &RangeOptions::default())
+        .unwrap();
+    assert_eq!(seen.kvs.len(), 2);
+    assert_eq!(txn.end().unwrap(), 2);
+    store.commit().unwrap();
+    let got = store
+        .range(KeyRange::new(b"\0", b"\0"), &RangeOptions::default())
+        .unwrap();
+    assert!(got.kvs.iter().all(|kv| kv.mod_revision == 2));
+    assert_eq!(got.kvs[1].lease, 7);
+}
+
+#[test]
+fn empty_txn_creates_no_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut txn = store.write(1);
+    assert!(txn.delete_range(KeyRange::new(b"nothing", b"")).is_empty());
+    assert_eq!(txn.end().unwrap(), 1, "still the empty store's revision");
+}
+
+#[test]
+fn limit_cuts_kvs_but_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for i in 0..5 {
+        let mut txn = store.write(i + 1);
+        txn.put(key(i as u8), Bytes::from("v"), 0);
+        txn.end().unwrap();
+    }
+    store.commit().unwrap();
+    let got = store
+        .range(
+            KeyRange::new(b"\0", b"\0"),
+            &RangeOptions {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((got.kvs.len(), got.count), (2, 5));
+    let counted = store
+        .range(
+            KeyRange::new(b"\0", b"\0"),
+            &RangeOptions {
+                count_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((counted.kvs.len(), counted.count), (0, 5));
+}
+
+#[test]
+fn hash_kv_agrees_between_stores_with_equal_history_and_differs_otherwise() {
+    let build = |values: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for (i, v) in values.iter().enumerate() {
+            let mut txn = store.write(i as u64 + 1);
+            txn.put(key(1), Bytes::copy_from_slice(v.as_bytes()), 0);
+            txn.end().unwrap();
+        }
+        store.commit().unwrap();
+        store.compact(3).unwrap();
+        (dir, store)
+    };
+    let (_d1, a) = build(&["x", "y", "z"]);
+    let (_d2, b) = build(&["x", "y", "z"]);
+    let (_d3, c) = build(&["x", "y", "Z"]);
+    let ha = a.hash_kv(0).unwrap();
+    assert_eq!(ha, b.hash_kv(0).unwrap());
+    assert_eq!((ha.compact_revision, ha.hash_revision), (3, 4));
+    assert_ne!(ha.hash, c.hash_kv(0).unwrap().hash);
+    assert_eq!(
+        a.hash_kv(3).unwrap().hash,
+        c.hash_kv(3).unwrap().hash,
+        "same history up to 3"
+    );
+    assert!(matches!(a.hash_kv(2), Err(StorageError::Compacted)));
+}
