@@ -43,9 +43,10 @@ pub struct RangeOptions {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RangeResult {
     pub kvs: Vec<KeyValue>,
-    /// Keys in the range at `rev`, ignoring the limit.
+    /// Keys in the range at the revision read, ignoring the limit.
     pub count: i64,
-    /// The revision the read saw.
+    /// The store's revision when it was read (what etcd puts in the response
+    /// header, also for reads of the past).
     pub rev: i64,
 }
 
@@ -216,7 +217,11 @@ pub(crate) fn read_range(
         true
     });
     let kvs = found.into_iter().map(fetch).collect::<Result<_>>()?;
-    Ok(RangeResult { kvs, count, rev })
+    Ok(RangeResult {
+        kvs,
+        count,
+        rev: latest,
+    })
 }
 
 pub(crate) fn fetch_kv(backend: &dyn Backend, rev: Revision) -> Result<KeyValue> {
