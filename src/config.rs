@@ -49,6 +49,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub quota_backend_bytes: i64,
+    /// How often idle watches that asked for it get a progress notification.
+    pub watch_progress_notify_interval: std::time::Duration,
     pub client_tls: TlsSettings,
     pub peer_tls: TlsSettings,
     /// One of debug, info, warn, error, dpanic, panic, fatal.
@@ -371,7 +373,7 @@ const FLAGS: &[Flag] = &[
     flag!("experimental-enable-lease-checkpoint-persist", Bool, "false", Warn("lease checkpoints land with clustering"), "Experimental feature", "Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases."),
     flag!("experimental-compaction-batch-limit", Int(64), "1000", Warn("compaction tuning lands later"), "Experimental feature", "Sets the maximum revisions deleted in each compaction batch."),
     flag!("experimental-peer-skip-client-san-verification", Bool, "false", Warn("peer connections land with clustering"), "Experimental feature", "Skip verification of SAN field in client certificate for peer connections."),
-    flag!("experimental-watch-progress-notify-interval", Dur, "10m", Warn("watch progress notifications land later"), "Experimental feature", "Duration of periodical watch progress notification."),
+    flag!("experimental-watch-progress-notify-interval", Dur, "10m", Supported, "Experimental feature", "Duration of periodical watch progress notification."),
     flag!("experimental-warning-apply-duration", Dur, "100ms", Warn("slow-apply warnings land later"), "Experimental feature", "Warning is generated if requests take more than this duration."),
     flag!("unsafe-no-fsync", Bool, "false", Warn("durability settings land later"), "Unsafe feature", "Disables fsync, unsafe, will cause data loss."),
     flag!("force-new-cluster", Bool, "false", Warn("membership changes land with clustering"), "Unsafe feature", "Force to create a new one-member cluster."),
@@ -761,6 +763,8 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     let max_request_bytes = v.usize("max-request-bytes")?;
     let max_txn_ops = v.usize("max-txn-ops")?;
     let quota_backend_bytes = v.int("quota-backend-bytes", 64)?;
+    let watch_progress_notify_interval =
+        positive_duration(v, "experimental-watch-progress-notify-interval")?;
 
     let listen_peer_urls = listen_urls(v, "listen-peer-urls")?;
     let listen_client_urls = listen_urls(v, "listen-client-urls")?;
@@ -829,11 +833,27 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         max_request_bytes,
         max_txn_ops,
         quota_backend_bytes,
+        watch_progress_notify_interval,
         client_tls,
         peer_tls,
         log_level,
         warnings,
     })
+}
+
+/// A duration flag that must be above zero (a zero interval would spin).
+fn positive_duration(v: &Values, flag: &str) -> Result<std::time::Duration, ConfigError> {
+    let nanos = v.duration(flag)?;
+    if nanos <= 0 {
+        return Err(ConfigError::InvalidValue {
+            origin: format!("flag --{flag}"),
+            value: format!("{nanos}ns"),
+            reason: "must be greater than zero".to_string(),
+        });
+    }
+    Ok(std::time::Duration::from_nanos(
+        u64::try_from(nanos).unwrap_or(u64::MAX),
+    ))
 }
 
 fn invalid_choice(v: &Values, flag: &str, valid: &[&str]) -> ConfigError {

@@ -1,4 +1,4 @@
-//! Start-up, top to bottom: data dir, store, write path, identity, TLS,
+//! Start-up, top to bottom: data dir, store, watch hub, write path, identity, TLS,
 //! listeners, services. Each part lives in its own module.
 
 use std::collections::BTreeMap;
@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use oxetcd_proto::etcdserverpb::kv_server::KvServer;
 use oxetcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use oxetcd_proto::etcdserverpb::watch_server::WatchServer;
 use oxetcd_storage::{SledBackend, StorageError, Store};
+use oxetcd_watch::{WatchConfig, WatchHub};
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError};
 use crate::ids;
 use crate::listener::{self, ListenError};
-use crate::service::{KvService, MaintenanceService, Node};
+use crate::service::{KvService, MaintenanceService, Node, WatchService};
 use crate::tls::{self, TlsError};
 use crate::write::Proposer;
 
@@ -47,7 +49,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let data_dir = DataDir::prepare(&config.data_dir)?;
     let backend = SledBackend::open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
     let store = Arc::new(Store::open(Box::new(backend))?);
-    let proposer = Proposer::start(store.clone())?;
+    let watch_config = WatchConfig {
+        progress_notify_interval: config.watch_progress_notify_interval,
+        ..WatchConfig::default()
+    };
+    let hub = WatchHub::start(store.clone(), watch_config);
+    let proposer = Proposer::start(store.clone(), hub.clone())?;
 
     let (member_id, cluster_id) = identity(&config);
     let node = Arc::new(Node {
@@ -85,6 +92,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let router = tonic::transport::Server::builder()
         .add_service(
             KvServer::new(KvService::new(node.clone()))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            WatchServer::new(WatchService::new(node.clone(), hub))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(usize::MAX),
         )

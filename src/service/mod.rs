@@ -2,9 +2,11 @@
 
 mod kv;
 mod maintenance;
+mod watch;
 
 pub use kv::KvService;
 pub use maintenance::MaintenanceService;
+pub use watch::WatchService;
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The single writer, with group commit.
+//! The single writer, with group commit and watch notification.
 //!
 //! Requests queue on a channel; one thread takes everything queued, applies it in
 //! order (each command its own revision), fsyncs once through
@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use oxetcd_storage::Store;
+use oxetcd_watch::WatchHub;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
@@ -36,12 +37,12 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the writer thread over `store`.
-    pub fn start(store: Arc<Store>) -> std::io::Result<Self> {
+    /// Starts the writer thread over `store`; each commit's changes go to `hub`.
+    pub fn start(store: Arc<Store>, hub: Arc<WatchHub>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("oxetcd-apply".into())
-            .spawn(move || run(&store, rx))?;
+            .spawn(move || run(&store, &hub, rx))?;
         Ok(Self { tx })
     }
 
@@ -56,7 +57,7 @@ impl Proposer {
     }
 }
 
-fn run(store: &Store, mut rx: mpsc::Receiver<Proposal>) {
+fn run(store: &Store, hub: &WatchHub, mut rx: mpsc::Receiver<Proposal>) {
     let mut index = store.applied_index();
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -82,8 +83,12 @@ fn run(store: &Store, mut rx: mpsc::Receiver<Proposal>) {
             results.push(result);
         }
         if fatal.is_none() && before != (store.applied_revision(), store.compacted_revision()) {
-            if let Err(e) = store.commit() {
-                fatal = Some(e.to_string());
+            match store.commit() {
+                // Watchers see a change only once it is durable, before the
+                // writer hears back: a client that wrote and then watches from
+                // the next revision misses nothing.
+                Ok(committed) => hub.notify(&committed.events),
+                Err(e) => fatal = Some(e.to_string()),
             }
         }
         if let Some(err) = fatal {

@@ -3,8 +3,9 @@
 //! - [`Store`]: the multi-version key-value store. Reads at any revision not yet
 //!   compacted ([`Store::range`]), one writer at a time ([`Store::write`] gives a
 //!   [`WriteTxn`]: one main revision, sub revisions per change), compaction
-//!   ([`Store::compact`]), durability ([`Store::commit`]: fsync, then visible) and
-//!   checksums ([`Store::hash_kv`]).
+//!   ([`Store::compact`]), durability ([`Store::commit`]: fsync, then visible,
+//!   handing back the changes as watch events), history for watchers catching up
+//!   ([`Store::history`]) and checksums ([`Store::hash_kv`]).
 //! - [`Backend`]: the narrow on-disk interface (ordered buckets, atomic batches,
 //!   flush, size); [`SledBackend`] implements it on sled.
 //! - [`Revision`], [`KeyRange`]: the vocabulary of requests.
@@ -23,7 +24,7 @@
 //! let mut txn = store.write(1);
 //! txn.put(Bytes::from("foo"), Bytes::from("bar"), 0);
 //! assert_eq!(txn.end().unwrap(), 2); // an empty store is at revision 1
-//! assert_eq!(store.commit().unwrap(), 2); // durable, now visible
+//! assert_eq!(store.commit().unwrap().rev, 2); // durable, now visible
 //! let got = store.range(KeyRange::new(b"foo", b""), &RangeOptions::default()).unwrap();
 //! assert_eq!(got.kvs[0].value, "bar");
 //! ```
@@ -44,7 +45,7 @@ pub use index::KeyRange;
 pub use mvcc_txn::WriteTxn;
 pub use revision::Revision;
 pub use sled_backend::SledBackend;
-pub use store::{HashKv, RangeOptions, RangeResult, Store};
+pub use store::{Committed, HashKv, RangeOptions, RangeResult, Store};
 
 #[cfg(test)]
 mod tests;

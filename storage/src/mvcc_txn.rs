@@ -6,7 +6,8 @@
 //! creates no revision, as in etcd.
 
 use bytes::Bytes;
-use oxetcd_proto::mvccpb::KeyValue;
+use oxetcd_proto::mvccpb::event::EventType;
+use oxetcd_proto::mvccpb::{Event, KeyValue};
 use parking_lot::RwLockWriteGuard;
 use prost::Message;
 
@@ -26,9 +27,10 @@ pub struct WriteTxn<'a> {
     batch: WriteBatch,
     /// Changes made so far; the next one's sub revision.
     changes: i64,
-    /// This txn's puts, which reads in the txn must see before they reach the
-    /// backend. Few: a txn has at most --max-txn-ops operations.
-    own_puts: Vec<(i64, KeyValue)>,
+    /// This txn's changes as watch events; `events[sub]` is the change at sub
+    /// revision `sub`. Reads in the txn find its own puts here before they reach
+    /// the backend.
+    events: Vec<Event>,
     applied_index: u64,
 }
 
@@ -40,7 +42,7 @@ impl Store {
             state: self.state.write(),
             batch: WriteBatch::default(),
             changes: 0,
-            own_puts: Vec::new(),
+            events: Vec::new(),
             applied_index,
         }
     }
@@ -63,8 +65,12 @@ impl WriteTxn<'_> {
         let write_rev = self.write_rev();
         read_range(&self.state, range, opts, self.read_rev(), |rev| {
             if rev.main == write_rev {
-                if let Some((_, kv)) = self.own_puts.iter().find(|(sub, _)| *sub == rev.sub) {
-                    return Ok(kv.clone());
+                let own = self
+                    .events
+                    .get(rev.sub as usize)
+                    .filter(|e| e.r#type == EventType::Put as i32);
+                if let Some(kv) = own.and_then(|e| e.kv.clone()) {
+                    return Ok(kv);
                 }
             }
             fetch_kv(backend, rev)
@@ -91,7 +97,11 @@ impl WriteTxn<'_> {
         };
         self.batch
             .put(Bucket::Key, rev.to_key(false).to_vec(), kv.encode_to_vec());
-        self.own_puts.push((rev.sub, kv.clone()));
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv.clone()),
+            prev_kv: None,
+        });
         kv
     }
 
@@ -112,6 +122,11 @@ impl WriteTxn<'_> {
             };
             self.batch
                 .put(Bucket::Key, rev.to_key(true).to_vec(), tomb.encode_to_vec());
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(tomb),
+                prev_kv: None,
+            });
         }
         keys
     }
@@ -131,6 +146,8 @@ impl WriteTxn<'_> {
             self.store.backend.apply(std::mem::take(&mut self.batch))?;
             self.state.current_rev = rev;
             self.state.applied_index = self.applied_index;
+            let events = std::mem::take(&mut self.events);
+            self.state.pending_events.extend(events);
         }
         Ok(self.state.current_rev)
     }

@@ -15,7 +15,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
-use oxetcd_proto::mvccpb::KeyValue;
+use oxetcd_proto::mvccpb::event::EventType;
+use oxetcd_proto::mvccpb::{Event, KeyValue};
 use parking_lot::RwLock;
 use prost::Message;
 
@@ -68,6 +69,18 @@ pub(crate) struct State {
     pub(crate) compact_rev: i64,
     /// Index of the last applied command that changed anything.
     pub(crate) applied_index: u64,
+    /// Changes applied since the last commit, in revision order: what watchers
+    /// get once the commit makes them durable.
+    pub(crate) pending_events: Vec<Event>,
+}
+
+/// What a commit made durable and visible.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The durable revision now.
+    pub rev: i64,
+    /// Every change since the previous commit, in revision order.
+    pub events: Vec<Event>,
 }
 
 /// The MVCC key-value store.
@@ -150,13 +163,60 @@ impl Store {
         })
     }
 
-    /// Makes everything applied so far durable, then visible. Returns the new
-    /// durable revision.
-    pub fn commit(&self) -> Result<i64> {
-        let rev = self.state.read().current_rev;
+    /// Makes everything applied so far durable, then visible; returns the new
+    /// durable revision and the changes that just became durable.
+    pub fn commit(&self) -> Result<Committed> {
+        let (rev, events) = {
+            let mut state = self.state.write();
+            (state.current_rev, std::mem::take(&mut state.pending_events))
+        };
         self.backend.flush()?;
         self.durable_rev.fetch_max(rev, Ordering::AcqRel);
-        Ok(rev)
+        Ok(Committed { rev, events })
+    }
+
+    /// Every change with main revision in `from..=to`, oldest first, stopping
+    /// after the revision in which the `max_events`th event falls (a revision is
+    /// never split). Returns the events and the next revision to read from.
+    /// `from` must not be compacted: this is what watchers catch up from.
+    pub fn history(&self, from: i64, to: i64, max_events: usize) -> Result<(Vec<Event>, i64)> {
+        let state = self.state.read();
+        if from < state.compact_rev {
+            return Err(StorageError::Compacted);
+        }
+        let to = to.min(self.current_revision());
+        let mut events: Vec<Event> = Vec::new();
+        let mut next = to + 1;
+        let end = Revision::scan_start(to + 1);
+        for entry in self
+            .backend
+            .scan(Bucket::Key, &Revision::scan_start(from), Some(&end))
+        {
+            let (k, v) = entry?;
+            let (rev, tombstone) = Revision::from_key(&k)
+                .ok_or_else(|| StorageError::Corrupt(format!("bad revision key {k:x?}")))?;
+            if events.len() >= max_events
+                && events
+                    .last()
+                    .and_then(|e| e.kv.as_ref())
+                    .map(|kv| kv.mod_revision)
+                    != Some(rev.main)
+            {
+                next = rev.main;
+                break;
+            }
+            let kind = if tombstone {
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            events.push(Event {
+                r#type: kind as i32,
+                kv: Some(decode_kv(v, rev)?),
+                prev_kv: None,
+            });
+        }
+        Ok((events, next))
     }
 
     /// A checksum of every stored change at or below `rev` (0 = latest), to compare

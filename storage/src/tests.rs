@@ -291,3 +291,68 @@ fn hash_kv_agrees_between_stores_with_equal_history_and_differs_otherwise() {
     );
     assert!(matches!(a.hash_kv(2), Err(StorageError::Compacted)));
 }
+
+fn event_summary(events: &[oxetcd_proto::mvccpb::Event]) -> Vec<(i32, String, i64)> {
+    events
+        .iter()
+        .map(|e| {
+            let kv = e.kv.as_ref().expect("event kv");
+            (
+                e.r#type,
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                kv.mod_revision,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn commit_hands_out_durable_changes_and_history_replays_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut committed = Vec::new();
+    for i in 0..6u8 {
+        let mut txn = store.write(u64::from(i) + 1);
+        txn.put(key(i % 3), Bytes::from(vec![i]), 0);
+        if i == 4 {
+            txn.put(key(9), Bytes::from("x"), 0);
+        }
+        if i == 5 {
+            txn.delete_range(KeyRange::new(&key(0), b""));
+        }
+        txn.end().unwrap();
+        if i % 2 == 1 {
+            committed.extend(store.commit().unwrap().events);
+        }
+    }
+    assert_eq!(
+        store.commit().unwrap().events.len(),
+        0,
+        "each change is handed out once"
+    );
+    let (history, next) = store.history(2, 100, usize::MAX).unwrap();
+    assert_eq!(event_summary(&history), event_summary(&committed));
+    assert_eq!(next, store.current_revision() + 1);
+    assert_eq!(history.len(), 8, "6 puts, 1 extra put, 1 delete");
+
+    // A limit never splits a revision: revision 6 has two changes.
+    let (first, next) = store.history(2, 100, 5).unwrap();
+    assert_eq!(first.len(), 6);
+    assert_eq!(next, 7);
+    let (rest, _) = store.history(next, 100, usize::MAX).unwrap();
+    assert_eq!(first.len() + rest.len(), history.len());
+
+    store.compact(4).unwrap();
+    assert!(matches!(
+        store.history(3, 100, 10),
+        Err(StorageError::Compacted)
+    ));
+    let (after, _) = store.history(4, 100, usize::MAX).unwrap();
+    assert_eq!(
+        after
+            .first()
+            .and_then(|e| e.kv.as_ref())
+            .map(|kv| kv.mod_revision),
+        Some(4)
+    );
+}

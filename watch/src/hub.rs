@@ -1,0 +1,514 @@
+//! The watch hub: every watcher of every stream, and the rules that keep each
+//! watcher's events ordered, unique, atomic per revision and gap-free.
+//!
+//! A watcher is either *synced* (it has every event up to the last revision
+//! the hub was told about, `notified_rev`, and gets new events straight from
+//! the write path) or *unsynced* (it is owed history: it started in the past,
+//! or its stream was too slow). Unsynced watchers catch up from the store's
+//! history in the background and rejoin the synced set once nothing is owed:
+//!
+//! ```text
+//! notified_rev = 10
+//! create(start 4)  -> unsynced, next_rev 4
+//! catch-up reads history 4..=10, sends it      -> next_rev 11 > 10: synced
+//! notify(rev 11)   -> sent from the write path -> next_rev 12
+//! stream full at 12 -> unsynced, next_rev 12 (no event is dropped: it is read
+//!                      again from history later)
+//! ```
+//!
+//! The write path never waits for a watcher: a stream whose queue is full has
+//! its watchers moved to catch-up instead.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxetcd_proto::mvccpb::Event;
+use oxetcd_storage::{StorageError, Store};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+use tracing::warn;
+
+use crate::watcher::{StreamId, WatchSpec, Watcher, WatcherKey};
+use crate::watcher_set::WatcherSet;
+
+/// etcd's answer to a client-chosen watch ID already in use on the stream.
+pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+/// The watch ID of responses that belong to no single watch.
+pub const INVALID_WATCH_ID: i64 = -1;
+
+/// Tuning of the hub.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// Responses a stream may have queued before its watchers are moved to
+    /// catch-up.
+    pub stream_queue: usize,
+    /// How often idle watchers that asked for it get a progress notification.
+    pub progress_notify_interval: Duration,
+    /// Most events read from history in one catch-up round.
+    pub catch_up_batch: usize,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            stream_queue: 1024,
+            // etcd's default (--experimental-watch-progress-notify-interval).
+            progress_notify_interval: Duration::from_secs(600),
+            catch_up_batch: 1000,
+        }
+    }
+}
+
+/// What a stream is sent; the gRPC layer turns it into a WatchResponse.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub watch_id: i64,
+    /// The revision for the response header.
+    pub revision: i64,
+    pub kind: DeliveryKind,
+    /// The watcher asked for prev_kv / fragment.
+    pub prev_kv: bool,
+    pub fragment: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeliveryKind {
+    Created,
+    /// Created and canceled at once (watch_id is INVALID_WATCH_ID).
+    Refused(String),
+    Canceled,
+    /// Events of one or more whole revisions, oldest first.
+    Events(Vec<Event>),
+    /// The watcher's start revision was compacted; it is canceled.
+    Compacted(i64),
+    /// Every event after `revision` will be newer.
+    Progress,
+}
+
+struct StreamState {
+    tx: mpsc::UnboundedSender<Delivery>,
+    queued: Arc<AtomicUsize>,
+    watch_ids: HashSet<i64>,
+    next_auto_id: i64,
+    /// A progress request waits for this stream's watchers to catch up.
+    progress_pending: bool,
+}
+
+impl StreamState {
+    fn send(&self, d: Delivery) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        // A closed receiver means the stream is going away; close_stream follows.
+        let _ = self.tx.send(d);
+    }
+
+    fn has_room(&self, limit: usize) -> bool {
+        self.queued.load(Ordering::Acquire) < limit
+    }
+}
+
+#[derive(Default)]
+struct HubState {
+    streams: HashMap<StreamId, StreamState>,
+    synced: WatcherSet,
+    unsynced: HashMap<WatcherKey, Watcher>,
+    /// The last revision delivered to synced watchers.
+    notified_rev: i64,
+    next_stream: StreamId,
+}
+
+/// The hub. Shared by the write path (`notify`) and every watch stream.
+pub struct WatchHub {
+    /// All watcher state. Held briefly, never across I/O or an await.
+    state: Mutex<HubState>,
+    store: Arc<Store>,
+    config: WatchConfig,
+    wake_catch_up: Notify,
+}
+
+/// One client stream's end of the hub. Dropping it cancels its watchers.
+pub struct WatchStream {
+    control: StreamControl,
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// Creates, cancels and asks for progress on one stream.
+#[derive(Clone)]
+pub struct StreamControl {
+    hub: Arc<WatchHub>,
+    id: StreamId,
+}
+
+impl WatchHub {
+    /// A hub over `store`, starting after the store's current revision. Spawns
+    /// its catch-up and progress tasks on the current tokio runtime.
+    pub fn start(store: Arc<Store>, config: WatchConfig) -> Arc<Self> {
+        let state = HubState {
+            notified_rev: store.current_revision(),
+            ..HubState::default()
+        };
+        let hub = Arc::new(Self {
+            state: Mutex::new(state),
+            store,
+            config,
+            wake_catch_up: Notify::new(),
+        });
+        tokio::spawn(hub.clone().catch_up_loop());
+        tokio::spawn(hub.clone().progress_loop());
+        hub
+    }
+
+    /// Opens a stream.
+    pub fn open_stream(self: &Arc<Self>) -> WatchStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let mut st = self.state.lock();
+        let id = st.next_stream;
+        st.next_stream += 1;
+        let stream = StreamState {
+            tx,
+            queued: queued.clone(),
+            watch_ids: HashSet::new(),
+            next_auto_id: 0,
+            progress_pending: false,
+        };
+        st.streams.insert(id, stream);
+        WatchStream {
+            control: StreamControl {
+                hub: self.clone(),
+                id,
+            },
+            rx,
+            queued,
+        }
+    }
+
+    /// Delivers durable changes, in revision order, to synced watchers. Called
+    /// by the write path after each commit; never blocks on a stream.
+    pub fn notify(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut wake = false;
+        let mut st = self.state.lock();
+        let HubState {
+            streams,
+            synced,
+            unsynced,
+            notified_rev,
+            ..
+        } = &mut *st;
+        let mut matched = Vec::new();
+        let mut owed: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
+        for group in events.chunk_by(|a, b| revision_of(a) == revision_of(b)) {
+            let rev = revision_of(&group[0]);
+            for event in group {
+                let Some(kv) = &event.kv else { continue };
+                matched.clear();
+                synced.matching(&kv.key, &mut matched);
+                for wk in &matched {
+                    if synced.get_mut(wk).is_some_and(|w| w.wants(event)) {
+                        owed.entry(*wk).or_default().push(event.clone());
+                    }
+                }
+            }
+            for (wk, evs) in owed.drain() {
+                let Some(stream) = streams.get(&wk.0) else {
+                    continue;
+                };
+                if stream.has_room(self.config.stream_queue) {
+                    if let Some(w) = synced.get_mut(&wk) {
+                        stream.send(delivery(w, rev, DeliveryKind::Events(evs)));
+                        w.next_rev = rev + 1;
+                        w.active = true;
+                    }
+                } else if let Some(mut w) = synced.remove(&wk) {
+                    // Too slow: it will read this revision from history.
+                    w.next_rev = rev;
+                    unsynced.insert(wk, w);
+                    wake = true;
+                }
+            }
+            *notified_rev = rev;
+        }
+        drop(st);
+        if wake {
+            self.wake_catch_up.notify_one();
+        }
+    }
+
+    fn create(&self, stream_id: StreamId, spec: WatchSpec) {
+        let mut st = self.state.lock();
+        let notified = st.notified_rev;
+        let Some(stream) = st.streams.get_mut(&stream_id) else {
+            return;
+        };
+        let id = if spec.watch_id != 0 {
+            if stream.watch_ids.contains(&spec.watch_id) {
+                stream.send(Delivery {
+                    watch_id: INVALID_WATCH_ID,
+                    revision: notified,
+                    kind: DeliveryKind::Refused(DUPLICATE_WATCH_ID.to_string()),
+                    prev_kv: false,
+                    fragment: false,
+                });
+                return;
+            }
+            spec.watch_id
+        } else {
+            while stream.watch_ids.contains(&stream.next_auto_id) {
+                stream.next_auto_id += 1;
+            }
+            stream.next_auto_id += 1;
+            stream.next_auto_id - 1
+        };
+        stream.watch_ids.insert(id);
+        let next_rev = if spec.start_revision > 0 {
+            spec.start_revision
+        } else {
+            notified + 1
+        };
+        let w = Watcher {
+            key: (stream_id, id),
+            spec,
+            next_rev,
+            active: false,
+        };
+        stream.send(delivery(&w, notified, DeliveryKind::Created));
+        if next_rev > notified {
+            st.synced.insert(w);
+        } else {
+            st.unsynced.insert(w.key, w);
+            drop(st);
+            self.wake_catch_up.notify_one();
+        }
+    }
+
+    fn cancel(&self, stream_id: StreamId, watch_id: i64) {
+        let mut st = self.state.lock();
+        let key = (stream_id, watch_id);
+        let found = st.synced.remove(&key).or_else(|| st.unsynced.remove(&key));
+        let notified = st.notified_rev;
+        if let (Some(w), Some(stream)) = (found, st.streams.get_mut(&stream_id)) {
+            stream.watch_ids.remove(&watch_id);
+            stream.send(delivery(&w, notified, DeliveryKind::Canceled));
+        }
+    }
+
+    fn request_progress(&self, stream_id: StreamId) {
+        let mut st = self.state.lock();
+        let behind = st.unsynced.keys().any(|k| k.0 == stream_id);
+        let notified = st.notified_rev;
+        let Some(stream) = st.streams.get_mut(&stream_id) else {
+            return;
+        };
+        if behind {
+            // Answering now would promise a revision some watcher has not
+            // reached; answer when the stream has caught up.
+            stream.progress_pending = true;
+        } else {
+            stream.send(progress(INVALID_WATCH_ID, notified));
+        }
+    }
+
+    fn close_stream(&self, stream_id: StreamId) {
+        let mut st = self.state.lock();
+        if let Some(stream) = st.streams.remove(&stream_id) {
+            for id in stream.watch_ids {
+                let key = (stream_id, id);
+                if st.synced.remove(&key).is_none() {
+                    st.unsynced.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Brings unsynced watchers up to date from history, forever.
+    async fn catch_up_loop(self: Arc<Self>) {
+        loop {
+            let work = {
+                let st = self.state.lock();
+                st.unsynced
+                    .values()
+                    .map(|w| w.next_rev)
+                    .min()
+                    .map(|from| (from, st.notified_rev))
+            };
+            let Some((from, upto)) = work else {
+                tokio::select! {
+                    _ = self.wake_catch_up.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            };
+            let compacted = self.store.compacted_revision();
+            let read_from = from.max(compacted);
+            let store = self.store.clone();
+            let batch = self.config.catch_up_batch;
+            let read =
+                tokio::task::spawn_blocking(move || store.history(read_from, upto, batch)).await;
+            let progressed = match read {
+                Ok(Ok((events, next))) => self.deliver_history(&events, read_from, next, compacted),
+                // Compacted between the two reads: go again with the new bound.
+                Ok(Err(StorageError::Compacted)) => true,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "watch catch-up cannot read history");
+                    false
+                }
+                Err(e) => {
+                    warn!(error = %e, "watch catch-up task failed");
+                    false
+                }
+            };
+            if !progressed {
+                // Every owed stream is full (or the store failed): let them drain.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Sends each unsynced watcher its part of `events` (every change in
+    /// `from..next`); returns whether any watcher moved forward.
+    fn deliver_history(&self, events: &[Event], from: i64, next: i64, compacted: i64) -> bool {
+        let mut st = self.state.lock();
+        let HubState {
+            streams,
+            synced,
+            unsynced,
+            notified_rev,
+            ..
+        } = &mut *st;
+        let mut progressed = false;
+        let keys: Vec<WatcherKey> = unsynced.keys().copied().collect();
+        for wk in keys {
+            let Some(w) = unsynced.get_mut(&wk) else {
+                continue;
+            };
+            let Some(stream) = streams.get_mut(&wk.0) else {
+                continue;
+            };
+            if w.next_rev < compacted {
+                stream.watch_ids.remove(&wk.1);
+                stream.send(delivery(
+                    w,
+                    *notified_rev,
+                    DeliveryKind::Compacted(compacted),
+                ));
+                unsynced.remove(&wk);
+                progressed = true;
+                continue;
+            }
+            if w.next_rev < from || w.next_rev >= next {
+                continue;
+            }
+            let evs: Vec<Event> = events.iter().filter(|e| w.wants(e)).cloned().collect();
+            if !evs.is_empty() {
+                if !stream.has_room(self.config.stream_queue) {
+                    continue;
+                }
+                stream.send(delivery(w, next - 1, DeliveryKind::Events(evs)));
+                w.active = true;
+            }
+            w.next_rev = next;
+            progressed = true;
+            if w.next_rev > *notified_rev {
+                if let Some(w) = unsynced.remove(&wk) {
+                    synced.insert(w);
+                }
+            }
+        }
+        for (id, stream) in streams.iter_mut() {
+            if stream.progress_pending && !unsynced.keys().any(|k| k.0 == *id) {
+                stream.progress_pending = false;
+                stream.send(progress(INVALID_WATCH_ID, *notified_rev));
+            }
+        }
+        progressed
+    }
+
+    /// Sends progress notifications to idle synced watchers that asked for them.
+    async fn progress_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.progress_notify_interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let mut st = self.state.lock();
+            let HubState {
+                streams,
+                synced,
+                notified_rev,
+                ..
+            } = &mut *st;
+            for w in synced.iter_mut() {
+                if w.spec.progress_notify && !w.active {
+                    if let Some(stream) = streams.get(&w.key.0) {
+                        if stream.has_room(self.config.stream_queue) {
+                            stream.send(progress(w.key.1, *notified_rev));
+                        }
+                    }
+                }
+                w.active = false;
+            }
+        }
+    }
+}
+
+fn revision_of(e: &Event) -> i64 {
+    e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
+}
+
+fn delivery(w: &Watcher, revision: i64, kind: DeliveryKind) -> Delivery {
+    Delivery {
+        watch_id: w.key.1,
+        revision,
+        kind,
+        prev_kv: w.spec.prev_kv,
+        fragment: w.spec.fragment,
+    }
+}
+
+fn progress(watch_id: i64, revision: i64) -> Delivery {
+    Delivery {
+        watch_id,
+        revision,
+        kind: DeliveryKind::Progress,
+        prev_kv: false,
+        fragment: false,
+    }
+}
+
+impl WatchStream {
+    /// The next response for this stream.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        let d = self.rx.recv().await?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(d)
+    }
+
+    /// A handle for the request side of the stream.
+    pub fn control(&self) -> StreamControl {
+        self.control.clone()
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.control.hub.close_stream(self.control.id);
+    }
+}
+
+impl StreamControl {
+    pub fn create(&self, spec: WatchSpec) {
+        self.hub.create(self.id, spec);
+    }
+
+    pub fn cancel(&self, watch_id: i64) {
+        self.hub.cancel(self.id, watch_id);
+    }
+
+    pub fn request_progress(&self) {
+        self.hub.request_progress(self.id);
+    }
+}
