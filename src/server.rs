@@ -10,13 +10,14 @@ use oxetcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use oxetcd_proto::etcdserverpb::watch_server::WatchServer;
 use oxetcd_storage::{SledBackend, StorageError, Store};
 use oxetcd_watch::{WatchConfig, WatchHub};
+use tonic::service::Routes;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError};
 use crate::ids;
 use crate::listener::{self, ListenError};
-use crate::service::{KvService, MaintenanceService, Node, WatchService};
+use crate::service::{http, KvService, MaintenanceService, Node, WatchService};
 use crate::tls::{self, TlsError};
 use crate::write::Proposer;
 
@@ -89,22 +90,30 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let listeners = listener::bind(&config.listen_client_urls, client_tls, "client").await?;
     let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let grpc = Routes::new(
+        KvServer::new(KvService::new(node.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        WatchServer::new(WatchService::new(node.clone(), hub))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        MaintenanceServer::new(MaintenanceService::new(node.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(usize::MAX),
+    );
+    // gRPC and etcd's plain HTTP endpoints share the client port, as in etcd.
+    let routes = Routes::from(
+        grpc.into_axum_router()
+            .merge(http::router(node.clone()))
+            .fallback(http::not_found),
+    );
     let router = tonic::transport::Server::builder()
-        .add_service(
-            KvServer::new(KvService::new(node.clone()))
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            WatchServer::new(WatchService::new(node.clone(), hub))
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            MaintenanceServer::new(MaintenanceService::new(node.clone()))
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(usize::MAX),
-        );
+        .accept_http1(true)
+        .add_routes(routes);
     info!(
         name = %config.name,
         member_id = %format!("{member_id:x}"),

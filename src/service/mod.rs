@@ -1,5 +1,6 @@
 //! The gRPC services, over one shared [`Node`].
 
+pub mod http;
 mod kv;
 mod maintenance;
 mod watch;

@@ -1,0 +1,78 @@
+//! The plain HTTP endpoints etcd serves on its client URLs: `/health` (load
+//! balancers and liveness probes) and `/version`. They share the port with gRPC.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use oxetcd_storage::{KeyRange, RangeOptions};
+use serde_json::{json, Value};
+
+use super::Shared;
+use crate::config::ETCD_API_VERSION;
+
+/// The cluster version etcd reports next to its own: the minor series.
+fn cluster_version() -> String {
+    let minor: Vec<&str> = ETCD_API_VERSION.split('.').take(2).collect();
+    format!("{}.0", minor.join("."))
+}
+
+pub fn router(node: Shared) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .with_state(node)
+}
+
+/// Unknown paths: gRPC clients get the Unimplemented status they expect for a
+/// service this member does not serve; plain HTTP clients get 404.
+pub async fn not_found(request: Request<Body>) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        let path = request.uri().path().to_string();
+        return tonic::Status::unimplemented(format!("unknown service or method {path}"))
+            .into_http::<Body>();
+    }
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "etcdserver": ETCD_API_VERSION, "etcdcluster": cluster_version() }))
+}
+
+/// Healthy when the store answers a read, as etcd's check of a quorum read.
+async fn health(State(node): State<Shared>) -> (StatusCode, Json<Value>) {
+    let read = node.store.range(
+        KeyRange::new(b"health", b""),
+        &RangeOptions {
+            count_only: true,
+            ..Default::default()
+        },
+    );
+    match read {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(json!({ "health": "true", "reason": "" })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "health": "false", "reason": e.to_string() })),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_version_is_the_minor_series() {
+        assert!(cluster_version().starts_with("3.5"));
+        assert!(cluster_version().ends_with(".0"));
+    }
+}
