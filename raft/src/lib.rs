@@ -1,0 +1,57 @@
+//! oxetcd's Raft layer, on [openraft] 0.9.
+//!
+//! - [`TypeConfig`]: the openraft types. An entry carries a [`Request`], a
+//!   command the server has already encoded (a prost `Command`); applying one
+//!   yields a [`Response`], the encoded result. This crate never decodes them.
+//! - [`Wal`]: the Raft log on disk, segment files of checksummed records with
+//!   group commit. The documentation of its module, `src/wal/mod.rs` (`cargo
+//!   doc --document-private-items`), describes the on-disk format byte by byte,
+//!   the durability of each operation and what opening does with damaged files.
+//! - [`LogStore`] / [`LogReader`]: openraft's `RaftLogStorage` and
+//!   `RaftLogReader` on the WAL, what `openraft::Raft::new` takes as log store.
+//!
+//! The state machine (applying entries to the MVCC store) and the network
+//! between members live in the server.
+//!
+//! # Example
+//!
+//! ```
+//! use oxetcd_raft::{Entry, LogId, Request, Vote, Wal, WalOptions};
+//! use openraft::{CommittedLeaderId, EntryPayload};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let wal = Wal::open(dir.path(), WalOptions::default())?;
+//!
+//! // Append two entries; `wait` returns once they are fsynced.
+//! let entries = (1..=2).map(|index| Entry {
+//!     log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+//!     payload: EntryPayload::Normal(Request::from(b"encoded command".to_vec())),
+//! });
+//! wal.append(entries)?.wait()?;
+//! assert_eq!(wal.entries(1..)?.len(), 2);
+//! drop(wal);
+//!
+//! // Reopening replays the segments.
+//! let wal = Wal::open(dir.path(), WalOptions::default())?;
+//! assert_eq!(wal.log_state().1.map(|id| id.index), Some(2));
+//! assert_eq!(wal.vote(), None::<Vote>);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With openraft, wrap the WAL: `LogStore::new(wal)` is the log store passed to
+//! `openraft::Raft::new` next to the state machine.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod log_store;
+mod types;
+mod wal;
+
+pub use log_store::{LogReader, LogStore};
+pub use types::{Entry, LogId, NodeId, Request, Response, TypeConfig, Vote};
+pub use wal::{
+    Flushed, Recovery, TornTail, Wal, WalError, WalOptions, WalStats, CACHE_BYTES, SEGMENT_SIZE,
+};

@@ -1,0 +1,140 @@
+//! openraft's log storage on the [`Wal`]: [`RaftLogStorage`] for the Raft core,
+//! [`RaftLogReader`] for it and for the replication tasks.
+//!
+//! Every method maps onto one WAL call; the WAL does the work (durability,
+//! group commit, reads from cache or disk). Errors become openraft
+//! [`StorageError`]s naming what was being read or written.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError, StorageIOError,
+};
+
+use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
+use crate::wal::{Wal, WalError};
+
+/// openraft's Raft log, stored in a [`Wal`].
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    wal: Wal,
+}
+
+/// Reads the log for replication; a clone of the same [`Wal`].
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    wal: Wal,
+}
+
+impl LogStore {
+    /// A log store on an open WAL.
+    pub fn new(wal: Wal) -> LogStore {
+        LogStore { wal }
+    }
+
+    /// The WAL underneath (stats, recovery report).
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+}
+
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: WalError) -> StorageError<NodeId> {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn read_err(e: WalError) -> StorageError<NodeId> {
+    io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        self.wal.entries(range).map_err(read_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        self.wal.entries(range).map_err(read_err)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let (last_purged_log_id, last_log_id) = self.wal.log_state();
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader {
+            wal: self.wal.clone(),
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError<NodeId>> {
+        self.wal
+            .save_vote(vote)
+            .await
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError<NodeId>> {
+        Ok(self.wal.vote())
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.wal
+            .save_committed(committed)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {
+        Ok(self.wal.committed())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        self.wal
+            .append_then(entries, move |result| {
+                callback.log_io_completed(result.map_err(io::Error::other));
+            })
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        self.wal
+            .truncate(log_id)
+            .await
+            .map_err(|e| io_err(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        self.wal
+            .purge(log_id)
+            .await
+            .map_err(|e| io_err(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))
+    }
+}
