@@ -11,11 +11,22 @@ use support::Server;
 fn get(endpoint: &str, path: &str) -> (u16, String) {
     let addr = endpoint.trim_start_matches("http://");
     let mut conn = TcpStream::connect(addr).expect("connect");
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut raw = String::new();
     conn.read_to_string(&mut raw).expect("read");
-    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -27,9 +38,14 @@ async fn health_and_version_answer_over_http_on_the_grpc_port() {
     assert!(body.contains(r#""health":"true""#), "{body}");
     let (status, body) = get(&server.endpoint(), "/version");
     assert_eq!(status, 200);
-    assert!(body.contains(r#""etcdserver":"3."#) && body.contains(r#""etcdcluster":"3."#), "{body}");
+    assert!(
+        body.contains(r#""etcdserver":"3."#) && body.contains(r#""etcdcluster":"3."#),
+        "{body}"
+    );
     assert_eq!(get(&server.endpoint(), "/no-such-page").0, 404);
     // gRPC still works on the same port.
     let mut kv = server.kv().await;
-    kv.put(support::put_req("k", "v")).await.expect("put over gRPC");
+    kv.put(support::put_req("k", "v"))
+        .await
+        .expect("put over gRPC");
 }
