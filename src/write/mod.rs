@@ -3,5 +3,6 @@
 
 pub mod command;
 mod proposer;
+mod watchdog;
 
 pub use proposer::Proposer;

@@ -8,6 +8,7 @@
 //!
 //! A storage failure (I/O) stops the process, as etcd does: what was applied in
 //! memory may not match the disk, and a restart recovers the last durable state.
+//! So does a writer stuck on one group for `watchdog::STUCK_WRITER`.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use super::command::{Request, Response};
+use super::watchdog::{Watchdog, STUCK_WRITER};
 use crate::apply;
 use crate::error::EtcdError;
 
@@ -40,9 +42,13 @@ impl Proposer {
     /// Starts the writer thread over `store`; each commit's changes go to `hub`.
     pub fn start(store: Arc<Store>, hub: Arc<WatchHub>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
+            error!(?busy, "the writer is stuck on one group of writes (storage engine hang?): stopping so that a restart recovers the last durable state");
+            std::process::exit(1);
+        })?;
         std::thread::Builder::new()
             .name("oxetcd-apply".into())
-            .spawn(move || run(&store, &hub, rx))?;
+            .spawn(move || run(&store, &hub, &watchdog, rx))?;
         Ok(Self { tx })
     }
 
@@ -57,7 +63,7 @@ impl Proposer {
     }
 }
 
-fn run(store: &Store, hub: &WatchHub, mut rx: mpsc::Receiver<Proposal>) {
+fn run(store: &Store, hub: &WatchHub, watchdog: &Watchdog, mut rx: mpsc::Receiver<Proposal>) {
     let mut index = store.applied_index();
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -68,6 +74,7 @@ fn run(store: &Store, hub: &WatchHub, mut rx: mpsc::Receiver<Proposal>) {
                 Err(_) => break,
             }
         }
+        let _busy = watchdog.busy();
         let before = (store.applied_revision(), store.compacted_revision());
         let mut results = Vec::with_capacity(group.len());
         let mut fatal = None;
