@@ -5,7 +5,8 @@
 //!   [`WriteTxn`]: one main revision, sub revisions per change), compaction
 //!   ([`Store::compact`]), durability ([`Store::commit`]: fsync, then visible,
 //!   handing back the changes as watch events), history for watchers catching up
-//!   ([`Store::history`]) and checksums ([`Store::hash_kv`]).
+//!   ([`Store::history`]), checksums ([`Store::hash_kv`]) and whole-store
+//!   snapshots ([`Store::snapshot_to`], [`Store::install_snapshot`]).
 //! - [`Backend`]: the narrow on-disk interface (ordered buckets, atomic batches,
 //!   flush, size); [`SledBackend`] implements it on sled.
 //! - [`Revision`], [`KeyRange`]: the vocabulary of requests.
@@ -37,6 +38,7 @@ mod key_index;
 mod mvcc_txn;
 mod revision;
 mod sled_backend;
+mod snapshot;
 mod store;
 
 pub use backend::{Backend, BatchOp, Bucket, Entry, WriteBatch};

@@ -17,7 +17,7 @@ use crate::index::KeyRange;
 use crate::revision::Revision;
 use crate::store::{
     encode_i64, fetch_kv, read_range, RangeOptions, RangeResult, State, Store, META_APPLIED_INDEX,
-    META_CURRENT_REV,
+    META_APPLIED_STATE, META_CURRENT_REV,
 };
 
 /// One write request in progress. Holds the store's write lock until `end`.
@@ -32,6 +32,8 @@ pub struct WriteTxn<'a> {
     /// the backend.
     events: Vec<Event>,
     applied_index: u64,
+    /// The state machine's applied record, stored with the changes.
+    applied_state: Option<Bytes>,
 }
 
 impl Store {
@@ -43,6 +45,7 @@ impl Store {
             batch: WriteBatch::default(),
             changes: 0,
             events: Vec::new(),
+            applied_state: None,
             applied_index,
         }
     }
@@ -131,6 +134,12 @@ impl WriteTxn<'_> {
         keys
     }
 
+    /// Stores `applied` (the state machine's record of what it applied) in the
+    /// same atomic batch as this txn's changes, if it has any.
+    pub fn set_applied_state(&mut self, applied: Bytes) {
+        self.applied_state = Some(applied);
+    }
+
     /// Ends the txn: writes its changes to the backend (durable at the next
     /// `Store::commit`). Returns the store's revision after the txn.
     pub fn end(mut self) -> Result<i64> {
@@ -143,7 +152,14 @@ impl WriteTxn<'_> {
                 META_APPLIED_INDEX,
                 encode_i64(self.applied_index as i64),
             );
+            if let Some(applied) = &self.applied_state {
+                self.batch
+                    .put(Bucket::Meta, META_APPLIED_STATE, applied.clone());
+            }
             self.store.backend.apply(std::mem::take(&mut self.batch))?;
+            if let Some(applied) = self.applied_state.take() {
+                self.state.applied_state = Some(applied);
+            }
             self.state.current_rev = rev;
             self.state.applied_index = self.applied_index;
             let events = std::mem::take(&mut self.events);

@@ -29,16 +29,34 @@ fn prefixed(bucket: Bucket, key: &[u8]) -> Vec<u8> {
 impl SledBackend {
     /// Opens (or creates) the engine in directory `path`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             // We flush at each group commit; a timer flush would only add I/O.
-            .flush_every_ms(None)
-            .open()?;
-        Ok(Self { db })
+            .flush_every_ms(None);
+        // sled's I/O threads release a closed database's file lock a moment
+        // after the handle is dropped; reopening in the same process may race.
+        let mut attempts = 0;
+        loop {
+            match config.open() {
+                // sled reports a busy lock only in its message (kind Other).
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && attempts < LOCK_RETRIES =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                other => return Ok(Self { db: other? }),
+            }
+        }
     }
 }
+
+/// How long `open` waits for a just-closed database's lock: 50 x 20 ms.
+const LOCK_RETRIES: u32 = 50;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Backend for SledBackend {
     fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Bytes>> {

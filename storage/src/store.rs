@@ -20,7 +20,7 @@ use oxetcd_proto::mvccpb::{Event, KeyValue};
 use parking_lot::RwLock;
 use prost::Message;
 
-use crate::backend::{Backend, Bucket};
+use crate::backend::{Backend, Bucket, WriteBatch};
 use crate::error::{Result, StorageError};
 use crate::index::{KeyRange, TreeIndex};
 use crate::revision::Revision;
@@ -28,6 +28,11 @@ use crate::revision::Revision;
 pub(crate) const META_CURRENT_REV: &[u8] = b"current_rev";
 pub(crate) const META_COMPACT_REV: &[u8] = b"compact_rev";
 pub(crate) const META_APPLIED_INDEX: &[u8] = b"applied_index";
+/// The state machine's own record of what it applied (opaque here), stored
+/// in the same batch as the changes it covers.
+pub(crate) const META_APPLIED_STATE: &[u8] = b"applied_state";
+/// Present while a snapshot install is replacing the store.
+pub(crate) const META_RESTORING: &[u8] = b"restoring";
 
 /// How to read a range.
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,6 +77,8 @@ pub(crate) struct State {
     /// Changes applied since the last commit, in revision order: what watchers
     /// get once the commit makes them durable.
     pub(crate) pending_events: Vec<Event>,
+    /// The state machine's record of what it applied (see META_APPLIED_STATE).
+    pub(crate) applied_state: Option<Bytes>,
 }
 
 /// What a commit made durable and visible.
@@ -98,40 +105,24 @@ pub struct Store {
 impl Store {
     /// Opens the store on `backend`, rebuilding the index from stored history.
     pub fn open(backend: Box<dyn Backend>) -> Result<Self> {
-        let read_meta = |key: &[u8]| -> Result<i64> {
-            match backend.get(Bucket::Meta, key)? {
-                None => Ok(0),
-                Some(v) => decode_i64(&v).ok_or_else(|| corrupt_meta(key)),
-            }
-        };
-        let mut state = State {
-            // As in etcd, an empty store is at revision 1: the first write is 2.
-            current_rev: read_meta(META_CURRENT_REV)?.max(1),
-            compact_rev: read_meta(META_COMPACT_REV)?,
-            applied_index: read_meta(META_APPLIED_INDEX)? as u64,
-            ..State::default()
-        };
-        for entry in backend.scan(Bucket::Key, &[], None) {
-            let (k, v) = entry?;
-            let (rev, tombstone) = Revision::from_key(&k)
-                .ok_or_else(|| StorageError::Corrupt(format!("bad revision key {k:x?}")))?;
-            let kv = decode_kv(v, rev)?;
-            if tombstone {
-                state.index.restore_tombstone(kv.key, rev);
-            } else {
-                state
-                    .index
-                    .restore_put(kv.key, rev, kv.create_revision, kv.version);
-            }
-            state.current_rev = state.current_rev.max(rev.main);
+        if backend.get(Bucket::Meta, META_RESTORING)?.is_some() {
+            // A snapshot install died half way: what is here is neither the old
+            // store nor the new one. Start empty; the cluster sends it again.
+            clear(backend.as_ref())?;
+            backend.flush()?;
         }
-        state.current_rev = state.current_rev.max(state.compact_rev);
+        let state = load_state(backend.as_ref())?;
         let durable = state.current_rev;
         Ok(Self {
             backend,
             state: RwLock::new(state),
             durable_rev: AtomicI64::new(durable),
         })
+    }
+
+    /// After a snapshot install: the durable revision is the snapshot's.
+    pub(crate) fn reset_durable(&self, rev: i64) {
+        self.durable_rev.store(rev, Ordering::Release);
     }
 
     /// Latest revision readers may see.
@@ -166,13 +157,41 @@ impl Store {
     /// Makes everything applied so far durable, then visible; returns the new
     /// durable revision and the changes that just became durable.
     pub fn commit(&self) -> Result<Committed> {
+        self.flush()?;
+        Ok(self.publish())
+    }
+
+    /// Makes everything applied so far durable (fsync), without publishing.
+    pub fn flush(&self) -> Result<()> {
+        self.backend.flush()
+    }
+
+    /// Makes everything applied so far visible to readers and hands out its
+    /// changes, WITHOUT an fsync: only for callers whose changes are durable
+    /// elsewhere already (a replicated log that replays them after a crash).
+    pub fn publish(&self) -> Committed {
         let (rev, events) = {
             let mut state = self.state.write();
             (state.current_rev, std::mem::take(&mut state.pending_events))
         };
-        self.backend.flush()?;
         self.durable_rev.fetch_max(rev, Ordering::AcqRel);
-        Ok(Committed { rev, events })
+        Committed { rev, events }
+    }
+
+    /// What the state machine last recorded as applied, if anything.
+    pub fn applied_state(&self) -> Option<Bytes> {
+        self.state.read().applied_state.clone()
+    }
+
+    /// Records what the state machine applied when a command changed nothing
+    /// (the record is durable with the next flush).
+    pub fn save_applied_state(&self, applied: Bytes) -> Result<()> {
+        let mut state = self.state.write();
+        let mut batch = WriteBatch::default();
+        batch.put(Bucket::Meta, META_APPLIED_STATE, applied.clone());
+        self.backend.apply(batch)?;
+        state.applied_state = Some(applied);
+        Ok(())
     }
 
     /// Every change with main revision in `from..=to`, oldest first, stopping
@@ -244,6 +263,63 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64> {
         self.backend.size_on_disk()
     }
+}
+
+/// Rebuilds the in-memory state (index, revisions, applied state) from what
+/// the backend holds.
+pub(crate) fn load_state(backend: &dyn Backend) -> Result<State> {
+    let read_meta = |key: &[u8]| -> Result<i64> {
+        match backend.get(Bucket::Meta, key)? {
+            None => Ok(0),
+            Some(v) => decode_i64(&v).ok_or_else(|| corrupt_meta(key)),
+        }
+    };
+    let mut state = State {
+        // As in etcd, an empty store is at revision 1: the first write is 2.
+        current_rev: read_meta(META_CURRENT_REV)?.max(1),
+        compact_rev: read_meta(META_COMPACT_REV)?,
+        applied_index: read_meta(META_APPLIED_INDEX)? as u64,
+        applied_state: backend.get(Bucket::Meta, META_APPLIED_STATE)?,
+        ..State::default()
+    };
+    for entry in backend.scan(Bucket::Key, &[], None) {
+        let (k, v) = entry?;
+        let (rev, tombstone) = Revision::from_key(&k)
+            .ok_or_else(|| StorageError::Corrupt(format!("bad revision key {k:x?}")))?;
+        let kv = decode_kv(v, rev)?;
+        if tombstone {
+            state.index.restore_tombstone(kv.key, rev);
+        } else {
+            state
+                .index
+                .restore_put(kv.key, rev, kv.create_revision, kv.version);
+        }
+        state.current_rev = state.current_rev.max(rev.main);
+    }
+    state.current_rev = state.current_rev.max(state.compact_rev);
+    Ok(state)
+}
+
+/// Deletes everything in every bucket, in bounded batches.
+pub(crate) fn clear(backend: &dyn Backend) -> Result<()> {
+    for bucket in [Bucket::Key, Bucket::Meta] {
+        loop {
+            let keys: Vec<Bytes> = backend
+                .scan(bucket, &[], None)
+                .take(10_000)
+                .map(|e| e.map(|(k, _)| k))
+                .collect::<Result<_>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut batch = WriteBatch::default();
+            for k in keys {
+                batch.delete(bucket, k);
+            }
+            backend.apply(batch)?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_readable(state: &State, rev: i64, latest: i64) -> Result<()> {

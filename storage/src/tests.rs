@@ -356,3 +356,148 @@ fn commit_hands_out_durable_changes_and_history_replays_them() {
         Some(4)
     );
 }
+
+fn fill(store: &Store, values: &[(&str, &str)]) {
+    for (k, v) in values {
+        let mut txn = store.write(1);
+        txn.put(
+            Bytes::copy_from_slice(k.as_bytes()),
+            Bytes::copy_from_slice(v.as_bytes()),
+            0,
+        );
+        txn.end().unwrap();
+    }
+    store.commit().unwrap();
+}
+
+fn all_at(store: &Store, rev: i64) -> Vec<(String, String, i64)> {
+    let opts = RangeOptions {
+        rev,
+        ..Default::default()
+    };
+    store
+        .range(KeyRange::new(b"\0", b"\0"), &opts)
+        .unwrap()
+        .kvs
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into(),
+                String::from_utf8_lossy(&kv.value).into(),
+                kv.mod_revision,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_snapshot_installs_the_same_history_elsewhere() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = open(d1.path());
+    fill(
+        &source,
+        &[("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("b", "5")],
+    );
+    source.compact(3).unwrap();
+    let mut snap = Vec::new();
+    source.snapshot_to(&mut snap).unwrap();
+
+    let target = open(d2.path());
+    fill(&target, &[("zzz", "old contents")]);
+    target.install_snapshot(&snap).unwrap();
+    assert_eq!(target.current_revision(), source.current_revision());
+    assert_eq!(target.compacted_revision(), 3);
+    for rev in 3..=source.current_revision() {
+        assert_eq!(all_at(&target, rev), all_at(&source, rev), "revision {rev}");
+    }
+    assert_eq!(target.hash_kv(0).unwrap(), source.hash_kv(0).unwrap());
+    drop(target);
+    let reopened = open(d2.path());
+    assert_eq!(all_at(&reopened, 0), all_at(&source, 0), "durable");
+}
+
+#[test]
+fn a_damaged_snapshot_is_refused_and_changes_nothing() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = open(d1.path());
+    fill(&source, &[("a", "1")]);
+    let mut snap = Vec::new();
+    source.snapshot_to(&mut snap).unwrap();
+    let target = open(d2.path());
+    fill(&target, &[("keep", "me")]);
+    let before = all_at(&target, 0);
+    let mut flipped = snap.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    assert!(matches!(
+        target.install_snapshot(&flipped),
+        Err(StorageError::Corrupt(_))
+    ));
+    assert!(matches!(
+        target.install_snapshot(&snap[..snap.len() - 3]),
+        Err(StorageError::Corrupt(_))
+    ));
+    assert!(matches!(
+        target.install_snapshot(b"not a snapshot at all"),
+        Err(StorageError::Corrupt(_))
+    ));
+    assert_eq!(all_at(&target, 0), before);
+}
+
+#[test]
+fn an_interrupted_install_leaves_an_empty_store_not_a_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let backend = SledBackend::open(dir.path(), 8 << 20).unwrap();
+        let store = Store::open(Box::new(backend)).unwrap();
+        fill(&store, &[("a", "1"), ("b", "2")]);
+        // What install_snapshot leaves if it dies after its first step.
+        let mut marker = crate::WriteBatch::default();
+        marker.put(crate::Bucket::Meta, &b"restoring"[..], &b"1"[..]);
+        store.backend.apply(marker).unwrap();
+        store.backend.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert!(all_at(&store, 0).is_empty());
+    assert_eq!(store.current_revision(), 1);
+    assert_eq!(store.applied_state(), None);
+}
+
+#[test]
+fn applied_state_is_stored_with_the_changes_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let mut txn = store.write(1);
+        txn.put(key(1), Bytes::from("v"), 0);
+        txn.set_applied_state(Bytes::from("applied up to 7"));
+        txn.end().unwrap();
+        store.commit().unwrap();
+        let untouched = store.write(2);
+        untouched.end().unwrap();
+        assert_eq!(
+            store.applied_state().as_deref(),
+            Some(&b"applied up to 7"[..])
+        );
+        store
+            .save_applied_state(Bytes::from("applied up to 8"))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    assert_eq!(
+        open(dir.path()).applied_state().as_deref(),
+        Some(&b"applied up to 8"[..])
+    );
+}
+
+#[test]
+fn publish_makes_changes_visible_without_waiting_for_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut txn = store.write(1);
+    txn.put(key(1), Bytes::from("v"), 0);
+    txn.end().unwrap();
+    let published = store.publish();
+    assert_eq!((published.rev, published.events.len()), (2, 1));
+    assert_eq!(store.current_revision(), 2);
+}
