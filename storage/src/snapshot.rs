@@ -53,11 +53,12 @@ impl<W: Write> Checksummed<W> {
 
 impl Store {
     /// Writes a consistent snapshot of the whole store (as of its latest
-    /// applied revision) to `out`.
-    pub fn snapshot_to(&self, out: impl Write) -> Result<()> {
+    /// applied revision) to `out`; returns the applied state it holds, which
+    /// describes exactly what the snapshot contains.
+    pub fn snapshot_to(&self, out: impl Write) -> Result<Option<Bytes>> {
         let io = |e: std::io::Error| StorageError::Backend(format!("writing snapshot: {e}"));
         // The read lock keeps the single writer (and compaction) out.
-        let _state = self.state.read();
+        let state = self.state.read();
         let mut w = Checksummed {
             out,
             crc: crc32fast::Hasher::new(),
@@ -79,7 +80,8 @@ impl Store {
         w.put(&[END]).map_err(io)?;
         let crc = w.crc.clone().finalize();
         w.out.write_all(&crc.to_le_bytes()).map_err(io)?;
-        w.out.flush().map_err(io)
+        w.out.flush().map_err(io)?;
+        Ok(state.applied_state.clone())
     }
 
     /// Replaces the whole store with `snapshot` (as written by `snapshot_to`),

@@ -239,6 +239,21 @@ impl WatchHub {
         }
     }
 
+    /// After the store was replaced wholesale (a snapshot install), every
+    /// watcher catches up from the store's history again, from what it is owed.
+    pub fn resync(&self) {
+        let mut st = self.state.lock();
+        let keys: Vec<WatcherKey> = st.synced_keys();
+        for key in keys {
+            if let Some(w) = st.synced.remove(&key) {
+                st.unsynced.insert(key, w);
+            }
+        }
+        st.notified_rev = self.store.current_revision();
+        drop(st);
+        self.wake_catch_up.notify_one();
+    }
+
     fn create(&self, stream_id: StreamId, spec: WatchSpec) {
         let mut st = self.state.lock();
         let notified = st.notified_rev;
@@ -476,6 +491,16 @@ fn progress(watch_id: i64, revision: i64) -> Delivery {
         kind: DeliveryKind::Progress,
         prev_kv: false,
         fragment: false,
+    }
+}
+
+impl HubState {
+    fn synced_keys(&self) -> Vec<WatcherKey> {
+        self.streams
+            .iter()
+            .flat_map(|(sid, st)| st.watch_ids.iter().map(move |id| (*sid, *id)))
+            .filter(|k| !self.unsynced.contains_key(k))
+            .collect()
     }
 }
 

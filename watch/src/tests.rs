@@ -246,3 +246,24 @@ async fn progress_notify_reaches_idle_watchers_only() {
         (0, rev, DeliveryKind::Progress)
     );
 }
+
+#[tokio::test]
+async fn after_resync_watchers_catch_up_from_the_store_without_gap() {
+    let mut f = Fixture::new(WatchConfig::default());
+    let mut s = f.hub.open_stream();
+    s.control().create(spec("k", "", 0));
+    assert_eq!(next(&mut s).await.kind, DeliveryKind::Created);
+    // Changes the hub is never told about, as when a snapshot replaces the store.
+    f.index += 1;
+    let mut txn = f.store.write(f.index);
+    txn.put(Bytes::from("k"), Bytes::from("from snapshot"), 0);
+    txn.end().unwrap();
+    let silent = f.store.commit().unwrap().rev;
+    f.hub.resync();
+    assert_eq!(
+        events(&next(&mut s).await),
+        vec![(silent, "k".into(), true)]
+    );
+    let live = f.write(&[("k", "live")], &[]);
+    assert_eq!(events(&next(&mut s).await), vec![(live, "k".into(), true)]);
+}
