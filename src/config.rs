@@ -51,6 +51,11 @@ pub struct Config {
     pub quota_backend_bytes: i64,
     /// How often idle watches that asked for it get a progress notification.
     pub watch_progress_notify_interval: std::time::Duration,
+    /// Raft: heartbeat interval and election timeout (milliseconds in etcd's
+    /// flags), and applied entries between snapshots.
+    pub heartbeat_interval: std::time::Duration,
+    pub election_timeout: std::time::Duration,
+    pub snapshot_count: u64,
     pub client_tls: TlsSettings,
     pub peer_tls: TlsSettings,
     /// One of debug, info, warn, error, dpanic, panic, fatal.
@@ -296,9 +301,9 @@ const FLAGS: &[Flag] = &[
     flag!("name", Str, "default", Supported, "Member", "Human-readable name for this member."),
     flag!("data-dir", Str, "", Supported, "Member", "Path to the data directory. [default: ${name}.etcd]"),
     flag!("wal-dir", Str, "", Warn("the write-ahead log lives in --data-dir"), "Member", "Path to the dedicated wal directory."),
-    flag!("snapshot-count", Uint(64), "100000", Warn("raft snapshots land with clustering"), "Member", "Number of committed transactions to trigger a snapshot to disk."),
-    flag!("heartbeat-interval", Uint(64), "100", Warn(RAFT_LATER), "Member", "Time (in milliseconds) of a heartbeat interval."),
-    flag!("election-timeout", Uint(64), "1000", Warn(RAFT_LATER), "Member", "Time (in milliseconds) for an election to timeout."),
+    flag!("snapshot-count", Uint(64), "100000", Supported, "Member", "Number of committed transactions to trigger a snapshot to disk."),
+    flag!("heartbeat-interval", Uint(64), "100", Supported, "Member", "Time (in milliseconds) of a heartbeat interval."),
+    flag!("election-timeout", Uint(64), "1000", Supported, "Member", "Time (in milliseconds) for an election to timeout."),
     flag!("initial-election-tick-advance", Bool, "true", Warn(RAFT_LATER), "Member", "Whether to fast-forward initial election ticks on boot for faster election."),
     flag!("listen-peer-urls", Urls, "http://localhost:2380", Supported, "Member", "List of URLs to listen on for peer traffic."),
     flag!("listen-client-urls", Urls, "http://localhost:2379", Supported, "Member", "List of URLs to listen on for client traffic."),
@@ -763,6 +768,9 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     let max_request_bytes = v.usize("max-request-bytes")?;
     let max_txn_ops = v.usize("max-txn-ops")?;
     let quota_backend_bytes = v.int("quota-backend-bytes", 64)?;
+    let heartbeat_interval = std::time::Duration::from_millis(v.uint("heartbeat-interval", 64)?);
+    let election_timeout = std::time::Duration::from_millis(v.uint("election-timeout", 64)?);
+    let snapshot_count = v.uint("snapshot-count", 64)?;
     let watch_progress_notify_interval =
         positive_duration(v, "experimental-watch-progress-notify-interval")?;
 
@@ -834,6 +842,9 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         max_txn_ops,
         quota_backend_bytes,
         watch_progress_notify_interval,
+        heartbeat_interval,
+        election_timeout,
+        snapshot_count,
         client_tls,
         peer_tls,
         log_level,
@@ -869,7 +880,7 @@ fn invalid_choice(v: &Values, flag: &str, valid: &[&str]) -> ConfigError {
     }
 }
 
-/// etcd refuses these even though oxetcd does not run raft yet.
+/// etcd's checks of the raft timing flags.
 fn check_ticks(v: &Values) -> Result<(), ConfigError> {
     let tick = v.uint("heartbeat-interval", 64)?;
     let election = v.uint("election-timeout", 64)?;
@@ -1675,9 +1686,6 @@ mod tests {
         assert_eq!(
             flags,
             [
-                "--snapshot-count",
-                "--heartbeat-interval",
-                "--election-timeout",
                 "--quota-backend-bytes",
                 "--grpc-keepalive-interval",
                 "--strict-reconfig-check",
@@ -1690,7 +1698,7 @@ mod tests {
         );
         assert_eq!(
             c.warnings[0],
-            "--snapshot-count=5000 is accepted but has no effect yet: raft snapshots land with clustering"
+            "--quota-backend-bytes=8589934592 is accepted but has no effect yet: the backend quota is not enforced yet"
         );
     }
 

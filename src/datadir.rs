@@ -4,6 +4,7 @@
 //! ```text
 //! <data-dir>/oxetcd/FORMAT   "1": the layout version below
 //! <data-dir>/oxetcd/kv/      the sled database of the MVCC store
+//! <data-dir>/oxetcd/raft/    the Raft log (wal/) and the last snapshot (snapshot/)
 //! <data-dir>/fixtures/       certificates made by --auto-tls / --peer-auto-tls
 //! ```
 //!
@@ -60,6 +61,11 @@ impl DataDir {
             Err(e) => return Err(io_err(e)),
         }
         Ok(Self { root: ours })
+    }
+
+    /// Where the Raft log (wal/) and the last snapshot (snapshot/) live.
+    pub fn raft_path(&self) -> PathBuf {
+        self.root.join("raft")
     }
 
     /// Where the MVCC store's database lives.

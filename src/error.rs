@@ -31,6 +31,10 @@ pub enum EtcdError {
     RequestTooLarge,
     #[error("etcdserver: server stopped")]
     Stopped,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: request timed out")]
+    RequestTimedOut,
     /// The disk failed under us. The write path stops the process on this
     /// (etcd panics); requests in flight get this error.
     #[error("etcdserver: storage failure: {0}")]
@@ -43,6 +47,30 @@ impl EtcdError {
         matches!(self, EtcdError::Storage(_))
     }
 
+    /// A stable number for each error applying a command can give, so that it
+    /// travels in a replicated log's response (see `Outcome`).
+    pub fn wire_code(&self) -> u32 {
+        use EtcdError::*;
+        match self {
+            KeyNotFound => 1,
+            LeaseNotFound => 2,
+            Compacted => 3,
+            FutureRevision => 4,
+            // Not produced by applying; kept distinct from "none" (0).
+            _ => u32::MAX,
+        }
+    }
+
+    pub fn from_wire_code(code: u32) -> Self {
+        match code {
+            1 => EtcdError::KeyNotFound,
+            2 => EtcdError::LeaseNotFound,
+            3 => EtcdError::Compacted,
+            4 => EtcdError::FutureRevision,
+            other => EtcdError::Storage(format!("unknown apply result code {other}")),
+        }
+    }
+
     fn code(&self) -> Code {
         use EtcdError::*;
         match self {
@@ -50,7 +78,7 @@ impl EtcdError {
             | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRevision => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
-            Stopped => Code::Unavailable,
+            Stopped | NoLeader | RequestTimedOut => Code::Unavailable,
             Storage(_) => Code::Internal,
         }
     }
@@ -93,5 +121,20 @@ mod tests {
             )
         );
         assert!(EtcdError::from(StorageError::Backend("disk".into())).is_fatal());
+    }
+
+    #[test]
+    fn apply_errors_survive_the_wire() {
+        for e in [
+            EtcdError::KeyNotFound,
+            EtcdError::LeaseNotFound,
+            EtcdError::Compacted,
+            EtcdError::FutureRevision,
+        ] {
+            assert_eq!(
+                EtcdError::from_wire_code(e.wire_code()).to_string(),
+                e.to_string()
+            );
+        }
     }
 }

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 
+use crate::authority::AuthorityFix;
 use crate::config::ListenUrl;
 
 /// Longest a client may take from connect to finished TLS handshake.
@@ -472,14 +473,14 @@ async fn tcp_conn(
     };
     if !tls {
         return Ok(Conn {
-            inner: Inner::Tcp(stream),
+            inner: Inner::Tcp(AuthorityFix::new(stream)),
             info,
         });
     }
     let tls = acceptor.ok_or_else(no_tls_config)?.accept(stream).await?;
     info.add_tls(tls.get_ref().1);
     Ok(Conn {
-        inner: Inner::TcpTls(Box::new(tls)),
+        inner: Inner::TcpTls(AuthorityFix::new(Box::new(tls))),
         info,
     })
 }
@@ -508,14 +509,14 @@ async fn unix_conn(
     };
     if !tls {
         return Ok(Conn {
-            inner: Inner::Unix(stream),
+            inner: Inner::Unix(AuthorityFix::new(stream)),
             info,
         });
     }
     let tls = acceptor.ok_or_else(no_tls_config)?.accept(stream).await?;
     info.add_tls(tls.get_ref().1);
     Ok(Conn {
-        inner: Inner::UnixTls(Box::new(tls)),
+        inner: Inner::UnixTls(AuthorityFix::new(Box::new(tls))),
         info,
     })
 }
@@ -613,10 +614,10 @@ pub struct Conn {
 
 #[derive(Debug)]
 enum Inner {
-    Tcp(TcpStream),
-    TcpTls(Box<TlsStream<TcpStream>>),
-    Unix(Replay<UnixStream>),
-    UnixTls(Box<TlsStream<Replay<UnixStream>>>),
+    Tcp(AuthorityFix<TcpStream>),
+    TcpTls(AuthorityFix<Box<TlsStream<TcpStream>>>),
+    Unix(AuthorityFix<Replay<UnixStream>>),
+    UnixTls(AuthorityFix<Box<TlsStream<Replay<UnixStream>>>>),
 }
 
 /// Calls the same method on whichever stream is inside.

@@ -3,11 +3,13 @@
 //! `oxetcd` takes etcd's flags; see README.md and `oxetcd --help`.
 
 mod apply;
+mod authority;
 mod config;
 mod datadir;
 mod error;
 mod ids;
 mod listener;
+mod replication;
 mod server;
 mod service;
 mod tls;
@@ -35,7 +37,9 @@ fn main() -> ExitCode {
         }
     };
     let filter =
-        EnvFilter::try_from_env("OXETCD_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+        // openraft narrates every election at info; etcd's info log does not.
+        EnvFilter::try_from_env("OXETCD_LOG")
+            .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", config.log_level)));
     // Colour only for a person at a terminal, not in log files and pipes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::BasicNode;
 use oxetcd_proto::etcdserverpb::kv_server::KvServer;
 use oxetcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use oxetcd_proto::etcdserverpb::watch_server::WatchServer;
@@ -13,13 +14,13 @@ use oxetcd_watch::{WatchConfig, WatchHub};
 use tonic::service::Routes;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{ClusterState, Config};
 use crate::datadir::{DataDir, DataDirError};
 use crate::ids;
 use crate::listener::{self, ListenError};
+use crate::replication::{RaftSettings, Replication, ReplicationError};
 use crate::service::{http, KvService, MaintenanceService, Node, WatchService};
 use crate::tls::{self, TlsError};
-use crate::write::Proposer;
 
 /// sled's page cache.
 const STORE_CACHE_BYTES: u64 = 512 << 20;
@@ -43,6 +44,10 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("serving failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error("raft: {0}")]
+    Raft(String),
 }
 
 /// Runs a member until SIGINT or SIGTERM.
@@ -55,12 +60,55 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ..WatchConfig::default()
     };
     let hub = WatchHub::start(store.clone(), watch_config);
-    let proposer = Proposer::start(store.clone(), hub.clone())?;
 
-    let (member_id, cluster_id) = identity(&config);
+    let identity = Identity::of(&config);
+    let peer_hosts: Vec<String> = config
+        .listen_peer_urls
+        .iter()
+        .map(|u| u.host.clone())
+        .collect();
+    let peer_server_tls =
+        tls::server_config(&config.peer_tls, &config.data_dir, "peer", &peer_hosts)?;
+    let peer_client_tls = tls::peer_client_config(&config.peer_tls, &config.data_dir, &peer_hosts)?;
+    let settings = RaftSettings {
+        heartbeat_interval: config.heartbeat_interval,
+        election_timeout: config.election_timeout,
+        snapshot_count: config.snapshot_count,
+    };
+    // Members of a new cluster bootstrap it together; a member joining an
+    // existing one waits to be added (MemberAdd on the cluster).
+    let bootstrap =
+        (config.initial_cluster_state == ClusterState::New).then(|| identity.members.clone());
+    let replication = Arc::new(
+        Replication::start(
+            identity.member_id,
+            &data_dir.raft_path(),
+            store.clone(),
+            hub.clone(),
+            &settings,
+            bootstrap,
+            peer_client_tls,
+        )
+        .await?,
+    );
+    let peer_listeners = listener::bind(&config.listen_peer_urls, peer_server_tls, "peer").await?;
+    let peers =
+        tonic::transport::Server::builder().add_service(replication.peer_service().into_server());
+    tokio::spawn(async move {
+        if let Err(e) = peers.serve_with_incoming(peer_listeners.incoming()).await {
+            tracing::error!(error = %e, "peer service stopped");
+        }
+    });
+    // Like etcd, serve clients once the cluster has a leader.
+    replication
+        .wait_for_leader()
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    let (member_id, cluster_id) = (identity.member_id, identity.cluster_id);
     let node = Arc::new(Node {
         store,
-        proposer,
+        replication,
         cluster_id,
         member_id,
         max_txn_ops: config.max_txn_ops,
@@ -79,14 +127,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         "client",
         &client_hosts,
     )?;
-    // Peer TLS is checked now so bad files fail at start; the peer listener that
-    // uses it comes with replication.
-    let peer_hosts: Vec<String> = config
-        .listen_peer_urls
-        .iter()
-        .map(|u| u.host.clone())
-        .collect();
-    tls::server_config(&config.peer_tls, &config.data_dir, "peer", &peer_hosts)?;
 
     let listeners = listener::bind(&config.listen_client_urls, client_tls, "client").await?;
     let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -127,22 +167,38 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// This member's ID and the cluster's, as etcd derives them from
-/// --initial-cluster and --initial-cluster-token.
-fn identity(config: &Config) -> (u64, u64) {
-    let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (name, url) in &config.initial_cluster {
-        members.entry(name.as_str()).or_default().push(url.clone());
+/// Who we are and who the members are, as etcd derives member and cluster
+/// IDs from --initial-cluster and --initial-cluster-token.
+struct Identity {
+    member_id: u64,
+    cluster_id: u64,
+    /// Every member of the initial cluster, at its first peer URL.
+    members: BTreeMap<u64, BasicNode>,
+}
+
+impl Identity {
+    fn of(config: &Config) -> Self {
+        let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (name, url) in &config.initial_cluster {
+            by_name.entry(name.as_str()).or_default().push(url.clone());
+        }
+        let members: BTreeMap<u64, BasicNode> = by_name
+            .values()
+            .map(|urls| {
+                let id = ids::member_id(urls, &config.initial_cluster_token);
+                (id, BasicNode::new(urls[0].clone()))
+            })
+            .collect();
+        let member_ids: Vec<u64> = members.keys().copied().collect();
+        Self {
+            member_id: ids::member_id(
+                &config.initial_advertise_peer_urls,
+                &config.initial_cluster_token,
+            ),
+            cluster_id: ids::cluster_id(&member_ids),
+            members,
+        }
     }
-    let ids: Vec<u64> = members
-        .values()
-        .map(|urls| ids::member_id(urls, &config.initial_cluster_token))
-        .collect();
-    let member_id = ids::member_id(
-        &config.initial_advertise_peer_urls,
-        &config.initial_cluster_token,
-    );
-    (member_id, ids::cluster_id(&ids))
 }
 
 /// Resolves on SIGINT or SIGTERM, and makes sure the process ends soon after

@@ -114,6 +114,104 @@ pub fn server_config(
     Ok(Some(Arc::new(config)))
 }
 
+/// The client side of peer TLS, for connecting to other members: None for
+/// plain http peers. With --peer-auto-tls members do not verify each other's
+/// self-signed certificates (etcd's InsecureSkipVerify); otherwise the other
+/// member must present a certificate from --peer-trusted-ca-file, and we
+/// present our --peer-cert-file.
+pub fn peer_client_config(
+    settings: &TlsSettings,
+    data_dir: &Path,
+    hosts: &[String],
+) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let mut config = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => {
+            let ca = settings
+                .trusted_ca_file
+                .as_ref()
+                .ok_or_else(|| TlsError::NoTrustedCa {
+                    kind: "peer".to_string(),
+                    flag: "peer-trusted-ca-file",
+                })?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_certs(ca, "trusted CA file")? {
+                roots.add(c).map_err(TlsError::Rustls)?;
+            }
+            builder
+                .with_root_certificates(roots)
+                .with_client_auth_cert(load_certs(cert, "certificate file")?, load_key(key)?)
+                .map_err(|source| TlsError::KeyPair {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    source,
+                })?
+        }
+        (None, None) if settings.auto_tls => {
+            let (cert, key) = self_cert(&data_dir.join("fixtures").join("peer"), "peer", hosts)?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
+                .with_client_auth_cert(load_certs(&cert, "certificate file")?, load_key(&key)?)
+                .map_err(|source| TlsError::KeyPair { cert, key, source })?
+        }
+        _ => return Ok(None),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// Peer auto-TLS: encryption without authentication, as etcd does it.
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
     fs::read(path).map_err(|source| TlsError::Read {
         what,

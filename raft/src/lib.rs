@@ -10,8 +10,11 @@
 //! - [`LogStore`] / [`LogReader`]: openraft's `RaftLogStorage` and
 //!   `RaftLogReader` on the WAL, what `openraft::Raft::new` takes as log store.
 //!
-//! The state machine (applying entries to the MVCC store) and the network
-//! between members live in the server.
+//! - [`network`]: the peer transport, gRPC between members: [`PeerService`]
+//!   (served on the peer URLs), [`Network`] (openraft's network factory) and
+//!   [`PeerClient`] (forwarding writes and read-index requests to the leader).
+//!
+//! The state machine (applying entries to the MVCC store) lives in the server.
 //!
 //! # Example
 //!
@@ -47,10 +50,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod log_store;
+pub mod network;
 mod types;
 mod wal;
 
 pub use log_store::{LogReader, LogStore};
+pub use network::{LeaderDuties, Network, PeerClient, PeerError, PeerService};
 pub use types::{Entry, LogId, NodeId, Request, Response, TypeConfig, Vote};
 pub use wal::{
     Flushed, Recovery, TornTail, Wal, WalError, WalOptions, WalStats, CACHE_BYTES, SEGMENT_SIZE,

@@ -10,6 +10,7 @@ mod txn;
 
 pub use range::{range, Reader};
 
+use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     ResponseHeader,
@@ -26,24 +27,34 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// Applies one command with log index `index`. An error that `is_fatal` means
-/// the store can no longer be trusted; any other error changed nothing.
-pub fn apply(store: &Store, index: u64, request: &Request) -> Result<Response, EtcdError> {
+/// Applies one command with log index `index`; `applied` (the state
+/// machine's record of it) is stored atomically with the changes. An error
+/// that `is_fatal` means the store can no longer be trusted; any other error
+/// changed nothing.
+pub fn apply(
+    store: &Store,
+    index: u64,
+    applied: Option<&Bytes>,
+    request: &Request,
+) -> Result<Response, EtcdError> {
     match request {
         Request::Compact(c) => {
             store.compact(c.revision)?;
+            if let Some(applied) = applied {
+                store.save_applied_state(applied.clone())?;
+            }
             Ok(Response::Compact(CompactionResponse {
                 header: header(store.applied_revision()),
             }))
         }
-        Request::Put(p) => in_write_txn(store, index, |txn| {
+        Request::Put(p) => in_write_txn(store, index, applied, |txn| {
             check_put(txn, p)?;
             put(txn, p).map(Response::Put)
         }),
-        Request::DeleteRange(d) => in_write_txn(store, index, |txn| {
+        Request::DeleteRange(d) => in_write_txn(store, index, applied, |txn| {
             delete_range(txn, d).map(Response::DeleteRange)
         }),
-        Request::Txn(t) => in_write_txn(store, index, |txn| {
+        Request::Txn(t) => in_write_txn(store, index, applied, |txn| {
             txn::apply_txn(txn, t).map(Response::Txn)
         }),
     }
@@ -53,9 +64,13 @@ pub fn apply(store: &Store, index: u64, request: &Request) -> Result<Response, E
 fn in_write_txn(
     store: &Store,
     index: u64,
+    applied: Option<&Bytes>,
     f: impl FnOnce(&mut WriteTxn<'_>) -> Result<Response, EtcdError>,
 ) -> Result<Response, EtcdError> {
     let mut txn = store.write(index);
+    if let Some(applied) = applied {
+        txn.set_applied_state(applied.clone());
+    }
     let mut response = f(&mut txn)?;
     let rev = txn.end()?;
     let top = match &mut response {

@@ -30,8 +30,12 @@ impl Kv for KvService {
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
         validate::range(&req)?;
-        // Writes are acknowledged only once durable and visible, so a read of
-        // the store's latest revision is linearizable on a single member.
+        // A linearizable read first makes sure this member has applied
+        // everything committed before it began (ReadIndex); a serializable one
+        // reads what this member has.
+        if !req.serializable {
+            self.node.replication.read_barrier().await?;
+        }
         let mut resp = apply::range(self.node.store.as_ref(), &req)?;
         self.node.stamp(&mut resp.header);
         Ok(Response::new(resp))

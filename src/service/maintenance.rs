@@ -58,7 +58,7 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = &self.node;
         let db_size = node.store.size_on_disk().map_err(EtcdError::from)? as i64;
-        let applied = node.store.applied_index();
+        let raft = node.replication.metrics();
         let quota = if node.quota_backend_bytes > 0 {
             node.quota_backend_bytes
         } else {
@@ -68,10 +68,10 @@ impl Maintenance for MaintenanceService {
             header: node.header(node.store.current_revision()),
             version: ETCD_API_VERSION.to_string(),
             db_size,
-            leader: node.member_id,
-            raft_index: applied,
-            raft_term: node.raft_term(),
-            raft_applied_index: applied,
+            leader: raft.current_leader.unwrap_or(0),
+            raft_index: raft.last_log_index.unwrap_or(0),
+            raft_term: raft.current_term,
+            raft_applied_index: raft.last_applied.map_or(0, |l| l.index),
             errors: Vec::new(),
             // sled keeps no free-page count; its own GC reclaims space.
             db_size_in_use: db_size,

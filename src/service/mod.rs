@@ -17,17 +17,13 @@ use prost::Message;
 use tonic::Status;
 
 use crate::error::EtcdError;
+use crate::replication::Replication;
 use crate::write::command::{Command, Request, Response};
-use crate::write::Proposer;
-
-/// Raft term reported by a single member that has never held an election.
-/// The Raft issue replaces it with the real term.
-const SINGLE_MEMBER_TERM: u64 = 1;
 
 /// What every service needs: the store, the write path, who we are, limits.
 pub struct Node {
     pub store: Arc<Store>,
-    pub proposer: Proposer,
+    pub replication: Arc<Replication>,
     pub cluster_id: u64,
     pub member_id: u64,
     pub max_txn_ops: usize,
@@ -37,7 +33,7 @@ pub struct Node {
 
 impl Node {
     pub fn raft_term(&self) -> u64 {
-        SINGLE_MEMBER_TERM
+        self.replication.metrics().current_term
     }
 
     /// A full response header at `revision`.
@@ -68,7 +64,7 @@ impl Node {
         let Some(request) = command.request else {
             return Err(Status::internal("empty command"));
         };
-        Ok(self.proposer.propose(request).await?)
+        Ok(self.replication.propose(request).await?)
     }
 }
 

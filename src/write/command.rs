@@ -1,6 +1,7 @@
 //! The commands of the write path. Every mutation is one `Command`, a protobuf
 //! message, so that what a state machine applies is exactly what a log holds.
 
+use crate::error::EtcdError;
 use oxetcd_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, TxnRequest, TxnResponse,
@@ -26,12 +27,51 @@ pub enum Request {
 }
 
 /// The result of applying a command.
-#[derive(Debug)]
+#[derive(Clone, PartialEq, prost::Oneof)]
 pub enum Response {
+    #[prost(message, tag = "1")]
     Put(PutResponse),
+    #[prost(message, tag = "2")]
     DeleteRange(DeleteRangeResponse),
+    #[prost(message, tag = "3")]
     Txn(TxnResponse),
+    #[prost(message, tag = "4")]
     Compact(CompactionResponse),
+}
+
+/// A command's result as a replicated log's response carries it: the
+/// response, or the error applying it gave (the same on every member).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Outcome {
+    #[prost(oneof = "Response", tags = "1, 2, 3, 4")]
+    pub response: Option<Response>,
+    /// `EtcdError::wire_code` of the refusal; 0 when there is a response.
+    #[prost(uint32, tag = "5")]
+    pub refused: u32,
+}
+
+impl Outcome {
+    /// Encodes an apply result. Fatal errors never get here: they stop the
+    /// member before anything is answered.
+    pub fn from_result(result: Result<Response, EtcdError>) -> Self {
+        match result {
+            Ok(response) => Outcome {
+                response: Some(response),
+                refused: 0,
+            },
+            Err(e) => Outcome {
+                response: None,
+                refused: e.wire_code(),
+            },
+        }
+    }
+
+    pub fn into_result(self) -> Result<Response, EtcdError> {
+        match (self.response, self.refused) {
+            (Some(response), 0) => Ok(response),
+            (_, code) => Err(EtcdError::from_wire_code(code)),
+        }
+    }
 }
 
 impl From<Request> for Command {

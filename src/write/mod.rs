@@ -1,8 +1,6 @@
-//! The write path: commands in, one at a time through the state machine, made
-//! durable in groups, answered after the fsync.
+//! What the write path carries and guards: the command format (what the Raft
+//! log holds) and the watchdog on a stuck apply. The path itself runs through
+//! `crate::replication`.
 
 pub mod command;
-mod proposer;
-mod watchdog;
-
-pub use proposer::Proposer;
+pub mod watchdog;

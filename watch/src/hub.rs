@@ -310,6 +310,14 @@ impl WatchHub {
             stream.watch_ids.remove(&watch_id);
             stream.send(delivery(&w, notified, DeliveryKind::Canceled));
         }
+        // The canceled watcher may have been the one a progress request waited for.
+        let behind = st.unsynced.keys().any(|k| k.0 == stream_id);
+        if let Some(stream) = st.streams.get_mut(&stream_id) {
+            if stream.progress_pending && !behind {
+                stream.progress_pending = false;
+                stream.send(progress(INVALID_WATCH_ID, notified));
+            }
+        }
     }
 
     fn request_progress(&self, stream_id: StreamId) {
@@ -343,18 +351,34 @@ impl WatchHub {
     /// Brings unsynced watchers up to date from history, forever.
     async fn catch_up_loop(self: Arc<Self>) {
         loop {
-            let work = {
+            let (work, owed) = {
                 let st = self.state.lock();
-                st.unsynced
+                // Only watchers whose stream can take more: a stream that is
+                // not being read must not hold back every other catch-up.
+                let work = st
+                    .unsynced
                     .values()
+                    .filter(|w| {
+                        st.streams
+                            .get(&w.key.0)
+                            .is_some_and(|s| s.has_room(self.config.stream_queue))
+                    })
                     .map(|w| w.next_rev)
                     .min()
-                    .map(|from| (from, st.notified_rev))
+                    .map(|from| (from, st.notified_rev));
+                (work, !st.unsynced.is_empty())
             };
             let Some((from, upto)) = work else {
+                // Nothing owed: sleep until woken. Owed only to full streams:
+                // a stream draining below its bound wakes us (WatchStream::next).
+                let nap = if owed {
+                    Duration::from_millis(10)
+                } else {
+                    Duration::from_millis(100)
+                };
                 tokio::select! {
                     _ = self.wake_catch_up.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = tokio::time::sleep(nap) => {}
                 }
                 continue;
             };
@@ -508,7 +532,11 @@ impl WatchStream {
     /// The next response for this stream.
     pub async fn next(&mut self) -> Option<Delivery> {
         let d = self.rx.recv().await?;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let before = self.queued.fetch_sub(1, Ordering::AcqRel);
+        if before == self.control.hub.config.stream_queue {
+            // Room again: watchers of this stream may be owed history.
+            self.control.hub.wake_catch_up.notify_one();
+        }
         Some(d)
     }
 

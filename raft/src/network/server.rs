@@ -1,0 +1,154 @@
+//! The server side: [`PeerService`], the tonic service the server mounts on
+//! its peer listener.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::Raft;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::error::PeerError;
+use super::pb::raft_server::{Raft as RaftRpc, RaftServer};
+use super::pb::{
+    forward_response, read_index_response, ForwardRequest, ForwardResponse, RaftMessage,
+    ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
+};
+use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::types::{NodeId, TypeConfig};
+
+/// What only the leader does for the other members, implemented by the
+/// server. Called on whichever member the asking follower believes is the
+/// leader: an implementation that is not the leader answers
+/// [`PeerError::NotLeader`] (what `?` on openraft's `ForwardToLeader` gives).
+#[async_trait::async_trait]
+pub trait LeaderDuties: Send + Sync + 'static {
+    /// Proposes an encoded command (a follower's client's write) and returns
+    /// the encoded response once it is applied: `Raft::client_write`.
+    async fn forward(&self, command: Bytes) -> Result<Bytes, PeerError>;
+
+    /// Confirms leadership with a quorum and returns the log index a
+    /// linearizable read must wait for: `Raft::get_read_log_id`'s, 0 for an
+    /// empty log.
+    async fn read_index(&self) -> Result<u64, PeerError>;
+}
+
+/// The peer gRPC service (`oxetcdraftpb.Raft`) of one member: openraft's
+/// RPCs go to its [`Raft`], `Forward` and `ReadIndex` to its
+/// [`LeaderDuties`].
+#[derive(Clone)]
+pub struct PeerService {
+    raft: Raft<TypeConfig>,
+    duties: Arc<dyn LeaderDuties>,
+    max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for PeerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerService")
+            .field("max_message_bytes", &self.max_message_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerService {
+    /// The service of the member running `raft`.
+    pub fn new(raft: Raft<TypeConfig>, duties: Arc<dyn LeaderDuties>) -> PeerService {
+        PeerService {
+            raft,
+            duties,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// The largest message accepted or sent (default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`]); keep it equal to the clients'
+    /// [`NetworkOptions::max_message_bytes`].
+    ///
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`]: super::DEFAULT_MAX_MESSAGE_BYTES
+    /// [`NetworkOptions::max_message_bytes`]: super::NetworkOptions::max_message_bytes
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> PeerService {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// The tonic service, for `Server::builder().add_service(..)` (or an
+    /// interceptor around it).
+    pub fn into_server(self) -> RaftServer<PeerService> {
+        let max = self.max_message_bytes;
+        RaftServer::new(self)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// openraft's result, encoded.
+fn reply<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = encode(result, "reply").map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftMessage { payload }))
+}
+
+fn encode_error(e: &PeerError) -> Result<Bytes, Status> {
+    encode(e, "PeerError").map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftRpc for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            decode(&request.get_ref().payload, "AppendEntriesRequest").map_err(invalid)?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<NodeId> =
+            decode(&request.get_ref().payload, "VoteRequest").map_err(invalid)?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<SnapshotChunk>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let chunk = request.into_inner();
+        let mut rpc: InstallSnapshotRequest<TypeConfig> =
+            decode(&chunk.payload, "InstallSnapshotRequest").map_err(invalid)?;
+        rpc.data = Vec::from(chunk.data);
+        reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
+        let command = request.into_inner().command;
+        let result = match self.duties.forward(command).await {
+            Ok(response) => forward_response::Result::Response(response),
+            Err(e) => forward_response::Result::Error(encode_error(&e)?),
+        };
+        Ok(Response::new(ForwardResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        let result = match self.duties.read_index().await {
+            Ok(index) => read_index_response::Result::Index(index),
+            Err(e) => read_index_response::Result::Error(encode_error(&e)?),
+        };
+        Ok(Response::new(ReadIndexResponse {
+            result: Some(result),
+        }))
+    }
+}

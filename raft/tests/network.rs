@@ -1,0 +1,777 @@
+//! The peer transport end to end: 3-member openraft clusters in this process,
+//! each member with its own WAL (a temporary directory), an in-memory
+//! key-value state machine defined here, and `PeerService` on its own
+//! 127.0.0.1 port, connected through `Network`: elections, replication,
+//! `Forward` / `ReadIndex`, fail-over, catching up by snapshot, and TLS.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Config, EntryPayload, Raft, RaftSnapshotBuilder, ServerState,
+    SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError, StoredMembership,
+};
+use oxetcd_raft::{
+    Entry, LeaderDuties, LogId, LogStore, Network, NodeId, PeerError, PeerService, Request,
+    Response, TypeConfig, Wal, WalOptions,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::StreamExt;
+
+// ---------------------------------------------------------------------------
+// The state machine: a key-value map; a request is `key=value`, its response
+// the previous value (empty if none). Its snapshot is the map, as JSON.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct KvData {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership<NodeId, BasicNode>,
+    kv: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+struct SmState {
+    data: KvData,
+    snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+    built: u64,
+    installed: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct KvStateMachine(Arc<Mutex<SmState>>);
+
+impl KvStateMachine {
+    fn state(&self) -> MutexGuard<'_, SmState> {
+        self.0.lock().expect("state machine lock")
+    }
+
+    fn kv(&self) -> BTreeMap<String, String> {
+        self.state().data.kv.clone()
+    }
+}
+
+fn sm_err(e: serde_json::Error) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for KvStateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let mut st = self.state();
+        let bytes = serde_json::to_vec(&st.data).map_err(sm_err)?;
+        st.built += 1;
+        let meta = SnapshotMeta {
+            last_log_id: st.data.last_applied,
+            last_membership: st.data.last_membership.clone(),
+            snapshot_id: format!("snap-{}", st.built),
+        };
+        st.snapshot = Some((meta.clone(), bytes.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for KvStateMachine {
+    type SnapshotBuilder = KvStateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+        let st = self.state();
+        Ok((st.data.last_applied, st.data.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut st = self.state();
+        let mut out = Vec::new();
+        for entry in entries {
+            st.data.last_applied = Some(entry.log_id);
+            let mut response = Response::default();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(req) => {
+                    let text = String::from_utf8_lossy(req.bytes()).into_owned();
+                    let (k, v) = text.split_once('=').unwrap_or((&text, ""));
+                    if let Some(prev) = st.data.kv.insert(k.to_string(), v.to_string()) {
+                        response = Response(Bytes::from(prev));
+                    }
+                }
+                EntryPayload::Membership(m) => {
+                    st.data.last_membership = StoredMembership::new(Some(entry.log_id), m)
+                }
+            }
+            out.push(response);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        let mut st = self.state();
+        st.data = serde_json::from_slice(&bytes).map_err(sm_err)?;
+        st.snapshot = Some((meta.clone(), bytes));
+        st.installed += 1;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self
+            .state()
+            .snapshot
+            .as_ref()
+            .map(|(meta, bytes)| Snapshot {
+                meta: meta.clone(),
+                snapshot: Box::new(Cursor::new(bytes.clone())),
+            }))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The leader duties, as the server will implement them.
+
+struct Duties(Raft<TypeConfig>);
+
+#[async_trait::async_trait]
+impl LeaderDuties for Duties {
+    async fn forward(&self, command: Bytes) -> Result<Bytes, PeerError> {
+        Ok(self.0.client_write(Request(command)).await?.data.0)
+    }
+
+    async fn read_index(&self) -> Result<u64, PeerError> {
+        Ok(self.0.ensure_linearizable().await?.map_or(0, |id| id.index))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS material: one CA, one certificate per member (server and client auth,
+// SANs 127.0.0.1 and localhost), mutual authentication as etcd's
+// --peer-client-cert-auth.
+
+struct Pki {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        Pki {
+            issuer: CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        Arc::new(roots)
+    }
+
+    fn leaf(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    }
+
+    fn server_config(&self, cn: &str) -> Arc<ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots(), provider.clone())
+            .build()
+            .unwrap();
+        let (chain, key) = self.leaf(cn);
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    }
+
+    /// Without ALPN: `Network` offers h2 itself.
+    fn client_config(&self, cn: &str) -> Arc<ClientConfig> {
+        let (chain, key) = self.leaf(cn);
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(self.roots())
+                .with_client_auth_cert(chain, key)
+                .unwrap();
+        Arc::new(config)
+    }
+}
+
+/// An accepted TLS connection, for tonic's `serve_with_incoming`.
+struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clusters.
+
+struct Member {
+    raft: Raft<TypeConfig>,
+    sm: KvStateMachine,
+    network: Network,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Member {
+    /// Stops raft and the peer server; the port is free afterwards.
+    async fn stop(self) {
+        self.raft.shutdown().await.unwrap();
+        if let Some(acceptor) = self.acceptor {
+            acceptor.abort();
+            let _ = acceptor.await;
+        }
+        let _ = self.stop.send(());
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(3), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    config: Arc<Config>,
+    pki: Option<Pki>,
+    nodes: BTreeMap<NodeId, BasicNode>,
+    members: BTreeMap<NodeId, Member>,
+    /// Connections the members' peer servers accepted (TLS: handshaken).
+    accepted: Arc<AtomicUsize>,
+}
+
+fn config(snapshots: bool) -> Arc<Config> {
+    let mut config = Config {
+        cluster_name: "network-test".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        ..Default::default()
+    };
+    if snapshots {
+        config.snapshot_policy = SnapshotPolicy::LogsSinceLast(10);
+        config.max_in_snapshot_log_to_keep = 0;
+        config.purge_batch_size = 1;
+        // Several chunks per snapshot.
+        config.snapshot_max_chunk_size = 256;
+    }
+    Arc::new(config.validate().unwrap())
+}
+
+impl Cluster {
+    /// Three members on 127.0.0.1 (https if `tls`), started, not initialized.
+    async fn start(snapshots: bool, tls: bool) -> Cluster {
+        let pki = tls.then(|| Pki::new("peer ca"));
+        let mut listeners = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=3 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let scheme = if tls { "https" } else { "http" };
+            let addr = format!("{scheme}://{}", listener.local_addr().unwrap());
+            nodes.insert(id, BasicNode::new(addr));
+            listeners.insert(id, listener);
+        }
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            config: config(snapshots),
+            pki,
+            nodes,
+            members: BTreeMap::new(),
+            accepted: Arc::new(AtomicUsize::new(0)),
+        };
+        for (id, listener) in listeners {
+            cluster.launch(id, listener).await;
+        }
+        cluster
+    }
+
+    fn wal_dir(&self, id: NodeId) -> PathBuf {
+        self.dir.path().join(format!("member-{id}"))
+    }
+
+    /// Starts member `id` (again) on `listener`, on its WAL directory, with
+    /// an empty state machine.
+    async fn launch(&mut self, id: NodeId, listener: TcpListener) {
+        let wal = Wal::open(self.wal_dir(id), WalOptions::default()).unwrap();
+        let sm = KvStateMachine::default();
+        let client_tls = self
+            .pki
+            .as_ref()
+            .map(|pki| pki.client_config(&format!("member-{id}")));
+        let network = Network::new(id, client_tls);
+        let raft = Raft::new(
+            id,
+            self.config.clone(),
+            network.clone(),
+            LogStore::new(wal),
+            sm.clone(),
+        )
+        .await
+        .unwrap();
+        let service = PeerService::new(raft.clone(), Arc::new(Duties(raft.clone())));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let router = tonic::transport::Server::builder().add_service(service.into_server());
+        let (server, acceptor) = match &self.pki {
+            None => {
+                let accepted = self.accepted.clone();
+                let incoming = TcpListenerStream::new(listener).map(move |conn| {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    conn
+                });
+                let server = tokio::spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                        .unwrap();
+                });
+                (server, None)
+            }
+            Some(pki) => {
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(pki.server_config(&format!("member-{id}")));
+                let (tx, rx) = mpsc::channel::<std::io::Result<TlsConn>>(16);
+                let accepted = self.accepted.clone();
+                let accept_loop = tokio::spawn(async move {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        let acceptor = acceptor.clone();
+                        let tx = tx.clone();
+                        let accepted = accepted.clone();
+                        tokio::spawn(async move {
+                            // Failed handshakes are the client's business.
+                            if let Ok(tls) = acceptor.accept(tcp).await {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                                let _ = tx.send(Ok(TlsConn(tls))).await;
+                            }
+                        });
+                    }
+                });
+                let incoming = ReceiverStream::new(rx);
+                let server = tokio::spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                        .unwrap();
+                });
+                (server, Some(accept_loop))
+            }
+        };
+        let member = Member {
+            raft,
+            sm,
+            network,
+            stop,
+            server,
+            acceptor,
+        };
+        self.members.insert(id, member);
+    }
+
+    async fn initialize(&self) {
+        self.members[&1]
+            .raft
+            .initialize(self.nodes.clone())
+            .await
+            .unwrap();
+    }
+
+    /// Each member dials each other member once at most, however many
+    /// calls (heartbeats, votes, forwards) it made: the channels are reused.
+    fn assert_connections_reused(&self) {
+        let accepted = self.accepted.load(Ordering::Relaxed);
+        assert!((2..=6).contains(&accepted), "{accepted} connections");
+    }
+
+    fn member(&self, id: NodeId) -> &Member {
+        &self.members[&id]
+    }
+
+    /// Waits until every running member follows the same leader, which is
+    /// running and leading, and is not `not`.
+    async fn leader(&self, not: Option<NodeId>) -> NodeId {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen: Vec<Option<NodeId>> = self
+                .members
+                .values()
+                .map(|m| m.raft.metrics().borrow().current_leader)
+                .collect();
+            if let Some(Some(leader)) = seen.first().copied() {
+                if seen.iter().all(|l| *l == Some(leader))
+                    && Some(leader) != not
+                    && self
+                        .members
+                        .get(&leader)
+                        .is_some_and(|m| m.raft.metrics().borrow().state == ServerState::Leader)
+                {
+                    return leader;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every running member has applied `index`.
+    async fn applied_everywhere(&self, index: u64) {
+        for (id, m) in &self.members {
+            m.raft
+                .wait(Some(Duration::from_secs(10)))
+                .applied_index_at_least(Some(index), format!("member {id} applies {index}"))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A member other than `leader` (and not `also_not`).
+    fn follower(&self, leader: NodeId, also_not: Option<NodeId>) -> NodeId {
+        *self
+            .members
+            .keys()
+            .find(|id| **id != leader && Some(**id) != also_not)
+            .unwrap()
+    }
+
+    async fn write(&self, leader: NodeId, command: &str) -> (u64, Bytes) {
+        let resp = self
+            .member(leader)
+            .raft
+            .client_write(Request::from(command.as_bytes().to_vec()))
+            .await
+            .unwrap();
+        (resp.log_id.index, resp.data.0)
+    }
+
+    async fn stop(&mut self, id: NodeId) -> u16 {
+        let member = self.members.remove(&id).unwrap();
+        member.stop().await;
+        port(&self.nodes[&id])
+    }
+
+    async fn shutdown(mut self) {
+        let ids: Vec<_> = self.members.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
+
+fn port(node: &BasicNode) -> u16 {
+    let addr: SocketAddr = node.addr.rsplit_once("://").unwrap().1.parse().unwrap();
+    addr.port()
+}
+
+fn kv(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicates_forwards_reads_and_fails_over() {
+    let mut cluster = Cluster::start(false, false).await;
+    cluster.initialize().await;
+    let leader = cluster.leader(None).await;
+    let follower = cluster.follower(leader, None);
+    let other = cluster.follower(leader, Some(follower));
+    let leader_node = cluster.nodes[&leader].clone();
+
+    // A write at the leader reaches every member.
+    let (index, prev) = cluster.write(leader, "a=1").await;
+    assert!(prev.is_empty());
+    cluster.applied_everywhere(index).await;
+    for m in cluster.members.values() {
+        assert_eq!(m.sm.kv(), kv(&[("a", "1")]));
+    }
+
+    // A follower forwards writes to the leader and gets the responses.
+    let peers = cluster.member(follower).network.peer_client();
+    let resp = peers
+        .forward(leader, &leader_node, Bytes::from_static(b"b=2"))
+        .await
+        .unwrap();
+    assert!(resp.is_empty());
+    let resp = peers
+        .forward(leader, &leader_node, Bytes::from_static(b"a=3"))
+        .await
+        .unwrap();
+    assert_eq!(resp, Bytes::from_static(b"1"), "the previous value of a");
+
+    // ReadIndex: at least the last write's index, which is then applied here.
+    let read_index = peers.read_index(leader, &leader_node).await.unwrap();
+    let last = cluster.member(leader).raft.metrics().borrow().last_applied;
+    assert!(read_index >= index + 2, "{read_index} vs {last:?}");
+    cluster
+        .member(follower)
+        .raft
+        .wait(Some(Duration::from_secs(5)))
+        .applied_index_at_least(Some(read_index), "read index applied")
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.member(follower).sm.kv(),
+        kv(&[("a", "3"), ("b", "2")])
+    );
+
+    // A member that is not the leader says who is.
+    let not_leader = cluster.nodes[&other].clone();
+    let err = peers
+        .forward(other, &not_leader, Bytes::from_static(b"c=1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PeerError::NotLeader { leader_id: Some(l), leader_node: Some(n) }
+            if *l == leader && *n == leader_node),
+        "{err}"
+    );
+    assert!(err.not_delivered());
+    let err = peers.read_index(other, &not_leader).await.unwrap_err();
+    assert!(matches!(err, PeerError::NotLeader { .. }), "{err}");
+    cluster.assert_connections_reused();
+
+    // The leader goes away: the others elect a new one, writes go on.
+    cluster.stop(leader).await;
+    let new_leader = cluster.leader(Some(leader)).await;
+    assert_ne!(new_leader, leader);
+    let (index, _) = cluster.write(new_leader, "d=4").await;
+    let survivor = cluster.follower(new_leader, None);
+    let peers = cluster.member(survivor).network.peer_client();
+    let new_leader_node = cluster.nodes[&new_leader].clone();
+    peers
+        .forward(new_leader, &new_leader_node, Bytes::from_static(b"e=5"))
+        .await
+        .unwrap();
+    cluster.applied_everywhere(index + 1).await;
+    for m in cluster.members.values() {
+        assert_eq!(
+            m.sm.kv(),
+            kv(&[("a", "3"), ("b", "2"), ("d", "4"), ("e", "5")])
+        );
+    }
+
+    // The old leader is unreachable, and said so.
+    let err = peers
+        .with_timeout(Duration::from_secs(2))
+        .read_index(leader, &leader_node)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PeerError::Unreachable { .. }), "{err}");
+    assert!(err.not_delivered());
+
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_follower_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(true, false).await;
+    cluster.initialize().await;
+    let leader = cluster.leader(None).await;
+    let follower = cluster.follower(leader, None);
+    let mut expected = BTreeMap::new();
+    let mut index = 0;
+    for i in 0..3 {
+        (index, _) = cluster.write(leader, &format!("early{i}=x")).await;
+        expected.insert(format!("early{i}"), "x".to_string());
+    }
+    cluster.applied_everywhere(index).await;
+    let follower_last = cluster
+        .member(follower)
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap();
+
+    // The follower is down while the others go on, snapshot and purge the
+    // log it would need.
+    let follower_port = cluster.stop(follower).await;
+    for i in 0..40 {
+        let value = format!("value-{i}-{}", "v".repeat(20));
+        (index, _) = cluster.write(leader, &format!("key{i:02}={value}")).await;
+        expected.insert(format!("key{i:02}"), value);
+    }
+    cluster
+        .member(leader)
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index > follower_last + 10),
+            "leader purged past the follower's log",
+        )
+        .await
+        .unwrap();
+
+    // Back on the same port and WAL, with an empty state machine: the leader
+    // no longer has the entries it misses, so it sends a snapshot.
+    let listener = TcpListener::bind(("127.0.0.1", follower_port))
+        .await
+        .unwrap();
+    cluster.launch(follower, listener).await;
+    cluster.applied_everywhere(index).await;
+    let back = cluster.member(follower);
+    assert!(
+        back.sm.state().installed >= 1,
+        "caught up without a snapshot"
+    );
+    assert_eq!(back.sm.kv(), expected);
+    assert_eq!(cluster.member(leader).sm.kv(), expected);
+
+    // And it follows the log again after the snapshot.
+    let (index, _) = cluster.write(leader, "after=snapshot").await;
+    cluster.applied_everywhere(index).await;
+    assert_eq!(
+        cluster
+            .member(follower)
+            .sm
+            .kv()
+            .get("after")
+            .map(String::as_str),
+        Some("snapshot")
+    );
+
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_over_mutual_tls() {
+    let cluster = Cluster::start(false, true).await;
+    assert!(cluster.nodes[&1].addr.starts_with("https://"));
+    cluster.initialize().await;
+    let leader = cluster.leader(None).await;
+    let follower = cluster.follower(leader, None);
+    let leader_node = cluster.nodes[&leader].clone();
+
+    let (index, _) = cluster.write(leader, "tls=yes").await;
+    let peers = cluster.member(follower).network.peer_client();
+    peers
+        .forward(
+            leader,
+            &leader_node,
+            Bytes::from_static(b"forwarded=over tls"),
+        )
+        .await
+        .unwrap();
+    let read_index = peers.read_index(leader, &leader_node).await.unwrap();
+    assert!(read_index > index);
+    cluster.applied_everywhere(read_index).await;
+    for m in cluster.members.values() {
+        assert_eq!(m.sm.kv(), kv(&[("forwarded", "over tls"), ("tls", "yes")]));
+    }
+
+    cluster.assert_connections_reused();
+
+    // A member that trusts another CA cannot talk to them; neither can one
+    // without TLS.
+    let stranger = Pki::new("other ca");
+    let outsider = Network::new(9, Some(stranger.client_config("outsider"))).peer_client();
+    let err = outsider.read_index(leader, &leader_node).await.unwrap_err();
+    assert!(matches!(err, PeerError::Unreachable { .. }), "{err}");
+    let plain = Network::new(9, None).peer_client();
+    let err = plain.read_index(leader, &leader_node).await.unwrap_err();
+    assert!(
+        matches!(&err, PeerError::Unreachable { reason, .. } if reason.contains("no peer TLS")),
+        "{err}"
+    );
+
+    cluster.shutdown().await;
+}

@@ -1,0 +1,233 @@
+//! Replication with openraft: every write goes through the Raft log, a single
+//! member being a one-member group (one write path to test and tune).
+//!
+//! - [`Replication::propose`]: a write, as `Raft::client_write` on the leader;
+//!   a follower forwards the encoded command to the leader over the peer
+//!   service and relays its answer.
+//! - [`Replication::read_barrier`]: what a linearizable read waits for. The
+//!   leader confirms its leadership with a quorum (ReadIndex); a follower asks
+//!   the leader for that index and waits until it has applied it.
+//! - [`state_machine`]: committed entries applied to the MVCC store.
+
+mod state_machine;
+
+pub use state_machine::StateMachine;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use oxetcd_raft::{
+    LeaderDuties, LogStore, Network, NodeId, PeerClient, PeerError, PeerService, TypeConfig, Wal,
+    WalOptions,
+};
+use oxetcd_storage::Store;
+use oxetcd_watch::WatchHub;
+use prost::Message;
+use tracing::info;
+
+use crate::error::EtcdError;
+use crate::write::command::{Command, Outcome, Request, Response};
+use crate::write::watchdog::{Watchdog, STUCK_WRITER};
+
+/// etcd keeps this many entries behind a snapshot for slow followers
+/// (SnapshotCatchUpEntries); openraft's default of 1000 makes a follower that
+/// is installing a big snapshot fall behind again.
+const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 5000;
+/// How long a write or read may wait for a leader, as etcd's request timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// Timing and log-size settings, from etcd's flags.
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    /// Applied entries between snapshots (--snapshot-count).
+    pub snapshot_count: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("raft log: {0}")]
+    Wal(#[from] oxetcd_raft::WalError),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// This member's part in the Raft group.
+pub struct Replication {
+    raft: Raft<TypeConfig>,
+    peers: PeerClient,
+}
+
+impl Replication {
+    /// Opens the log under `dir`, starts Raft, and when `bootstrap` names the
+    /// members of a new cluster, initializes it (every member of a new cluster
+    /// does so with the same membership).
+    pub async fn start(
+        id: NodeId,
+        dir: &Path,
+        store: Arc<Store>,
+        hub: Arc<WatchHub>,
+        settings: &RaftSettings,
+        bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
+        peer_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, ReplicationError> {
+        let raft_err = |e: &dyn std::fmt::Display| ReplicationError::Raft(e.to_string());
+        let wal = Wal::open(dir.join("wal"), WalOptions::default())?;
+        let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
+            tracing::error!(?busy, "applying one batch of writes is stuck (storage engine hang?): stopping so that a restart recovers the last durable state");
+            std::process::exit(1);
+        })
+        .map_err(|e| raft_err(&e))?;
+        let state_machine = StateMachine::new(store, hub, dir.join("snapshot"), watchdog)
+            .map_err(|e| raft_err(&e))?;
+        let network = Network::new(id, peer_tls);
+        let peers = network.peer_client();
+        let heartbeat = settings.heartbeat_interval.as_millis() as u64;
+        let election = settings.election_timeout.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "oxetcd".to_string(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
+            max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| raft_err(&e))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            network,
+            LogStore::new(wal),
+            state_machine,
+        )
+        .await
+        .map_err(|e| raft_err(&e))?;
+        if let Some(members) = bootstrap {
+            if !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
+                info!(members = ?members.keys().map(|m| format!("{m:x}")).collect::<Vec<_>>(), "bootstrapping a new cluster");
+                raft.initialize(members).await.map_err(|e| raft_err(&e))?;
+            }
+        }
+        Ok(Self { raft, peers })
+    }
+
+    /// The peer service other members call on this one.
+    pub fn peer_service(self: &Arc<Self>) -> PeerService {
+        PeerService::new(
+            self.raft.clone(),
+            Arc::new(Duties {
+                raft: self.raft.clone(),
+            }),
+        )
+    }
+
+    /// Waits until a leader is known (etcd serves clients only then).
+    pub async fn wait_for_leader(&self) -> Result<(), EtcdError> {
+        self.raft
+            .wait(None)
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map(|_| ())
+            .map_err(|e| EtcdError::Storage(e.to_string()))
+    }
+
+    /// What Raft reports of this member now.
+    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Applies `request` through the log; answers once it is applied.
+    pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
+        let command = Bytes::from(Command::from(request).encode_to_vec());
+        let forward_to = match self
+            .raft
+            .client_write(oxetcd_raft::Request(command.clone()))
+            .await
+        {
+            Ok(written) => return decode_outcome(&written.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+            Err(e) => return Err(EtcdError::Storage(e.to_string())),
+        };
+        let (Some(leader), Some(node)) = (forward_to.leader_id, forward_to.leader_node) else {
+            return Err(EtcdError::NoLeader);
+        };
+        let answer = self
+            .peers
+            .forward(leader, &node, command)
+            .await
+            .map_err(peer_error)?;
+        decode_outcome(&answer)
+    }
+
+    /// Returns once this member has applied everything committed before the
+    /// call: then a local read is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+        let index = match self.raft.get_read_log_id().await {
+            Ok((read, _)) => read.map_or(0, |l| l.index),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
+                    return Err(EtcdError::NoLeader);
+                };
+                self.peers
+                    .read_index(leader, &node)
+                    .await
+                    .map_err(peer_error)?
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                return Err(EtcdError::NoLeader)
+            }
+            Err(e) => return Err(EtcdError::Storage(e.to_string())),
+        };
+        self.raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| EtcdError::RequestTimedOut)
+    }
+}
+
+fn decode_outcome(raw: &[u8]) -> Result<Response, EtcdError> {
+    Outcome::decode(raw)
+        .map_err(|e| EtcdError::Storage(format!("undecodable apply result: {e}")))?
+        .into_result()
+}
+
+fn peer_error(e: PeerError) -> EtcdError {
+    match e {
+        PeerError::NotLeader { .. } | PeerError::NoQuorum(_) | PeerError::Unreachable { .. } => {
+            EtcdError::NoLeader
+        }
+        PeerError::Timeout { .. } => EtcdError::RequestTimedOut,
+        other => EtcdError::Storage(other.to_string()),
+    }
+}
+
+/// What this member does for followers when it is the leader.
+struct Duties {
+    raft: Raft<TypeConfig>,
+}
+
+#[tonic::async_trait]
+impl LeaderDuties for Duties {
+    async fn forward(&self, command: Bytes) -> Result<Bytes, PeerError> {
+        let written = self
+            .raft
+            .client_write(oxetcd_raft::Request(command))
+            .await?;
+        Ok(written.data.0)
+    }
+
+    async fn read_index(&self) -> Result<u64, PeerError> {
+        let (read, _) = self.raft.get_read_log_id().await?;
+        Ok(read.map_or(0, |l| l.index))
+    }
+}

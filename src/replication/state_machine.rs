@@ -1,0 +1,339 @@
+//! The Raft state machine: committed entries applied to the MVCC store in log
+//! order, their changes handed to watchers.
+//!
+//! Durability rule: the log is durable on a quorum before an entry is applied,
+//! so applying does not fsync the store. Each entry that changes the store
+//! records what was applied (log id + membership) in the same atomic batch as
+//! its changes, so after a crash the store says exactly which entry it holds
+//! last and openraft replays the log from there. A snapshot is built only from
+//! flushed store contents, and openraft purges only logs a snapshot covers, so
+//! no entry the store may have lost is ever purged:
+//!
+//! ```text
+//! log:    1 2 3 4 5 6 7 8          (durable, quorum)
+//! store:  applied 1..6, flushed up to 4 (5, 6 lost if we crash now)
+//! crash -> store says "applied 4" -> openraft re-applies 5 6 7 8
+//! ```
+//!
+//! Entries that change nothing (a failed compare, a blank entry) are not
+//! recorded: replaying them changes nothing again.
+
+// openraft's StorageError is large, and its traits return it: helpers here
+// return it too rather than convert at every call.
+#![allow(clippy::result_large_err)]
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, BasicNode, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use oxetcd_raft::{Entry, LogId, NodeId, Response, TypeConfig};
+use oxetcd_storage::Store;
+use oxetcd_watch::WatchHub;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::apply;
+use crate::write::command::{Command, Outcome};
+use crate::write::watchdog::Watchdog;
+
+type Membership = StoredMembership<NodeId, BasicNode>;
+type RaftResult<T> = Result<T, StorageError<NodeId>>;
+
+/// What the store records as applied, in the batch of the changes it covers.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AppliedRecord {
+    last_applied: Option<LogId>,
+    membership: Membership,
+}
+
+impl AppliedRecord {
+    fn encode(&self) -> RaftResult<Bytes> {
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .map_err(|e| write_err(&e))
+    }
+
+    fn decode(raw: Option<Bytes>) -> RaftResult<Self> {
+        match raw {
+            None => Ok(Self::default()),
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| read_err(&e)),
+        }
+    }
+}
+
+fn write_err(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    StorageError::IO {
+        source: StorageIOError::write_state_machine(AnyError::new(e)),
+    }
+}
+
+fn read_err(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    StorageError::IO {
+        source: StorageIOError::read_state_machine(AnyError::new(e)),
+    }
+}
+
+fn snapshot_err(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    StorageError::IO {
+        source: StorageIOError::write_snapshot(None, AnyError::new(e)),
+    }
+}
+
+/// The state machine over the MVCC store.
+pub struct StateMachine {
+    store: Arc<Store>,
+    hub: Arc<WatchHub>,
+    /// Where the last built or installed snapshot is kept.
+    snapshots: SnapshotFiles,
+    applied: AppliedRecord,
+    /// Stops the member if one batch of applies hangs (see `watchdog`).
+    watchdog: Arc<Watchdog>,
+}
+
+impl StateMachine {
+    pub fn new(
+        store: Arc<Store>,
+        hub: Arc<WatchHub>,
+        snapshot_dir: PathBuf,
+        watchdog: Arc<Watchdog>,
+    ) -> RaftResult<Self> {
+        let applied = AppliedRecord::decode(store.applied_state())?;
+        Ok(Self {
+            store,
+            hub,
+            snapshots: SnapshotFiles { dir: snapshot_dir },
+            applied,
+            watchdog,
+        })
+    }
+
+    fn apply_one(&mut self, entry: Entry) -> RaftResult<Response> {
+        self.applied.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => Ok(Response::default()),
+            EntryPayload::Membership(m) => {
+                self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                // Membership must survive a restart even though no key changed.
+                self.store
+                    .save_applied_state(self.applied.encode()?)
+                    .map_err(|e| write_err(&e))?;
+                Ok(Response::default())
+            }
+            EntryPayload::Normal(request) => {
+                let command = Command::decode(request.0.clone()).map_err(|e| read_err(&e))?;
+                let Some(request) = command.request else {
+                    return Ok(Response::default());
+                };
+                let record = self.applied.encode()?;
+                let result = apply::apply(&self.store, entry.log_id.index, Some(&record), &request);
+                if let Err(e) = &result {
+                    if e.is_fatal() {
+                        return Err(write_err(e));
+                    }
+                }
+                Ok(Response(Bytes::from(
+                    Outcome::from_result(result).encode_to_vec(),
+                )))
+            }
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> RaftResult<(Option<LogId>, Membership)> {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> RaftResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let watchdog = self.watchdog.clone();
+        let _busy = watchdog.busy();
+        let mut responses = Vec::new();
+        for entry in entries {
+            responses.push(self.apply_one(entry)?);
+        }
+        // Committed on a quorum already: visible now, and to watchers.
+        let published = self.store.publish();
+        self.hub.notify(&published.events);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Entries that changed nothing left no record: write the true one now,
+        // so a snapshot taken from here on names the last entry it includes.
+        // (openraft asks for a builder between applies; a failure here only
+        // makes the snapshot name an earlier entry, which replays harmlessly.)
+        if let Ok(record) = self.applied.encode() {
+            let _ = self.store.save_applied_state(record);
+        }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            files: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> RaftResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> RaftResult<()> {
+        let data = snapshot.into_inner();
+        let store = self.store.clone();
+        let installed = data.clone();
+        tokio::task::spawn_blocking(move || store.install_snapshot(&installed))
+            .await
+            .map_err(|e| snapshot_err(&e))?
+            .map_err(|e| snapshot_err(&e))?;
+        self.applied = AppliedRecord {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        self.store
+            .save_applied_state(self.applied.encode()?)
+            .map_err(|e| write_err(&e))?;
+        self.store.flush().map_err(|e| write_err(&e))?;
+        self.snapshots.save(meta, &data)?;
+        self.hub.resync();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> RaftResult<Option<Snapshot<TypeConfig>>> {
+        self.snapshots.load()
+    }
+}
+
+/// Builds a snapshot from the store's flushed contents.
+pub struct SnapshotBuilder {
+    store: Arc<Store>,
+    files: SnapshotFiles,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> RaftResult<Snapshot<TypeConfig>> {
+        let store = self.store.clone();
+        let (data, applied) = tokio::task::spawn_blocking(move || {
+            // Flushed first: logs this snapshot covers get purged, so the store
+            // must not be able to lose what it holds.
+            store.flush()?;
+            let mut data = Vec::new();
+            let applied = store.snapshot_to(&mut data)?;
+            Ok::<_, oxetcd_storage::StorageError>((data, applied))
+        })
+        .await
+        .map_err(|e| snapshot_err(&e))?
+        .map_err(|e| snapshot_err(&e))?;
+        // The record inside the snapshot describes exactly what it contains.
+        let applied = AppliedRecord::decode(applied)?;
+        let id = applied.last_applied.map_or_else(
+            || "empty".to_string(),
+            |l| format!("{}-{}", l.leader_id, l.index),
+        );
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+            snapshot_id: id,
+        };
+        self.files.save(&meta, &data)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+/// The current snapshot on disk: `snapshot.data` and `snapshot.meta` (JSON),
+/// each replaced atomically (write, fsync, rename).
+#[derive(Clone)]
+struct SnapshotFiles {
+    dir: PathBuf,
+}
+
+impl SnapshotFiles {
+    fn save(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> RaftResult<()> {
+        let meta = serde_json::to_vec(meta).map_err(|e| snapshot_err(&e))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| snapshot_err(&e))?;
+        // Data first: a meta file never names data that is not there.
+        write_atomically(&self.dir.join("snapshot.data"), data).map_err(|e| snapshot_err(&e))?;
+        write_atomically(&self.dir.join("snapshot.meta"), &meta).map_err(|e| snapshot_err(&e))
+    }
+
+    fn load(&self) -> RaftResult<Option<Snapshot<TypeConfig>>> {
+        let meta = match std::fs::read(self.dir.join("snapshot.meta")) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(read_err(&e)),
+        };
+        let meta: SnapshotMeta<NodeId, BasicNode> =
+            serde_json::from_slice(&meta).map_err(|e| read_err(&e))?;
+        let data = std::fs::read(self.dir.join("snapshot.data")).map_err(|e| read_err(&e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+fn write_atomically(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::{StoreBuilder, Suite};
+    use oxetcd_raft::{LogStore, Wal, WalOptions};
+    use oxetcd_storage::SledBackend;
+    use oxetcd_watch::WatchConfig;
+    use std::time::Duration;
+    use tempfile::TempDir;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
+        async fn build(&self) -> RaftResult<(TempDir, LogStore, StateMachine)> {
+            let dir = tempfile::tempdir().map_err(|e| write_err(&e))?;
+            let wal = Wal::open(dir.path().join("wal"), WalOptions::default())
+                .map_err(|e| write_err(&e))?;
+            let backend =
+                SledBackend::open(&dir.path().join("kv"), 8 << 20).map_err(|e| write_err(&e))?;
+            let store = Arc::new(Store::open(Box::new(backend)).map_err(|e| write_err(&e))?);
+            let hub = WatchHub::start(store.clone(), WatchConfig::default());
+            let watchdog =
+                Watchdog::start(Duration::from_secs(600), |_| {}).map_err(|e| write_err(&e))?;
+            let sm = StateMachine::new(store, hub, dir.path().join("snapshot"), watchdog)?;
+            Ok((dir, LogStore::new(wal), sm))
+        }
+    }
+
+    /// openraft's own conformance suite, against our log and state machine.
+    #[test]
+    fn openraft_storage_suite_passes_on_the_mvcc_state_machine() {
+        if let Err(e) = Suite::test_all(Builder) {
+            panic!("openraft storage suite: {e}");
+        }
+    }
+}
