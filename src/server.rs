@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
+use oxetcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use oxetcd_proto::etcdserverpb::kv_server::KvServer;
 use oxetcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use oxetcd_proto::etcdserverpb::watch_server::WatchServer;
@@ -19,8 +20,9 @@ use crate::datadir::{DataDir, DataDirError};
 use crate::ids;
 use crate::listener::{self, ListenError};
 use crate::replication::{RaftSettings, Replication, ReplicationError};
-use crate::service::{http, KvService, MaintenanceService, Node, WatchService};
+use crate::service::{http, ClusterService, KvService, MaintenanceService, Node, WatchService};
 use crate::tls::{self, TlsError};
+use crate::write::command::{MemberAttributes, Request as Cmd};
 
 /// sled's page cache.
 const STORE_CACHE_BYTES: u64 = 512 << 20;
@@ -140,6 +142,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(usize::MAX),
     )
+    .add_service(ClusterServer::new(ClusterService::new(node.clone())))
     .add_service(
         MaintenanceServer::new(MaintenanceService::new(node.clone()))
             .max_decoding_message_size(max_message)
@@ -154,6 +157,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(routes);
+    publish(
+        node.clone(),
+        MemberAttributes {
+            member_id,
+            name: config.name.clone(),
+            client_urls: config.advertise_client_urls.clone(),
+        },
+    );
     info!(
         name = %config.name,
         member_id = %format!("{member_id:x}"),
@@ -199,6 +210,17 @@ impl Identity {
             members,
         }
     }
+}
+
+/// Publishes this member's name and client URLs through the log, retrying
+/// until the cluster takes it (as etcd's members do once they serve).
+fn publish(node: Arc<Node>, attributes: MemberAttributes) {
+    tokio::spawn(async move {
+        while let Err(e) = node.write(Cmd::Publish(attributes.clone())).await {
+            warn!(error = %e, "cannot publish this member's attributes yet; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
 }
 
 /// Resolves on SIGINT or SIGTERM, and makes sure the process ends soon after

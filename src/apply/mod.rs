@@ -16,6 +16,7 @@ use oxetcd_proto::etcdserverpb::{
     ResponseHeader,
 };
 use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
+use prost::Message;
 
 use crate::error::EtcdError;
 use crate::write::command::{Request, Response};
@@ -46,6 +47,11 @@ pub fn apply(
             Ok(Response::Compact(CompactionResponse {
                 header: header(store.applied_revision()),
             }))
+        }
+        Request::Publish(member) => {
+            let key = format!("member/{:016x}", member.member_id);
+            store.put_cluster_record(&key, Bytes::from(member.encode_to_vec()))?;
+            Ok(Response::Published(member.clone()))
         }
         Request::Put(p) => in_write_txn(store, index, applied, |txn| {
             check_put(txn, p)?;
@@ -78,6 +84,7 @@ fn in_write_txn(
         Response::DeleteRange(r) => &mut r.header,
         Response::Txn(r) => &mut r.header,
         Response::Compact(r) => &mut r.header,
+        Response::Published(_) => return Ok(response),
     };
     *top = header(rev);
     Ok(response)

@@ -1,10 +1,12 @@
 //! The gRPC services, over one shared [`Node`].
 
+mod cluster;
 pub mod http;
 mod kv;
 mod maintenance;
 mod watch;
 
+pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;

@@ -10,7 +10,7 @@ use oxetcd_proto::etcdserverpb::{
 /// One write request, as logged and applied.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
-    #[prost(oneof = "Request", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5")]
     pub request: Option<Request>,
 }
 
@@ -24,6 +24,21 @@ pub enum Request {
     Txn(TxnRequest),
     #[prost(message, tag = "4")]
     Compact(CompactionRequest),
+    #[prost(message, tag = "5")]
+    Publish(MemberAttributes),
+}
+
+/// A member's own attributes, published through the log once it serves (as
+/// etcd's members do), so every member can list every other's name and client
+/// URLs.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberAttributes {
+    #[prost(uint64, tag = "1")]
+    pub member_id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, repeated, tag = "3")]
+    pub client_urls: Vec<String>,
 }
 
 /// The result of applying a command.
@@ -37,16 +52,18 @@ pub enum Response {
     Txn(TxnResponse),
     #[prost(message, tag = "4")]
     Compact(CompactionResponse),
+    #[prost(message, tag = "5")]
+    Published(MemberAttributes),
 }
 
 /// A command's result as a replicated log's response carries it: the
 /// response, or the error applying it gave (the same on every member).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Outcome {
-    #[prost(oneof = "Response", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Response", tags = "1, 2, 3, 4, 5")]
     pub response: Option<Response>,
     /// `EtcdError::wire_code` of the refusal; 0 when there is a response.
-    #[prost(uint32, tag = "5")]
+    #[prost(uint32, tag = "15")]
     pub refused: u32,
 }
 

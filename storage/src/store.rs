@@ -31,6 +31,8 @@ pub(crate) const META_APPLIED_INDEX: &[u8] = b"applied_index";
 /// The state machine's own record of what it applied (opaque here), stored
 /// in the same batch as the changes it covers.
 pub(crate) const META_APPLIED_STATE: &[u8] = b"applied_state";
+/// Prefix of cluster-level records (see `put_cluster_record`).
+const CLUSTER_PREFIX: &str = "cluster/";
 /// Present while a snapshot install is replacing the store.
 pub(crate) const META_RESTORING: &[u8] = b"restoring";
 
@@ -176,6 +178,36 @@ impl Store {
         };
         self.durable_rev.fetch_max(rev, Ordering::AcqRel);
         Committed { rev, events }
+    }
+
+    /// Stores a cluster-level record (member attributes and the like) beside
+    /// the data: replicated like it, in snapshots, durable with the next flush.
+    /// Keys are namespaced under `cluster/`.
+    pub fn put_cluster_record(&self, key: &str, value: Bytes) -> Result<()> {
+        let _state = self.state.write();
+        let mut batch = WriteBatch::default();
+        batch.put(
+            Bucket::Meta,
+            Bytes::from(format!("{CLUSTER_PREFIX}{key}")),
+            value,
+        );
+        self.backend.apply(batch)
+    }
+
+    /// Every cluster record whose key starts with `prefix`, in key order.
+    pub fn cluster_records(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
+        let _state = self.state.read();
+        let from = format!("{CLUSTER_PREFIX}{prefix}");
+        let mut out = Vec::new();
+        for entry in self.backend.scan(Bucket::Meta, from.as_bytes(), None) {
+            let (k, v) = entry?;
+            if !k.starts_with(from.as_bytes()) {
+                break;
+            }
+            let key = String::from_utf8_lossy(&k[CLUSTER_PREFIX.len()..]).into_owned();
+            out.push((key, v));
+        }
+        Ok(out)
     }
 
     /// What the state machine last recorded as applied, if anything.

@@ -501,3 +501,28 @@ fn publish_makes_changes_visible_without_waiting_for_a_flush() {
     assert_eq!((published.rev, published.events.len()), (2, 1));
     assert_eq!(store.current_revision(), 2);
 }
+
+#[test]
+fn cluster_records_are_listed_by_prefix_and_travel_in_snapshots() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = open(d1.path());
+    source
+        .put_cluster_record("member/a", Bytes::from("one"))
+        .unwrap();
+    source
+        .put_cluster_record("member/b", Bytes::from("two"))
+        .unwrap();
+    source
+        .put_cluster_record("other", Bytes::from("x"))
+        .unwrap();
+    let members = source.cluster_records("member/").unwrap();
+    assert_eq!(
+        members.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["member/a", "member/b"]
+    );
+    let mut snap = Vec::new();
+    source.snapshot_to(&mut snap).unwrap();
+    let target = open(d2.path());
+    target.install_snapshot(&snap).unwrap();
+    assert_eq!(target.cluster_records("member/").unwrap(), members);
+}
