@@ -33,6 +33,21 @@ pub enum EtcdError {
     Stopped,
     #[error("etcdserver: no leader")]
     NoLeader,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    BadMemberUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// openraft refused or failed a membership change.
+    #[error("etcdserver: re-configuration failed: {0}")]
+    Reconfiguration(String),
     #[error("etcdserver: request timed out")]
     RequestTimedOut,
     /// The disk failed under us. The write path stops the process on this
@@ -47,8 +62,8 @@ impl EtcdError {
         matches!(self, EtcdError::Storage(_))
     }
 
-    /// A stable number for each error applying a command can give, so that it
-    /// travels in a replicated log's response (see `Outcome`).
+    /// A stable number for each error that crosses the wire between members:
+    /// what applying a command or a forwarded membership change can give.
     pub fn wire_code(&self) -> u32 {
         use EtcdError::*;
         match self {
@@ -56,18 +71,48 @@ impl EtcdError {
             LeaseNotFound => 2,
             Compacted => 3,
             FutureRevision => 4,
+            MemberNotFound => 5,
+            MemberExists => 6,
+            PeerUrlExists => 7,
+            BadMemberUrls => 8,
+            MemberNotLearner => 9,
+            LearnerNotReady => 10,
+            NoLeader => 11,
+            Reconfiguration(_) => 12,
             // Not produced by applying; kept distinct from "none" (0).
             _ => u32::MAX,
         }
     }
 
+    /// The text a wire code alone does not carry.
+    pub fn detail(&self) -> String {
+        match self {
+            EtcdError::Reconfiguration(why) | EtcdError::Storage(why) => why.clone(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn from_wire_code(code: u32) -> Self {
+        Self::from_wire(code, String::new())
+    }
+
+    pub fn from_wire(code: u32, detail: String) -> Self {
         match code {
             1 => EtcdError::KeyNotFound,
             2 => EtcdError::LeaseNotFound,
             3 => EtcdError::Compacted,
             4 => EtcdError::FutureRevision,
-            other => EtcdError::Storage(format!("unknown apply result code {other}")),
+            5 => EtcdError::MemberNotFound,
+            6 => EtcdError::MemberExists,
+            7 => EtcdError::PeerUrlExists,
+            8 => EtcdError::BadMemberUrls,
+            9 => EtcdError::MemberNotLearner,
+            10 => EtcdError::LearnerNotReady,
+            11 => EtcdError::NoLeader,
+            12 => EtcdError::Reconfiguration(detail),
+            other => EtcdError::Storage(format!(
+                "unknown error code {other} from another member: {detail}"
+            )),
         }
     }
 
@@ -79,6 +124,10 @@ impl EtcdError {
             Compacted | FutureRevision => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
             Stopped | NoLeader | RequestTimedOut => Code::Unavailable,
+            MemberNotFound => Code::NotFound,
+            MemberExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
+            | Reconfiguration(_) => Code::FailedPrecondition,
+            BadMemberUrls => Code::InvalidArgument,
             Storage(_) => Code::Internal,
         }
     }

@@ -73,6 +73,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tls::server_config(&config.peer_tls, &config.data_dir, "peer", &peer_hosts)?;
     let peer_client_tls = tls::peer_client_config(&config.peer_tls, &config.data_dir, &peer_hosts)?;
     let settings = RaftSettings {
+        id: identity.member_id,
+        cluster_token: config.initial_cluster_token.clone(),
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
@@ -83,7 +85,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         (config.initial_cluster_state == ClusterState::New).then(|| identity.members.clone());
     let replication = Arc::new(
         Replication::start(
-            identity.member_id,
             &data_dir.raft_path(),
             store.clone(),
             hub.clone(),
@@ -158,13 +159,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .accept_http1(true)
         .add_routes(routes);
     publish(
-        node.clone(),
+        &node,
         MemberAttributes {
             member_id,
             name: config.name.clone(),
             client_urls: config.advertise_client_urls.clone(),
         },
-    );
+    )
+    .await;
     info!(
         name = %config.name,
         member_id = %format!("{member_id:x}"),
@@ -213,14 +215,12 @@ impl Identity {
 }
 
 /// Publishes this member's name and client URLs through the log, retrying
-/// until the cluster takes it (as etcd's members do once they serve).
-fn publish(node: Arc<Node>, attributes: MemberAttributes) {
-    tokio::spawn(async move {
-        while let Err(e) = node.write(Cmd::Publish(attributes.clone())).await {
-            warn!(error = %e, "cannot publish this member's attributes yet; retrying");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+/// until the cluster takes it; like etcd, a member serves clients only after.
+async fn publish(node: &Node, attributes: MemberAttributes) {
+    while let Err(e) = node.write(Cmd::Publish(attributes.clone())).await {
+        warn!(error = %e, "cannot publish this member's attributes yet; retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM, and makes sure the process ends soon after

@@ -9,9 +9,28 @@
 //!   the leader for that index and waits until it has applied it.
 //! - [`state_machine`]: committed entries applied to the MVCC store.
 
+mod membership;
 mod state_machine;
 
+pub use membership::{AddMember, Change, UpdateMember};
 pub use state_machine::StateMachine;
+
+/// What a follower asks the leader to do: the Forward RPC's payload. Log
+/// commands and membership changes travel apart, so nothing but commands
+/// ever reaches the log.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Forwarded {
+    #[prost(oneof = "Forward", tags = "1, 2")]
+    what: Option<Forward>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Forward {
+    #[prost(message, tag = "1")]
+    Command(Command),
+    #[prost(message, tag = "2")]
+    Members(membership::MemberChange),
+}
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,9 +60,12 @@ const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 5000;
 /// How long a write or read may wait for a leader, as etcd's request timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
-/// Timing and log-size settings, from etcd's flags.
+/// Who this member is, and timing and log-size settings, from etcd's flags.
 #[derive(Clone, Debug)]
 pub struct RaftSettings {
+    pub id: NodeId,
+    /// --initial-cluster-token: new members' IDs derive from it, as in etcd.
+    pub cluster_token: String,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     /// Applied entries between snapshots (--snapshot-count).
@@ -62,6 +84,8 @@ pub enum ReplicationError {
 pub struct Replication {
     raft: Raft<TypeConfig>,
     peers: PeerClient,
+    /// --initial-cluster-token: new members' IDs derive from it, as in etcd.
+    cluster_token: String,
 }
 
 impl Replication {
@@ -69,7 +93,6 @@ impl Replication {
     /// members of a new cluster, initializes it (every member of a new cluster
     /// does so with the same membership).
     pub async fn start(
-        id: NodeId,
         dir: &Path,
         store: Arc<Store>,
         hub: Arc<WatchHub>,
@@ -77,6 +100,7 @@ impl Replication {
         bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
         peer_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, ReplicationError> {
+        let id = settings.id;
         let raft_err = |e: &dyn std::fmt::Display| ReplicationError::Raft(e.to_string());
         let wal = Wal::open(dir.join("wal"), WalOptions::default())?;
         let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
@@ -116,17 +140,20 @@ impl Replication {
                 raft.initialize(members).await.map_err(|e| raft_err(&e))?;
             }
         }
-        Ok(Self { raft, peers })
+        Ok(Self {
+            raft,
+            peers,
+            cluster_token: settings.cluster_token.clone(),
+        })
     }
 
     /// The peer service other members call on this one.
     pub fn peer_service(self: &Arc<Self>) -> PeerService {
-        PeerService::new(
-            self.raft.clone(),
-            Arc::new(Duties {
-                raft: self.raft.clone(),
-            }),
-        )
+        let duties = Duties {
+            raft: self.raft.clone(),
+            cluster_token: self.cluster_token.clone(),
+        };
+        PeerService::new(self.raft.clone(), Arc::new(duties))
     }
 
     /// Waits until a leader is known (etcd serves clients only then).
@@ -159,12 +186,57 @@ impl Replication {
         let (Some(leader), Some(node)) = (forward_to.leader_id, forward_to.leader_node) else {
             return Err(EtcdError::NoLeader);
         };
+        let command = Command::decode(command).map_err(decode_error)?;
+        let forwarded = Forwarded {
+            what: Some(Forward::Command(command)),
+        };
         let answer = self
             .peers
-            .forward(leader, &node, command)
+            .forward(leader, &node, forwarded.encode_to_vec().into())
             .await
             .map_err(peer_error)?;
         decode_outcome(&answer)
+    }
+
+    /// Changes the membership (on the leader; forwarded there by a follower)
+    /// and waits until this member sees the change. Returns the member's ID.
+    pub async fn change_members(&self, change: Change) -> Result<NodeId, EtcdError> {
+        let removing = matches!(change, Change::Remove(_));
+        let metrics = self.metrics();
+        let id = if metrics.current_leader == Some(metrics.id) {
+            membership::execute(&self.raft, &self.cluster_token, change).await?
+        } else {
+            let leader = metrics.current_leader.ok_or(EtcdError::NoLeader)?;
+            let node = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .cloned()
+                .ok_or(EtcdError::NoLeader)?;
+            let forwarded = Forwarded {
+                what: Some(Forward::Members(membership::MemberChange {
+                    change: Some(change),
+                })),
+            };
+            let answer = self
+                .peers
+                .forward(leader, &node, forwarded.encode_to_vec().into())
+                .await
+                .map_err(peer_error)?;
+            membership::ChangeOutcome::decode(answer)
+                .map_err(decode_error)?
+                .into_result()?
+        };
+        // Answer with the membership as this member now sees it.
+        let seen = self
+            .raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .metrics(
+                |m| m.membership_config.membership().get_node(&id).is_some() != removing,
+                "the membership change",
+            )
+            .await;
+        seen.map(|_| id).map_err(|_| EtcdError::RequestTimedOut)
     }
 
     /// Returns once this member has applied everything committed before the
@@ -201,6 +273,10 @@ fn decode_outcome(raw: &[u8]) -> Result<Response, EtcdError> {
         .into_result()
 }
 
+fn decode_error(e: prost::DecodeError) -> EtcdError {
+    EtcdError::Storage(format!("undecodable message between members: {e}"))
+}
+
 fn peer_error(e: PeerError) -> EtcdError {
     match e {
         PeerError::NotLeader { .. } | PeerError::NoQuorum(_) | PeerError::Unreachable { .. } => {
@@ -214,16 +290,32 @@ fn peer_error(e: PeerError) -> EtcdError {
 /// What this member does for followers when it is the leader.
 struct Duties {
     raft: Raft<TypeConfig>,
+    cluster_token: String,
 }
 
 #[tonic::async_trait]
 impl LeaderDuties for Duties {
-    async fn forward(&self, command: Bytes) -> Result<Bytes, PeerError> {
-        let written = self
-            .raft
-            .client_write(oxetcd_raft::Request(command))
-            .await?;
-        Ok(written.data.0)
+    async fn forward(&self, payload: Bytes) -> Result<Bytes, PeerError> {
+        let forwarded =
+            Forwarded::decode(payload).map_err(|e| PeerError::Rejected(e.to_string()))?;
+        match forwarded.what {
+            Some(Forward::Command(command)) => {
+                let written = self
+                    .raft
+                    .client_write(oxetcd_raft::Request(command.encode_to_vec().into()))
+                    .await?;
+                Ok(written.data.0)
+            }
+            Some(Forward::Members(membership::MemberChange {
+                change: Some(change),
+            })) => {
+                let result = membership::execute(&self.raft, &self.cluster_token, change).await;
+                Ok(membership::ChangeOutcome::from_result(result)
+                    .encode_to_vec()
+                    .into())
+            }
+            _ => Err(PeerError::Rejected("empty forwarded request".to_string())),
+        }
     }
 
     async fn read_index(&self) -> Result<u64, PeerError> {

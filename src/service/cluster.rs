@@ -1,7 +1,7 @@
 //! etcdserverpb.Cluster: the members, from Raft's membership (IDs, peer URLs,
 //! voter or learner) and the attributes each member publishes through the log
 //! (name, client URLs). A member that has not published yet has no name, which
-//! etcdctl shows as "unstarted".
+//! etcdctl shows as "unstarted". Changes go to the leader (`replication`).
 
 use std::collections::HashMap;
 
@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::error::EtcdError;
+use crate::replication::{AddMember, Change, UpdateMember};
 use crate::write::command::MemberAttributes;
 
 pub struct ClusterService {
@@ -25,6 +26,10 @@ pub struct ClusterService {
 impl ClusterService {
     pub fn new(node: Shared) -> Self {
         Self { node }
+    }
+
+    fn header(&self) -> Option<oxetcd_proto::etcdserverpb::ResponseHeader> {
+        self.node.header(self.node.store.current_revision())
     }
 
     fn members(&self) -> Result<Vec<Member>, EtcdError> {
@@ -55,10 +60,6 @@ impl ClusterService {
     }
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("etcdserver: {what} is not supported by oxetcd yet"))
-}
-
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_list(
@@ -76,29 +77,70 @@ impl Cluster for ClusterService {
 
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("adding members"))
+        let req = request.into_inner();
+        let (peer_urls, is_learner) = (req.peer_ur_ls, req.is_learner);
+        let change = Change::Add(AddMember {
+            peer_urls: peer_urls.clone(),
+            is_learner,
+        });
+        let id = self.node.replication.change_members(change).await?;
+        let member = Member {
+            id,
+            name: String::new(),
+            peer_ur_ls: peer_urls,
+            client_ur_ls: Vec::new(),
+            is_learner,
+        };
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(member),
+            members: self.members()?,
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("removing members"))
+        self.node
+            .replication
+            .change_members(Change::Remove(request.into_inner().id))
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members: self.members()?,
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("updating members"))
+        let req = request.into_inner();
+        let change = Change::Update(UpdateMember {
+            member_id: req.id,
+            peer_urls: req.peer_ur_ls,
+        });
+        self.node.replication.change_members(change).await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members: self.members()?,
+        }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("promoting learners"))
+        self.node
+            .replication
+            .change_members(Change::Promote(request.into_inner().id))
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members: self.members()?,
+        }))
     }
 }
