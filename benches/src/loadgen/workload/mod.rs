@@ -1,0 +1,105 @@
+//! The sub-commands that put load on a server. Each builds its clients on an
+//! [`Env`] (connections, recorder, plan), runs them with
+//! [`super::runner::run`], and returns the [`Summary`].
+
+pub mod lease;
+pub mod mixed;
+pub mod put;
+pub mod range;
+pub mod txn_put;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cli::Common;
+use super::connect::{ConnOptions, Pool};
+use super::error::BenchError;
+use super::runner::{self, Client, Limit, Plan, Reporting, RunOutcome};
+use super::stats::{RunSetup, Stats, Summary};
+use super::tls::TlsOptions;
+
+/// What every workload runs on.
+pub struct Env {
+    pub pool: Pool,
+    pub stats: Arc<Stats>,
+    pub plan: Plan,
+    pub reporting: Reporting,
+    /// `--request-timeout`.
+    pub timeout: Duration,
+}
+
+impl Env {
+    /// Connects, and settles the plan: `default_total` requests unless
+    /// `--total` or `--duration` says otherwise; `default_rate` unless
+    /// `--rate` does.
+    pub async fn new(
+        common: &Common,
+        default_total: u64,
+        default_rate: Option<f64>,
+    ) -> Result<Env, BenchError> {
+        if common.clients == 0 {
+            return Err(BenchError::Usage("--clients must be at least 1".into()));
+        }
+        if common.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(BenchError::Usage("--rate must be a positive number".into()));
+        }
+        let limit = match (common.total, common.duration) {
+            (_, Some(duration)) => Limit::Duration(duration),
+            (Some(total), None) => Limit::Total(total),
+            (None, None) => Limit::Total(default_total),
+        };
+        let pool = Pool::connect(&ConnOptions {
+            endpoints: common.endpoints.clone(),
+            conns: common.conns,
+            target_leader: common.target_leader,
+            dial_timeout: common.dial_timeout,
+            tls: TlsOptions {
+                cacert: common.cacert.clone(),
+                cert: common.cert.clone(),
+                key: common.key.clone(),
+                insecure_skip_verify: common.insecure_skip_tls_verify,
+            },
+        })
+        .await?;
+        Ok(Env {
+            pool,
+            stats: Arc::new(Stats::new()?),
+            plan: Plan {
+                clients: common.clients,
+                limit,
+                rate: common.rate.or(default_rate),
+            },
+            reporting: Reporting {
+                progress: !common.no_progress,
+                csv: common.csv.clone(),
+            },
+            timeout: common.request_timeout,
+        })
+    }
+
+    pub fn setup(&self) -> RunSetup {
+        RunSetup {
+            endpoints: self.pool.endpoints.clone(),
+            conns: self.pool.len(),
+            clients: self.plan.clients,
+            rate: self.plan.rate,
+        }
+    }
+
+    /// Runs `clients` to the end of the plan.
+    pub async fn run<C: Client>(&self, clients: Vec<C>) -> Result<RunOutcome, BenchError> {
+        runner::run(&self.plan, &self.stats, clients, &self.reporting).await
+    }
+
+    /// The summary of a run named `command` that took `elapsed`.
+    pub fn summary(&self, command: &str, outcome: RunOutcome, elapsed: Duration) -> Summary {
+        let mut summary = self.stats.summary(command, &self.setup(), elapsed);
+        if outcome.interrupted {
+            summary
+                .notes
+                .push("interrupted (Ctrl-C): the figures cover the run until then".into());
+        }
+        summary
+    }
+}
