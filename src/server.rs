@@ -15,6 +15,7 @@ use oxetcd_watch::{WatchConfig, WatchHub};
 use tonic::service::Routes;
 use tracing::{info, warn};
 
+use crate::apply;
 use crate::config::{ClusterState, Config};
 use crate::datadir::{DataDir, DataDirError};
 use crate::ids;
@@ -108,7 +109,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
-    let (member_id, cluster_id) = (identity.member_id, identity.cluster_id);
+    // The cluster ID is replicated state, as in etcd: members that bootstrap
+    // a cluster record the one derived from --initial-cluster; a member that
+    // joins learns it from the cluster.
+    let cluster_id =
+        match apply::recorded_cluster_id(&store).map_err(|e| StartError::Raft(e.to_string()))? {
+            Some(id) => id,
+            None if config.initial_cluster_state == ClusterState::New => identity.cluster_id,
+            None => wait_for_cluster_id(&store).await,
+        };
+    let member_id = identity.member_id;
     let node = Arc::new(Node {
         store,
         replication,
@@ -164,6 +174,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             member_id,
             name: config.name.clone(),
             client_urls: config.advertise_client_urls.clone(),
+            cluster_id: if config.initial_cluster_state == ClusterState::New {
+                cluster_id
+            } else {
+                0
+            },
         },
     )
     .await;
@@ -220,6 +235,16 @@ async fn publish(node: &Node, attributes: MemberAttributes) {
     while let Err(e) = node.write(Cmd::Publish(attributes.clone())).await {
         warn!(error = %e, "cannot publish this member's attributes yet; retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the cluster's ID has reached this joining member's store.
+async fn wait_for_cluster_id(store: &Store) -> u64 {
+    loop {
+        if let Ok(Some(id)) = apply::recorded_cluster_id(store) {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

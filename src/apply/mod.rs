@@ -21,6 +21,21 @@ use prost::Message;
 use crate::error::EtcdError;
 use crate::write::command::{Request, Response};
 
+/// The cluster record holding the cluster's ID (8 bytes, big-endian).
+pub const CLUSTER_ID_RECORD: &str = "id";
+
+/// The cluster ID recorded in `store`, if any.
+pub fn recorded_cluster_id(store: &Store) -> Result<Option<u64>, EtcdError> {
+    let records = store.cluster_records(CLUSTER_ID_RECORD)?;
+    Ok(records
+        .iter()
+        .find(|(k, _)| k == CLUSTER_ID_RECORD)
+        .and_then(|(_, v)| {
+            let bytes: [u8; 8] = v.as_ref().try_into().ok()?;
+            Some(u64::from_be_bytes(bytes))
+        }))
+}
+
 fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader {
         revision,
@@ -51,6 +66,10 @@ pub fn apply(
         Request::Publish(member) => {
             let key = format!("member/{:016x}", member.member_id);
             store.put_cluster_record(&key, Bytes::from(member.encode_to_vec()))?;
+            if member.cluster_id != 0 && store.cluster_records(CLUSTER_ID_RECORD)?.is_empty() {
+                let id = Bytes::copy_from_slice(&member.cluster_id.to_be_bytes());
+                store.put_cluster_record(CLUSTER_ID_RECORD, id)?;
+            }
             Ok(Response::Published(member.clone()))
         }
         Request::Put(p) => in_write_txn(store, index, applied, |txn| {

@@ -59,6 +59,8 @@ use crate::write::watchdog::{Watchdog, STUCK_WRITER};
 const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 5000;
 /// How long a write or read may wait for a leader, as etcd's request timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+/// Between tries while no leader answers.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Who this member is, and timing and log-size settings, from etcd's flags.
 #[derive(Clone, Debug)]
@@ -113,12 +115,19 @@ impl Replication {
         let network = Network::new(id, peer_tls);
         let peers = network.peer_client();
         let heartbeat = settings.heartbeat_interval.as_millis() as u64;
+        // openraft makes a follower wait out a leader lease (the maximum
+        // election timeout) and then a random timeout between minimum and
+        // maximum before it campaigns. With 1/3 and 2/3 of etcd's
+        // --election-timeout a follower campaigns after 1 to 1.33 of it, close
+        // to etcd's randomized 1 to 2 (openraft's own min/max of 1x and 2x
+        // would make failover take 3 to 4 timeouts).
         let election = settings.election_timeout.as_millis() as u64;
+        let (election_min, election_max) = (election / 3, election * 2 / 3);
         let config = openraft::Config {
             cluster_name: "oxetcd".to_string(),
             heartbeat_interval: heartbeat,
-            election_timeout_min: election,
-            election_timeout_max: election * 2,
+            election_timeout_min: election_min,
+            election_timeout_max: election_max,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
             max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
             ..Default::default()
@@ -174,6 +183,35 @@ impl Replication {
     /// Applies `request` through the log; answers once it is applied.
     pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
         let command = Bytes::from(Command::from(request).encode_to_vec());
+        self.until_leader(|| self.propose_once(command.clone()))
+            .await
+    }
+
+    /// Returns once this member has applied everything committed before the
+    /// call: then a local read is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+        self.until_leader(|| self.read_barrier_once()).await
+    }
+
+    /// Retries `attempt` while there is no leader to take it, within etcd's
+    /// request timeout: a request that met no leader was never delivered, so
+    /// trying again is safe, and clients see an election as a pause.
+    async fn until_leader<T, F>(&self, attempt: impl Fn() -> F) -> Result<T, EtcdError>
+    where
+        F: std::future::Future<Output = Result<T, EtcdError>>,
+    {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match attempt().await {
+                Err(EtcdError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn propose_once(&self, command: Bytes) -> Result<Response, EtcdError> {
         let forward_to = match self
             .raft
             .client_write(oxetcd_raft::Request(command.clone()))
@@ -239,9 +277,7 @@ impl Replication {
         seen.map(|_| id).map_err(|_| EtcdError::RequestTimedOut)
     }
 
-    /// Returns once this member has applied everything committed before the
-    /// call: then a local read is linearizable.
-    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+    async fn read_barrier_once(&self) -> Result<(), EtcdError> {
         let index = match self.raft.get_read_log_id().await {
             Ok((read, _)) => read.map_or(0, |l| l.index),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {

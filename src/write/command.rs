@@ -39,6 +39,10 @@ pub struct MemberAttributes {
     pub name: String,
     #[prost(string, repeated, tag = "3")]
     pub client_urls: Vec<String>,
+    /// The cluster's ID, sent by the members that bootstrap it (0 from a
+    /// member that joined): recorded once, so joining members learn it.
+    #[prost(uint64, tag = "4")]
+    pub cluster_id: u64,
 }
 
 /// The result of applying a command.

@@ -18,6 +18,8 @@
 
 #![allow(dead_code)] // each test crate uses its own subset of the helpers
 
+pub mod cluster;
+
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream};
