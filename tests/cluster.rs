@@ -1038,3 +1038,46 @@ async fn partitioned_minority_cannot_write_and_reads_do_not_go_back() {
     let revision = cluster.wait_converged(CONVERGE_TIMEOUT).await;
     cluster.assert_hash_kv_agrees(revision).await;
 }
+
+/// A leader cut off from its quorum answers etcd's timeout, not never: its
+/// clients must not hang on a write that cannot commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_quorum_times_out_writes_and_reads_like_etcd() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    put(&mut cluster.kv(leader), "before", "v").await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for &f in &followers {
+        cluster.pause(f);
+    }
+    // The client's own deadline is far beyond etcd's 7 s request timeout.
+    let mut kv = kv_to(&cluster, leader, Duration::from_secs(30));
+    let started = Instant::now();
+    let answer = kv
+        .put(put_request("during", "v", Duration::from_secs(30)))
+        .await;
+    let waited = started.elapsed();
+    let status = answer.expect_err("a write without a quorum cannot succeed");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "etcdserver: request timed out",
+        "{status:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(12),
+        "answered after {waited:?}"
+    );
+    let read = kv
+        .range(range_request(get_req("before"), Duration::from_secs(30)))
+        .await;
+    let status = read.expect_err("a linearizable read without a quorum cannot succeed");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    for &f in &followers {
+        cluster.resume(f);
+    }
+    // With its quorum back, the cluster writes again.
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    put(&mut cluster.kv(leader), "after", "v").await;
+}

@@ -193,7 +193,7 @@ impl Replication {
         self.until_leader(|| self.read_barrier_once()).await
     }
 
-    /// Retries `attempt` while there is no leader to take it, within etcd's
+    /// Retries `attempt` while there is no leader to take it, all within etcd's
     /// request timeout: a request that met no leader was never delivered, so
     /// trying again is safe, and clients see an election as a pause.
     async fn until_leader<T, F>(&self, attempt: impl Fn() -> F) -> Result<T, EtcdError>
@@ -202,7 +202,13 @@ impl Replication {
     {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
-            match attempt().await {
+            // A leader cut off from its quorum never commits: answer as etcd
+            // does after its request timeout. The write may still commit later
+            // (the client cannot know), as with etcd.
+            let outcome = tokio::time::timeout_at(deadline, attempt())
+                .await
+                .unwrap_or(Err(EtcdError::RequestTimedOut));
+            match outcome {
                 Err(EtcdError::NoLeader) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
