@@ -4,25 +4,22 @@
 //! 127.0.0.1 port, connected through `Network`: elections, replication,
 //! `Forward` / `ReadIndex`, fail-over, catching up by snapshot, and TLS.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    AnyError, BasicNode, Config, EntryPayload, Raft, RaftSnapshotBuilder, ServerState,
-    SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError, StoredMembership,
-};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use oxetcd_raft::{
-    Entry, LeaderDuties, LogId, LogStore, Network, NodeId, PeerError, PeerService, Request,
-    Response, TypeConfig, Wal, WalOptions,
+    LeaderDuties, LogStore, Network, NodeId, PeerError, PeerService, Request, TypeConfig, Wal,
+    WalOptions,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -31,7 +28,6 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -39,134 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt;
 
-// ---------------------------------------------------------------------------
-// The state machine: a key-value map; a request is `key=value`, its response
-// the previous value (empty if none). Its snapshot is the map, as JSON.
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct KvData {
-    last_applied: Option<LogId>,
-    last_membership: StoredMembership<NodeId, BasicNode>,
-    kv: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default)]
-struct SmState {
-    data: KvData,
-    snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
-    built: u64,
-    installed: u64,
-}
-
-#[derive(Debug, Default, Clone)]
-struct KvStateMachine(Arc<Mutex<SmState>>);
-
-impl KvStateMachine {
-    fn state(&self) -> MutexGuard<'_, SmState> {
-        self.0.lock().expect("state machine lock")
-    }
-
-    fn kv(&self) -> BTreeMap<String, String> {
-        self.state().data.kv.clone()
-    }
-}
-
-fn sm_err(e: serde_json::Error) -> StorageError<NodeId> {
-    StorageIOError::write_state_machine(AnyError::new(&e)).into()
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for KvStateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let mut st = self.state();
-        let bytes = serde_json::to_vec(&st.data).map_err(sm_err)?;
-        st.built += 1;
-        let meta = SnapshotMeta {
-            last_log_id: st.data.last_applied,
-            last_membership: st.data.last_membership.clone(),
-            snapshot_id: format!("snap-{}", st.built),
-        };
-        st.snapshot = Some((meta.clone(), bytes.clone()));
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(bytes)),
-        })
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for KvStateMachine {
-    type SnapshotBuilder = KvStateMachine;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
-        let st = self.state();
-        Ok((st.data.last_applied, st.data.last_membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
-    where
-        I: IntoIterator<Item = Entry> + Send,
-        I::IntoIter: Send,
-    {
-        let mut st = self.state();
-        let mut out = Vec::new();
-        for entry in entries {
-            st.data.last_applied = Some(entry.log_id);
-            let mut response = Response::default();
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(req) => {
-                    let text = String::from_utf8_lossy(req.bytes()).into_owned();
-                    let (k, v) = text.split_once('=').unwrap_or((&text, ""));
-                    if let Some(prev) = st.data.kv.insert(k.to_string(), v.to_string()) {
-                        response = Response(Bytes::from(prev));
-                    }
-                }
-                EntryPayload::Membership(m) => {
-                    st.data.last_membership = StoredMembership::new(Some(entry.log_id), m)
-                }
-            }
-            out.push(response);
-        }
-        Ok(out)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let bytes = snapshot.into_inner();
-        let mut st = self.state();
-        st.data = serde_json::from_slice(&bytes).map_err(sm_err)?;
-        st.snapshot = Some((meta.clone(), bytes));
-        st.installed += 1;
-        Ok(())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self
-            .state()
-            .snapshot
-            .as_ref()
-            .map(|(meta, bytes)| Snapshot {
-                meta: meta.clone(),
-                snapshot: Box::new(Cursor::new(bytes.clone())),
-            }))
-    }
-}
+use common::KvStateMachine;
 
 // ---------------------------------------------------------------------------
 // The leader duties, as the server will implement them.
