@@ -1,27 +1,35 @@
 //! etcdserverpb.Watch: one bidirectional stream per call, many watches on it.
 //! The hub decides what each watch gets; this turns its deliveries into
 //! WatchResponses: headers, prev_kv, and fragments of oversized responses.
+//!
+//! The response stream ([`Replies`]) is polled by the gRPC transport itself:
+//! a delivery goes from the hub's queue straight into the HTTP/2 stream, with
+//! no task or channel of our own between them. Events are encoded once per
+//! hub batch ([`oxetcd_watch::Events::encoded`]) and that encoding is shared
+//! by every stream sending it; [`codec`] writes a response from its small
+//! per-watch head and those shared bytes, and [`server`] is the gRPC service
+//! that uses that codec.
 
-use std::sync::Arc;
+mod codec;
+mod server;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::watch_create_request::FilterType;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
-use oxetcd_proto::etcdserverpb::watch_server::Watch;
 use oxetcd_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use oxetcd_proto::mvccpb::Event;
-use oxetcd_storage::{KeyRange, RangeOptions};
-use oxetcd_watch::{Delivery, DeliveryKind, WatchHub, WatchSpec};
+use oxetcd_watch::{Delivery, DeliveryKind, WatchHub, WatchSpec, WatchStream};
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use std::sync::Arc;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use self::codec::WatchReply;
+pub use self::server::WatchServer;
 use super::Shared;
-
-/// Responses buffered towards the gRPC transport per stream; behind it, the
-/// hub's own bounded queue decides when a watcher must catch up instead.
-const TRANSPORT_BUFFER: usize = 64;
 
 pub struct WatchService {
     node: Shared,
@@ -32,18 +40,12 @@ impl WatchService {
     pub fn new(node: Shared, hub: Arc<WatchHub>) -> Self {
         Self { node, hub }
     }
-}
 
-#[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
-
-    async fn watch(
-        &self,
-        request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    /// One Watch call: requests are read by a task of their own; responses
+    /// are the returned stream.
+    fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Response<Replies> {
         let mut inbound = request.into_inner();
-        let mut stream = self.hub.open_stream();
+        let stream = self.hub.open_stream();
         let control = stream.control();
         tokio::spawn(async move {
             // Ends when the client closes its side; the responses go on.
@@ -56,23 +58,38 @@ impl Watch for WatchService {
                 }
             }
         });
-        let (tx, rx) = mpsc::channel(TRANSPORT_BUFFER);
-        let node = self.node.clone();
-        tokio::spawn(async move {
-            loop {
-                let delivery = tokio::select! {
-                    d = stream.next() => d,
-                    _ = tx.closed() => None,
-                };
-                let Some(delivery) = delivery else { return };
-                for response in responses(&node, delivery) {
-                    if tx.send(Ok(response)).await.is_err() {
-                        return;
-                    }
-                }
+        Response::new(Replies {
+            stream,
+            node: self.node.clone(),
+            ready: VecDeque::new(),
+        })
+    }
+}
+
+/// The responses of one Watch call. Dropped by the transport when the client
+/// goes away, which drops the hub stream and with it every watch on it.
+pub struct Replies {
+    stream: WatchStream,
+    node: Shared,
+    /// Responses made from one delivery and not yet taken (fragments).
+    ready: VecDeque<WatchReply>,
+}
+
+impl Stream for Replies {
+    type Item = Result<WatchReply, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(reply) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(reply)));
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            match this.stream.poll_next(cx) {
+                Poll::Ready(Some(delivery)) => replies(&this.node, delivery, &mut this.ready),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -96,7 +113,9 @@ fn spec(c: WatchCreateRequest) -> WatchSpec {
     }
 }
 
-fn responses(node: &Shared, d: Delivery) -> Vec<WatchResponse> {
+/// The responses for `d`, appended to `out`: one, or the fragments of an
+/// oversized one when the watch asked for fragments.
+fn replies(node: &Shared, d: Delivery, out: &mut VecDeque<WatchReply>) {
     let mut r = WatchResponse {
         header: node.header(d.revision),
         watch_id: d.watch_id,
@@ -115,32 +134,28 @@ fn responses(node: &Shared, d: Delivery) -> Vec<WatchResponse> {
             r.canceled = true;
         }
         DeliveryKind::Progress => {}
-        DeliveryKind::Events(mut events) => {
-            if d.prev_kv {
-                add_prev_kvs(node, &mut events);
-            }
-            r.events = events;
-            if d.fragment {
-                return fragments(r, node.max_request_bytes);
-            }
+        DeliveryKind::Events(events) if d.fragment => {
+            r.events = if d.prev_kv {
+                events.with_prev_kv(&node.store).to_vec()
+            } else {
+                events.to_vec()
+            };
+            out.extend(
+                fragments(r, node.max_request_bytes)
+                    .into_iter()
+                    .map(WatchReply::whole),
+            );
+            return;
+        }
+        DeliveryKind::Events(events) => {
+            out.push_back(WatchReply {
+                head: r,
+                events: events.encoded(d.prev_kv, &node.store),
+            });
+            return;
         }
     }
-    vec![r]
-}
-
-/// The value each key had just before its event, read from history.
-fn add_prev_kvs(node: &Shared, events: &mut [Event]) {
-    for e in events {
-        let Some(kv) = &e.kv else { continue };
-        let opts = RangeOptions {
-            rev: kv.mod_revision - 1,
-            ..Default::default()
-        };
-        // Compacted history means no prev_kv, as in etcd.
-        if let Ok(res) = node.store.range(KeyRange::new(&kv.key, b""), &opts) {
-            e.prev_kv = res.kvs.into_iter().next();
-        }
-    }
+    out.push_back(WatchReply::whole(r));
 }
 
 /// etcd's sendFragments: split an oversized response into several, each marked
@@ -177,7 +192,7 @@ fn fragments(whole: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oxetcd_proto::mvccpb::KeyValue;
+    use oxetcd_proto::mvccpb::{Event, KeyValue};
 
     fn event(size: usize) -> Event {
         Event {

@@ -20,18 +20,21 @@
 //! its watchers moved to catch-up instead.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use oxetcd_proto::mvccpb::Event;
 use oxetcd_storage::{StorageError, Store};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::delivery::{Delivery, DeliveryKind, Events};
+use crate::outbox::{self, Inbox, Outbox};
 use crate::watcher::{StreamId, WatchSpec, Watcher, WatcherKey};
-use crate::watcher_set::WatcherSet;
+use crate::watcher_set::{Slot, WatcherSet};
 
 /// etcd's answer to a client-chosen watch ID already in use on the stream.
 pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
@@ -61,35 +64,8 @@ impl Default for WatchConfig {
     }
 }
 
-/// What a stream is sent; the gRPC layer turns it into a WatchResponse.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Delivery {
-    pub watch_id: i64,
-    /// The revision for the response header.
-    pub revision: i64,
-    pub kind: DeliveryKind,
-    /// The watcher asked for prev_kv / fragment.
-    pub prev_kv: bool,
-    pub fragment: bool,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum DeliveryKind {
-    Created,
-    /// Created and canceled at once (watch_id is INVALID_WATCH_ID).
-    Refused(String),
-    Canceled,
-    /// Events of one or more whole revisions, oldest first.
-    Events(Vec<Event>),
-    /// The watcher's start revision was compacted; it is canceled.
-    Compacted(i64),
-    /// Every event after `revision` will be newer.
-    Progress,
-}
-
 struct StreamState {
-    tx: mpsc::UnboundedSender<Delivery>,
-    queued: Arc<AtomicUsize>,
+    outbox: Outbox,
     watch_ids: HashSet<i64>,
     next_auto_id: i64,
     /// A progress request waits for this stream's watchers to catch up.
@@ -98,13 +74,11 @@ struct StreamState {
 
 impl StreamState {
     fn send(&self, d: Delivery) {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        // A closed receiver means the stream is going away; close_stream follows.
-        let _ = self.tx.send(d);
+        self.outbox.send(d);
     }
 
     fn has_room(&self, limit: usize) -> bool {
-        self.queued.load(Ordering::Acquire) < limit
+        self.outbox.has_room(limit)
     }
 }
 
@@ -120,7 +94,8 @@ struct HubState {
 
 /// The hub. Shared by the write path (`notify`) and every watch stream.
 pub struct WatchHub {
-    /// All watcher state. Held briefly, never across I/O or an await.
+    /// All watcher state. Held briefly, never across I/O or an await; a
+    /// stream queue's lock may be taken inside it (never the reverse).
     state: Mutex<HubState>,
     store: Arc<Store>,
     config: WatchConfig,
@@ -130,8 +105,7 @@ pub struct WatchHub {
 /// One client stream's end of the hub. Dropping it cancels its watchers.
 pub struct WatchStream {
     control: StreamControl,
-    rx: mpsc::UnboundedReceiver<Delivery>,
-    queued: Arc<AtomicUsize>,
+    inbox: Inbox,
 }
 
 /// Creates, cancels and asks for progress on one stream.
@@ -162,14 +136,12 @@ impl WatchHub {
 
     /// Opens a stream.
     pub fn open_stream(self: &Arc<Self>) -> WatchStream {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let (outbox, inbox) = outbox::channel();
         let mut st = self.state.lock();
         let id = st.next_stream;
         st.next_stream += 1;
         let stream = StreamState {
-            tx,
-            queued: queued.clone(),
+            outbox,
             watch_ids: HashSet::new(),
             next_auto_id: 0,
             progress_pending: false,
@@ -180,61 +152,78 @@ impl WatchHub {
                 hub: self.clone(),
                 id,
             },
-            rx,
-            queued,
+            inbox,
         }
     }
 
     /// Delivers durable changes, in revision order, to synced watchers. Called
     /// by the write path after each commit; never blocks on a stream.
+    ///
+    /// Per revision: each event's watchers come from the index (no scan of
+    /// every watcher); each watcher gets one delivery with its events of the
+    /// revision; watchers owed the same events share one [`Events`] batch.
     pub fn notify(&self, events: &[Event]) {
         if events.is_empty() {
             return;
         }
-        let mut wake = false;
+        let limit = self.config.stream_queue;
+        let mut fell_behind = false;
         let mut st = self.state.lock();
         let HubState {
-            streams,
             synced,
             unsynced,
             notified_rev,
             ..
         } = &mut *st;
-        let mut matched = Vec::new();
-        let mut owed: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
+        let mut matched: Vec<Slot> = Vec::new();
+        // (watcher, index of the event in its revision) for each event owed.
+        let mut owed: Vec<(Slot, u32)> = Vec::new();
+        let mut indices: Vec<u32> = Vec::new();
         for group in events.chunk_by(|a, b| revision_of(a) == revision_of(b)) {
             let rev = revision_of(&group[0]);
-            for event in group {
+            owed.clear();
+            for (i, event) in group.iter().enumerate() {
                 let Some(kv) = &event.kv else { continue };
                 matched.clear();
                 synced.matching(&kv.key, &mut matched);
-                for wk in &matched {
-                    if synced.get_mut(wk).is_some_and(|w| w.wants(event)) {
-                        owed.entry(*wk).or_default().push(event.clone());
+                for &slot in &matched {
+                    if synced.at_mut(slot).is_some_and(|w| w.wants(event)) {
+                        owed.push((slot, i as u32));
                     }
                 }
             }
-            for (wk, evs) in owed.drain() {
-                let Some(stream) = streams.get(&wk.0) else {
+            // A watcher's events become one run, still in event order (the
+            // sort is stable); one event per revision needs no sort.
+            if group.len() > 1 {
+                owed.sort_by_key(|(slot, _)| *slot);
+            }
+            let mut batches = Batches::new(group);
+            for run in owed.chunk_by(|a, b| a.0 == b.0) {
+                let Some(w) = synced.at_mut(run[0].0) else {
                     continue;
                 };
-                if stream.has_room(self.config.stream_queue) {
-                    if let Some(w) = synced.get_mut(&wk) {
-                        stream.send(delivery(w, rev, DeliveryKind::Events(evs)));
-                        w.next_rev = rev + 1;
-                        w.active = true;
-                    }
-                } else if let Some(mut w) = synced.remove(&wk) {
+                if w.outbox.has_room(limit) {
+                    indices.clear();
+                    indices.extend(run.iter().map(|(_, i)| *i));
+                    let events = batches.get(&indices);
+                    w.outbox
+                        .send(delivery(w, rev, DeliveryKind::Events(events)));
+                    w.next_rev = rev + 1;
+                    w.active = true;
+                } else {
                     // Too slow: it will read this revision from history.
-                    w.next_rev = rev;
-                    unsynced.insert(wk, w);
-                    wake = true;
+                    let key = w.key;
+                    if let Some(mut w) = synced.remove(&key) {
+                        w.next_rev = rev;
+                        unsynced.insert(key, w);
+                        fell_behind = true;
+                    }
                 }
             }
             *notified_rev = rev;
         }
         drop(st);
-        if wake {
+        if fell_behind {
             self.wake_catch_up.notify_one();
         }
     }
@@ -285,12 +274,7 @@ impl WatchHub {
         } else {
             notified + 1
         };
-        let w = Watcher {
-            key: (stream_id, id),
-            spec,
-            next_rev,
-            active: false,
-        };
+        let w = Watcher::new((stream_id, id), spec, next_rev, stream.outbox.clone());
         stream.send(delivery(&w, notified, DeliveryKind::Created));
         if next_rev > notified {
             st.synced.insert(w);
@@ -420,6 +404,8 @@ impl WatchHub {
             ..
         } = &mut *st;
         let mut progressed = false;
+        let mut batches = Batches::new(events);
+        let mut indices: Vec<u32> = Vec::new();
         let keys: Vec<WatcherKey> = unsynced.keys().copied().collect();
         for wk in keys {
             let Some(w) = unsynced.get_mut(&wk) else {
@@ -442,11 +428,13 @@ impl WatchHub {
             if w.next_rev < from || w.next_rev >= next {
                 continue;
             }
-            let evs: Vec<Event> = events.iter().filter(|e| w.wants(e)).cloned().collect();
-            if !evs.is_empty() {
+            indices.clear();
+            indices.extend((0..events.len() as u32).filter(|&i| w.wants(&events[i as usize])));
+            if !indices.is_empty() {
                 if !stream.has_room(self.config.stream_queue) {
                     continue;
                 }
+                let evs = batches.get(&indices);
                 stream.send(delivery(w, next - 1, DeliveryKind::Events(evs)));
                 w.active = true;
             }
@@ -475,18 +463,16 @@ impl WatchHub {
             tick.tick().await;
             let mut st = self.state.lock();
             let HubState {
-                streams,
                 synced,
                 notified_rev,
                 ..
             } = &mut *st;
             for w in synced.iter_mut() {
-                if w.spec.progress_notify && !w.active {
-                    if let Some(stream) = streams.get(&w.key.0) {
-                        if stream.has_room(self.config.stream_queue) {
-                            stream.send(progress(w.key.1, *notified_rev));
-                        }
-                    }
+                if w.spec.progress_notify
+                    && !w.active
+                    && w.outbox.has_room(self.config.stream_queue)
+                {
+                    w.outbox.send(progress(w.key.1, *notified_rev));
                 }
                 w.active = false;
             }
@@ -518,6 +504,48 @@ fn progress(watch_id: i64, revision: i64) -> Delivery {
     }
 }
 
+/// The [`Events`] batches of one fan-out: watchers owed the same events (by
+/// their indices in `events`) get the same batch. Almost always every
+/// watcher is owed the same, so the last batch is checked before the map.
+struct Batches<'a> {
+    events: &'a [Event],
+    last: Option<(Vec<u32>, Events)>,
+    made: HashMap<Vec<u32>, Events>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(events: &'a [Event]) -> Self {
+        Self {
+            events,
+            last: None,
+            made: HashMap::new(),
+        }
+    }
+
+    /// The batch of the events at `indices` (ascending).
+    fn get(&mut self, indices: &[u32]) -> Events {
+        if let Some((last, batch)) = &self.last {
+            if last.as_slice() == indices {
+                return batch.clone();
+            }
+        }
+        let batch = match self.made.get(indices) {
+            Some(batch) => batch.clone(),
+            None => {
+                let events = indices
+                    .iter()
+                    .map(|&i| self.events[i as usize].clone())
+                    .collect();
+                let batch = Events::new(events);
+                self.made.insert(indices.to_vec(), batch.clone());
+                batch
+            }
+        };
+        self.last = Some((indices.to_vec(), batch.clone()));
+        batch
+    }
+}
+
 impl HubState {
     fn synced_keys(&self) -> Vec<WatcherKey> {
         self.streams
@@ -531,13 +559,21 @@ impl HubState {
 impl WatchStream {
     /// The next response for this stream.
     pub async fn next(&mut self) -> Option<Delivery> {
-        let d = self.rx.recv().await?;
-        let before = self.queued.fetch_sub(1, Ordering::AcqRel);
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`WatchStream::next`] for hand-written futures and streams: `Pending`
+    /// (and `cx` woken later) while nothing is queued. (It never ends: the
+    /// hub outlives its streams; the `Option` is for `Stream`-like callers.)
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let Poll::Ready((d, before)) = self.inbox.poll_recv(cx) else {
+            return Poll::Pending;
+        };
         if before == self.control.hub.config.stream_queue {
             // Room again: watchers of this stream may be owed history.
             self.control.hub.wake_catch_up.notify_one();
         }
-        Some(d)
+        Poll::Ready(Some(d))
     }
 
     /// A handle for the request side of the stream.

@@ -5,6 +5,13 @@
 //!   the past or fell behind catch up from [`oxetcd_storage::Store::history`].
 //! - [`WatchStream`]: one client stream; [`StreamControl`] creates and cancels
 //!   its watches; [`WatchStream::next`] yields [`Delivery`]s in order.
+//! - [`Events`]: the events of a delivery, one shared batch for every watcher
+//!   owed the same ones; encoded once ([`Events::encoded`], [`encode_events`])
+//!   and with `prev_kv` looked up once, whatever the number of watchers.
+//!
+//! Fan-out scales with the watchers an event concerns, not with all of them:
+//! single-key watchers are found by key, range watchers through an interval
+//! tree of the distinct ranges (`interval_tree.rs`, `watcher_set.rs`).
 //!
 //! Guarantees per watcher, as etcd's robustness tests check them: revisions
 //! never go back, no event twice, all events of a revision in one delivery, no
@@ -23,13 +30,16 @@
 //! # }
 //! ```
 
+mod delivery;
 mod hub;
+mod interval_tree;
+mod outbox;
 mod watcher;
 mod watcher_set;
 
+pub use delivery::{encode_events, Delivery, DeliveryKind, Events};
 pub use hub::{
-    Delivery, DeliveryKind, StreamControl, WatchConfig, WatchHub, WatchStream, DUPLICATE_WATCH_ID,
-    INVALID_WATCH_ID,
+    StreamControl, WatchConfig, WatchHub, WatchStream, DUPLICATE_WATCH_ID, INVALID_WATCH_ID,
 };
 pub use watcher::WatchSpec;
 

@@ -5,6 +5,8 @@ use oxetcd_proto::mvccpb::event::EventType;
 use oxetcd_proto::mvccpb::Event;
 use oxetcd_storage::KeyRange;
 
+use crate::outbox::Outbox;
+
 /// A stream and a watch ID on it: a watcher's identity in the hub.
 pub type WatcherKey = (StreamId, i64);
 pub type StreamId = u64;
@@ -34,9 +36,21 @@ pub(crate) struct Watcher {
     pub(crate) next_rev: i64,
     /// Events were sent since the last progress tick.
     pub(crate) active: bool,
+    /// Its stream's queue.
+    pub(crate) outbox: Outbox,
 }
 
 impl Watcher {
+    pub(crate) fn new(key: WatcherKey, spec: WatchSpec, next_rev: i64, outbox: Outbox) -> Self {
+        Self {
+            key,
+            spec,
+            next_rev,
+            active: false,
+            outbox,
+        }
+    }
+
     pub(crate) fn range(&self) -> KeyRange<'_> {
         KeyRange::new(&self.spec.key, &self.spec.range_end)
     }

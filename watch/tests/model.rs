@@ -384,7 +384,7 @@ fn events_of(ds: &[Delivery], watch_id: i64) -> Vec<Event> {
     ds.iter()
         .filter(|d| d.watch_id == watch_id)
         .flat_map(|d| match &d.kind {
-            DeliveryKind::Events(evs) => evs.clone(),
+            DeliveryKind::Events(evs) => evs.to_vec(),
             _ => Vec::new(),
         })
         .collect()
