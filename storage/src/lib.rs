@@ -31,6 +31,7 @@
 //! ```
 
 mod backend;
+pub mod bbolt;
 mod compaction;
 mod error;
 mod index;

@@ -1,0 +1,185 @@
+//! The data directory: where oxetcd keeps its files, importing etcd's, and
+//! refusing directories that are not ours.
+//!
+//! ```text
+//! <data-dir>/oxetcd/FORMAT   "1": the layout version below
+//! <data-dir>/oxetcd/kv/      the sled database of the MVCC store
+//! <data-dir>/oxetcd/raft/    the Raft log (wal/) and the last snapshot (snapshot/)
+//! <data-dir>/oxetcd/IMPORTED present from an import from etcd until the first
+//!                            start has put the imported store in a snapshot
+//! <data-dir>/oxetcd.import/  an import from etcd in progress (see `import`)
+//! <data-dir>/fixtures/       certificates made by --auto-tls / --peer-auto-tls
+//! <data-dir>/member/         etcd's data, if the directory was etcd's: read
+//!                            once by the import, never changed
+//! ```
+//!
+//! An etcd data directory (`member/snap/db`, e.g. made by `etcdctl snapshot
+//! restore`) without `oxetcd/` is imported first; one without a database is
+//! refused with a clear message rather than misread.
+
+mod etcd_wal;
+mod import;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use import::ImportError;
+
+const FORMAT: &str = "1";
+/// Where an import builds the store before it becomes `oxetcd/`.
+const STAGING: &str = "oxetcd.import";
+/// In `oxetcd/` from an import until the imported store is in a Raft snapshot.
+const IMPORTED: &str = "IMPORTED";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("data-dir {0:?} is an etcd data directory (it has member/) without a database (member/snap/db) to import")]
+    Etcd(PathBuf),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(
+        "data-dir {path:?} has oxetcd layout version {found:?}, this oxetcd reads version {FORMAT}"
+    )]
+    Format { path: PathBuf, found: String },
+    #[error("cannot prepare data-dir {path:?}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Checks `path` and creates our layout in it, importing etcd's data
+    /// first if it is an etcd data directory we have not imported yet.
+    pub fn prepare(path: &Path) -> Result<Self, DataDirError> {
+        let io_err = |source| DataDirError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let ours = path.join("oxetcd");
+        if path.join("member").exists() && !ours.exists() {
+            let db = path.join("member/snap/db");
+            if !db.is_file() {
+                return Err(DataDirError::Etcd(path.to_path_buf()));
+            }
+            import::import(path, &db)?;
+        }
+        fs::create_dir_all(&ours).map_err(io_err)?;
+        set_private(path).map_err(io_err)?;
+        let format_file = ours.join("FORMAT");
+        match fs::read_to_string(&format_file) {
+            Ok(found) if found.trim() == FORMAT => {}
+            Ok(found) => {
+                return Err(DataDirError::Format {
+                    path: path.to_path_buf(),
+                    found: found.trim().to_string(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::write(&format_file, FORMAT).map_err(io_err)?
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+        Ok(Self { root: ours })
+    }
+
+    /// Where the Raft log (wal/) and the last snapshot (snapshot/) live.
+    pub fn raft_path(&self) -> PathBuf {
+        self.root.join("raft")
+    }
+
+    /// True until the first start after an import from etcd has made a Raft
+    /// snapshot of the imported store (see `import`).
+    pub fn imported_store_needs_snapshot(&self) -> bool {
+        self.root.join(IMPORTED).exists()
+    }
+
+    /// Records that the imported store is in a Raft snapshot.
+    pub fn imported_store_snapshotted(&self) -> Result<(), DataDirError> {
+        fs::remove_file(self.root.join(IMPORTED)).map_err(|source| DataDirError::Io {
+            path: self.root.clone(),
+            source,
+        })
+    }
+
+    /// Where the MVCC store's database lives.
+    pub fn kv_path(&self) -> PathBuf {
+        self.root.join("kv")
+    }
+}
+
+/// An oxetcd layout under construction (see `import`): complete it, then
+/// `commit` makes it the data dir's in one rename.
+struct Staging {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+impl Staging {
+    /// A fresh staging dir in data dir `root` (a leftover of a crashed
+    /// import is removed).
+    fn create(root: &Path) -> io::Result<Self> {
+        let staging = root.join(STAGING);
+        if staging.exists() {
+            fs::remove_dir_all(&staging)?;
+        }
+        fs::create_dir_all(&staging)?;
+        fs::write(staging.join("FORMAT"), FORMAT)?;
+        fs::write(staging.join(IMPORTED), "")?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            staging,
+        })
+    }
+
+    fn kv_path(&self) -> PathBuf {
+        self.staging.join("kv")
+    }
+
+    /// Renames the staging dir to `oxetcd/`, durably.
+    fn commit(self) -> io::Result<()> {
+        fs::File::open(self.staging.join("FORMAT"))?.sync_all()?;
+        fs::File::open(&self.staging)?.sync_all()?;
+        fs::rename(&self.staging, self.root.join("oxetcd"))?;
+        fs::File::open(&self.root)?.sync_all()
+    }
+}
+
+/// etcd keeps its data directory private (0700).
+fn set_private(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_etcd_data_dirs_without_a_database_and_unknown_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("member/wal")).unwrap();
+        assert!(matches!(
+            DataDir::prepare(dir.path()),
+            Err(DataDirError::Etcd(_))
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("oxetcd")).unwrap();
+        fs::write(dir.path().join("oxetcd/FORMAT"), "99").unwrap();
+        assert!(matches!(
+            DataDir::prepare(dir.path()),
+            Err(DataDirError::Format { .. })
+        ));
+    }
+
+    #[test]
+    fn prepares_a_fresh_dir_and_accepts_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        DataDir::prepare(dir.path()).unwrap();
+        let again = DataDir::prepare(dir.path()).unwrap();
+        assert!(again.kv_path().starts_with(dir.path()));
+    }
+}

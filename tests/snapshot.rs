@@ -1,0 +1,414 @@
+//! Data moving between etcd and oxetcd, with real processes:
+//!
+//! - Maintenance.Snapshot streams etcd's format (bbolt file in 32 KiB chunks,
+//!   then its sha256);
+//! - oxetcd's snapshot -> `etcdctl snapshot restore` -> oxetcd starts on the
+//!   restored dir with the same keys, revisions and leases;
+//! - etcd 3.4 writes keys and stops -> oxetcd starts on etcd's data dir and
+//!   serves the same keys and revisions.
+//!
+//! Parts that need /usr/bin/etcd or /usr/bin/etcdctl are skipped (with a
+//! message) when those are absent.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oxetcd_proto::etcdserverpb::kv_client::KvClient;
+use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_proto::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest,
+    RangeRequest, SnapshotRequest,
+};
+use oxetcd_storage::bbolt::{parse_etcd_revision_key, Reader};
+use sha2::{Digest, Sha256};
+use support::*;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const ETCD: &str = "/usr/bin/etcd";
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+const LEASE_ID: i64 = 0x1234;
+
+fn have(tool: &str) -> bool {
+    let found = Path::new(tool).exists();
+    if !found {
+        eprintln!("skipped: needs {tool}");
+    }
+    found
+}
+
+/// Writes history with everything a snapshot must carry: versions, a
+/// delete, a compaction, a lease with a key. Returns the latest revision.
+async fn write_history(channel: Channel) -> i64 {
+    let mut kv = kv_client(channel.clone());
+    let mut lease = LeaseClient::new(channel);
+    put(&mut kv, "a", "1").await;
+    put(&mut kv, "b", "1").await;
+    put(&mut kv, "a", "2").await;
+    delete(
+        &mut kv,
+        DeleteRangeRequest {
+            key: b("b"),
+            ..Default::default()
+        },
+    )
+    .await;
+    kv.compact(CompactionRequest {
+        revision: 4,
+        physical: true,
+    })
+    .await
+    .unwrap();
+    lease
+        .lease_grant(LeaseGrantRequest {
+            ttl: 600,
+            id: LEASE_ID,
+        })
+        .await
+        .unwrap();
+    kv.put(PutRequest {
+        key: b("leased"),
+        value: b("x"),
+        lease: LEASE_ID,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A big value: the database spans several 32 KiB chunks.
+    kv.put(PutRequest {
+        key: b("big"),
+        value: vec![b'z'; 100_000].into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    current_rev(&mut kv).await
+}
+
+/// Everything a reader can see: latest keys and the history since the
+/// compaction, and that the compacted past is gone.
+async fn assert_same_data(kv: &mut KvClient<Channel>, latest: i64) {
+    let all = all(kv).await;
+    assert_eq!(keys(&all), ["a", "big", "leased"]);
+    let a = &all[0];
+    assert_eq!(
+        (
+            value_str(a).as_str(),
+            a.create_revision,
+            a.mod_revision,
+            a.version
+        ),
+        ("2", 2, 4, 2)
+    );
+    assert_eq!(all[2].lease, LEASE_ID);
+    assert_eq!(current_rev(kv).await, latest);
+    // Revision 4 is the compaction point: readable, the one before is not.
+    let at4 = range(
+        kv,
+        RangeRequest {
+            revision: 4,
+            ..get_req("a")
+        },
+    )
+    .await;
+    assert_eq!(value_str(&at4.kvs[0]), "2");
+    let before = kv
+        .range(RangeRequest {
+            revision: 3,
+            ..get_req("a")
+        })
+        .await;
+    assert_status(
+        before,
+        Code::OutOfRange,
+        "etcdserver: mvcc: required revision has been compacted",
+    );
+}
+
+async fn assert_lease(channel: Channel) {
+    let ttl = LeaseClient::new(channel)
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: LEASE_ID,
+            keys: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 600);
+    assert_eq!(ttl.keys, vec![b("leased")]);
+}
+
+/// The whole snapshot stream: the file's chunks, then the digest.
+async fn fetch_snapshot(server: &Server) -> (Vec<u8>, Vec<u8>) {
+    let mut stream = server
+        .maintenance()
+        .await
+        .snapshot(SnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut messages = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        messages.push(m);
+    }
+    let digest = messages.pop().expect("a digest message");
+    assert_eq!(digest.remaining_bytes, 0);
+    let total: usize = messages.iter().map(|m| m.blob.len()).sum();
+    let mut file = Vec::new();
+    for m in &messages {
+        assert!(m.blob.len() <= 32 * 1024);
+        file.extend_from_slice(&m.blob);
+        assert_eq!(m.remaining_bytes as usize, total - file.len());
+    }
+    (file, digest.blob.to_vec())
+}
+
+#[tokio::test]
+async fn snapshot_streams_etcds_format_with_its_digest() {
+    let server = Server::start();
+    let latest = write_history(server.channel().await).await;
+    let (file, digest) = fetch_snapshot(&server).await;
+    assert!(file.len() > 100_000 && file.len() % 4096 == 0);
+    assert_eq!(digest, Sha256::digest(&file).to_vec());
+
+    let db = Reader::open(file).unwrap();
+    let mut last = None;
+    db.for_each(b"key", &mut |k, _| {
+        last = parse_etcd_revision_key(k);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(last.map(|(r, _)| r.main), Some(latest));
+    let mut leases = 0;
+    db.for_each(b"lease", &mut |k, _| {
+        assert_eq!(k, LEASE_ID.to_be_bytes());
+        leases += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(leases, 1);
+}
+
+fn etcdctl(args: &[&str]) -> std::process::Output {
+    Command::new(ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .args(args)
+        .output()
+        .expect("run etcdctl")
+}
+
+fn ok(out: std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "etcdctl failed: {text}");
+    text
+}
+
+#[tokio::test]
+async fn oxetcd_snapshot_restored_by_etcdctl_starts_oxetcd_with_the_same_data() {
+    if !have(ETCDCTL) {
+        return;
+    }
+    let mut server = Server::start();
+    let latest = write_history(server.channel().await).await;
+    let snap = server.data_dir().with_file_name("snap.db");
+    let snap = snap.to_str().unwrap();
+    let endpoint = server.endpoint();
+    ok(etcdctl(&[
+        "--endpoints",
+        &endpoint,
+        "snapshot",
+        "save",
+        snap,
+    ]));
+    let status = ok(etcdctl(&["snapshot", "status", snap, "-w", "json"]));
+    assert!(
+        status.contains(&format!("\"revision\":{latest}")),
+        "{status}"
+    );
+
+    server.stop();
+    let data = server.data_dir();
+    std::fs::remove_dir_all(&data).unwrap();
+    ok(etcdctl(&[
+        "snapshot",
+        "restore",
+        snap,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]));
+    server.restart();
+    assert!(
+        server.logs().contains("imported etcd's database"),
+        "{}",
+        server.logs()
+    );
+    assert!(
+        data.join("member/snap/db").exists(),
+        "member/ is left as it was"
+    );
+    let mut kv = server.kv().await;
+    assert_same_data(&mut kv, latest).await;
+    assert_lease(server.channel().await).await;
+    // Writes go on from the restored revision.
+    let next = put(&mut kv, "after", "1").await;
+    assert_eq!(rev(&next.header), latest + 1);
+
+    // A second start uses the store made by the first: no import again.
+    server.restart();
+    assert_eq!(current_rev(&mut server.kv().await).await, latest + 1);
+}
+
+/// Runs etcd 3.4 on `data`, lets `work` use it, stops it with SIGTERM.
+async fn with_etcd<F, Fut>(data: &Path, work: F) -> i64
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let (l1, l2) = (
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let (client, peer) = (
+        l1.local_addr().unwrap().port(),
+        l2.local_addr().unwrap().port(),
+    );
+    drop((l1, l2));
+    let curl = format!("http://127.0.0.1:{client}");
+    let purl = format!("http://127.0.0.1:{peer}");
+    let mut etcd = Command::new(ETCD)
+        .args(["--name", "it", "--data-dir"])
+        .arg(data)
+        .args([
+            "--listen-client-urls",
+            &curl,
+            "--advertise-client-urls",
+            &curl,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &purl,
+            "--initial-advertise-peer-urls",
+            &purl,
+        ])
+        .args(["--initial-cluster", &format!("it={purl}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start etcd");
+    let started = Instant::now();
+    let channel = loop {
+        if let Ok(ch) = connect(&curl).await {
+            let mut kv = kv_client(ch.clone());
+            if kv.range(get_req("x")).await.is_ok() {
+                break ch;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "etcd did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let latest = work(channel).await;
+    Command::new("kill")
+        .args(["-TERM", &etcd.id().to_string()])
+        .status()
+        .unwrap();
+    etcd.wait().unwrap();
+    latest
+}
+
+#[tokio::test]
+async fn oxetcd_starts_on_a_stopped_etcds_data_dir_with_its_data() {
+    if !have(ETCD) {
+        return;
+    }
+    let mut server = Server::start();
+    server.stop();
+    let data = server.data_dir();
+    std::fs::remove_dir_all(&data).unwrap();
+    let latest = with_etcd(&data, write_history).await;
+    server.restart();
+    let mut kv = server.kv().await;
+    assert_same_data(&mut kv, latest).await;
+    assert_lease(server.channel().await).await;
+    assert!(data.join("member/wal").exists());
+}
+
+#[tokio::test]
+async fn oxetcd_refuses_an_etcd_data_dir_without_a_database() {
+    let mut server = Server::start();
+    server.stop();
+    let data = server.data_dir();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(data.join("member/wal")).unwrap();
+    let out = Command::new(server_binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("member/snap/db"), "{err}");
+    assert!(!data.join("oxetcd").exists());
+}
+
+#[tokio::test]
+async fn a_member_added_after_an_import_is_sent_the_imported_data() {
+    use support::cluster::Cluster;
+    let mut cluster = Cluster::start(1).await;
+    let latest = write_history(cluster.channel(0)).await;
+    // The snapshot's database as etcd's data dir (what `snapshot restore`
+    // leaves in member/snap/db), in place of the member's own data.
+    let mut stream = cluster
+        .maintenance(0)
+        .snapshot(SnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut blobs = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        blobs.push(m.blob);
+    }
+    blobs.pop(); // the digest
+    let db = blobs.concat();
+    cluster.kill_9(0);
+    let data = cluster.member(0).data_dir();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(data.join("member/snap")).unwrap();
+    std::fs::write(data.join("member/snap/db"), &db).unwrap();
+    cluster.restart(0).await;
+    assert_same_data(&mut cluster.kv(0), latest).await;
+
+    let new = cluster.add_member(0, false).await;
+    // The new member has only what Raft sent it: read it locally.
+    let started = Instant::now();
+    loop {
+        let got = cluster
+            .kv(new)
+            .range(RangeRequest {
+                serializable: true,
+                ..get_req("a")
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(kv) = got.kvs.first() {
+            assert_eq!((value_str(kv).as_str(), kv.mod_revision), ("2", 4));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the new member never got the imported data\n{}",
+            cluster.logs(new)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
