@@ -2,6 +2,12 @@
 //!
 //! `protoc` comes from the `protoc-bin-vendored` crate, so nothing has to be
 //! installed on the machine.
+//!
+//! pbjson-build then generates serde impls for every message from the same
+//! descriptors, in protobuf's JSON mapping as etcd's JSON gateway speaks it
+//! (grpc-gateway's `JSONPb{OrigName: true}`): proto field names out, proto or
+//! lowerCamelCase names in, 64-bit integers as strings, bytes as base64,
+//! enums by name, default values left out, unknown fields ignored.
 
 use std::path::PathBuf;
 
@@ -26,14 +32,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", proto.display());
     }
 
+    let descriptor_path = out_dir.join("etcd_descriptor.bin");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         // Every protobuf `bytes` field becomes `bytes::Bytes` (cheap clones,
         // zero-copy decoding from the transport buffer).
         .bytes(".")
-        .file_descriptor_set_path(out_dir.join("etcd_descriptor.bin"))
+        .file_descriptor_set_path(&descriptor_path)
         .compile_protos(&protos, &[include])?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptor_path)?)?
+        .preserve_proto_field_names()
+        // grpc-gateway v1 ignores fields it does not know (etcd's e2e tests
+        // send Go's json.Marshal output, with oneof wrappers such as
+        // "TargetUnion": null).
+        .ignore_unknown_fields()
+        .build(&[
+            ".mvccpb",
+            ".authpb",
+            ".etcdserverpb",
+            ".v3lockpb",
+            ".v3electionpb",
+        ])?;
 
     Ok(())
 }

@@ -8,6 +8,12 @@
 //!
 //! Every protobuf `bytes` field is generated as [`bytes::Bytes`].
 //!
+//! Every message also implements `serde::Serialize` and `Deserialize` in
+//! protobuf's JSON mapping as etcd's JSON gateway uses it: proto field names
+//! (`cluster_id`, `ID`), 64-bit integers as strings, bytes as base64, enums by
+//! name, default values omitted; proto names, lowerCamelCase names, numbers
+//! for 64-bit integers and enums are all accepted, unknown fields ignored.
+//!
 //! Each proto package is a module at the crate root, containing its messages,
 //! plus a `<service>_server` module (server trait and tower service) and a
 //! `<service>_client` module (client stub) for every service:
@@ -36,12 +42,14 @@
 #[allow(clippy::all, missing_docs)]
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// Auth store records (`authpb`): `User`, `Role`, `Permission`.
 #[allow(clippy::all, missing_docs)]
 pub mod authpb {
     tonic::include_proto!("authpb");
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// The main client API (`etcdserverpb`): KV, Watch, Lease, Cluster,
@@ -49,18 +57,21 @@ pub mod authpb {
 #[allow(clippy::all, missing_docs)]
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// Distributed lock service (`v3lockpb`).
 #[allow(clippy::all, missing_docs)]
 pub mod v3lockpb {
     tonic::include_proto!("v3lockpb");
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
 }
 
 /// Leader election service (`v3electionpb`).
 #[allow(clippy::all, missing_docs)]
 pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// Serialized `FileDescriptorSet` of all the etcd protos, for gRPC
@@ -186,6 +197,82 @@ mod tests {
         ] {
             assert!(set.iter().any(|n| n == pkg), "{pkg} missing from {set:?}");
         }
+    }
+
+    /// The JSON etcd 3.4's gateway wrote for the same messages (curl against
+    /// Debian's etcd): proto names, int64 as strings, defaults left out.
+    #[test]
+    fn json_matches_etcds_gateway() {
+        let header = Some(etcdserverpb::ResponseHeader {
+            cluster_id: 324952591200643719,
+            member_id: 3319814642761637952,
+            revision: 2,
+            raft_term: 2,
+        });
+        let range = etcdserverpb::RangeResponse {
+            header,
+            kvs: vec![mvccpb::KeyValue {
+                key: Bytes::from_static(b"foo"),
+                create_revision: 2,
+                mod_revision: 2,
+                version: 1,
+                value: Bytes::from_static(b"bar"),
+                lease: 0,
+            }],
+            more: false,
+            count: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&range).unwrap(),
+            r#"{"header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"2","raft_term":"2"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}],"count":"1"}"#
+        );
+
+        let ttl = etcdserverpb::LeaseTimeToLiveResponse {
+            header: None,
+            id: 1234,
+            ttl: 1,
+            granted_ttl: 2,
+            keys: vec![Bytes::from_static(b"foo")],
+        };
+        assert_eq!(
+            serde_json::to_string(&ttl).unwrap(),
+            r#"{"ID":"1234","TTL":"1","grantedTTL":"2","keys":["Zm9v"]}"#
+        );
+
+        // Enums by name; PUT is the default event type and is left out.
+        let events = etcdserverpb::WatchResponse {
+            watch_id: -1,
+            events: vec![
+                mvccpb::Event::default(),
+                mvccpb::Event {
+                    r#type: mvccpb::event::EventType::Delete as i32,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&events).unwrap(),
+            r#"{"watch_id":"-1","events":[{},{"type":"DELETE"}]}"#
+        );
+    }
+
+    #[test]
+    fn json_requests_take_proto_or_camel_case_names() {
+        let by_proto: etcdserverpb::RangeRequest =
+            serde_json::from_str(r#"{"key":"Zm9v","keys_only":true,"sort_order":"DESCEND"}"#)
+                .unwrap();
+        let by_camel: etcdserverpb::RangeRequest =
+            serde_json::from_str(r#"{"key":"Zm9v","keysOnly":true,"sortOrder":2}"#).unwrap();
+        assert_eq!(by_proto, by_camel);
+        assert_eq!(
+            by_proto.sort_order,
+            etcdserverpb::range_request::SortOrder::Descend as i32
+        );
+        // Unknown fields are ignored, as grpc-gateway v1 does.
+        let put: etcdserverpb::PutRequest =
+            serde_json::from_str(r#"{"key":"Zm9v","bogus":{"x":1}}"#).unwrap();
+        assert_eq!(&put.key[..], b"foo");
     }
 
     /// Minimal `FileDescriptorSet` reader (file names only), to avoid pulling
