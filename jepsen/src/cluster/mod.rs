@@ -1,0 +1,477 @@
+//! The cluster under test: N members of a server binary (oxetcd, etcd, any
+//! binary taking etcd's flags) as real processes, each with its data dir and
+//! log under the run directory.
+//!
+//! Members listen on `10.77.<net>.<i+1>` inside network namespaces when the
+//! tester is root ([`netns`]; partitions possible), otherwise on
+//! `127.<net>.0.<i+1>` (every 127/8 address is loopback on Linux; no
+//! partitions). Ports are etcd's 2379 (clients) and 2380 (peers).
+//!
+//! Faults on processes: kill -9 and restart on the same data dir,
+//! SIGSTOP / SIGCONT, damage to the tail of a killed member's WAL
+//! ([`wal`]); membership changes: remove a member, add it back empty
+//! ([`membership`]); compaction and defragmentation ([`maintenance`]).
+
+pub mod maintenance;
+pub mod membership;
+pub mod netns;
+pub mod wal;
+
+use std::fs::{self, File};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oxetcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxetcd_proto::etcdserverpb::StatusRequest;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::JepsenError;
+use netns::Netns;
+
+/// How long the first start may take before the run is abandoned.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of a status probe.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long adding a removed member back may be retried.
+const REJOIN_PATIENCE: Duration = Duration::from_secs(20);
+
+/// How the cluster is laid out.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub binary: PathBuf,
+    pub members: usize,
+    /// Under this directory: `<name>/data`, `<name>/log`.
+    pub dir: PathBuf,
+    /// Picks subnets and namespace names (1..=250).
+    pub net: u8,
+    /// Run each member in a namespace of its own (root only).
+    pub namespaces: bool,
+    pub token: String,
+    /// Extra flags for every member.
+    pub extra_args: Vec<String>,
+    /// Extra environment variables for every member (e.g. a server's
+    /// test-only failpoints).
+    pub env: Vec<(String, String)>,
+}
+
+/// One member process.
+pub struct Member {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    /// Removed from the cluster by the nemesis, not yet added back.
+    removed: Option<String>,
+    /// Set once the member was added back: it starts with this
+    /// `--initial-cluster` and `--initial-cluster-state existing`.
+    joined: Option<String>,
+    /// How many times its data was set aside (names the old dirs).
+    removals: u32,
+}
+
+impl Member {
+    pub fn client_url(&self) -> String {
+        format!("http://{}:2379", self.ip)
+    }
+    fn peer_url(&self) -> String {
+        format!("http://{}:2380", self.ip)
+    }
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+pub struct Cluster {
+    config: ClusterConfig,
+    pub members: Vec<Member>,
+    netns: Option<Netns>,
+}
+
+impl Cluster {
+    /// Starts every member and waits until each answers a status request
+    /// and one of them is the leader.
+    pub async fn start(config: ClusterConfig) -> Result<Cluster, JepsenError> {
+        if config.members == 0 || config.members > 9 {
+            return Err(JepsenError::Usage("--nodes must be 1 to 9".into()));
+        }
+        let netns = if config.namespaces {
+            Some(Netns::create(config.net, config.members)?)
+        } else {
+            None
+        };
+        let mut members = Vec::new();
+        for i in 0..config.members {
+            let name = format!("n{}", i + 1);
+            let ip = match &netns {
+                Some(netns) => netns.addr(i),
+                None => Ipv4Addr::new(127, config.net, 0, i as u8 + 1),
+            };
+            let dir = config.dir.join(&name);
+            fs::create_dir_all(&dir).map_err(JepsenError::io(&dir))?;
+            members.push(Member {
+                name,
+                ip,
+                data_dir: dir.join("data"),
+                log: dir.join("log"),
+                child: None,
+                paused: false,
+                removed: None,
+                joined: None,
+                removals: 0,
+            });
+        }
+        let mut cluster = Cluster {
+            config,
+            members,
+            netns,
+        };
+        for i in 0..cluster.members.len() {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_ready(START_TIMEOUT).await?;
+        Ok(cluster)
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts member `i`'s process (the first time, or after a kill).
+    fn spawn(&mut self, i: usize) -> Result<(), JepsenError> {
+        let binary = self.config.binary.clone();
+        let member = &self.members[i];
+        let (initial_cluster, state) = match &member.joined {
+            Some(joined) => (joined.clone(), "existing"),
+            None => (self.initial_cluster(), "new"),
+        };
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .map_err(JepsenError::io(&member.log))?;
+        let log_err = log.try_clone().map_err(JepsenError::io(&member.log))?;
+        let mut command = match (&self.netns, self.config.namespaces) {
+            // `ip netns exec` execs the binary itself: the child's pid is the
+            // member's, so signals reach it directly.
+            (Some(netns), true) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &netns.ns(i)]).arg(&binary);
+                c
+            }
+            _ => Command::new(&binary),
+        };
+        command
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(["--listen-client-urls", &member.client_url()])
+            .args(["--advertise-client-urls", &member.client_url()])
+            .args(["--listen-peer-urls", &member.peer_url()])
+            .args(["--initial-advertise-peer-urls", &member.peer_url()])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(["--initial-cluster-state", state])
+            .args(["--initial-cluster-token", &self.config.token])
+            .args(&self.config.extra_args)
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let child = command.spawn().map_err(|source| JepsenError::Spawn {
+            binary: binary.clone(),
+            source,
+        })?;
+        let member = &mut self.members[i];
+        member.child = Some(child);
+        member.paused = false;
+        Ok(())
+    }
+
+    /// Waits until every running member answers and a leader is known.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), JepsenError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut answered = 0;
+            let mut leader = false;
+            let mut last = String::new();
+            for member in self.members.iter().filter(|m| m.running()) {
+                match status(member).await {
+                    Ok((id, lead)) => {
+                        answered += 1;
+                        leader |= lead != 0 && id != 0;
+                    }
+                    Err(e) => last = format!("{}: {e}", member.name),
+                }
+            }
+            if answered == self.members.iter().filter(|m| m.running()).count() && leader {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(JepsenError::NotReady(format!(
+                    "{answered} of {} members answered ({last}); logs in {}",
+                    self.members.len(),
+                    self.config.dir.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The index of the member that says it is the leader, if one does.
+    pub async fn leader(&self) -> Option<usize> {
+        for (i, member) in self.members.iter().enumerate() {
+            if !member.running() || member.paused {
+                continue;
+            }
+            if let Ok((id, leader)) = status(member).await {
+                if id != 0 && id == leader {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Members whose process ended without being killed by the nemesis
+    /// (crashed, or refused to start), or that could not be added back after
+    /// a removal: (name, what happened, last log lines).
+    pub fn crashed(&mut self) -> Vec<(String, String, String)> {
+        let mut crashed = Vec::new();
+        for member in &mut self.members {
+            if let Some(why) = &member.removed {
+                crashed.push((member.name.clone(), why.clone(), String::new()));
+            }
+            let Some(child) = member.child.as_mut() else {
+                continue;
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+                let why = format!("exited by itself ({status})");
+                crashed.push((member.name.clone(), why, tail));
+            }
+        }
+        crashed
+    }
+
+    /// Damages the end of a killed member's newest WAL file (see [`wal`]);
+    /// says what it did.
+    pub fn damage_wal(&mut self, i: usize, damage: &wal::Damage) -> Result<String, JepsenError> {
+        self.kill(i)?;
+        let member = &self.members[i];
+        let done = wal::damage(&member.data_dir, damage)?;
+        Ok(format!("{}: {done}", member.name))
+    }
+
+    /// kill -9, then reaps the process.
+    pub fn kill(&mut self, i: usize) -> Result<(), JepsenError> {
+        let member = &mut self.members[i];
+        if let Some(mut child) = member.child.take() {
+            signal(&member.name, &child, libc::SIGKILL)?;
+            let _ = child.wait();
+        }
+        member.paused = false;
+        Ok(())
+    }
+
+    /// Starts a killed member again on its data dir (not a removed one).
+    pub fn restart(&mut self, i: usize) -> Result<(), JepsenError> {
+        if self.members[i].running() || self.members[i].removed.is_some() {
+            return Ok(());
+        }
+        self.spawn(i)
+    }
+
+    /// Client URLs of the members that can answer now, but `except`.
+    fn reachable(&self, except: usize) -> Vec<String> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(j, m)| *j != except && m.running() && !m.paused && m.removed.is_none())
+            .map(|(_, m)| m.client_url())
+            .collect()
+    }
+
+    /// Removes member `i` from the cluster (Cluster.MemberRemove), kills it
+    /// and sets its data aside; says what happened. A removal the cluster
+    /// refused leaves everything as it was.
+    pub async fn remove_member(&mut self, i: usize) -> Result<String, JepsenError> {
+        let via = self.reachable(i);
+        let peer_url = self.members[i].peer_url();
+        if let Err(e) = membership::remove(&via, &peer_url).await {
+            return Ok(format!("removing {} failed: {e}", self.members[i].name));
+        }
+        self.kill(i)?;
+        let member = &mut self.members[i];
+        member.removals += 1;
+        let aside = member
+            .data_dir
+            .with_file_name(format!("data.removed-{}", member.removals));
+        if member.data_dir.exists() {
+            fs::rename(&member.data_dir, &aside).map_err(JepsenError::io(&aside))?;
+        }
+        member.removed = Some("not added back yet".into());
+        Ok(format!("{} removed", member.name))
+    }
+
+    /// Compacts the store (keeping the last revisions) and defragments
+    /// member `i`; says what happened.
+    pub async fn compact(&self, i: usize) -> String {
+        let via = self.reachable(usize::MAX);
+        let said = maintenance::compact_and_defrag(&via, &self.members[i].client_url()).await;
+        said.replace(&self.members[i].client_url(), &self.members[i].name)
+    }
+
+    /// Adds a removed member back (Cluster.MemberAdd) and starts it, empty,
+    /// to join the cluster. On failure it stays out, and says why.
+    async fn rejoin(&mut self, i: usize) -> Result<(), JepsenError> {
+        let via = self.reachable(i);
+        let (name, peer_url) = (self.members[i].name.clone(), self.members[i].peer_url());
+        match membership::add(&via, &peer_url, REJOIN_PATIENCE).await {
+            Ok(members) => {
+                let member = &mut self.members[i];
+                member.joined = Some(membership::initial_cluster(&members, &name, &peer_url));
+                member.removed = None;
+                self.spawn(i)
+            }
+            Err(e) => {
+                self.members[i].removed = Some(format!("adding it back failed: {e}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// SIGSTOP: the process keeps its sockets but does nothing.
+    pub fn pause(&mut self, i: usize) -> Result<(), JepsenError> {
+        let member = &mut self.members[i];
+        if let Some(child) = &member.child {
+            signal(&member.name, child, libc::SIGSTOP)?;
+            member.paused = true;
+        }
+        Ok(())
+    }
+
+    pub fn resume(&mut self, i: usize) -> Result<(), JepsenError> {
+        let member = &mut self.members[i];
+        if let Some(child) = &member.child {
+            signal(&member.name, child, libc::SIGCONT)?;
+        }
+        member.paused = false;
+        Ok(())
+    }
+
+    /// Whether partitions can be made (members in namespaces).
+    pub fn can_partition(&self) -> bool {
+        self.netns.is_some()
+    }
+
+    pub fn partition(&self, groups: &[Vec<usize>]) -> Result<(), JepsenError> {
+        match &self.netns {
+            Some(netns) => netns.partition(groups),
+            None => Err(JepsenError::Usage(
+                "partitions need network namespaces (run as root)".into(),
+            )),
+        }
+    }
+
+    /// Cuts single links (for rings and bridges, which are not groups).
+    pub fn cut(&self, links: &[(usize, usize)]) -> Result<(), JepsenError> {
+        match &self.netns {
+            Some(netns) => links.iter().try_for_each(|&(a, b)| netns.cut(a, b)),
+            None => Err(JepsenError::Usage(
+                "partitions need network namespaces (run as root)".into(),
+            )),
+        }
+    }
+
+    pub fn heal(&self) -> Result<(), JepsenError> {
+        match &self.netns {
+            Some(netns) => netns.heal(),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends every fault: heals the network, resumes and restarts members,
+    /// adds removed members back.
+    pub async fn recover(&mut self) -> Result<(), JepsenError> {
+        self.heal()?;
+        for i in 0..self.members.len() {
+            self.resume(i)?;
+            self.restart(i)?;
+        }
+        for i in 0..self.members.len() {
+            if self.members[i].removed.is_some() {
+                self.rejoin(i).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills every member (the data stays in the run directory).
+    pub fn stop(&mut self) {
+        for i in 0..self.members.len() {
+            let _ = self.resume(i);
+            let _ = self.kill(i);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signal(member: &str, child: &Child, signal: libc::c_int) -> Result<(), JepsenError> {
+    // SAFETY: kill(2) on our own child's pid, which is not yet reaped (we
+    // hold its Child), so the pid cannot have been reused.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    if rc != 0 {
+        return Err(JepsenError::Signal {
+            member: member.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// (member id, leader id) from Maintenance.Status.
+async fn status(member: &Member) -> Result<(u64, u64), String> {
+    let channel = channel(&member.client_url(), PROBE_TIMEOUT)?;
+    let mut client = MaintenanceClient::new(channel);
+    match tokio::time::timeout(PROBE_TIMEOUT, client.status(StatusRequest {})).await {
+        Ok(Ok(response)) => {
+            let status = response.into_inner();
+            let id = status.header.map(|h| h.member_id).unwrap_or(0);
+            Ok((id, status.leader))
+        }
+        Ok(Err(status)) => Err(status.to_string()),
+        Err(_) => Err("no answer".into()),
+    }
+}
+
+/// A lazily connecting channel: it dials on first use and re-dials after a
+/// member restarts.
+pub fn channel(url: &str, connect_timeout: Duration) -> Result<Channel, String> {
+    Endpoint::from_shared(url.to_owned())
+        .map(|e| {
+            e.connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy()
+        })
+        .map_err(|e| e.to_string())
+}

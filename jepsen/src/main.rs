@@ -1,0 +1,166 @@
+//! `oxetcd-jepsen`: runs one test and exits 0 when the history is valid,
+//! 1 when a checker found an anomaly, 3 when a checker could not decide,
+//! 2 when the run itself failed.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use oxetcd_jepsen::check::{Validity, Verdict};
+use oxetcd_jepsen::cluster::netns::Netns;
+use oxetcd_jepsen::error::JepsenError;
+use oxetcd_jepsen::history::read_jsonl;
+use oxetcd_jepsen::run::{self, RunConfig};
+use oxetcd_jepsen::workload::Workload;
+
+/// A Jepsen-style consistency test of an etcd-API cluster.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// The server binary: oxetcd, etcd, or anything taking etcd's flags.
+    #[arg(long, required_unless_present = "check")]
+    server: Option<PathBuf>,
+    /// Check a recorded history.jsonl with the workload's checkers instead
+    /// of running a test.
+    #[arg(long, value_name = "HISTORY")]
+    check: Option<PathBuf>,
+    /// Cluster size.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seconds of client traffic (and faults).
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// register, set, watch, append, kubernetes or lease.
+    #[arg(long, default_value = "register")]
+    workload: String,
+    /// Comma-separated fault kinds: kill, pause, partition, member, wal,
+    /// compact (or none).
+    #[arg(long, value_delimiter = ',', default_value = "kill,pause,partition")]
+    nemesis: Vec<String>,
+    /// Seeds the clients' and the nemesis' choices (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The run directory (default: jepsen-runs/<workload>-<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Client tasks.
+    #[arg(long, default_value_t = 10)]
+    concurrency: u32,
+    /// Operations per second over all clients.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// A request not answered within this is indeterminate (ms).
+    #[arg(long, default_value_t = 2000)]
+    op_timeout_ms: u64,
+    /// Run members on 127.x loopback addresses even as root (no partitions).
+    #[arg(long)]
+    no_namespaces: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Environment for every member, KEY=VALUE (repeatable); e.g.
+    /// OXETCD_FAILPOINT_STALE_READS=1 to check that the tester catches a
+    /// broken oxetcd.
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_server_env)]
+    server_env: Vec<(String, String)>,
+    /// Extra flags for every member, e.g. --server-arg=--snapshot-count=100.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = &cli.check {
+        return check_history(path, &cli.workload);
+    }
+    let seed = cli.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    let out = cli
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("jepsen-runs/{}-{seed}", cli.workload)));
+    let config = RunConfig {
+        server: cli.server.unwrap_or_default(),
+        nodes: cli.nodes,
+        workload: cli.workload,
+        nemesis: cli.nemesis,
+        time_limit_s: cli.time_limit,
+        seed,
+        concurrency: cli.concurrency,
+        rate: cli.rate,
+        op_timeout_ms: cli.op_timeout_ms,
+        out,
+        namespaces: !cli.no_namespaces && Netns::available(),
+        progress: !cli.quiet,
+        server_args: cli.server_args,
+        server_env: cli.server_env,
+    };
+    match run::run(config).await {
+        Ok(outcome) => {
+            for verdict in &outcome.verdicts {
+                println!(
+                    "{}: {:?}: {}",
+                    verdict.checker, verdict.validity, verdict.summary
+                );
+                for anomaly in verdict.anomalies.iter().take(5) {
+                    println!("  {}: {}", anomaly.kind, anomaly.explanation);
+                }
+            }
+            println!(
+                "{:?}: {} operations, {} faults; report in {}",
+                outcome.validity,
+                outcome.operations,
+                outcome.faults,
+                outcome.report.join("index.html").display()
+            );
+            match outcome.validity {
+                Validity::Valid => ExitCode::SUCCESS,
+                Validity::Invalid => ExitCode::from(1),
+                Validity::Unknown => ExitCode::from(3),
+            }
+        }
+        Err(e) => {
+            eprintln!("oxetcd-jepsen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_server_env(text: &str) -> Result<(String, String), String> {
+    run::parse_env(text).map_err(|e| e.to_string())
+}
+
+/// Re-checks a stored history; prints the verdicts as JSON.
+fn check_history(path: &Path, workload: &str) -> ExitCode {
+    let checked = (|| -> Result<Vec<Verdict>, String> {
+        let workload: Workload = workload.parse().map_err(|e: JepsenError| e.to_string())?;
+        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let ops =
+            read_jsonl(BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(oxetcd_jepsen::workload::check(workload, &ops))
+    })();
+    match checked {
+        Ok(verdicts) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&verdicts).unwrap_or_default()
+            );
+            match run::overall(&verdicts) {
+                Validity::Valid => ExitCode::SUCCESS,
+                Validity::Invalid => ExitCode::from(1),
+                Validity::Unknown => ExitCode::from(3),
+            }
+        }
+        Err(e) => {
+            eprintln!("oxetcd-jepsen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The nemesis: a random but seeded schedule of faults. It waits a while,
+//! picks one of the enabled fault kinds and its targets with its own RNG,
+//! holds the fault, ends it, and records the window. The same seed gives
+//! the same choices (which member, which split), so a run can be replayed;
+//! only "the leader" depends on what the cluster did.
+//!
+//! | kind | what |
+//! |---|---|
+//! | `kill` | kill -9 one member, a majority, or all; restarted when the window ends |
+//! | `pause` | SIGSTOP one member or a majority (or the leader); SIGCONT at the end |
+//! | `partition` | isolate one member or the leader, split majority/minority, a bridge (two halves joined by one member) or a ring (each member sees only its neighbours) |
+//! | `member` | remove one member through the Cluster API (MemberRemove), kill it and set its data aside; add it back (MemberAdd) and start it empty with `--initial-cluster-state existing` when the window ends |
+//! | `compact` | compact the store at the current revision minus [`crate::cluster::maintenance::KEEP`] (physical) and defragment one member, under load |
+//! | `wal` | kill -9 one member and damage the tail of its newest WAL file (a torn write, [`crate::cluster::wal`]); restarted when the window ends |
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::{wal, Cluster};
+use crate::error::JepsenError;
+use crate::history::FaultWindow;
+
+/// A kind of fault the schedule may pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    Kill,
+    Pause,
+    Partition,
+    Wal,
+    Member,
+    Compact,
+}
+
+impl FromStr for FaultKind {
+    type Err = JepsenError;
+    fn from_str(s: &str) -> Result<FaultKind, JepsenError> {
+        match s {
+            "kill" => Ok(FaultKind::Kill),
+            "pause" => Ok(FaultKind::Pause),
+            "partition" => Ok(FaultKind::Partition),
+            "wal" => Ok(FaultKind::Wal),
+            "member" => Ok(FaultKind::Member),
+            "compact" => Ok(FaultKind::Compact),
+            other => Err(JepsenError::Usage(format!(
+                "unknown nemesis {other:?} (kill, pause, partition, member, wal, compact)"
+            ))),
+        }
+    }
+}
+
+/// Timing of the schedule.
+#[derive(Clone, Debug)]
+pub struct NemesisConfig {
+    pub kinds: Vec<FaultKind>,
+    /// Quiet time between faults: uniformly in this range.
+    pub interval: (Duration, Duration),
+    /// How long a fault is held: uniformly in this range.
+    pub hold: (Duration, Duration),
+}
+
+impl Default for NemesisConfig {
+    fn default() -> Self {
+        NemesisConfig {
+            kinds: Vec::new(),
+            interval: (Duration::from_secs(2), Duration::from_secs(5)),
+            hold: (Duration::from_secs(2), Duration::from_secs(6)),
+        }
+    }
+}
+
+/// A fault picked by the schedule, before it is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Kill(Vec<usize>),
+    Pause(Vec<usize>),
+    /// The leader at the time it is applied (kind `pause` or `partition`).
+    PauseLeader,
+    Partition {
+        name: String,
+        groups: Vec<Vec<usize>>,
+    },
+    IsolateLeader,
+    /// Links to cut, for shapes that are not groups (ring, bridge).
+    Cut {
+        name: String,
+        links: Vec<(usize, usize)>,
+    },
+    /// Remove a member from the cluster; it is added back at the end.
+    RemoveMember(usize),
+    /// Compact, and defragment this member.
+    Compact(usize),
+    /// Kill a member and damage its WAL's tail.
+    DamageWal {
+        member: usize,
+        damage: wal::Damage,
+    },
+}
+
+/// Picks the next fault of `kind` for an `n`-member cluster.
+pub fn pick(kind: FaultKind, n: usize, rng: &mut ChaCha8Rng) -> Fault {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    let majority = n / 2 + 1;
+    match kind {
+        FaultKind::Kill => match rng.random_range(0..4) {
+            0 | 1 => Fault::Kill(order[..1].to_vec()),
+            2 => Fault::Kill(order[..majority].to_vec()),
+            _ => Fault::Kill(order),
+        },
+        FaultKind::Pause => match rng.random_range(0..3) {
+            0 => Fault::Pause(order[..1].to_vec()),
+            1 => Fault::Pause(order[..majority].to_vec()),
+            _ => Fault::PauseLeader,
+        },
+        FaultKind::Member => Fault::RemoveMember(order[0]),
+        FaultKind::Compact => Fault::Compact(order[0]),
+        FaultKind::Wal => Fault::DamageWal {
+            member: order[0],
+            damage: wal::Damage {
+                cut: rng.random_range(0..=wal::MAX_CUT),
+                garbage: (0..rng.random_range(0..=24))
+                    .map(|_| rng.random())
+                    .collect(),
+            },
+        },
+        // Three members in a ring are all neighbours: nothing to cut, so a
+        // bridge instead.
+        FaultKind::Partition => match rng.random_range(0..5) {
+            4 if n < 4 => bridge(&order),
+            0 => Fault::Partition {
+                name: "isolate".into(),
+                groups: vec![order[..1].to_vec(), order[1..].to_vec()],
+            },
+            1 => Fault::IsolateLeader,
+            2 => Fault::Partition {
+                name: "majority-minority".into(),
+                groups: vec![order[..majority].to_vec(), order[majority..].to_vec()],
+            },
+            3 => bridge(&order),
+            _ => {
+                // A ring in `order`: cut every pair that is not adjacent.
+                let mut links = Vec::new();
+                for i in 0..n {
+                    for j in i + 1..n {
+                        let adjacent = j == i + 1 || (i == 0 && j == n - 1);
+                        if !adjacent {
+                            links.push((order[i], order[j]));
+                        }
+                    }
+                }
+                Fault::Cut {
+                    name: "ring".into(),
+                    links,
+                }
+            }
+        },
+    }
+}
+
+/// `order[0]` is the bridge; the rest split in two halves that only reach
+/// each other through it.
+fn bridge(order: &[usize]) -> Fault {
+    let rest = &order[1..];
+    let (left, right) = rest.split_at(rest.len() / 2);
+    let links = left
+        .iter()
+        .flat_map(|&a| right.iter().map(move |&b| (a, b)))
+        .collect();
+    Fault::Cut {
+        name: format!("bridge via n{}", order[0] + 1),
+        links,
+    }
+}
+
+fn names(members: &[usize]) -> String {
+    members
+        .iter()
+        .map(|m| format!("n{}", m + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn groups_name(groups: &[Vec<usize>]) -> String {
+    groups
+        .iter()
+        .map(|g| names(g))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Applies a fault; returns its kind and target for the record.
+async fn apply(cluster: &mut Cluster, fault: &Fault) -> Result<(String, String), JepsenError> {
+    Ok(match fault {
+        Fault::Kill(members) => {
+            for &m in members {
+                cluster.kill(m)?;
+            }
+            ("kill".into(), names(members))
+        }
+        Fault::Pause(members) => {
+            for &m in members {
+                cluster.pause(m)?;
+            }
+            ("pause".into(), names(members))
+        }
+        Fault::PauseLeader => match cluster.leader().await {
+            Some(l) => {
+                cluster.pause(l)?;
+                ("pause".into(), format!("leader {}", names(&[l])))
+            }
+            None => ("pause".into(), "no leader found".into()),
+        },
+        Fault::Partition { name, groups } => {
+            cluster.partition(groups)?;
+            (
+                "partition".into(),
+                format!("{name}: {}", groups_name(groups)),
+            )
+        }
+        Fault::IsolateLeader => match cluster.leader().await {
+            Some(l) => {
+                let rest = (0..cluster.members.len()).filter(|&m| m != l).collect();
+                let groups = vec![vec![l], rest];
+                cluster.partition(&groups)?;
+                (
+                    "partition".into(),
+                    format!("isolate leader: {}", groups_name(&groups)),
+                )
+            }
+            None => ("partition".into(), "no leader found".into()),
+        },
+        Fault::RemoveMember(member) => ("member".into(), cluster.remove_member(*member).await?),
+        Fault::Compact(member) => ("compact".into(), cluster.compact(*member).await),
+        Fault::DamageWal { member, damage } => ("wal".into(), cluster.damage_wal(*member, damage)?),
+        Fault::Cut { name, links } => {
+            cluster.cut(links)?;
+            let cut: Vec<String> = links
+                .iter()
+                .map(|(a, b)| format!("n{}-n{}", a + 1, b + 1))
+                .collect();
+            ("partition".into(), format!("{name}: cut {}", cut.join(" ")))
+        }
+    })
+}
+
+fn between(rng: &mut ChaCha8Rng, (lo, hi): (Duration, Duration)) -> Duration {
+    if hi <= lo {
+        return lo;
+    }
+    Duration::from_millis(rng.random_range(lo.as_millis() as u64..=hi.as_millis() as u64))
+}
+
+/// The next step of the schedule: quiet time, hold time, fault. `run`
+/// draws exactly this from its RNG, so [`preview`] shows a seed's schedule.
+fn next(config: &NemesisConfig, n: usize, rng: &mut ChaCha8Rng) -> (Duration, Duration, Fault) {
+    let quiet = between(rng, config.interval);
+    let hold = between(rng, config.hold);
+    let kind = config.kinds[rng.random_range(0..config.kinds.len())];
+    (quiet, hold, pick(kind, n, rng))
+}
+
+/// The first `count` faults a seed gives (with `kinds` not empty).
+pub fn preview(config: &NemesisConfig, n: usize, seed: u64, count: usize) -> Vec<Fault> {
+    use rand::SeedableRng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..count).map(|_| next(config, n, &mut rng).2).collect()
+}
+
+/// Runs the schedule until `until`, then ends every fault. Fault windows
+/// are in ns since `start`.
+pub async fn run(
+    cluster: &mut Cluster,
+    config: &NemesisConfig,
+    rng: &mut ChaCha8Rng,
+    start: Instant,
+    until: Instant,
+) -> Result<Vec<FaultWindow>, JepsenError> {
+    let mut windows = Vec::new();
+    let at = |t: Instant| t.duration_since(start).as_nanos() as u64;
+    if config.kinds.is_empty() {
+        tokio::time::sleep_until(until.into()).await;
+        return Ok(windows);
+    }
+    loop {
+        let (quiet, hold, fault) = next(config, cluster.members.len(), rng);
+        if Instant::now() + quiet + hold > until {
+            break;
+        }
+        tokio::time::sleep(quiet).await;
+        let began = Instant::now();
+        let (kind, target) = apply(cluster, &fault).await?;
+        tokio::time::sleep(hold).await;
+        cluster.recover().await?;
+        windows.push(FaultWindow {
+            kind,
+            target,
+            start: at(began),
+            end: at(Instant::now()),
+        });
+    }
+    tokio::time::sleep_until(until.into()).await;
+    Ok(windows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_seed_reproduces_the_schedule() {
+        let schedule = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..20)
+                .map(|i| {
+                    let kind = [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition][i % 3];
+                    pick(kind, 5, &mut rng)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(schedule(7), schedule(7));
+        assert_ne!(schedule(7), schedule(8));
+    }
+
+    #[test]
+    fn partitions_have_the_shapes_they_are_named_after() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            match pick(FaultKind::Partition, 5, &mut rng) {
+                Fault::Partition { name, groups } => {
+                    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+                    match name.as_str() {
+                        "isolate" => assert_eq!(sizes, [1, 4]),
+                        _ => assert_eq!(sizes, [3, 2]),
+                    }
+                    seen.insert(name);
+                }
+                Fault::Cut { name, links } if name == "ring" => {
+                    // 5 members, 10 links, a ring keeps 5.
+                    assert_eq!(links.len(), 5);
+                    seen.insert(name);
+                }
+                Fault::Cut { name, links } => {
+                    // Halves of 2 and 2: 4 links cut, the bridge keeps its own.
+                    assert_eq!(links.len(), 4);
+                    let bridge: usize = name.trim_start_matches("bridge via n").parse().unwrap();
+                    assert!(links
+                        .iter()
+                        .all(|&(a, b)| a + 1 != bridge && b + 1 != bridge));
+                    seen.insert("bridge".into());
+                }
+                Fault::IsolateLeader => {
+                    seen.insert("leader".into());
+                }
+                other => panic!("not a partition: {other:?}"),
+            }
+        }
+        assert_eq!(seen.len(), 5, "{seen:?}");
+    }
+
+    #[test]
+    fn wal_damage_is_one_member_and_bounded() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..50 {
+            match pick(FaultKind::Wal, 3, &mut rng) {
+                Fault::DamageWal { member, damage } => {
+                    assert!(member < 3);
+                    assert!(damage.cut <= wal::MAX_CUT && damage.garbage.len() <= 24);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kills_take_one_a_majority_or_all() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut sizes = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            if let Fault::Kill(members) = pick(FaultKind::Kill, 3, &mut rng) {
+                let mut unique = members.clone();
+                unique.sort();
+                unique.dedup();
+                assert_eq!(unique.len(), members.len());
+                sizes.insert(members.len());
+            }
+        }
+        assert_eq!(sizes, [1, 2, 3].into_iter().collect());
+    }
+}

@@ -1,0 +1,215 @@
+//! Whole runs of the tester against real clusters: short (15 s), three
+//! members, kill + pause + partition faults, one cluster at a time.
+//!
+//! - Debian's etcd 3.4 (`/usr/bin/etcd`, the reference) passes the
+//!   newest workloads, `kubernetes` and `lease`, when installed (`register`
+//!   and `watch` too, with `--ignored`: CI runs those on oxetcd, 60 s each,
+//!   from .ci/run, and docs/jepsen.md lists longer runs);
+//! - a deliberately broken oxetcd (the failpoint
+//!   `OXETCD_FAILPOINT_STALE_READS=1`: linearizable reads skip ReadIndex) is
+//!   caught: the tester finds the stale reads it serves;
+//! - oxetcd's `lease` run is ignored until the bug it finds is fixed.
+//!
+//! The oxetcd binary is the workspace's `oxetcd` in the same target dir and
+//! profile as this test (`cargo test --workspace` builds it); when it is not
+//! there it is built with `$CARGO build --bin oxetcd`. `OXETCD_JEPSEN_SERVER`
+//! overrides it. Partitions need root (network namespaces); without root
+//! the runs use kill and pause only.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use oxetcd_jepsen::check::Validity;
+use oxetcd_jepsen::cluster::netns::Netns;
+use oxetcd_jepsen::nemesis::{preview, Fault, FaultKind, NemesisConfig};
+use oxetcd_jepsen::run::{run, RunConfig};
+
+const ETCD: &str = "/usr/bin/etcd";
+
+fn oxetcd() -> PathBuf {
+    if let Some(path) = std::env::var_os("OXETCD_JEPSEN_SERVER") {
+        return PathBuf::from(path);
+    }
+    // <target>/<profile>/deps/runs-<hash> -> <target>/<profile>/oxetcd
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = profile_dir.join("oxetcd");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "oxetcd", "--bin", "oxetcd"]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let target_dir = profile_dir.parent().expect("target dir");
+        let status = build
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building oxetcd failed");
+    }
+    binary
+}
+
+fn config(server: PathBuf, workload: &str, seed: u64) -> (RunConfig, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let namespaces = Netns::available();
+    let mut nemesis = vec!["kill".to_owned(), "pause".to_owned()];
+    if namespaces {
+        nemesis.push("partition".into());
+    }
+    let config = RunConfig {
+        server,
+        nodes: 3,
+        workload: workload.into(),
+        nemesis,
+        time_limit_s: 15,
+        seed,
+        concurrency: 6,
+        rate: 100,
+        op_timeout_ms: 2000,
+        out: dir.path().join("run"),
+        namespaces,
+        progress: false,
+        server_args: Vec::new(),
+        server_env: Vec::new(),
+    };
+    (config, dir)
+}
+
+/// One cluster at a time: the runs share the machine's cores, and a run
+/// starved by another would only show timeouts.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn passes(server: PathBuf, workload: &str, seed: u64) {
+    passes_without(server, workload, seed, &[]).await;
+}
+
+/// Like [`passes`], without the fault kinds in `without`.
+async fn passes_without(server: PathBuf, workload: &str, seed: u64, without: &[&str]) {
+    let (mut config, dir) = config(server, workload, seed);
+    config.nemesis.retain(|k| !without.contains(&k.as_str()));
+    let out = config.out.clone();
+    let outcome = {
+        let _one = ONE_CLUSTER.lock().await;
+        run(config).await.expect("the run")
+    };
+    if outcome.validity != Validity::Valid {
+        let kept = dir.keep();
+        panic!(
+            "{workload}: {:?}; the report is kept in {}: {:#?}",
+            outcome.validity,
+            kept.display(),
+            outcome.verdicts
+        );
+    }
+    assert!(
+        outcome.operations > 200,
+        "only {} operations",
+        outcome.operations
+    );
+    assert!(outcome.faults >= 1, "no faults injected");
+    for file in [
+        "history.jsonl",
+        "config.json",
+        "verdicts.json",
+        "index.html",
+    ] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("valid"));
+}
+
+/// Ignored until oxetcd's fix: this run (seed 11) catches a deposed leader
+/// (isolated by a partition) still answering keep-alives with a full TTL
+/// while the new leader expires the lease (`vanished-early`,
+/// `expired-early`); see docs/jepsen.md.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "oxetcd bug: a partitioned old leader renews leases (docs/jepsen.md)"]
+async fn oxetcd_passes_lease() {
+    passes(oxetcd(), "lease", 11).await;
+}
+
+fn etcd() -> Option<PathBuf> {
+    if std::path::Path::new(ETCD).exists() {
+        return Some(ETCD.into());
+    }
+    eprintln!("skipped: {ETCD} is not installed (apt-get install etcd-server)");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a reference run: CI runs register on oxetcd from .ci/run"]
+async fn etcd_passes_register() {
+    if let Some(etcd) = etcd() {
+        passes(etcd, "register", 13).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a reference run: CI runs watch on oxetcd from .ci/run"]
+async fn etcd_passes_watch() {
+    if let Some(etcd) = etcd() {
+        passes(etcd, "watch", 14).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_passes_kubernetes() {
+    if let Some(etcd) = etcd() {
+        passes(etcd, "kubernetes", 16).await;
+    }
+}
+
+/// Without pauses: Debian's etcd 3.4.23 has etcd-io/etcd#15247 (a leader
+/// resumed after SIGSTOP revokes leases the new leader keeps alive), which
+/// this workload finds (docs/jepsen.md, Findings).
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_passes_lease() {
+    if let Some(etcd) = etcd() {
+        passes_without(etcd, "lease", 17, &["pause"]).await;
+    }
+}
+
+/// With the failpoint, a member answers linearizable reads from its own
+/// state: cut off from the majority it keeps answering with what it had,
+/// while the majority moves on. The linearizability checker must say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_serving_stale_reads_is_caught() {
+    if !Netns::available() {
+        eprintln!("skipped: partitions need root (network namespaces)");
+        return;
+    }
+    let seed = 15;
+    // The schedule of this seed cuts a member off first (precondition).
+    let schedule = NemesisConfig {
+        kinds: vec![FaultKind::Partition],
+        ..NemesisConfig::default()
+    };
+    let first = &preview(&schedule, 3, seed, 1)[0];
+    assert!(
+        matches!(first, Fault::IsolateLeader)
+            || matches!(first, Fault::Partition { groups, .. } if groups.iter().any(|g| g.len() == 1)),
+        "seed {seed} starts with {first:?}: pick another seed"
+    );
+    let (mut config, _dir) = config(oxetcd(), "register", seed);
+    config.nemesis = vec!["partition".into()];
+    config.server_env = vec![("OXETCD_FAILPOINT_STALE_READS".into(), "1".into())];
+    let outcome = {
+        let _one = ONE_CLUSTER.lock().await;
+        run(config).await.expect("the run")
+    };
+    assert_eq!(
+        outcome.validity,
+        Validity::Invalid,
+        "stale reads went unnoticed: {:#?}",
+        outcome.verdicts
+    );
+    let anomaly = &outcome.verdicts[0].anomalies[0];
+    assert_eq!(anomaly.kind, "nonlinearizable");
+    assert!(!anomaly.ops.is_empty());
+}
