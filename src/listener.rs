@@ -393,7 +393,13 @@ async fn accept_tcp(
             local_addr: local.clone(),
             ..ConnInfo::default()
         };
-        establish(&tx, &what, tcp_conn(stream, info, mode, acceptor.clone()));
+        let remote = info.remote_addr.clone();
+        establish(
+            &tx,
+            &what,
+            remote,
+            tcp_conn(stream, info, mode, acceptor.clone()),
+        );
     }
 }
 
@@ -425,15 +431,24 @@ async fn accept_unix(
             local_addr: local.clone(),
             ..ConnInfo::default()
         };
-        establish(&tx, &what, unix_conn(stream, info, mode, acceptor.clone()));
+        let remote = info.remote_addr.clone();
+        establish(
+            &tx,
+            &what,
+            remote,
+            unix_conn(stream, info, mode, acceptor.clone()),
+        );
     }
 }
 
-/// Finishes a connection (sniff, handshake) in its own task and queues it;
-/// failures are the client's business, so they are only logged at debug.
+/// Finishes a connection (sniff, handshake) in its own task and queues it.
+/// A refused TLS handshake is logged as etcd logs it ("rejected connection",
+/// with Go's words for the error), since it usually means a certificate set
+/// up wrong; other failures are the client's business, logged at debug.
 fn establish(
     tx: &Queue,
     what: &str,
+    remote: String,
     conn: impl Future<Output = io::Result<Conn>> + Send + 'static,
 ) {
     let tx = tx.clone();
@@ -444,10 +459,21 @@ fn establish(
                 // Err only when the server is gone; the connection just drops.
                 let _ = tx.send(Ok(conn)).await;
             }
+            Ok(Err(e)) if is_tls_failure(&e) => tracing::warn!(
+                remote_addr = %remote,
+                error = %crate::tls::handshake_error_text(&e),
+                "{what} listener: rejected connection"
+            ),
             Ok(Err(e)) => tracing::debug!(error = %e, "{what} connection dropped"),
             Err(_) => tracing::debug!("{what} connection dropped: no TLS handshake in time"),
         }
     });
+}
+
+/// Whether rustls refused the handshake (as opposed to the socket failing).
+fn is_tls_failure(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
 fn no_tls_config() -> io::Error {

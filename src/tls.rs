@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
@@ -16,8 +17,8 @@ use rustls::pki_types::{
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
+    AlertDescription, CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
 };
 
 use crate::config::TlsSettings;
@@ -140,8 +141,18 @@ pub fn peer_client_config(
             for c in load_certs(ca, "trusted CA file")? {
                 roots.add(c).map_err(TlsError::Rustls)?;
             }
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| parse_error(ca, "trusted CA file", e))?;
+            // etcd's peer TLS config is one for both directions, so the
+            // allowed CN / hostname also applies to the members we dial.
+            let verifier: Arc<dyn ServerCertVerifier> = match name_rule(settings)? {
+                None => inner,
+                Some(rule) => Arc::new(AllowedNameServer { inner, rule }),
+            };
             builder
-                .with_root_certificates(roots)
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
                 .with_client_auth_cert(load_certs(cert, "certificate file")?, load_key(key)?)
                 .map_err(|source| TlsError::KeyPair {
                     cert: cert.clone(),
@@ -161,6 +172,56 @@ pub fn peer_client_config(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Some(Arc::new(config)))
+}
+
+/// The usual server certificate checks, then etcd's allowed name.
+#[derive(Debug)]
+struct AllowedNameServer {
+    inner: Arc<WebPkiServerVerifier>,
+    rule: NameRule,
+}
+
+impl ServerCertVerifier for AllowedNameServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        self.rule.check(end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Peer auto-TLS: encryption without authentication, as etcd does it.
@@ -296,22 +357,27 @@ fn client_verifier(
         let path = settings.crl_file.as_deref().unwrap_or(ca_path);
         parse_error(path, "CA or CRL file", e)
     })?;
-    let rule = match (&settings.allowed_cn, &settings.allowed_hostname) {
-        (None, None) => return Ok(inner),
-        (Some(cn), Some(hostname)) => {
-            return Err(TlsError::CnAndHostname {
-                cn: cn.clone(),
-                hostname: hostname.clone(),
-            });
-        }
-        (Some(cn), None) => NameRule::CommonName(cn.clone()),
-        (None, Some(host)) => NameRule::Hostname(
+    match name_rule(settings)? {
+        None => Ok(inner),
+        Some(rule) => Ok(Arc::new(AllowedNameVerifier { inner, rule })),
+    }
+}
+
+/// etcd's --peer-cert-allowed-cn / --*-cert-allowed-hostname, if given.
+fn name_rule(settings: &TlsSettings) -> Result<Option<NameRule>, TlsError> {
+    match (&settings.allowed_cn, &settings.allowed_hostname) {
+        (None, None) => Ok(None),
+        (Some(cn), Some(hostname)) => Err(TlsError::CnAndHostname {
+            cn: cn.clone(),
+            hostname: hostname.clone(),
+        }),
+        (Some(cn), None) => Ok(Some(NameRule::CommonName(cn.clone()))),
+        (None, Some(host)) => Ok(Some(NameRule::Hostname(
             ServerName::try_from(host.as_str())
                 .map_err(|_| TlsError::AllowedHostname(host.clone()))?
                 .to_owned(),
-        ),
-    };
-    Ok(Arc::new(AllowedNameVerifier { inner, rule }))
+        ))),
+    }
 }
 
 #[derive(Debug)]
@@ -321,6 +387,27 @@ enum NameRule {
     /// --client-cert-allowed-hostname / --peer-cert-allowed-hostname: the
     /// certificate must be valid for that name (its SANs, as Go checks).
     Hostname(ServerName<'static>),
+}
+
+impl NameRule {
+    /// Ok, or the error whose alert is the one Go sends when its
+    /// VerifyPeerCertificate hook fails: bad_certificate. rustls's own name
+    /// check reports the name it expected, so [`handshake_error_text`] can
+    /// tell this one apart.
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let allowed = match self {
+            NameRule::CommonName(cn) => common_name(end_entity).as_deref() == Some(cn.as_str()),
+            NameRule::Hostname(name) => webpki::EndEntityCert::try_from(end_entity)
+                .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok()),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ))
+        }
+    }
 }
 
 /// The CA check, then etcd's extra name check on the client certificate.
@@ -352,18 +439,8 @@ impl ClientCertVerifier for AllowedNameVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let allowed = match &self.rule {
-            NameRule::CommonName(cn) => common_name(end_entity).as_deref() == Some(cn.as_str()),
-            NameRule::Hostname(name) => webpki::EndEntityCert::try_from(end_entity)
-                .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok()),
-        };
-        if allowed {
-            Ok(verified)
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
+        self.rule.check(end_entity)?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -387,6 +464,63 @@ impl ClientCertVerifier for AllowedNameVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+// ---------------------------------------------------------------------------
+// Handshake failures in Go's words.
+
+/// What etcd logs for a failed TLS handshake ("rejected connection from
+/// ..."), from the error tokio-rustls returned: an alert the other side sent
+/// is a "remote error", a refusal of our own allowed-name check is etcd's
+/// "client certificate authentication failed". Anything else keeps rustls's
+/// wording.
+pub fn handshake_error_text(error: &io::Error) -> String {
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return error.to_string();
+    };
+    match tls {
+        rustls::Error::AlertReceived(alert) => format!("remote error: tls: {}", go_alert(*alert)),
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
+            "client certificate authentication failed".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Go's crypto/tls names of the alerts (alert.go).
+fn go_alert(alert: AlertDescription) -> String {
+    use AlertDescription as A;
+    let text = match alert {
+        A::CloseNotify => "close notify",
+        A::UnexpectedMessage => "unexpected message",
+        A::BadRecordMac => "bad record MAC",
+        A::RecordOverflow => "record overflow",
+        A::HandshakeFailure => "handshake failure",
+        A::BadCertificate => "bad certificate",
+        A::UnsupportedCertificate => "unsupported certificate",
+        A::CertificateRevoked => "revoked certificate",
+        A::CertificateExpired => "expired certificate",
+        A::CertificateUnknown => "unknown certificate",
+        A::IllegalParameter => "illegal parameter",
+        A::UnknownCA => "unknown certificate authority",
+        A::AccessDenied => "access denied",
+        A::DecodeError => "error decoding message",
+        A::DecryptError => "error decrypting message",
+        A::ProtocolVersion => "protocol version not supported",
+        A::InsufficientSecurity => "insufficient security level",
+        A::InternalError => "internal error",
+        A::UserCanceled => "user canceled",
+        A::MissingExtension => "missing extension",
+        A::UnsupportedExtension => "unsupported extension",
+        A::UnrecognisedName => "unrecognized name",
+        A::NoApplicationProtocol => "no application protocol",
+        A::CertificateRequired => "certificate required",
+        other => return format!("alert({})", u8::from(other)),
+    };
+    text.to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -887,6 +1021,103 @@ mod tests {
             server_config(&both, dir, "peer", &[]),
             Err(TlsError::CnAndHostname { .. })
         ));
+    }
+
+    /// The server side's handshake error, None when both sides finished.
+    async fn server_error(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> Option<String> {
+        let (c, s) = tokio::io::duplex(1 << 16);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let connector = tokio_rustls::TlsConnector::from(client);
+        let server_side = async move {
+            let mut tls = acceptor.accept(s).await?;
+            let mut b = [0u8; 1];
+            tls.read_exact(&mut b).await?;
+            tls.write_all(b"k").await?;
+            tls.flush().await?;
+            Ok::<_, io::Error>(())
+        };
+        // The client waits for the server's byte: the server must not find
+        // the connection gone while it still writes.
+        let client_side = async move {
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, c).await?;
+            tls.write_all(b"p").await?;
+            tls.flush().await?;
+            let mut b = [0u8; 1];
+            tls.read_exact(&mut b).await?;
+            Ok::<_, io::Error>(())
+        };
+        let both = async { tokio::join!(server_side, client_side) };
+        match tokio::time::timeout(std::time::Duration::from_secs(10), both).await {
+            Ok((Ok(()), _)) => None,
+            Ok((Err(e), _)) => Some(handshake_error_text(&e)),
+            Err(_) => panic!("handshake hung"),
+        }
+    }
+
+    /// etcd's e2e TestEtcdPeerNameAuth waits for these words on the member
+    /// whose allowed hostname the others' certificates do not have.
+    #[tokio::test]
+    async fn a_refused_peer_certificate_is_logged_in_etcds_words() {
+        let p = pki();
+        let settings = TlsSettings {
+            allowed_hostname: Some("example.com".into()),
+            ..mtls(&p)
+        };
+        let server = build(&settings, p.dir.path());
+        let peer = client_config(&p.ca, Some((&p.client.0, &p.client.1)));
+        assert_eq!(
+            server_error(server, peer).await.as_deref(),
+            Some("client certificate authentication failed")
+        );
+    }
+
+    /// etcd checks the allowed CN / hostname on the members it dials too;
+    /// TestEtcdPeerCNAuth waits for the refused member to log the alert.
+    #[tokio::test]
+    async fn peers_check_the_allowed_name_of_the_members_they_dial() {
+        let p = pki();
+        let server = build(&mtls(&p), p.dir.path());
+        let dialer = |cn: &str| {
+            let settings = TlsSettings {
+                cert_file: Some(p.client.0.clone()),
+                key_file: Some(p.client.1.clone()),
+                allowed_cn: Some(cn.to_string()),
+                ..mtls(&p)
+            };
+            peer_client_config(&settings, p.dir.path(), &[])
+                .unwrap()
+                .expect("peer TLS configured")
+        };
+        assert_eq!(server_error(server.clone(), dialer("server")).await, None);
+        assert_eq!(
+            server_error(server, dialer("example2.com"))
+                .await
+                .as_deref(),
+            Some("remote error: tls: bad certificate")
+        );
+    }
+
+    #[test]
+    fn other_handshake_errors_keep_their_words() {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+        );
+        assert_eq!(
+            handshake_error_text(&e),
+            "remote error: tls: unknown certificate authority"
+        );
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::NoCertificatesPresented,
+        );
+        assert_eq!(
+            handshake_error_text(&e),
+            rustls::Error::NoCertificatesPresented.to_string()
+        );
+        let e = io::Error::from(io::ErrorKind::UnexpectedEof);
+        assert_eq!(handshake_error_text(&e), e.to_string());
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Multi-member clusters of real `oxetcd` processes (tests/support/cluster.rs):
 //! replication, failover under write load, full restarts, catching up by
-//! snapshot, learners and membership changes, a paused (partitioned) leader.
+//! snapshot, learners and membership changes, a paused (partitioned) leader,
+//! leadership transfer (MoveLeader), etcd's --strict-reconfig-check.
 //!
 //! What every scenario checks in the end ([`verify`]): every member has
 //! applied up to the cluster's latest revision; all members hold exactly the
@@ -28,9 +29,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
-use oxetcd_proto::etcdserverpb::{MemberPromoteRequest, PutRequest, RangeRequest, ResponseHeader};
+use oxetcd_proto::etcdserverpb::{
+    MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest, PutRequest,
+    RangeRequest, ResponseHeader,
+};
 use oxetcd_proto::mvccpb::KeyValue;
-use support::cluster::{channel_to, header_of, Cluster, ClusterOptions};
+use support::cluster::{channel_to, header_of, Cluster, ClusterOptions, ERR_UNHEALTHY_CLUSTER};
 use support::*;
 use tonic::transport::Channel;
 
@@ -1080,4 +1084,251 @@ async fn a_leader_without_quorum_times_out_writes_and_reads_like_etcd() {
     // With its quorum back, the cluster writes again.
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     put(&mut cluster.kv(leader), "after", "v").await;
+}
+
+// ---------------------------------------------------------------------------
+// Leadership transfer (Maintenance.MoveLeader).
+
+/// Asks member `via` to hand leadership to `target_id`.
+async fn move_leader(
+    cluster: &Cluster,
+    via: usize,
+    target_id: u64,
+) -> Result<Duration, tonic::Status> {
+    let started = Instant::now();
+    let mut request = tonic::Request::new(MoveLeaderRequest { target_id });
+    request.set_timeout(Duration::from_secs(15));
+    cluster.maintenance(via).move_leader(request).await?;
+    Ok(started.elapsed())
+}
+
+/// The leader member `i` reports.
+async fn leader_seen_by(cluster: &Cluster, i: usize) -> u64 {
+    cluster
+        .status(i)
+        .await
+        .unwrap_or_else(|e| panic!("status of m{i}: {e}"))
+        .leader
+}
+
+/// MoveLeader under write load in a cluster of `n`: leadership moves to the
+/// follower asked for, then straight back (a leader elected a moment ago
+/// hands over too), and writes only pause: none fails, none is lost.
+async fn move_leader_under_load(n: usize) {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(n).await;
+    let load = Load::start(&cluster, "load", 8);
+    wait_for_progress(&load, 200, Duration::from_secs(10), "before the move").await;
+
+    let first = cluster.wait_leader(Duration::from_secs(5)).await;
+    let first_id = cluster.member(first).id();
+    let second = (first + 1) % n;
+    let second_id = cluster.member(second).id();
+
+    let took = move_leader(&cluster, first, second_id)
+        .await
+        .expect("MoveLeader to a follower");
+    // etcd answers once the transferee leads: so does every member soon.
+    assert_eq!(leader_seen_by(&cluster, first).await, second_id);
+    assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await, second);
+    wait_for_progress(&load, 200, Duration::from_secs(10), "after the move").await;
+
+    let back = move_leader(&cluster, second, first_id)
+        .await
+        .expect("MoveLeader straight back");
+    assert_eq!(leader_seen_by(&cluster, second).await, first_id);
+    assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await, first);
+    wait_for_progress(&load, 200, Duration::from_secs(10), "after moving back").await;
+
+    let (acks, errors) = load.stop().await;
+    eprintln!(
+        "{n} members: leadership moved m{first} -> m{second} in {} ms and back in {} ms; {} writes acknowledged, {errors} failed",
+        ms(took),
+        ms(back),
+        acks.len()
+    );
+    // oxetcd holds writes back while leadership moves, then hands them to
+    // the new leader: with 3 s deadlines none fails. (etcd drops them,
+    // ErrProposalDropped, and its clients retry.)
+    if !against_reference_server() {
+        assert_eq!(errors, 0, "writes failed while leadership moved");
+    }
+    assert!(took < Duration::from_secs(3), "the move took {took:?}");
+    assert!(back < Duration::from_secs(3), "the move back took {back:?}");
+    verify(&cluster, &acks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_leader_under_load_loses_no_write() {
+    move_leader_under_load(3).await;
+}
+
+/// With five members the old leader's vote alone is not enough: the others
+/// grant theirs once the old leader's lease has run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_leader_of_five_under_load_loses_no_write() {
+    move_leader_under_load(5).await;
+}
+
+/// MoveLeader's refusals, in etcd's words and codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_leader_refusals_are_etcds() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader_id = cluster.member(leader).id();
+    let follower = (leader + 1) % 3;
+    let follower_id = cluster.member(follower).id();
+    let refused = |result: Result<Duration, tonic::Status>, what: &str| {
+        let status = result.expect_err(what);
+        (status.code(), status.message().to_string())
+    };
+    let bad_transferee = (
+        tonic::Code::FailedPrecondition,
+        "etcdserver: bad leader transferee".to_string(),
+    );
+
+    // Only the leader can hand leadership over.
+    assert_eq!(
+        refused(
+            move_leader(&cluster, follower, leader_id).await,
+            "MoveLeader through a follower"
+        ),
+        (
+            tonic::Code::FailedPrecondition,
+            "etcdserver: not leader".to_string()
+        )
+    );
+    assert_eq!(
+        refused(
+            move_leader(&cluster, leader, 0x1234).await,
+            "MoveLeader to no member"
+        ),
+        bad_transferee
+    );
+    // To itself: done at once, as in etcd.
+    move_leader(&cluster, leader, leader_id)
+        .await
+        .expect("MoveLeader to the leader itself");
+    assert_eq!(leader_seen_by(&cluster, follower).await, leader_id);
+
+    // A learner cannot lead (it need not even run to be refused).
+    let request = MemberAddRequest {
+        peer_ur_ls: vec!["http://127.0.0.1:9".to_string()],
+        is_learner: true,
+    };
+    let asked = Instant::now();
+    let added = loop {
+        match cluster.cluster(leader).member_add(request.clone()).await {
+            Ok(resp) => break resp.into_inner(),
+            // --strict-reconfig-check, right after the start.
+            Err(e)
+                if e.message() == ERR_UNHEALTHY_CLUSTER
+                    && asked.elapsed() < Duration::from_secs(15) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("MemberAdd of a learner: {e:?}"),
+        }
+    };
+    let learner_id = added.member.expect("the added member").id;
+    assert_eq!(
+        refused(
+            move_leader(&cluster, leader, learner_id).await,
+            "MoveLeader to a learner"
+        ),
+        bad_transferee
+    );
+    assert_eq!(leader_seen_by(&cluster, follower).await, leader_id);
+    assert_ne!(follower_id, learner_id);
+}
+
+// ---------------------------------------------------------------------------
+// --strict-reconfig-check.
+
+/// MemberRemove of `id` through member `via`, once.
+async fn remove_once(cluster: &Cluster, via: usize, id: u64) -> Result<(), tonic::Status> {
+    cluster
+        .cluster(via)
+        .member_remove(MemberRemoveRequest { id })
+        .await
+        .map(|_| ())
+}
+
+/// A learner at an address nobody listens on, through member `via`.
+async fn add_absent_learner(cluster: &Cluster, via: usize) -> Result<(), tonic::Status> {
+    cluster
+        .cluster(via)
+        .member_add(MemberAddRequest {
+            peer_ur_ls: vec!["http://127.0.0.1:9".to_string()],
+            is_learner: true,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// etcd's default --strict-reconfig-check: with one of three members down,
+/// removing a live one would leave the cluster without an active quorum, so
+/// it is refused; removing the member that is down is fine. Without the
+/// check, changes go through whatever the connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_reconfig_check_protects_the_active_quorum() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let live = (leader + 1) % 3;
+    let down = (leader + 2) % 3;
+    let (live_id, down_id) = (cluster.member(live).id(), cluster.member(down).id());
+    cluster.kill_9(down);
+    // Time for the leader to find the member gone.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let refused = remove_once(&cluster, leader, live_id)
+        .await
+        .expect_err("removing a live member while another is down");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (tonic::Code::Unavailable, ERR_UNHEALTHY_CLUSTER),
+        "{refused:?}"
+    );
+    let refused = add_absent_learner(&cluster, live)
+        .await
+        .expect_err("adding a member while one is down");
+    assert_eq!(refused.message(), ERR_UNHEALTHY_CLUSTER, "{refused:?}");
+
+    let asked = Instant::now();
+    loop {
+        match remove_once(&cluster, leader, down_id).await {
+            Ok(()) => break,
+            // etcd may take a moment to see the member down.
+            Err(e)
+                if e.message() == ERR_UNHEALTHY_CLUSTER
+                    && asked.elapsed() < Duration::from_secs(15) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("removing the member that is down: {e:?}"),
+        }
+    }
+    let members: Vec<u64> = cluster
+        .member_list(leader)
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(members.contains(&live_id), "{members:?}");
+    assert!(!members.contains(&down_id), "{members:?}");
+    drop(cluster);
+
+    let options = ClusterOptions {
+        extra_args: vec!["--strict-reconfig-check=false".to_string()],
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start_with(3, options).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    cluster.kill_9((leader + 2) % 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    add_absent_learner(&cluster, leader)
+        .await
+        .expect("without the check, a member is added while another is down");
 }

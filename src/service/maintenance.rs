@@ -10,7 +10,7 @@ use oxetcd_proto::etcdserverpb::{
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::config::ETCD_API_VERSION;
@@ -125,22 +125,17 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: snapshot is not supported by oxetcd yet",
-        ))
+        Ok(Response::new(Box::pin(super::snapshot::stream(
+            self.node.clone(),
+        ))))
     }
 
     async fn move_leader(
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        // A single member is the leader; it can only "move" leadership to itself.
-        if request.into_inner().target_id != self.node.member_id {
-            return Err(Status::new(
-                Code::FailedPrecondition,
-                "etcdserver: bad leader transferee",
-            ));
-        }
+        let target = request.into_inner().target_id;
+        self.node.replication.move_leader(target).await?;
         Ok(Response::new(MoveLeaderResponse {
             header: self.node.header(self.node.store.current_revision()),
         }))

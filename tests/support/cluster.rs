@@ -42,7 +42,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Largest response the clients accept.
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// etcd's refusal of a membership change while a voter is not connected.
-const ERR_UNHEALTHY_CLUSTER: &str = "etcdserver: unhealthy cluster";
+pub const ERR_UNHEALTHY_CLUSTER: &str = "etcdserver: unhealthy cluster";
 /// Lines of each member's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 /// Characters of each of those lines printed (the full logs stay in the

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::error::{InstallSnapshotError, PayloadTooLarge, RPCError, RaftError, RemoteError};
@@ -23,7 +23,7 @@ use super::error::{AddrError, CallError, PeerError};
 use super::pb::raft_client::RaftClient;
 use super::pb::{
     forward_response, read_index_response, ForwardRequest, RaftMessage, ReadIndexRequest,
-    SnapshotChunk,
+    SnapshotChunk, TimeoutNowRequest,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::types::{NodeId, TypeConfig};
@@ -70,11 +70,35 @@ struct Peer {
     client: Result<RaftClient<Channel>, AddrError>,
 }
 
+/// Since when each peer has answered every Raft RPC (etcd's transport
+/// "active since"): what etcd's --strict-reconfig-check asks of the leader.
+#[derive(Default)]
+struct Activity(Mutex<HashMap<NodeId, Instant>>);
+
+impl Activity {
+    /// Records the outcome of one RPC: a peer that answered (even with an
+    /// openraft error) stays active from its first answer on; a transport
+    /// failure or timeout ends that.
+    fn record(&self, target: NodeId, reached: bool) {
+        let mut active = self.0.lock();
+        if reached {
+            active.entry(target).or_insert_with(Instant::now);
+        } else {
+            active.remove(&target);
+        }
+    }
+
+    fn since(&self, target: NodeId) -> Option<Instant> {
+        self.0.lock().get(&target).copied()
+    }
+}
+
 struct Shared {
     id: NodeId,
     tls: Option<Arc<ClientConfig>>,
     options: NetworkOptions,
     peers: Mutex<HashMap<NodeId, Peer>>,
+    activity: Activity,
 }
 
 impl Shared {
@@ -175,6 +199,7 @@ impl Network {
                 tls,
                 options,
                 peers: Mutex::new(HashMap::new()),
+                activity: Activity::default(),
             }),
         }
     }
@@ -191,6 +216,7 @@ impl Network {
     /// connection closes once no call uses it.
     pub fn forget(&self, target: NodeId) {
         self.shared.peers.lock().remove(&target);
+        self.shared.activity.record(target, false);
     }
 }
 
@@ -199,6 +225,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
         PeerConnection {
+            shared: self.shared.clone(),
             id: self.shared.id,
             target,
             node: node.clone(),
@@ -211,6 +238,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// openraft's connection to one member (a handle on the shared channel).
 pub struct PeerConnection {
+    shared: Arc<Shared>,
     id: NodeId,
     target: NodeId,
     node: BasicNode,
@@ -254,6 +282,24 @@ type RpcResult<T, E = openraft::error::Infallible> =
 impl PeerConnection {
     fn client(&self) -> Result<RaftClient<Channel>, CallError> {
         Ok(self.client.clone()?)
+    }
+
+    /// Notes whether the peer answered the call: a gRPC error of the
+    /// peer's own counts, a failed connection or a timeout does not.
+    fn reached<T>(&self, reply: Result<T, CallError>) -> Result<T, CallError> {
+        let reached = match &reply {
+            Ok(_) => true,
+            Err(CallError::Status(status)) => !matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown
+            ),
+            Err(_) => false,
+        };
+        self.shared.activity.record(self.target, reached);
+        reply
     }
 
     fn fail<E: std::error::Error>(
@@ -305,8 +351,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             ttl,
             client.append_entries(request(RaftMessage { payload }, ttl)),
         )
-        .await
-        .map_err(|e| self.fail(ACTION, e))?;
+        .await;
+        let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
         self.answer(ACTION, &reply.payload)
     }
 
@@ -325,8 +371,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             ttl,
             client.install_snapshot(request(SnapshotChunk { payload, data }, ttl)),
         )
-        .await
-        .map_err(|e| self.fail(ACTION, e))?;
+        .await;
+        let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
         self.answer(ACTION, &reply.payload)
     }
 
@@ -339,9 +385,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let payload = encode(&rpc, "VoteRequest").map_err(|e| self.fail(ACTION, e))?;
         let mut client = self.client().map_err(|e| self.fail(ACTION, e))?;
         let ttl = option.hard_ttl();
-        let reply = call(ttl, client.vote(request(RaftMessage { payload }, ttl)))
-            .await
-            .map_err(|e| self.fail(ACTION, e))?;
+        let reply = call(ttl, client.vote(request(RaftMessage { payload }, ttl))).await;
+        let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
         self.answer(ACTION, &reply.payload)
     }
 
@@ -423,6 +468,35 @@ impl PeerClient {
             None => Err(peer_err(CallError::Empty)),
         }
     }
+
+    /// Since when member `target` has answered every Raft RPC of this member
+    /// (so far only the leader sends them to every member); None when the
+    /// last one failed to reach it, or there was none yet.
+    pub fn active_since(&self, target: NodeId) -> Option<Instant> {
+        self.shared.activity.since(target)
+    }
+
+    /// Asks member `target` at `node` to campaign now: the leader's last step
+    /// in handing its leadership over (etcd's MsgTimeoutNow). Returns once
+    /// the campaign has started, not when it is won.
+    pub async fn timeout_now(&self, target: NodeId, node: &BasicNode) -> Result<(), PeerError> {
+        let peer_err = |e: CallError| e.into_peer(&node.addr);
+        let mut client = self
+            .shared
+            .client(target, &node.addr)
+            .map_err(|e| peer_err(e.into()))?;
+        let reply = call(
+            self.timeout,
+            client.timeout_now(request(TimeoutNowRequest {}, self.timeout)),
+        )
+        .await
+        .map_err(peer_err)?;
+        if reply.error.is_empty() {
+            Ok(())
+        } else {
+            Err(decode_peer_error(&reply.error, &node.addr))
+        }
+    }
 }
 
 fn decode_peer_error(bytes: &[u8], addr: &str) -> PeerError {
@@ -448,6 +522,24 @@ mod tests {
         assert!(net.shared.client(4, "bogus").is_err());
     }
 
+    #[test]
+    fn a_peer_is_active_from_its_first_answer_until_a_failure() {
+        let activity = Activity::default();
+        assert_eq!(activity.since(2), None);
+        activity.record(2, true);
+        let since = activity.since(2).expect("active");
+        activity.record(2, true);
+        assert_eq!(
+            activity.since(2),
+            Some(since),
+            "later answers keep the start"
+        );
+        activity.record(2, false);
+        assert_eq!(activity.since(2), None);
+        activity.record(2, true);
+        assert!(activity.since(2).is_some_and(|t| t >= since));
+    }
+
     #[tokio::test]
     async fn unreachable_peers_are_reported_as_unreachable() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -461,6 +553,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, RPCError::Unreachable(_)), "{err}");
+        assert_eq!(net.peer_client().active_since(2), None);
 
         let mut bad = net.new_client(3, &BasicNode::new("ftp://x")).await;
         let err = bad

@@ -5,8 +5,10 @@
 //!   (`proto/peer.proto`). It hands openraft's RPCs (`AppendEntries`, `Vote`,
 //!   `InstallSnapshot`, one chunk per call) to the local [`openraft::Raft`],
 //!   and the two leader duties (`Forward`, `ReadIndex`) to the server's
-//!   [`LeaderDuties`]. The server mounts [`PeerService::into_server`] on its
-//!   peer listener, which it binds (with TLS) itself.
+//!   [`LeaderDuties`]; `TimeoutNow` makes the member campaign at once (the
+//!   last step of a leadership transfer). The server mounts
+//!   [`PeerService::into_server`] on its peer listener, which it binds (with
+//!   TLS) itself.
 //! - [`Network`]: the client side, openraft's `RaftNetworkFactory`. One lazily
 //!   connected tonic channel (one HTTP/2 connection) per peer, shared by
 //!   replication, votes, snapshots and the [`PeerClient`] calls to the leader.

@@ -13,7 +13,7 @@ use super::error::PeerError;
 use super::pb::raft_server::{Raft as RaftRpc, RaftServer};
 use super::pb::{
     forward_response, read_index_response, ForwardRequest, ForwardResponse, RaftMessage,
-    ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
+    ReadIndexRequest, ReadIndexResponse, SnapshotChunk, TimeoutNowRequest, TimeoutNowResponse,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::types::{NodeId, TypeConfig};
@@ -150,5 +150,17 @@ impl RaftRpc for PeerService {
         Ok(Response::new(ReadIndexResponse {
             result: Some(result),
         }))
+    }
+
+    async fn timeout_now(
+        &self,
+        _request: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowResponse>, Status> {
+        // openraft ignores the trigger on a leader and on a learner.
+        let error = match self.raft.trigger().elect().await {
+            Ok(()) => Bytes::new(),
+            Err(fatal) => encode_error(&PeerError::from(fatal))?,
+        };
+        Ok(Response::new(TimeoutNowResponse { error }))
     }
 }
