@@ -48,6 +48,10 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// --max-concurrent-streams: HTTP/2 streams per client connection, and
+    /// the JSON gateway's calls in flight together (in etcd the gateway
+    /// shares one gRPC connection).
+    pub max_concurrent_streams: u32,
     pub quota_backend_bytes: i64,
     /// How often idle watches that asked for it get a progress notification.
     pub watch_progress_notify_interval: std::time::Duration,
@@ -56,6 +60,13 @@ pub struct Config {
     pub heartbeat_interval: std::time::Duration,
     pub election_timeout: std::time::Duration,
     pub snapshot_count: u64,
+    /// --strict-reconfig-check: refuse membership changes that could cost
+    /// the quorum.
+    pub strict_reconfig_check: bool,
+    /// --experimental-enable-lease-checkpoint: the leader checkpoints
+    /// remaining lease TTLs through the log (always persisted here, as etcd
+    /// does with --experimental-enable-lease-checkpoint-persist).
+    pub lease_checkpoint: bool,
     pub client_tls: TlsSettings,
     pub peer_tls: TlsSettings,
     /// One of debug, info, warn, error, dpanic, panic, fatal.
@@ -314,7 +325,7 @@ const FLAGS: &[Flag] = &[
     flag!("backend-batch-limit", Int(64), "0", Warn("the backend commits every write"), "Member", "BackendBatchLimit is the maximum operations before commit the backend transaction."),
     flag!("max-txn-ops", Uint(64), "128", Supported, "Member", "Maximum number of operations permitted in a transaction."),
     flag!("max-request-bytes", Uint(64), "1572864", Supported, "Member", "Maximum client request size in bytes the server will accept."),
-    flag!("max-concurrent-streams", Uint(32), "4294967295", Warn("gRPC stream limits land later"), "Member", "Maximum concurrent streams that each client can open at a time."),
+    flag!("max-concurrent-streams", Uint(32), "4294967295", Supported, "Member", "Maximum concurrent streams that each client can open at a time."),
     flag!("grpc-keepalive-min-time", Dur, "5s", Warn("gRPC keepalive tuning lands later"), "Member", "Minimum duration interval that a client should wait before pinging server."),
     flag!("grpc-keepalive-interval", Dur, "2h", Warn("gRPC keepalive tuning lands later"), "Member", "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable)."),
     flag!("grpc-keepalive-timeout", Dur, "20s", Warn("gRPC keepalive tuning lands later"), "Member", "Additional duration of wait before closing a non-responsive connection (0 to disable)."),
@@ -328,7 +339,7 @@ const FLAGS: &[Flag] = &[
     flag!("discovery-proxy", Str, "", Reject(NO_DISCOVERY), "Clustering", "HTTP proxy to use for traffic to discovery service."),
     flag!("discovery-srv", Str, "", Reject(NO_DISCOVERY), "Clustering", "DNS srv domain used to bootstrap the cluster."),
     flag!("discovery-srv-name", Str, "", Reject(NO_DISCOVERY), "Clustering", "Suffix to the dns srv name queried when bootstrapping."),
-    flag!("strict-reconfig-check", Bool, "true", Warn("membership changes land with clustering"), "Clustering", "Reject reconfiguration requests that would cause quorum loss."),
+    flag!("strict-reconfig-check", Bool, "true", Supported, "Clustering", "Reject reconfiguration requests that would cause quorum loss."),
     flag!("pre-vote", Bool, "false", Warn(RAFT_LATER), "Clustering", "Enable to run an additional Raft election phase."),
     flag!("auto-compaction-retention", Str, "0", Warn("auto compaction lands later"), "Clustering", "Auto compaction retention length. 0 means disable auto compaction."),
     flag!("auto-compaction-mode", Str, "periodic", Warn("auto compaction lands later"), "Clustering", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
@@ -374,8 +385,8 @@ const FLAGS: &[Flag] = &[
     flag!("experimental-corrupt-check-time", Dur, "0s", Warn("corruption checks land later"), "Experimental feature", "Duration of time between cluster corruption check passes."),
     flag!("experimental-enable-v2v3", Str, "", Reject(NO_V2), "Experimental feature", "Serve v2 requests through the v3 backend under a given prefix."),
     flag!("experimental-backend-bbolt-freelist-type", Str, "array", Warn("oxetcd does not use bbolt"), "Experimental feature", "ExperimentalBackendFreelistType specifies the type of freelist that boltdb backend uses (array and map are supported types)."),
-    flag!("experimental-enable-lease-checkpoint", Bool, "false", Warn("lease checkpoints land with clustering"), "Experimental feature", "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change."),
-    flag!("experimental-enable-lease-checkpoint-persist", Bool, "false", Warn("lease checkpoints land with clustering"), "Experimental feature", "Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases."),
+    flag!("experimental-enable-lease-checkpoint", Bool, "false", Supported, "Experimental feature", "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change."),
+    flag!("experimental-enable-lease-checkpoint-persist", Bool, "false", Supported, "Experimental feature", "Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases."),
     flag!("experimental-compaction-batch-limit", Int(64), "1000", Warn("compaction tuning lands later"), "Experimental feature", "Sets the maximum revisions deleted in each compaction batch."),
     flag!("experimental-peer-skip-client-san-verification", Bool, "false", Warn("peer connections land with clustering"), "Experimental feature", "Skip verification of SAN field in client certificate for peer connections."),
     flag!("experimental-watch-progress-notify-interval", Dur, "10m", Supported, "Experimental feature", "Duration of periodical watch progress notification."),
@@ -840,11 +851,16 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         initial_cluster_state,
         max_request_bytes,
         max_txn_ops,
+        // Uint(32) flags parse within u32.
+        max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams", 32)?)
+            .unwrap_or(u32::MAX),
         quota_backend_bytes,
         watch_progress_notify_interval,
         heartbeat_interval,
         election_timeout,
         snapshot_count,
+        strict_reconfig_check: v.bool("strict-reconfig-check")?,
+        lease_checkpoint: v.bool("experimental-enable-lease-checkpoint")?,
         client_tls,
         peer_tls,
         log_level,
@@ -1463,6 +1479,11 @@ mod tests {
         assert_eq!(c.initial_cluster_state, ClusterState::New);
         assert_eq!(c.max_request_bytes, 1_572_864);
         assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.max_concurrent_streams, u32::MAX);
+        assert_eq!(
+            cfg(&["--max-concurrent-streams", "3"]).max_concurrent_streams,
+            3
+        );
         assert_eq!(c.quota_backend_bytes, 0);
         assert_eq!(c.client_tls, TlsSettings::default());
         assert_eq!(c.peer_tls, TlsSettings::default());
@@ -1678,6 +1699,7 @@ mod tests {
             "-v",
         ]);
         assert_eq!(c.quota_backend_bytes, 8_589_934_592);
+        assert!(!c.strict_reconfig_check);
         let flags: Vec<&str> = c
             .warnings
             .iter()
@@ -1688,7 +1710,6 @@ mod tests {
             [
                 "--quota-backend-bytes",
                 "--grpc-keepalive-interval",
-                "--strict-reconfig-check",
                 "--auto-compaction-retention",
                 "--auth-token",
                 "--listen-metrics-urls",

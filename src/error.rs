@@ -27,6 +27,12 @@ pub enum EtcdError {
     FutureRevision,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: not leader")]
+    NotLeader,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: server stopped")]
@@ -50,6 +56,14 @@ pub enum EtcdError {
     Reconfiguration(String),
     #[error("etcdserver: request timed out")]
     RequestTimedOut,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     /// The disk failed under us. The write path stops the process on this
     /// (etcd panics); requests in flight get this error.
     #[error("etcdserver: storage failure: {0}")]
@@ -78,7 +92,12 @@ impl EtcdError {
             MemberNotLearner => 9,
             LearnerNotReady => 10,
             NoLeader => 11,
+            LeaseExists => 20,
+            LeaseTtlTooLarge => 21,
+            NotLeader => 22,
             Reconfiguration(_) => 12,
+            NotEnoughStartedMembers => 13,
+            Unhealthy => 14,
             // Not produced by applying; kept distinct from "none" (0).
             _ => u32::MAX,
         }
@@ -109,7 +128,12 @@ impl EtcdError {
             9 => EtcdError::MemberNotLearner,
             10 => EtcdError::LearnerNotReady,
             11 => EtcdError::NoLeader,
+            20 => EtcdError::LeaseExists,
+            21 => EtcdError::LeaseTtlTooLarge,
+            22 => EtcdError::NotLeader,
             12 => EtcdError::Reconfiguration(detail),
+            13 => EtcdError::NotEnoughStartedMembers,
+            14 => EtcdError::Unhealthy,
             other => EtcdError::Storage(format!(
                 "unknown error code {other} from another member: {detail}"
             )),
@@ -123,11 +147,17 @@ impl EtcdError {
             | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRevision => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
+            LeaseExists | NotLeader => Code::FailedPrecondition,
+            LeaseTtlTooLarge => Code::OutOfRange,
             Stopped | NoLeader | RequestTimedOut => Code::Unavailable,
             MemberNotFound => Code::NotFound,
             MemberExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
             | Reconfiguration(_) => Code::FailedPrecondition,
             BadMemberUrls => Code::InvalidArgument,
+            BadLeaderTransferee | NotEnoughStartedMembers => Code::FailedPrecondition,
+            Unhealthy => Code::Unavailable,
+            // etcd has no gRPC error of its own for it.
+            LeaderTransferTimeout => Code::Unknown,
             Storage(_) => Code::Internal,
         }
     }
@@ -177,8 +207,12 @@ mod tests {
         for e in [
             EtcdError::KeyNotFound,
             EtcdError::LeaseNotFound,
+            EtcdError::LeaseExists,
+            EtcdError::LeaseTtlTooLarge,
             EtcdError::Compacted,
             EtcdError::FutureRevision,
+            EtcdError::NotEnoughStartedMembers,
+            EtcdError::Unhealthy,
         ] {
             assert_eq!(
                 EtcdError::from_wire_code(e.wire_code()).to_string(),

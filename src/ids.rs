@@ -2,6 +2,9 @@
 //! member's ID depends only on its peer URLs and the cluster token (etcdctl and
 //! etcd's tests see the same IDs etcd would print).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use sha1::{Digest, Sha1};
 
 fn first_8_bytes_be(digest: &[u8]) -> u64 {
@@ -33,6 +36,39 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     first_8_bytes_be(&h.finalize())
 }
 
+/// etcd's ID generator (`idutil.Generator`, used for lease IDs): the
+/// member's low 16 bits, then a counter started from the time in
+/// milliseconds (40 bits) shifted left by 8, so that members, and restarts
+/// of one member, do not hand out the same IDs.
+#[derive(Debug)]
+pub struct IdGenerator {
+    prefix: u64,
+    suffix: AtomicU64,
+}
+
+const SUFFIX_BITS: u32 = 48;
+
+impl IdGenerator {
+    pub fn new(member_id: u64) -> Self {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self::starting_at(member_id, now_ms)
+    }
+
+    fn starting_at(member_id: u64, now_ms: u64) -> Self {
+        Self {
+            prefix: member_id << SUFFIX_BITS,
+            suffix: AtomicU64::new((now_ms & ((1 << 40) - 1)) << 8),
+        }
+    }
+
+    pub fn next(&self) -> u64 {
+        let suffix = self.suffix.fetch_add(1, Ordering::Relaxed) + 1;
+        self.prefix | (suffix & ((1 << SUFFIX_BITS) - 1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +92,14 @@ mod tests {
             a,
             member_id(&["http://a:2380".into(), "http://b:2380".into()], "other")
         );
+    }
+
+    #[test]
+    fn generated_ids_carry_the_member_and_count_up() {
+        let g = IdGenerator::starting_at(0x1234_5678_9abc_def0, 1);
+        assert_eq!(g.next(), 0xdef0_0000_0000_0101);
+        assert_eq!(g.next(), 0xdef0_0000_0000_0102);
+        let other = IdGenerator::starting_at(0x1, 1);
+        assert_eq!(other.next(), 0x0001_0000_0000_0101);
     }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use openraft::BasicNode;
 use oxetcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use oxetcd_proto::etcdserverpb::kv_server::KvServer;
+use oxetcd_proto::etcdserverpb::lease_server::LeaseServer;
 use oxetcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
-use oxetcd_proto::etcdserverpb::watch_server::WatchServer;
+use oxetcd_proto::v3electionpb::election_server::ElectionServer;
+use oxetcd_proto::v3lockpb::lock_server::LockServer;
 use oxetcd_storage::{SledBackend, StorageError, Store};
 use oxetcd_watch::{WatchConfig, WatchHub};
 use tonic::service::Routes;
@@ -18,10 +20,15 @@ use tracing::{info, warn};
 use crate::apply;
 use crate::config::{ClusterState, Config};
 use crate::datadir::{DataDir, DataDirError};
+use crate::gateway;
 use crate::ids;
+use crate::lease::{self, Lessor};
 use crate::listener::{self, ListenError};
 use crate::replication::{RaftSettings, Replication, ReplicationError};
-use crate::service::{http, ClusterService, KvService, MaintenanceService, Node, WatchService};
+use crate::service::{
+    http, ClusterService, ElectionService, KvService, LeaseService, Local, LockService,
+    MaintenanceService, Node, WatchServer, WatchService,
+};
 use crate::tls::{self, TlsError};
 use crate::write::command::{MemberAttributes, Request as Cmd};
 
@@ -79,16 +86,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
+        strict_reconfig_check: config.strict_reconfig_check,
     };
     // Members of a new cluster bootstrap it together; a member joining an
     // existing one waits to be added (MemberAdd on the cluster).
     let bootstrap =
         (config.initial_cluster_state == ClusterState::New).then(|| identity.members.clone());
+    let lessor = Arc::new(Lessor::new(
+        Lessor::min_ttl_for(config.election_timeout),
+        config.lease_checkpoint,
+    ));
     let replication = Arc::new(
         Replication::start(
             &data_dir.raft_path(),
             store.clone(),
             hub.clone(),
+            lessor,
             &settings,
             bootstrap,
             peer_client_tls,
@@ -103,11 +116,23 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             tracing::error!(error = %e, "peer service stopped");
         }
     });
+    tokio::spawn(lease::run_leader_duties(
+        replication.clone(),
+        config.election_timeout,
+    ));
     // Like etcd, serve clients once the cluster has a leader.
     replication
         .wait_for_leader()
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+    if data_dir.imported_store_needs_snapshot() {
+        // Members that join later must get the imported data by snapshot.
+        replication
+            .snapshot_and_purge_log()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        data_dir.imported_store_snapshotted()?;
+    }
 
     // The cluster ID is replicated state, as in etcd: members that bootstrap
     // a cluster record the one derived from --initial-cluster; a member that
@@ -127,8 +152,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         max_txn_ops: config.max_txn_ops,
         max_request_bytes: config.max_request_bytes,
         quota_backend_bytes: config.quota_backend_bytes,
+        failpoint_stale_reads: std::env::var_os("OXETCD_FAILPOINT_STALE_READS")
+            .is_some_and(|v| v == "1"),
     });
 
+    if node.failpoint_stale_reads {
+        warn!("OXETCD_FAILPOINT_STALE_READS is set: linearizable reads may be stale (a test failpoint)");
+    }
     let client_hosts: Vec<String> = config
         .listen_client_urls
         .iter()
@@ -143,30 +173,52 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let listeners = listener::bind(&config.listen_client_urls, client_tls, "client").await?;
     let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    // Lease IDs chosen by this member: for grants, and the sessions of locks
+    // and campaigns that come without a lease.
+    let lease_ids = Arc::new(ids::IdGenerator::new(member_id));
+    let local = Local::new(node.clone(), hub.clone(), lease_ids.clone());
     let grpc = Routes::new(
         KvServer::new(KvService::new(node.clone()))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(usize::MAX),
     )
+    .add_service(LockServer::new(LockService::new(local.clone())))
+    .add_service(ElectionServer::new(ElectionService::new(local)))
     .add_service(
         WatchServer::new(WatchService::new(node.clone(), hub))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(ClusterServer::new(ClusterService::new(node.clone())))
+    .add_service(LeaseServer::new(LeaseService::new(
+        node.clone(),
+        lease_ids.clone(),
+    )))
     .add_service(
         MaintenanceServer::new(MaintenanceService::new(node.clone()))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(usize::MAX),
     );
+    // etcd's JSON gateway calls the same services in-process.
+    // (Auth is not served yet: its calls get the same Unimplemented as over gRPC.)
+    let json_gateway = gateway::Gateway::new(
+        Routes::from(grpc.clone().into_axum_router().fallback(http::not_found)),
+        config.max_concurrent_streams,
+        config.max_request_bytes,
+    );
     // gRPC and etcd's plain HTTP endpoints share the client port, as in etcd.
     let routes = Routes::from(
         grpc.into_axum_router()
             .merge(http::router(node.clone()))
+            .merge(gateway::router(json_gateway))
             .fallback(http::not_found),
     );
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
+        // etcd's default (u32::MAX) is no limit: leave hyper's settings alone.
+        .max_concurrent_streams(
+            (config.max_concurrent_streams != u32::MAX).then_some(config.max_concurrent_streams),
+        )
         .add_routes(routes);
     publish(
         &node,
@@ -182,6 +234,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         },
     )
     .await;
+    // etcd's announcement of the cluster version; etcd's tests wait for it.
+    let cluster_version = crate::config::ETCD_API_VERSION
+        .rsplit_once('.')
+        .map_or(crate::config::ETCD_API_VERSION, |(major_minor, _)| {
+            major_minor
+        });
+    info!("enabled capabilities for version {cluster_version}");
     info!(
         name = %config.name,
         member_id = %format!("{member_id:x}"),

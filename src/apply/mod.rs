@@ -5,6 +5,7 @@
 //! against the store (ignore_value on a missing key, a lease) is checked here,
 //! before the first change.
 
+mod lease;
 mod range;
 mod txn;
 
@@ -15,10 +16,13 @@ use oxetcd_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     ResponseHeader,
 };
+use oxetcd_proto::mvccpb::event::EventType;
+use oxetcd_proto::mvccpb::Event;
 use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
 use prost::Message;
 
 use crate::error::EtcdError;
+use crate::lease::{KeyChange, Lessor};
 use crate::write::command::{Request, Response};
 
 /// The cluster record holding the cluster's ID (8 bytes, big-endian).
@@ -49,11 +53,16 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 /// changed nothing.
 pub fn apply(
     store: &Store,
+    leases: &Lessor,
     index: u64,
     applied: Option<&Bytes>,
     request: &Request,
 ) -> Result<Response, EtcdError> {
     match request {
+        Request::LeaseGrant(g) => lease::grant(store, leases, index, applied, g),
+        Request::LeaseRevoke(r) => lease::revoke(store, leases, index, applied, r),
+        Request::LeaseExpire(e) => lease::expire(store, leases, index, applied, e),
+        Request::LeaseCheckpoint(c) => lease::checkpoint(store, leases, index, applied, c),
         Request::Compact(c) => {
             store.compact(c.revision)?;
             if let Some(applied) = applied {
@@ -72,22 +81,24 @@ pub fn apply(
             }
             Ok(Response::Published(member.clone()))
         }
-        Request::Put(p) => in_write_txn(store, index, applied, |txn| {
-            check_put(txn, p)?;
+        Request::Put(p) => in_write_txn(store, leases, index, applied, |txn| {
+            check_put(txn, leases, p)?;
             put(txn, p).map(Response::Put)
         }),
-        Request::DeleteRange(d) => in_write_txn(store, index, applied, |txn| {
+        Request::DeleteRange(d) => in_write_txn(store, leases, index, applied, |txn| {
             delete_range(txn, d).map(Response::DeleteRange)
         }),
-        Request::Txn(t) => in_write_txn(store, index, applied, |txn| {
-            txn::apply_txn(txn, t).map(Response::Txn)
+        Request::Txn(t) => in_write_txn(store, leases, index, applied, |txn| {
+            txn::apply_txn(txn, leases, t).map(Response::Txn)
         }),
     }
 }
 
-/// Runs `f` in one write txn and stamps the revision after it on the response.
+/// Runs `f` in one write txn and stamps the revision after it on the response;
+/// the lessor follows the keys it put and deleted.
 fn in_write_txn(
     store: &Store,
+    leases: &Lessor,
     index: u64,
     applied: Option<&Bytes>,
     f: impl FnOnce(&mut WriteTxn<'_>) -> Result<Response, EtcdError>,
@@ -97,13 +108,17 @@ fn in_write_txn(
         txn.set_applied_state(applied.clone());
     }
     let mut response = f(&mut txn)?;
+    leases.track(key_changes(txn.events()));
     let rev = txn.end()?;
     let top = match &mut response {
         Response::Put(r) => &mut r.header,
         Response::DeleteRange(r) => &mut r.header,
         Response::Txn(r) => &mut r.header,
         Response::Compact(r) => &mut r.header,
-        Response::Published(_) => return Ok(response),
+        Response::LeaseGrant(r) => &mut r.header,
+        Response::LeaseRevoke(r) => &mut r.header,
+        Response::LeaseCheckpoint(r) => &mut r.header,
+        Response::Published(_) | Response::LeaseExpire(_) => return Ok(response),
     };
     *top = header(rev);
     Ok(response)
@@ -121,18 +136,32 @@ fn previous(
     Ok(res.kvs.into_iter().next())
 }
 
-/// What a put needs from the store before any change: the key for
-/// ignore_value / ignore_lease, and its lease.
-pub(crate) fn check_put(txn: &WriteTxn<'_>, p: &PutRequest) -> Result<(), EtcdError> {
+/// What a put needs before any change: the key for ignore_value /
+/// ignore_lease, and its lease.
+pub(crate) fn check_put(
+    txn: &WriteTxn<'_>,
+    leases: &Lessor,
+    p: &PutRequest,
+) -> Result<(), EtcdError> {
     if (p.ignore_value || p.ignore_lease) && previous(txn, p)?.is_none() {
         return Err(EtcdError::KeyNotFound);
     }
-    if p.lease != 0 {
-        // No lease can exist until the Lease service lands (issue 7): etcd's
-        // answer for a lease it does not know.
+    if p.lease != 0 && !leases.exists(p.lease) {
         return Err(EtcdError::LeaseNotFound);
     }
     Ok(())
+}
+
+/// How a write's events change keys' leases.
+fn key_changes(events: &[Event]) -> impl Iterator<Item = KeyChange> + '_ {
+    events.iter().filter_map(|e| {
+        let kv = e.kv.as_ref()?;
+        Some(if e.r#type == EventType::Delete as i32 {
+            KeyChange::Deleted(kv.key.clone())
+        } else {
+            KeyChange::Put(kv.key.clone(), kv.lease)
+        })
+    })
 }
 
 pub(crate) fn put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {

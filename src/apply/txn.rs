@@ -16,12 +16,17 @@ use oxetcd_storage::{KeyRange, RangeOptions, WriteTxn};
 use super::range::{range, Reader};
 use super::{check_put, delete_range, put};
 use crate::error::EtcdError;
+use crate::lease::Lessor;
 
 /// Applies a TxnRequest (already validated) in `txn`.
-pub fn apply_txn(txn: &mut WriteTxn<'_>, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+pub fn apply_txn(
+    txn: &mut WriteTxn<'_>,
+    leases: &Lessor,
+    req: &TxnRequest,
+) -> Result<TxnResponse, EtcdError> {
     let mut path = Vec::new();
     compare_path(txn, req, &mut path);
-    check_path(txn, req, &path, &mut 0)?;
+    check_path(txn, leases, req, &path, &mut 0)?;
     let resp = execute(txn, req, &path, &mut 0)?;
     Ok(resp)
 }
@@ -52,6 +57,7 @@ fn compare_path(reader: &impl Reader, req: &TxnRequest, path: &mut Vec<bool>) {
 
 fn check_path(
     txn: &WriteTxn<'_>,
+    leases: &Lessor,
     req: &TxnRequest,
     path: &[bool],
     at: &mut usize,
@@ -76,8 +82,8 @@ fn check_path(
                     )?;
                 }
             }
-            Some(Op::RequestPut(p)) => check_put(txn, p)?,
-            Some(Op::RequestTxn(t)) => check_path(txn, t, path, at)?,
+            Some(Op::RequestPut(p)) => check_put(txn, leases, p)?,
+            Some(Op::RequestTxn(t)) => check_path(txn, leases, t, path, at)?,
             Some(Op::RequestDeleteRange(_)) | None => {}
         }
     }

@@ -9,8 +9,11 @@
 //!   the leader for that index and waits until it has applied it.
 //! - [`state_machine`]: committed entries applied to the MVCC store.
 
+mod leases;
 mod membership;
+mod reconfig;
 mod state_machine;
+mod transfer;
 
 pub use membership::{AddMember, Change, UpdateMember};
 pub use state_machine::StateMachine;
@@ -20,7 +23,7 @@ pub use state_machine::StateMachine;
 /// ever reaches the log.
 #[derive(Clone, PartialEq, prost::Message)]
 struct Forwarded {
-    #[prost(oneof = "Forward", tags = "1, 2")]
+    #[prost(oneof = "Forward", tags = "1, 2, 3, 4")]
     what: Option<Forward>,
 }
 
@@ -30,6 +33,12 @@ enum Forward {
     Command(Command),
     #[prost(message, tag = "2")]
     Members(membership::MemberChange),
+    /// Only the leader renews leases: a keep-alive a follower received.
+    #[prost(message, tag = "3")]
+    LeaseRenew(oxetcd_proto::etcdserverpb::LeaseKeepAliveRequest),
+    /// Only the leader knows how long a lease has left.
+    #[prost(message, tag = "4")]
+    LeaseTimeToLive(oxetcd_proto::etcdserverpb::LeaseTimeToLiveRequest),
 }
 
 use std::collections::BTreeMap;
@@ -50,6 +59,7 @@ use prost::Message;
 use tracing::info;
 
 use crate::error::EtcdError;
+use crate::lease::Lessor;
 use crate::write::command::{Command, Outcome, Request, Response};
 use crate::write::watchdog::{Watchdog, STUCK_WRITER};
 
@@ -72,6 +82,8 @@ pub struct RaftSettings {
     pub election_timeout: Duration,
     /// Applied entries between snapshots (--snapshot-count).
     pub snapshot_count: u64,
+    /// --strict-reconfig-check: see [`reconfig`].
+    pub strict_reconfig_check: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +98,12 @@ pub enum ReplicationError {
 pub struct Replication {
     raft: Raft<TypeConfig>,
     peers: PeerClient,
+    /// Leadership transfers (MoveLeader) from this member.
+    transfers: Arc<transfer::Transfers>,
+    /// --strict-reconfig-check, run by the leader before a change.
+    strict: Arc<reconfig::StrictCheck>,
+    /// The leases this member applies and, as leader, renews and expires.
+    lessor: Arc<Lessor>,
     /// --initial-cluster-token: new members' IDs derive from it, as in etcd.
     cluster_token: String,
 }
@@ -98,11 +116,13 @@ impl Replication {
         dir: &Path,
         store: Arc<Store>,
         hub: Arc<WatchHub>,
+        lessor: Arc<Lessor>,
         settings: &RaftSettings,
         bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
         peer_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, ReplicationError> {
         let id = settings.id;
+        let started_members = store.clone();
         let raft_err = |e: &dyn std::fmt::Display| ReplicationError::Raft(e.to_string());
         let wal = Wal::open(dir.join("wal"), WalOptions::default())?;
         let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
@@ -110,10 +130,16 @@ impl Replication {
             std::process::exit(1);
         })
         .map_err(|e| raft_err(&e))?;
-        let state_machine = StateMachine::new(store, hub, dir.join("snapshot"), watchdog)
-            .map_err(|e| raft_err(&e))?;
+        let state_machine =
+            StateMachine::new(store, hub, lessor.clone(), dir.join("snapshot"), watchdog)
+                .map_err(|e| raft_err(&e))?;
         let network = Network::new(id, peer_tls);
         let peers = network.peer_client();
+        let strict = Arc::new(reconfig::StrictCheck::new(
+            settings.strict_reconfig_check,
+            started_members,
+            peers.clone(),
+        ));
         let heartbeat = settings.heartbeat_interval.as_millis() as u64;
         // openraft makes a follower wait out a leader lease (the maximum
         // election timeout) and then a random timeout between minimum and
@@ -152,6 +178,9 @@ impl Replication {
         Ok(Self {
             raft,
             peers,
+            transfers: Arc::new(transfer::Transfers::new()),
+            strict,
+            lessor,
             cluster_token: settings.cluster_token.clone(),
         })
     }
@@ -160,6 +189,9 @@ impl Replication {
     pub fn peer_service(self: &Arc<Self>) -> PeerService {
         let duties = Duties {
             raft: self.raft.clone(),
+            transfers: self.transfers.clone(),
+            strict: self.strict.clone(),
+            lessor: self.lessor.clone(),
             cluster_token: self.cluster_token.clone(),
         };
         PeerService::new(self.raft.clone(), Arc::new(duties))
@@ -175,9 +207,42 @@ impl Replication {
             .map_err(|e| EtcdError::Storage(e.to_string()))
     }
 
+    /// Snapshots everything applied and drops the log before it, so that a
+    /// member that joins later is sent the store whole rather than the log
+    /// replayed: after an import from etcd, the store holds data that no log
+    /// entry made.
+    pub async fn snapshot_and_purge_log(&self) -> Result<(), EtcdError> {
+        let fatal = |e: &dyn std::fmt::Display| EtcdError::Storage(e.to_string());
+        let applied = self.metrics().last_applied.map_or(0, |l| l.index);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| fatal(&e))?;
+        self.raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "a snapshot of everything applied",
+            )
+            .await
+            .map_err(|e| fatal(&e))?;
+        self.raft
+            .trigger()
+            .purge_log(applied)
+            .await
+            .map_err(|e| fatal(&e))
+    }
+
     /// What Raft reports of this member now.
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// The current term, without copying the rest of the metrics: every
+    /// response header carries it (a watch response per event and watcher).
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
     }
 
     /// Applies `request` through the log; answers once it is applied.
@@ -218,11 +283,17 @@ impl Replication {
     }
 
     async fn propose_once(&self, command: Bytes) -> Result<Response, EtcdError> {
-        let forward_to = match self
+        // Refused while leadership moves: retried, by then the new leader
+        // takes it. Counted until written, so the transfer can wait for it.
+        let Some(admitted) = self.transfers.admit() else {
+            return Err(EtcdError::NoLeader);
+        };
+        let written = self
             .raft
             .client_write(oxetcd_raft::Request(command.clone()))
-            .await
-        {
+            .await;
+        drop(admitted);
+        let forward_to = match written {
             Ok(written) => return decode_outcome(&written.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
             Err(e) => return Err(EtcdError::Storage(e.to_string())),
@@ -248,6 +319,7 @@ impl Replication {
         let removing = matches!(change, Change::Remove(_));
         let metrics = self.metrics();
         let id = if metrics.current_leader == Some(metrics.id) {
+            self.strict.check(&metrics, &change)?;
             membership::execute(&self.raft, &self.cluster_token, change).await?
         } else {
             let leader = metrics.current_leader.ok_or(EtcdError::NoLeader)?;
@@ -321,10 +393,15 @@ fn decode_error(e: prost::DecodeError) -> EtcdError {
 
 fn peer_error(e: PeerError) -> EtcdError {
     match e {
-        PeerError::NotLeader { .. } | PeerError::NoQuorum(_) | PeerError::Unreachable { .. } => {
-            EtcdError::NoLeader
-        }
-        PeerError::Timeout { .. } => EtcdError::RequestTimedOut,
+        // Not delivered, or the peer's Raft stopped: another try may find a
+        // leader.
+        PeerError::NotLeader { .. }
+        | PeerError::NoQuorum(_)
+        | PeerError::Unreachable { .. }
+        | PeerError::Stopped(_) => EtcdError::NoLeader,
+        // The leader may or may not have applied it: etcd's answer when a
+        // request's outcome is unknown.
+        PeerError::Timeout { .. } | PeerError::Transport { .. } => EtcdError::RequestTimedOut,
         other => EtcdError::Storage(other.to_string()),
     }
 }
@@ -332,6 +409,10 @@ fn peer_error(e: PeerError) -> EtcdError {
 /// What this member does for followers when it is the leader.
 struct Duties {
     raft: Raft<TypeConfig>,
+    /// Forwarded writes wait while leadership moves away.
+    transfers: Arc<transfer::Transfers>,
+    strict: Arc<reconfig::StrictCheck>,
+    lessor: Arc<Lessor>,
     cluster_token: String,
 }
 
@@ -342,6 +423,12 @@ impl LeaderDuties for Duties {
             Forwarded::decode(payload).map_err(|e| PeerError::Rejected(e.to_string()))?;
         match forwarded.what {
             Some(Forward::Command(command)) => {
+                let Some(_admitted) = self.transfers.admit() else {
+                    return Err(PeerError::NotLeader {
+                        leader_id: None,
+                        leader_node: None,
+                    });
+                };
                 let written = self
                     .raft
                     .client_write(oxetcd_raft::Request(command.encode_to_vec().into()))
@@ -351,10 +438,22 @@ impl LeaderDuties for Duties {
             Some(Forward::Members(membership::MemberChange {
                 change: Some(change),
             })) => {
-                let result = membership::execute(&self.raft, &self.cluster_token, change).await;
+                let metrics = self.raft.metrics().borrow().clone();
+                let result = match self.strict.check(&metrics, &change) {
+                    Ok(()) => membership::execute(&self.raft, &self.cluster_token, change).await,
+                    Err(refused) => Err(refused),
+                };
                 Ok(membership::ChangeOutcome::from_result(result)
                     .encode_to_vec()
                     .into())
+            }
+            Some(Forward::LeaseRenew(r)) => {
+                let renewed = leases::renew_here(&self.raft, &self.lessor, r.id).await;
+                leases::encode_renewal(r.id, renewed)
+            }
+            Some(Forward::LeaseTimeToLive(r)) => {
+                let ttl = self.lessor.time_to_live(r.id, r.keys);
+                leases::encode_time_to_live(r.id, ttl)
             }
             _ => Err(PeerError::Rejected("empty forwarded request".to_string())),
         }

@@ -39,6 +39,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::apply;
+use crate::lease::{self, Lessor};
 use crate::write::command::{Command, Outcome};
 use crate::write::watchdog::Watchdog;
 
@@ -89,6 +90,8 @@ fn snapshot_err(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> 
 pub struct StateMachine {
     store: Arc<Store>,
     hub: Arc<WatchHub>,
+    /// Leases, kept in step with the store.
+    lessor: Arc<Lessor>,
     /// Where the last built or installed snapshot is kept.
     snapshots: SnapshotFiles,
     applied: AppliedRecord,
@@ -100,13 +103,16 @@ impl StateMachine {
     pub fn new(
         store: Arc<Store>,
         hub: Arc<WatchHub>,
+        lessor: Arc<Lessor>,
         snapshot_dir: PathBuf,
         watchdog: Arc<Watchdog>,
     ) -> RaftResult<Self> {
         let applied = AppliedRecord::decode(store.applied_state())?;
+        lease::recover(&lessor, &store).map_err(|e| read_err(&e))?;
         Ok(Self {
             store,
             hub,
+            lessor,
             snapshots: SnapshotFiles { dir: snapshot_dir },
             applied,
             watchdog,
@@ -131,7 +137,13 @@ impl StateMachine {
                     return Ok(Response::default());
                 };
                 let record = self.applied.encode()?;
-                let result = apply::apply(&self.store, entry.log_id.index, Some(&record), &request);
+                let result = apply::apply(
+                    &self.store,
+                    &self.lessor,
+                    entry.log_id.index,
+                    Some(&record),
+                    &request,
+                );
                 if let Err(e) = &result {
                     if e.is_fatal() {
                         return Err(write_err(e));
@@ -208,6 +220,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| write_err(&e))?;
         self.store.flush().map_err(|e| write_err(&e))?;
         self.snapshots.save(meta, &data)?;
+        lease::recover(&self.lessor, &self.store).map_err(|e| snapshot_err(&e))?;
         self.hub.resync();
         Ok(())
     }
@@ -324,7 +337,8 @@ mod tests {
             let hub = WatchHub::start(store.clone(), WatchConfig::default());
             let watchdog =
                 Watchdog::start(Duration::from_secs(600), |_| {}).map_err(|e| write_err(&e))?;
-            let sm = StateMachine::new(store, hub, dir.path().join("snapshot"), watchdog)?;
+            let lessor = Arc::new(crate::lease::Lessor::new(1, false));
+            let sm = StateMachine::new(store, hub, lessor, dir.path().join("snapshot"), watchdog)?;
             Ok((dir, LogStore::new(wal), sm))
         }
     }

@@ -1,15 +1,24 @@
 //! The gRPC services, over one shared [`Node`].
 
 mod cluster;
+mod election;
 pub mod http;
 mod kv;
+mod lease;
+mod local;
+mod lock;
 mod maintenance;
+mod snapshot;
 mod watch;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use kv::KvService;
+pub use lease::LeaseService;
+pub use local::Local;
+pub use lock::LockService;
 pub use maintenance::MaintenanceService;
-pub use watch::WatchService;
+pub use watch::{WatchServer, WatchService};
 
 use std::sync::Arc;
 
@@ -31,11 +40,15 @@ pub struct Node {
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
     pub quota_backend_bytes: i64,
+    /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READS=1): linearizable
+    /// reads skip ReadIndex and read whatever this member has, so that the
+    /// Jepsen tester can show it catches stale reads. Never set in use.
+    pub failpoint_stale_reads: bool,
 }
 
 impl Node {
     pub fn raft_term(&self) -> u64 {
-        self.replication.metrics().current_term
+        self.replication.current_term()
     }
 
     /// A full response header at `revision`.

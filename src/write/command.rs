@@ -3,14 +3,15 @@
 
 use crate::error::EtcdError;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 
 /// One write request, as logged and applied.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
-    #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub request: Option<Request>,
 }
 
@@ -26,6 +27,25 @@ pub enum Request {
     Compact(CompactionRequest),
     #[prost(message, tag = "5")]
     Publish(MemberAttributes),
+    /// The ID is always set: the member that took the request chose it.
+    #[prost(message, tag = "6")]
+    LeaseGrant(LeaseGrantRequest),
+    #[prost(message, tag = "7")]
+    LeaseRevoke(LeaseRevokeRequest),
+    /// The leader's decision that these leases expired.
+    #[prost(message, tag = "8")]
+    LeaseExpire(ExpiredLeases),
+    #[prost(message, tag = "9")]
+    LeaseCheckpoint(LeaseCheckpointRequest),
+}
+
+/// Leases the leader found expired, revoked in order, each at its own
+/// revision. Ones already gone are skipped, so applying it twice (a replay
+/// after a crash midway) changes nothing more.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExpiredLeases {
+    #[prost(int64, repeated, tag = "1")]
+    pub ids: Vec<i64>,
 }
 
 /// A member's own attributes, published through the log once it serves (as
@@ -58,13 +78,22 @@ pub enum Response {
     Compact(CompactionResponse),
     #[prost(message, tag = "5")]
     Published(MemberAttributes),
+    #[prost(message, tag = "6")]
+    LeaseGrant(LeaseGrantResponse),
+    #[prost(message, tag = "7")]
+    LeaseRevoke(LeaseRevokeResponse),
+    /// The leases that were still there and got revoked.
+    #[prost(message, tag = "8")]
+    LeaseExpire(ExpiredLeases),
+    #[prost(message, tag = "9")]
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 /// A command's result as a replicated log's response carries it: the
 /// response, or the error applying it gave (the same on every member).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Outcome {
-    #[prost(oneof = "Response", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "Response", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub response: Option<Response>,
     /// `EtcdError::wire_code` of the refusal; 0 when there is a response.
     #[prost(uint32, tag = "15")]

@@ -16,8 +16,8 @@ use crate::error::Result;
 use crate::index::KeyRange;
 use crate::revision::Revision;
 use crate::store::{
-    encode_i64, fetch_kv, read_range, RangeOptions, RangeResult, State, Store, META_APPLIED_INDEX,
-    META_APPLIED_STATE, META_CURRENT_REV,
+    encode_i64, fetch_kv, lease_record_key, read_range, RangeOptions, RangeResult, State, Store,
+    META_APPLIED_INDEX, META_APPLIED_STATE, META_CURRENT_REV,
 };
 
 /// One write request in progress. Holds the store's write lock until `end`.
@@ -34,6 +34,9 @@ pub struct WriteTxn<'a> {
     applied_index: u64,
     /// The state machine's applied record, stored with the changes.
     applied_state: Option<Bytes>,
+    /// Whether the batch holds lease records: those are stored even by a txn
+    /// that makes no revision (a lease grant changes no key).
+    leases_changed: bool,
 }
 
 impl Store {
@@ -47,6 +50,7 @@ impl Store {
             events: Vec::new(),
             applied_state: None,
             applied_index,
+            leases_changed: false,
         }
     }
 }
@@ -134,6 +138,23 @@ impl WriteTxn<'_> {
         keys
     }
 
+    /// This txn's changes so far, as watch events in sub revision order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Stores lease `id`'s record (opaque here) with this txn's changes.
+    pub fn put_lease_record(&mut self, id: i64, record: Bytes) {
+        self.batch.put(Bucket::Meta, lease_record_key(id), record);
+        self.leases_changed = true;
+    }
+
+    /// Deletes lease `id`'s record with this txn's changes.
+    pub fn delete_lease_record(&mut self, id: i64) {
+        self.batch.delete(Bucket::Meta, lease_record_key(id));
+        self.leases_changed = true;
+    }
+
     /// Stores `applied` (the state machine's record of what it applied) in the
     /// same atomic batch as this txn's changes, if it has any.
     pub fn set_applied_state(&mut self, applied: Bytes) {
@@ -164,6 +185,15 @@ impl WriteTxn<'_> {
             self.state.applied_index = self.applied_index;
             let events = std::mem::take(&mut self.events);
             self.state.pending_events.extend(events);
+        } else if self.leases_changed {
+            if let Some(applied) = &self.applied_state {
+                self.batch
+                    .put(Bucket::Meta, META_APPLIED_STATE, applied.clone());
+            }
+            self.store.backend.apply(std::mem::take(&mut self.batch))?;
+            if let Some(applied) = self.applied_state.take() {
+                self.state.applied_state = Some(applied);
+            }
         }
         Ok(self.state.current_rev)
     }

@@ -33,6 +33,8 @@ pub(crate) const META_APPLIED_INDEX: &[u8] = b"applied_index";
 pub(crate) const META_APPLIED_STATE: &[u8] = b"applied_state";
 /// Prefix of cluster-level records (see `put_cluster_record`).
 const CLUSTER_PREFIX: &str = "cluster/";
+/// Prefix of lease records: `lease/` + the lease ID, 8 bytes big-endian.
+const LEASE_PREFIX: &[u8] = b"lease/";
 /// Present while a snapshot install is replacing the store.
 pub(crate) const META_RESTORING: &[u8] = b"restoring";
 
@@ -210,6 +212,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Every lease record (see `WriteTxn::put_lease_record`), by lease ID.
+    pub fn lease_records(&self) -> Result<Vec<(i64, Bytes)>> {
+        let _state = self.state.read();
+        let mut out = Vec::new();
+        for entry in self.backend.scan(Bucket::Meta, LEASE_PREFIX, None) {
+            let (k, v) = entry?;
+            let Some(id) = k.strip_prefix(LEASE_PREFIX) else {
+                break;
+            };
+            let id: [u8; 8] = id
+                .try_into()
+                .map_err(|_| StorageError::Corrupt(format!("bad lease record key {k:x?}")))?;
+            out.push((i64::from_be_bytes(id), v));
+        }
+        Ok(out)
+    }
+
     /// What the state machine last recorded as applied, if anything.
     pub fn applied_state(&self) -> Option<Bytes> {
         self.state.read().applied_state.clone()
@@ -295,6 +314,13 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64> {
         self.backend.size_on_disk()
     }
+}
+
+pub(crate) fn lease_record_key(id: i64) -> Bytes {
+    let mut key = Vec::with_capacity(LEASE_PREFIX.len() + 8);
+    key.extend_from_slice(LEASE_PREFIX);
+    key.extend_from_slice(&id.to_be_bytes());
+    key.into()
 }
 
 /// Rebuilds the in-memory state (index, revisions, applied state) from what

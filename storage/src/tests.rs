@@ -526,3 +526,41 @@ fn cluster_records_are_listed_by_prefix_and_travel_in_snapshots() {
     target.install_snapshot(&snap).unwrap();
     assert_eq!(target.cluster_records("member/").unwrap(), members);
 }
+
+#[test]
+fn lease_records_are_stored_with_the_txn_and_survive_reopen_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        // A grant changes no key: stored all the same, with no new revision.
+        let mut txn = store.write(1);
+        txn.put_lease_record(7, Bytes::from("seven"));
+        txn.put_lease_record(i64::MAX, Bytes::from("max"));
+        assert_eq!(txn.end().unwrap(), 1);
+        // A revoke: the record goes in the batch of the deletes.
+        let mut txn = store.write(2);
+        txn.put(key(1), Bytes::from("v"), 7);
+        assert_eq!(txn.events().len(), 1);
+        txn.delete_lease_record(i64::MAX);
+        assert_eq!(txn.end().unwrap(), 2);
+        store.commit().unwrap();
+        assert_eq!(
+            store.lease_records().unwrap(),
+            vec![(7, Bytes::from("seven"))]
+        );
+        let mut copy = Vec::new();
+        store.snapshot_to(&mut copy).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let restored = open(other.path());
+        restored.install_snapshot(&copy).unwrap();
+        assert_eq!(
+            restored.lease_records().unwrap(),
+            vec![(7, Bytes::from("seven"))]
+        );
+    }
+    let reopened = open(dir.path());
+    assert_eq!(
+        reopened.lease_records().unwrap(),
+        vec![(7, Bytes::from("seven"))]
+    );
+}

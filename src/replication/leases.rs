@@ -1,0 +1,206 @@
+//! Lease requests only the leader can answer: a renewal or a time-to-live
+//! that reaches a follower goes to the leader over the peer service, as in
+//! etcd. Expiry and checkpoints are proposed only by a current leader: a
+//! deposed one must not have its view of expiry forwarded to its successor.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::metrics::RaftServerMetrics;
+use openraft::{BasicNode, Raft};
+use oxetcd_proto::etcdserverpb::{
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use oxetcd_raft::{NodeId, PeerError, TypeConfig};
+use prost::Message;
+
+use super::{decode_error, decode_outcome, peer_error, Forward, Forwarded, Replication};
+use crate::error::EtcdError;
+use crate::lease::{Lessor, TimeToLive};
+use crate::write::command::{Command, Request, Response};
+
+impl Replication {
+    pub fn lessor(&self) -> &Arc<Lessor> {
+        &self.lessor
+    }
+
+    /// This member's role and term, as they change (not at every write).
+    pub fn subscribe_role(
+        &self,
+    ) -> tokio::sync::watch::Receiver<RaftServerMetrics<NodeId, BasicNode>> {
+        self.raft.server_metrics()
+    }
+
+    /// Renews lease `id` on the leader; its TTL, 0 when there is no such
+    /// lease (what a keep-alive answers).
+    pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
+        self.until_leader(|| async {
+            match self.leader_elsewhere()? {
+                None => match renew_here(&self.raft, &self.lessor, id).await {
+                    Err(EtcdError::LeaseNotFound) => Ok(0),
+                    // Leader, but not yet caught up with the leases.
+                    Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
+                    other => other,
+                },
+                Some((leader, node)) => {
+                    let what = Forward::LeaseRenew(LeaseKeepAliveRequest { id });
+                    let answer = self.forward_to(leader, &node, what).await?;
+                    Ok(LeaseKeepAliveResponse::decode(answer)
+                        .map_err(decode_error)?
+                        .ttl)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Lease `req.id`'s remaining TTL as the leader sees it (-1: no such
+    /// lease, as etcd answers).
+    pub async fn lease_time_to_live(
+        &self,
+        req: &LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+        self.until_leader(|| async {
+            match self.leader_elsewhere()? {
+                None => match self.lessor.time_to_live(req.id, req.keys) {
+                    Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
+                    other => Ok(time_to_live_response(req.id, other)),
+                },
+                Some((leader, node)) => {
+                    let answer = self
+                        .forward_to(leader, &node, Forward::LeaseTimeToLive(*req))
+                        .await?;
+                    LeaseTimeToLiveResponse::decode(answer).map_err(decode_error)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Proposes `request` only if this member is the leader now.
+    /// Refused (`NotLeader`) while leadership moves away: the lease duties
+    /// retry on their next tick, on whichever member leads then.
+    pub async fn propose_as_leader(&self, request: Request) -> Result<Response, EtcdError> {
+        let Some(_admitted) = self.transfers.admit() else {
+            return Err(EtcdError::NotLeader);
+        };
+        propose_here(&self.raft, request).await
+    }
+
+    /// `None` when this member is the leader, else the leader to ask.
+    fn leader_elsewhere(&self) -> Result<Option<(NodeId, BasicNode)>, EtcdError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader.ok_or(EtcdError::NoLeader)?;
+        if leader == metrics.id {
+            return Ok(None);
+        }
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .ok_or(EtcdError::NoLeader)?;
+        Ok(Some((leader, node)))
+    }
+
+    async fn forward_to(
+        &self,
+        leader: NodeId,
+        node: &BasicNode,
+        what: Forward,
+    ) -> Result<Bytes, EtcdError> {
+        let forwarded = Forwarded { what: Some(what) };
+        self.peers
+            .forward(leader, node, forwarded.encode_to_vec().into())
+            .await
+            .map_err(peer_error)
+    }
+}
+
+async fn propose_here(raft: &Raft<TypeConfig>, request: Request) -> Result<Response, EtcdError> {
+    let command = Command::from(request).encode_to_vec();
+    match raft
+        .client_write(oxetcd_raft::Request(command.into()))
+        .await
+    {
+        Ok(written) => decode_outcome(&written.data.0),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(EtcdError::NotLeader),
+        Err(e) => Err(EtcdError::Storage(e.to_string())),
+    }
+}
+
+/// Renews on this member, the leader. A renewal clears a checkpointed
+/// remaining TTL cluster-wide, or the next leader would resume from it.
+pub(super) async fn renew_here(
+    raft: &Raft<TypeConfig>,
+    lessor: &Lessor,
+    id: i64,
+) -> Result<i64, EtcdError> {
+    let (ttl, clear_checkpoint) = lessor.renew(id)?;
+    if clear_checkpoint {
+        let clear = LeaseCheckpointRequest {
+            checkpoints: vec![LeaseCheckpoint {
+                id,
+                remaining_ttl: 0,
+            }],
+        };
+        propose_here(raft, Request::LeaseCheckpoint(clear)).await?;
+    }
+    Ok(ttl)
+}
+
+/// The leader's answer to a forwarded renewal.
+pub(super) fn encode_renewal(id: i64, renewed: Result<i64, EtcdError>) -> Result<Bytes, PeerError> {
+    let ttl = match renewed {
+        Ok(ttl) => ttl,
+        Err(EtcdError::LeaseNotFound) => 0,
+        Err(EtcdError::NotLeader) => return Err(not_ready()),
+        Err(e) => return Err(PeerError::Rejected(e.to_string())),
+    };
+    let response = LeaseKeepAliveResponse {
+        header: None,
+        id,
+        ttl,
+    };
+    Ok(response.encode_to_vec().into())
+}
+
+/// The leader's answer to a forwarded time-to-live.
+pub(super) fn encode_time_to_live(
+    id: i64,
+    ttl: Result<TimeToLive, EtcdError>,
+) -> Result<Bytes, PeerError> {
+    if matches!(ttl, Err(EtcdError::NotLeader)) {
+        return Err(not_ready());
+    }
+    Ok(time_to_live_response(id, ttl).encode_to_vec().into())
+}
+
+/// A leader whose lessor is not promoted yet: the asking member retries.
+fn not_ready() -> PeerError {
+    PeerError::NotLeader {
+        leader_id: None,
+        leader_node: None,
+    }
+}
+
+fn time_to_live_response(id: i64, ttl: Result<TimeToLive, EtcdError>) -> LeaseTimeToLiveResponse {
+    match ttl {
+        Ok(t) => LeaseTimeToLiveResponse {
+            header: None,
+            id,
+            ttl: t.remaining,
+            granted_ttl: t.granted,
+            keys: t.keys,
+        },
+        Err(_) => LeaseTimeToLiveResponse {
+            header: None,
+            id,
+            ttl: -1,
+            granted_ttl: 0,
+            keys: Vec::new(),
+        },
+    }
+}
