@@ -444,24 +444,15 @@ fn csv_series_and_text_summary() {
     assert!(lines.count() >= 2, "one row per second:\n{series}");
 }
 
-/// oxetcd does not serve leases yet (issue 7): every grant is answered
-/// `Unimplemented`, which the tool must count as errors and survive.
-///
-/// FLIP WHEN LEASES LAND: assert a clean run instead (exit 0, zero errors,
-/// `keepalive` ops > 0), as for the other sub-commands.
+/// Leases: every client grants one and keeps it alive on a stream, with
+/// zero errors, as for the other sub-commands.
 #[test]
-fn lease_keepalive_counts_unimplemented_as_errors_until_leases_land() {
+fn lease_keepalive_completes_with_zero_errors() {
     let server = Server::start();
     let args = ["lease-keepalive", "--clients", "3", "--total", "30"];
     let (code, summary, _) = run_json(&server.endpoint(), &args);
-    assert_eq!(code, 1, "some requests failed: exit status 1");
-    assert!(u64_at(&summary, "errors") > 0);
-    let errors = summary["error_counts"].as_array().expect("error_counts");
-    assert!(!errors.is_empty());
-    for error in errors {
-        assert_eq!(error["code"], "Unimplemented", "{error}");
-        assert_eq!(error["kind"], "grant", "{error}");
-    }
+    assert_clean(&args, code, &summary);
+    assert_eq!(kind_count(&summary, "grant"), 3, "{summary}");
 }
 
 #[test]
