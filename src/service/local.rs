@@ -148,7 +148,7 @@ impl Local {
 
 /// etcd's WithFirstCreate / WithLastCreate: one key under `prefix`, by
 /// create revision.
-fn by_create(prefix: &Bytes, order: SortOrder) -> RangeRequest {
+pub(super) fn by_create(prefix: &Bytes, order: SortOrder) -> RangeRequest {
     RangeRequest {
         key: prefix.clone(),
         range_end: prefix_end(prefix),

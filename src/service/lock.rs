@@ -18,7 +18,7 @@ use oxetcd_proto::v3lockpb::lock_server::Lock;
 use oxetcd_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
 
-use super::local::{key_prefix, prefix_end, session_key, Local};
+use super::local::{by_create, key_prefix, session_key, Local};
 
 /// What etcd's concurrency package answers when the session's key is gone.
 pub const SESSION_EXPIRED: &str = "session expired";
@@ -175,13 +175,8 @@ impl Lock for LockService {
 
 /// The first-created key under `prefix` (etcd's WithFirstCreate).
 pub(crate) fn first_created_op(prefix: &Bytes) -> RangeRequest {
-    use oxetcd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
-    RangeRequest {
-        key: prefix.clone(),
-        range_end: prefix_end(prefix),
-        limit: 1,
-        sort_order: SortOrder::Ascend as i32,
-        sort_target: SortTarget::Create as i32,
-        ..Default::default()
-    }
+    by_create(
+        prefix,
+        oxetcd_proto::etcdserverpb::range_request::SortOrder::Ascend,
+    )
 }
