@@ -116,6 +116,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             tracing::error!(error = %e, "peer service stopped");
         }
     });
+    // A Raft core that stopped (a panic, a fatal storage error) leaves a
+    // member that can answer nothing: exit, so that a supervisor restarts it
+    // from the durable state, as etcd panics.
+    let mut role = replication.subscribe_role();
+    tokio::spawn(async move {
+        while role.changed().await.is_ok() {}
+        tracing::error!(
+            "the Raft core stopped: exiting so that a restart recovers from the durable state"
+        );
+        std::process::exit(1);
+    });
     tokio::spawn(lease::run_leader_duties(
         replication.clone(),
         config.election_timeout,
