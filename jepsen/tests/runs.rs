@@ -3,8 +3,8 @@
 //!
 //! - Debian's etcd 3.4 (`/usr/bin/etcd`, the reference) passes the
 //!   newest workloads, `kubernetes` and `lease`, when installed (`register`
-//!   and `watch` too, with `--ignored`: CI runs those on oxetcd, 60 s each,
-//!   from .ci/run, and docs/jepsen.md lists longer runs);
+//!   and `watch` too, with `--ignored`; docs/jepsen.md lists longer runs of
+//!   every workload on both servers);
 //! - a deliberately broken oxetcd (the failpoint
 //!   `OXETCD_FAILPOINT_STALE_READS=1`: linearizable reads skip ReadIndex) is
 //!   caught: the tester finds the stale reads it serves;
@@ -143,7 +143,7 @@ fn etcd() -> Option<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "a reference run: CI runs register on oxetcd from .ci/run"]
+#[ignore = "a reference run, 15 s: docs/jepsen.md lists longer ones"]
 async fn etcd_passes_register() {
     if let Some(etcd) = etcd() {
         passes(etcd, "register", 13).await;
@@ -151,7 +151,7 @@ async fn etcd_passes_register() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "a reference run: CI runs watch on oxetcd from .ci/run"]
+#[ignore = "a reference run, 15 s: docs/jepsen.md lists longer ones"]
 async fn etcd_passes_watch() {
     if let Some(etcd) = etcd() {
         passes(etcd, "watch", 14).await;

@@ -138,6 +138,12 @@ pub(super) async fn renew_here(
     lessor: &Lessor,
     id: i64,
 ) -> Result<i64, EtcdError> {
+    // Only a leader a quorum still follows renews: a deposed or cut-off one
+    // would keep alive a lease the new leader expires (found by the Jepsen
+    // lease workload; etcd 3.5 confirms leadership here too).
+    raft.get_read_log_id()
+        .await
+        .map_err(|_| EtcdError::NotLeader)?;
     let (ttl, clear_checkpoint) = lessor.renew(id)?;
     if clear_checkpoint {
         let clear = LeaseCheckpointRequest {

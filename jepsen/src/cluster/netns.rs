@@ -21,15 +21,41 @@ pub struct Netns {
     members: usize,
 }
 
+/// Subnets (and name sets) to choose from: 10.77.1.0/24 to 10.77.240.0/24.
+const NETS: u16 = 240;
+
 impl Netns {
-    /// Creates the bridge and one namespace per member. `net` picks the
-    /// subnet and names, so that runs at the same time do not meet.
+    /// Creates the bridge and one namespace per member, on the first free
+    /// subnet from `net` on (1..=240): runs at the same time (tests, another
+    /// tester) each get their own, and never touch each other's. A subnet
+    /// is taken while its bridge or any of its namespaces exists; a run
+    /// killed before it could clean up leaves them (`ip link del
+    /// oxj<N>br; ip netns del oxj<N>n<i>`).
     pub fn create(net: u8, members: usize) -> Result<Netns, JepsenError> {
-        let netns = Netns { net, members };
-        // Leftovers of a run that was killed.
-        netns.remove();
+        let mut last = JepsenError::Net(format!("no free subnet among {NETS}"));
+        for offset in 0..NETS {
+            let net = ((u16::from(net.max(1)) - 1 + offset) % NETS + 1) as u8;
+            if taken(net) {
+                continue;
+            }
+            // Creating the bridge claims the subnet: if another run took it
+            // meanwhile, this fails and the next one is tried.
+            if let Err(e) = ip(&["link", "add", &bridge_name(net), "type", "bridge"]) {
+                last = e;
+                continue;
+            }
+            // From here on, dropping `netns` removes what was made.
+            let netns = Netns { net, members };
+            netns.populate()?;
+            return Ok(netns);
+        }
+        Err(last)
+    }
+
+    /// Addresses the claimed bridge, adds the members' namespaces and links.
+    fn populate(&self) -> Result<(), JepsenError> {
+        let (net, members, netns) = (self.net, self.members, self);
         let bridge = netns.bridge();
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
         ip(&[
             "addr",
             "add",
@@ -50,7 +76,7 @@ impl Netns {
             ip(&["-n", &ns, "link", "set", &inner, "up"])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         }
-        Ok(netns)
+        Ok(())
     }
 
     /// Whether namespaces can be made here (root, iproute2).
@@ -73,7 +99,7 @@ impl Netns {
     }
 
     fn bridge(&self) -> String {
-        format!("oxj{}br", self.net)
+        bridge_name(self.net)
     }
     fn host_link(&self, member: usize) -> String {
         format!("oxj{}h{member}", self.net)
@@ -131,6 +157,27 @@ impl Drop for Netns {
     }
 }
 
+fn bridge_name(net: u8) -> String {
+    format!("oxj{net}br")
+}
+
+/// Whether subnet `net` is in use: its bridge or a namespace of its exists.
+fn taken(net: u8) -> bool {
+    let bridge = quiet(&["link", "show", &bridge_name(net)]).is_ok_and(|o| o.status.success());
+    let prefix = format!("oxj{net}n");
+    let namespaces = quiet(&["netns", "list"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    bridge
+        || namespaces
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .any(|ns| {
+                ns.strip_prefix(&prefix)
+                    .is_some_and(|i| i.parse::<u8>().is_ok())
+            })
+}
+
 fn ip(args: &[&str]) -> Result<(), JepsenError> {
     let out = Command::new("ip")
         .args(args)
@@ -177,9 +224,14 @@ mod tests {
             eprintln!("skipped: needs root and iproute2");
             return;
         }
-        let netns = Netns::create(250, 3).unwrap();
+        let netns = Netns::create(200, 3).unwrap();
+        // A second set at the same time gets another subnet.
+        let other = Netns::create(netns.net, 1).unwrap();
+        assert_ne!(other.net, netns.net);
+        assert!(taken(netns.net) && taken(other.net));
+        drop(other);
         // The tester reaches member 0 through the bridge.
-        let listener = TcpListener::bind("10.77.250.254:0");
+        let listener = TcpListener::bind(format!("10.77.{}.254:0", netns.net));
         assert!(listener.is_ok());
         assert!(!route_get(&netns, 0, 1).contains("blackhole"));
         netns.partition(&[vec![0], vec![1, 2]]).unwrap();
