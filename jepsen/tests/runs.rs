@@ -124,12 +124,11 @@ async fn passes_without(server: PathBuf, workload: &str, seed: u64, without: &[&
     assert!(page.contains("<svg") && page.contains("valid"));
 }
 
-/// Ignored until oxetcd's fix: this run (seed 11) catches a deposed leader
-/// (isolated by a partition) still answering keep-alives with a full TTL
-/// while the new leader expires the lease (`vanished-early`,
-/// `expired-early`); see docs/jepsen.md.
+/// Seed 11 once caught a deposed leader (isolated by a partition) still
+/// answering keep-alives with a full TTL while the new leader expired the
+/// lease (`vanished-early`, `expired-early`); renewals now confirm
+/// leadership with a quorum first (docs/jepsen.md).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "oxetcd bug: a partitioned old leader renews leases (docs/jepsen.md)"]
 async fn oxetcd_passes_lease() {
     passes(oxetcd(), "lease", 11).await;
 }

@@ -48,6 +48,10 @@ struct Lease {
     /// When it expires; `None` on followers (and on a leader not yet
     /// promoted): only the primary lessor expires leases.
     expiry: Option<Instant>,
+    /// Expired, its revocation proposed: never renewed again by this
+    /// leader, even while `expiry` holds the time to propose it again (the
+    /// proposal may still commit after a renewal would have answered).
+    revoking: bool,
 }
 
 impl Lease {
@@ -130,6 +134,21 @@ pub struct Lessor {
     /// --experimental-enable-lease-checkpoint: remaining TTLs are
     /// checkpointed through the log, so renewals must clear them.
     checkpointing: bool,
+    /// Bumped when a lease is removed or this member stops being primary:
+    /// what a renewal of an expired lease waits for.
+    changed: tokio::sync::watch::Sender<()>,
+}
+
+/// What a renewal on the primary found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Kept alive for `ttl` seconds from now; `clear_checkpoint`: a
+    /// checkpointed remaining TTL must now be cleared cluster-wide.
+    Renewed { ttl: i64, clear_checkpoint: bool },
+    /// Expired by this leader's clock, its revocation not applied yet: its
+    /// keys are still there, so "not found" must wait (etcd's Renew waits
+    /// for the revocation too).
+    Expiring,
 }
 
 impl Lessor {
@@ -139,7 +158,14 @@ impl Lessor {
             leases: Mutex::new(Leases::default()),
             min_ttl: min_ttl.max(1),
             checkpointing,
+            changed: tokio::sync::watch::channel(()).0,
         }
+    }
+
+    /// Wakes when a lease is removed or this member is demoted; subscribe
+    /// before looking, so no change between the look and the wait is missed.
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changed.subscribe()
     }
 
     pub fn checkpointing(&self) -> bool {
@@ -175,6 +201,7 @@ impl Lessor {
                 remaining_ttl: 0,
                 keys: BTreeSet::new(),
                 expiry: None,
+                revoking: false,
             },
         );
         if leases.primary {
@@ -205,6 +232,8 @@ impl Lessor {
                 leases.key_lease.remove(&key);
             }
         }
+        drop(leases);
+        self.changed.send_replace(());
     }
 
     /// Follows one write's changes: a put attaches its key to its lease (and
@@ -249,6 +278,7 @@ impl Lessor {
                     remaining_ttl: record.remaining_ttl,
                     keys: BTreeSet::new(),
                     expiry: None,
+                    revoking: false,
                 },
             );
         }
@@ -282,17 +312,19 @@ impl Lessor {
         leases.queue.clear();
         for lease in leases.by_id.values_mut() {
             lease.expiry = None;
+            lease.revoking = false;
         }
+        drop(leases);
+        self.changed.send_replace(());
     }
 
     pub fn is_primary(&self) -> bool {
         self.leases.lock().primary
     }
 
-    /// Keeps lease `id` alive for its TTL from now; returns the TTL and
-    /// whether a checkpointed remaining TTL must now be cleared cluster-wide.
-    /// An expired lease is not renewed: it is being revoked.
-    pub fn renew(&self, id: i64) -> Result<(i64, bool), EtcdError> {
+    /// Keeps lease `id` alive for its TTL from now. An expired lease is not
+    /// renewed: it is being revoked.
+    pub fn renew(&self, id: i64) -> Result<Renewal, EtcdError> {
         let mut leases = self.leases.lock();
         if !leases.primary {
             return Err(EtcdError::NotLeader);
@@ -301,13 +333,16 @@ impl Lessor {
         let Some(lease) = leases.by_id.get_mut(&id) else {
             return Err(EtcdError::LeaseNotFound);
         };
-        if lease.expiry.is_some_and(|e| e <= now) {
-            return Err(EtcdError::LeaseNotFound);
+        if lease.revoking || lease.expiry.is_some_and(|e| e <= now) {
+            return Ok(Renewal::Expiring);
         }
         let ttl = lease.ttl;
         let had_checkpoint = std::mem::take(&mut lease.remaining_ttl) > 0;
         leases.set_expiry(id, Some(now + secs(ttl)));
-        Ok((ttl, had_checkpoint && self.checkpointing))
+        Ok(Renewal::Renewed {
+            ttl,
+            clear_checkpoint: had_checkpoint && self.checkpointing,
+        })
     }
 
     /// Lease `id`'s remaining and granted TTL (and keys, if asked).
@@ -318,6 +353,7 @@ impl Lessor {
         }
         let lease = leases.by_id.get(&id).ok_or(EtcdError::LeaseNotFound)?;
         let remaining = match lease.expiry {
+            Some(_) if lease.revoking => -1,
             Some(e) => {
                 let left = e.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -356,6 +392,9 @@ impl Lessor {
             .collect();
         for id in &expired {
             leases.set_expiry(*id, Some(now + EXPIRED_RETRY));
+            if let Some(lease) = leases.by_id.get_mut(id) {
+                lease.revoking = true;
+            }
         }
         expired
     }
@@ -400,6 +439,7 @@ fn refresh_all(leases: &mut Leases, extend: Duration) {
     for (id, ttl) in ids {
         if let Some(lease) = leases.by_id.get_mut(&id) {
             lease.expiry = None;
+            lease.revoking = false;
         }
         leases.set_expiry(id, Some(now + extend + secs(ttl)));
     }
@@ -456,6 +496,32 @@ mod tests {
         assert!(!lessor.exists(2));
     }
 
+    fn renewed(ttl: i64, clear_checkpoint: bool) -> Renewal {
+        Renewal::Renewed {
+            ttl,
+            clear_checkpoint,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_of_an_expiring_lease_wakes_when_it_is_removed_or_on_demotion() {
+        let lessor = Lessor::new(1, false);
+        lessor.promote(Duration::ZERO);
+        lessor.grant(1, 1).unwrap();
+        lessor.grant(2, 1).unwrap();
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        let mut changes = lessor.subscribe_changes();
+        assert_eq!(lessor.renew(1).unwrap(), Renewal::Expiring);
+        lessor.remove(1);
+        changes.changed().await.unwrap();
+        assert!(matches!(lessor.renew(1), Err(EtcdError::LeaseNotFound)));
+        let mut changes = lessor.subscribe_changes();
+        assert_eq!(lessor.renew(2).unwrap(), Renewal::Expiring);
+        lessor.demote();
+        changes.changed().await.unwrap();
+        assert!(matches!(lessor.renew(2), Err(EtcdError::NotLeader)));
+    }
+
     #[test]
     fn only_the_primary_renews_and_expires() {
         let lessor = Lessor::new(1, false);
@@ -463,7 +529,7 @@ mod tests {
         assert!(matches!(lessor.renew(1), Err(EtcdError::NotLeader)));
         assert!(lessor.take_expired(10).is_empty());
         lessor.promote(Duration::ZERO);
-        assert_eq!(lessor.renew(1).unwrap(), (10, false));
+        assert_eq!(lessor.renew(1).unwrap(), renewed(10, false));
         assert!(matches!(lessor.renew(9), Err(EtcdError::LeaseNotFound)));
         let ttl = lessor.time_to_live(1, false).unwrap();
         assert_eq!(ttl.granted, 10);
@@ -485,9 +551,13 @@ mod tests {
         assert!(lessor.take_expired(10).is_empty());
         tokio::time::advance(Duration::from_millis(1001)).await;
         assert_eq!(lessor.time_to_live(1, false).unwrap().remaining, -1);
-        assert!(matches!(lessor.renew(1), Err(EtcdError::LeaseNotFound)));
+        // Expired, its keys still there: not "not found" until revoked.
+        assert_eq!(lessor.renew(1).unwrap(), Renewal::Expiring);
         assert_eq!(lessor.take_expired(10), vec![1]);
         assert!(lessor.take_expired(10).is_empty(), "revocation in flight");
+        // Its revocation may still commit: never renewed meanwhile.
+        assert_eq!(lessor.renew(1).unwrap(), Renewal::Expiring);
+        assert_eq!(lessor.time_to_live(1, false).unwrap().remaining, -1);
         tokio::time::advance(EXPIRED_RETRY).await;
         assert_eq!(lessor.take_expired(10), vec![1]);
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -509,7 +579,7 @@ mod tests {
         // A renewal clears the checkpoint.
         lessor.grant(3, 10).unwrap();
         lessor.checkpoint(3, 2).unwrap();
-        assert_eq!(lessor.renew(3).unwrap(), (10, true));
+        assert_eq!(lessor.renew(3).unwrap(), renewed(10, true));
         lessor.demote();
         lessor.promote(Duration::ZERO);
         assert_eq!(lessor.time_to_live(3, false).unwrap().remaining, 10);

@@ -5,7 +5,7 @@ mod expiry;
 mod lessor;
 
 pub use expiry::run_leader_duties;
-pub use lessor::{KeyChange, Lessor, TimeToLive};
+pub use lessor::{KeyChange, Lessor, Renewal, TimeToLive};
 
 use bytes::Bytes;
 use oxetcd_storage::{KeyRange, RangeOptions, Store};

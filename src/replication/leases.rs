@@ -16,9 +16,12 @@ use oxetcd_proto::etcdserverpb::{
 use oxetcd_raft::{NodeId, PeerError, TypeConfig};
 use prost::Message;
 
-use super::{decode_error, decode_outcome, peer_error, Forward, Forwarded, Replication};
+use super::transfer::Transfers;
+use super::{
+    decode_error, decode_outcome, peer_error, Forward, Forwarded, Replication, REQUEST_TIMEOUT,
+};
 use crate::error::EtcdError;
-use crate::lease::{Lessor, TimeToLive};
+use crate::lease::{Lessor, Renewal, TimeToLive};
 use crate::write::command::{Command, Request, Response};
 
 impl Replication {
@@ -38,7 +41,7 @@ impl Replication {
     pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
         self.until_leader(|| async {
             match self.leader_elsewhere()? {
-                None => match renew_here(&self.raft, &self.lessor, id).await {
+                None => match renew_here(&self.raft, &self.transfers, &self.lessor, id).await {
                     Err(EtcdError::LeaseNotFound) => Ok(0),
                     // Leader, but not yet caught up with the leases.
                     Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
@@ -64,7 +67,7 @@ impl Replication {
     ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
         self.until_leader(|| async {
             match self.leader_elsewhere()? {
-                None => match self.lessor.time_to_live(req.id, req.keys) {
+                None => match time_to_live_here(&self.raft, &self.lessor, req).await {
                     Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
                     other => Ok(time_to_live_response(req.id, other)),
                 },
@@ -131,21 +134,56 @@ async fn propose_here(raft: &Raft<TypeConfig>, request: Request) -> Result<Respo
     }
 }
 
+/// Fails with `NotLeader` unless a quorum still follows this member: a
+/// deposed or cut-off leader would keep alive a lease the new leader
+/// expires, or report a TTL the new leader no longer counts (found by the
+/// Jepsen lease workload; etcd 3.5 confirms leadership here too).
+/// Then it waits until it has applied what was committed before, so the
+/// lessor has seen every grant and revocation a client may know of.
+async fn confirm_leadership(raft: &Raft<TypeConfig>) -> Result<(), EtcdError> {
+    let (read, applied) = raft
+        .get_read_log_id()
+        .await
+        .map_err(|_| EtcdError::NotLeader)?;
+    if read > applied {
+        raft.wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(read.map(|l| l.index), "lease read index")
+            .await
+            .map_err(|_| EtcdError::RequestTimedOut)?;
+    }
+    Ok(())
+}
+
 /// Renews on this member, the leader. A renewal clears a checkpointed
 /// remaining TTL cluster-wide, or the next leader would resume from it.
 pub(super) async fn renew_here(
     raft: &Raft<TypeConfig>,
+    transfers: &Transfers,
     lessor: &Lessor,
     id: i64,
 ) -> Result<i64, EtcdError> {
-    // Only a leader a quorum still follows renews: a deposed or cut-off one
-    // would keep alive a lease the new leader expires (found by the Jepsen
-    // lease workload; etcd 3.5 confirms leadership here too).
-    raft.get_read_log_id()
-        .await
-        .map_err(|_| EtcdError::NotLeader)?;
-    let (ttl, clear_checkpoint) = lessor.renew(id)?;
+    confirm_leadership(raft).await?;
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let (ttl, clear_checkpoint) = loop {
+        let mut changes = lessor.subscribe_changes();
+        match lessor.renew(id)? {
+            Renewal::Renewed {
+                ttl,
+                clear_checkpoint,
+            } => break (ttl, clear_checkpoint),
+            // Answer "not found" only once the keys are gone (or answer
+            // "not leader" if demoted meanwhile): the next renew tells.
+            Renewal::Expiring => tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .map_err(|_| EtcdError::RequestTimedOut)?
+                .map_err(|_| EtcdError::NotLeader)?,
+        }
+    };
     if clear_checkpoint {
+        // A proposal like any other write: not while leadership moves away.
+        let Some(_admitted) = transfers.admit() else {
+            return Err(EtcdError::NotLeader);
+        };
         let clear = LeaseCheckpointRequest {
             checkpoints: vec![LeaseCheckpoint {
                 id,
@@ -155,6 +193,16 @@ pub(super) async fn renew_here(
         propose_here(raft, Request::LeaseCheckpoint(clear)).await?;
     }
     Ok(ttl)
+}
+
+/// Lease `req.id`'s remaining TTL on this member, the leader.
+pub(super) async fn time_to_live_here(
+    raft: &Raft<TypeConfig>,
+    lessor: &Lessor,
+    req: &LeaseTimeToLiveRequest,
+) -> Result<TimeToLive, EtcdError> {
+    confirm_leadership(raft).await?;
+    lessor.time_to_live(req.id, req.keys)
 }
 
 /// The leader's answer to a forwarded renewal.

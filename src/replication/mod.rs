@@ -448,11 +448,12 @@ impl LeaderDuties for Duties {
                     .into())
             }
             Some(Forward::LeaseRenew(r)) => {
-                let renewed = leases::renew_here(&self.raft, &self.lessor, r.id).await;
+                let renewed =
+                    leases::renew_here(&self.raft, &self.transfers, &self.lessor, r.id).await;
                 leases::encode_renewal(r.id, renewed)
             }
             Some(Forward::LeaseTimeToLive(r)) => {
-                let ttl = self.lessor.time_to_live(r.id, r.keys);
+                let ttl = leases::time_to_live_here(&self.raft, &self.lessor, &r).await;
                 leases::encode_time_to_live(r.id, ttl)
             }
             _ => Err(PeerError::Rejected("empty forwarded request".to_string())),
