@@ -11,6 +11,7 @@
 
 mod leases;
 mod membership;
+mod read_index;
 mod reconfig;
 mod state_machine;
 mod transfer;
@@ -106,6 +107,8 @@ pub struct Replication {
     lessor: Arc<Lessor>,
     /// --initial-cluster-token: new members' IDs derive from it, as in etcd.
     cluster_token: String,
+    /// Linearizable reads, one ReadIndex round per batch.
+    reads: read_index::ReadIndexBatcher,
 }
 
 impl Replication {
@@ -175,7 +178,14 @@ impl Replication {
                 raft.initialize(members).await.map_err(|e| raft_err(&e))?;
             }
         }
+        let reads = {
+            let (raft, peers) = (raft.clone(), peers.clone());
+            read_index::ReadIndexBatcher::spawn(move || {
+                find_read_index(raft.clone(), peers.clone())
+            })
+        };
         Ok(Self {
+            reads,
             raft,
             peers,
             transfers: Arc::new(transfer::Transfers::new()),
@@ -356,22 +366,7 @@ impl Replication {
     }
 
     async fn read_barrier_once(&self) -> Result<(), EtcdError> {
-        let index = match self.raft.get_read_log_id().await {
-            Ok((read, _)) => read.map_or(0, |l| l.index),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
-                    return Err(EtcdError::NoLeader);
-                };
-                self.peers
-                    .read_index(leader, &node)
-                    .await
-                    .map_err(peer_error)?
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                return Err(EtcdError::NoLeader)
-            }
-            Err(e) => return Err(EtcdError::Storage(e.to_string())),
-        };
+        let index = self.reads.read_index().await?;
         self.raft
             .wait(Some(REQUEST_TIMEOUT))
             .applied_index_at_least(Some(index), "read index")
@@ -389,6 +384,35 @@ fn decode_outcome(raw: &[u8]) -> Result<Response, EtcdError> {
 
 fn decode_error(e: prost::DecodeError) -> EtcdError {
     EtcdError::Storage(format!("undecodable message between members: {e}"))
+}
+
+/// One ReadIndex round: the leader's commit index once it has confirmed its
+/// leadership with a quorum (asked of the leader when this member follows).
+async fn find_read_index(
+    raft: Raft<TypeConfig>,
+    peers: PeerClient,
+) -> Result<u64, read_index::RoundError> {
+    use read_index::RoundError;
+    match raft.get_read_log_id().await {
+        Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
+                return Err(RoundError::NoLeader);
+            };
+            peers
+                .read_index(leader, &node)
+                .await
+                .map_err(|e| match peer_error(e) {
+                    EtcdError::NoLeader => RoundError::NoLeader,
+                    EtcdError::RequestTimedOut => RoundError::TimedOut,
+                    other => RoundError::Fatal(other.to_string()),
+                })
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+            Err(RoundError::NoLeader)
+        }
+        Err(e) => Err(RoundError::Fatal(e.to_string())),
+    }
 }
 
 fn peer_error(e: PeerError) -> EtcdError {
