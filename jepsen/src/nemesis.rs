@@ -12,6 +12,9 @@
 //! | `member` | remove one member through the Cluster API (MemberRemove), kill it and set its data aside; add it back (MemberAdd) and start it empty with `--initial-cluster-state existing` when the window ends |
 //! | `compact` | compact the store at the current revision minus [`crate::cluster::maintenance::KEEP`] (physical) and defragment one member, under load |
 //! | `wal` | kill -9 one member and damage the tail of its newest WAL file (a torn write, [`crate::cluster::wal`]); restarted when the window ends |
+//! | `slow` | delay every chunk on the peer links into one member, or into all, by 20-400 ms plus jitter ([`crate::cluster::proxy`]) |
+//! | `lossy` | make the peer links into one member, or into all, lose 5-40 % of their chunks: retransmission stalls and resets ([`crate::cluster::proxy`]) |
+//! | `clock` | jump one member's wall clock by up to an hour either way ([`crate::cluster::clock`]); back to true time when the window ends |
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::cluster::proxy::LinkFault;
 use crate::cluster::{wal, Cluster};
 use crate::error::JepsenError;
 use crate::history::FaultWindow;
@@ -33,6 +37,16 @@ pub enum FaultKind {
     Wal,
     Member,
     Compact,
+    Slow,
+    Lossy,
+    Clock,
+}
+
+impl FaultKind {
+    /// Link faults: the members' peer ports go behind proxies.
+    pub fn needs_proxies(self) -> bool {
+        matches!(self, FaultKind::Slow | FaultKind::Lossy)
+    }
 }
 
 impl FromStr for FaultKind {
@@ -45,8 +59,11 @@ impl FromStr for FaultKind {
             "wal" => Ok(FaultKind::Wal),
             "member" => Ok(FaultKind::Member),
             "compact" => Ok(FaultKind::Compact),
+            "slow" => Ok(FaultKind::Slow),
+            "lossy" => Ok(FaultKind::Lossy),
+            "clock" => Ok(FaultKind::Clock),
             other => Err(JepsenError::Usage(format!(
-                "unknown nemesis {other:?} (kill, pause, partition, member, wal, compact)"
+                "unknown nemesis {other:?} (kill, pause, partition, member, wal, compact, slow, lossy, clock)"
             ))),
         }
     }
@@ -98,6 +115,22 @@ pub enum Fault {
         member: usize,
         damage: wal::Damage,
     },
+    /// Delay the peer links into these members.
+    SlowLinks {
+        members: Vec<usize>,
+        delay_ms: u64,
+        jitter_ms: u64,
+    },
+    /// Make the peer links into these members lose chunks.
+    LossyLinks {
+        members: Vec<usize>,
+        loss_pct: u32,
+    },
+    /// Set a member's wall clock this far from the true time.
+    ShiftClock {
+        member: usize,
+        offset_s: i64,
+    },
 }
 
 /// Picks the next fault of `kind` for an `n`-member cluster.
@@ -117,6 +150,29 @@ pub fn pick(kind: FaultKind, n: usize, rng: &mut ChaCha8Rng) -> Fault {
             _ => Fault::PauseLeader,
         },
         FaultKind::Member => Fault::RemoveMember(order[0]),
+        FaultKind::Slow => {
+            let delay_ms = rng.random_range(20..=400);
+            Fault::SlowLinks {
+                members: one_or_all(order, rng),
+                delay_ms,
+                jitter_ms: delay_ms / 2,
+            }
+        }
+        FaultKind::Lossy => Fault::LossyLinks {
+            loss_pct: rng.random_range(5..=40),
+            members: one_or_all(order, rng),
+        },
+        FaultKind::Clock => {
+            let seconds: i64 = rng.random_range(1..=3600);
+            Fault::ShiftClock {
+                member: order[0],
+                offset_s: if rng.random_bool(0.5) {
+                    seconds
+                } else {
+                    -seconds
+                },
+            }
+        }
         FaultKind::Compact => Fault::Compact(order[0]),
         FaultKind::Wal => Fault::DamageWal {
             member: order[0],
@@ -159,6 +215,14 @@ pub fn pick(kind: FaultKind, n: usize, rng: &mut ChaCha8Rng) -> Fault {
             }
         },
     }
+}
+
+/// The first member of a shuffled `order`, or all of them.
+fn one_or_all(mut order: Vec<usize>, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    if rng.random_bool(0.5) {
+        order.truncate(1);
+    }
+    order
 }
 
 /// `order[0]` is the bridge; the rest split in two halves that only reach
@@ -236,6 +300,35 @@ async fn apply(cluster: &mut Cluster, fault: &Fault) -> Result<(String, String),
         Fault::RemoveMember(member) => ("member".into(), cluster.remove_member(*member).await?),
         Fault::Compact(member) => ("compact".into(), cluster.compact(*member).await),
         Fault::DamageWal { member, damage } => ("wal".into(), cluster.damage_wal(*member, damage)?),
+        Fault::SlowLinks {
+            members,
+            delay_ms,
+            jitter_ms,
+        } => {
+            let fault = LinkFault::Slow {
+                delay: Duration::from_millis(*delay_ms),
+                jitter: Duration::from_millis(*jitter_ms),
+            };
+            cluster.fault_links(members, &fault)?;
+            let target = format!(
+                "into {}: {delay_ms} ms + up to {jitter_ms} ms",
+                names(members)
+            );
+            ("slow".into(), target)
+        }
+        Fault::LossyLinks { members, loss_pct } => {
+            let fault = LinkFault::Lossy {
+                loss: f64::from(*loss_pct) / 100.0,
+            };
+            cluster.fault_links(members, &fault)?;
+            let target = format!("into {}: {loss_pct} % lost", names(members));
+            ("lossy".into(), target)
+        }
+        Fault::ShiftClock { member, offset_s } => {
+            cluster.shift_clock(*member, *offset_s)?;
+            let target = format!("{}: {offset_s:+} s", names(&[*member]));
+            ("clock".into(), target)
+        }
         Fault::Cut { name, links } => {
             cluster.cut(links)?;
             let cut: Vec<String> = links
@@ -375,6 +468,36 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn link_and_clock_faults_stay_in_their_bounds() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut targets = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            for kind in [FaultKind::Slow, FaultKind::Lossy, FaultKind::Clock] {
+                match pick(kind, 3, &mut rng) {
+                    Fault::SlowLinks {
+                        members,
+                        delay_ms,
+                        jitter_ms,
+                    } => {
+                        assert!((20..=400).contains(&delay_ms) && jitter_ms <= delay_ms);
+                        targets.insert(members.len());
+                    }
+                    Fault::LossyLinks { members, loss_pct } => {
+                        assert!((5..=40).contains(&loss_pct));
+                        targets.insert(members.len());
+                    }
+                    Fault::ShiftClock { member, offset_s } => {
+                        assert!(member < 3 && offset_s != 0 && offset_s.abs() <= 3600);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        // One member's links, or every member's.
+        assert_eq!(targets, [1, 3].into_iter().collect());
     }
 
     #[test]

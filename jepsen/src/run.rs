@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::check::{Anomaly, Validity, Verdict};
 use crate::client::Ctx;
-use crate::cluster::{netns::Netns, Cluster, ClusterConfig};
+use crate::cluster::{clock, netns::Netns, Cluster, ClusterConfig};
 use crate::error::JepsenError;
 use crate::nemesis::{self, FaultKind, NemesisConfig};
 use crate::report;
@@ -93,6 +93,15 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
             "the partition nemesis needs network namespaces (run as root)".into(),
         ));
     }
+    let faketime = if kinds.contains(&FaultKind::Clock) {
+        Some(clock::find_library().ok_or_else(|| {
+            JepsenError::Usage(
+                "the clock nemesis needs libfaketime (apt-get install faketime)".into(),
+            )
+        })?)
+    } else {
+        None
+    };
     // Members started on another run's data would not form this cluster.
     if config.out.join("members").exists() {
         return Err(JepsenError::Usage(format!(
@@ -110,6 +119,8 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
         token: format!("jepsen-{}", config.seed),
         extra_args: config.server_args.clone(),
         env: config.server_env.clone(),
+        proxies: kinds.iter().any(|k| k.needs_proxies()),
+        faketime,
     })
     .await?;
     let urls: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();

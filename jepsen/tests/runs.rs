@@ -133,6 +133,41 @@ async fn oxetcd_passes_lease() {
     passes(oxetcd(), "lease", 11).await;
 }
 
+/// Slow and lossy peer links (every peer port behind the tester's proxy)
+/// and wall-clock jumps (libfaketime, when installed) leave oxetcd
+/// linearizable, and the faults really are applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_link_and_clock_faults() {
+    let (mut config, dir) = config(oxetcd(), "register", 7);
+    config.nemesis = vec!["slow".into(), "lossy".into()];
+    if oxetcd_jepsen::cluster::clock::find_library().is_some() {
+        config.nemesis.push("clock".into());
+    } else {
+        eprintln!("no clock faults: libfaketime is not installed (apt-get install faketime)");
+    }
+    let out = config.out.clone();
+    let outcome = {
+        let _one = ONE_CLUSTER.lock().await;
+        run(config).await.expect("the run")
+    };
+    let faults: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("faults.json")).unwrap()).unwrap();
+    assert!(!faults.is_empty(), "no faults injected");
+    for fault in &faults {
+        let kind = fault["kind"].as_str().unwrap();
+        assert!(["slow", "lossy", "clock"].contains(&kind), "{fault}");
+    }
+    if outcome.validity != Validity::Valid {
+        let kept = dir.keep();
+        panic!(
+            "{:?}; the report is kept in {}: {:#?}",
+            outcome.validity,
+            kept.display(),
+            outcome.verdicts
+        );
+    }
+}
+
 fn etcd() -> Option<PathBuf> {
     if std::path::Path::new(ETCD).exists() {
         return Some(ETCD.into());

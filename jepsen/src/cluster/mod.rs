@@ -11,14 +11,19 @@
 //! SIGSTOP / SIGCONT, damage to the tail of a killed member's WAL
 //! ([`wal`]); membership changes: remove a member, add it back empty
 //! ([`membership`]); compaction and defragmentation ([`maintenance`]).
+//! Faults on links and clocks, when asked for: every member's peer port
+//! behind a fault-injecting proxy ([`proxy`]), every member's wall clock
+//! shifted through libfaketime ([`clock`]).
 
+pub mod clock;
 pub mod maintenance;
 pub mod membership;
 pub mod netns;
+pub mod proxy;
 pub mod wal;
 
 use std::fs::{self, File};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +34,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::JepsenError;
 use netns::Netns;
+use proxy::{LinkFault, Proxy};
 
 /// How long the first start may take before the run is abandoned.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +42,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long adding a removed member back may be retried.
 const REJOIN_PATIENCE: Duration = Duration::from_secs(20);
+/// etcd's peer port.
+const PEER_PORT: u16 = 2380;
 
 /// How the cluster is laid out.
 #[derive(Clone, Debug)]
@@ -54,12 +62,20 @@ pub struct ClusterConfig {
     /// Extra environment variables for every member (e.g. a server's
     /// test-only failpoints).
     pub env: Vec<(String, String)>,
+    /// Put every member's peer port behind a [`proxy`] (for link faults).
+    pub proxies: bool,
+    /// libfaketime, preloaded into every member (for clock faults).
+    pub faketime: Option<PathBuf>,
 }
 
 /// One member process.
 pub struct Member {
     pub name: String,
     pub ip: Ipv4Addr,
+    /// Where its proxy listens, if it has one: the peer URL it advertises.
+    proxy_ip: Option<Ipv4Addr>,
+    /// libfaketime's offset file for this member.
+    clock_file: PathBuf,
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -77,8 +93,12 @@ impl Member {
     pub fn client_url(&self) -> String {
         format!("http://{}:2379", self.ip)
     }
+    /// The peer URL the others dial: the proxy's, if there is one.
     fn peer_url(&self) -> String {
-        format!("http://{}:2380", self.ip)
+        format!("http://{}:{PEER_PORT}", self.proxy_ip.unwrap_or(self.ip))
+    }
+    fn listen_peer_url(&self) -> String {
+        format!("http://{}:{PEER_PORT}", self.ip)
     }
     pub fn running(&self) -> bool {
         self.child.is_some()
@@ -95,6 +115,8 @@ pub struct Cluster {
     config: ClusterConfig,
     pub members: Vec<Member>,
     netns: Option<Netns>,
+    /// One per member, in member order, when the config asks for them.
+    proxies: Vec<Proxy>,
 }
 
 impl Cluster {
@@ -110,17 +132,35 @@ impl Cluster {
             None
         };
         let mut members = Vec::new();
+        let mut proxies = Vec::new();
         for i in 0..config.members {
             let name = format!("n{}", i + 1);
-            let ip = match &netns {
-                Some(netns) => netns.addr(i),
-                None => Ipv4Addr::new(127, config.net, 0, i as u8 + 1),
+            let (ip, proxy_ip) = match &netns {
+                Some(netns) => (netns.addr(i), netns.proxy_addr(i)),
+                None => (
+                    Ipv4Addr::new(127, config.net, 0, i as u8 + 1),
+                    Ipv4Addr::new(127, config.net, 1, i as u8 + 1),
+                ),
             };
             let dir = config.dir.join(&name);
             fs::create_dir_all(&dir).map_err(JepsenError::io(&dir))?;
+            if config.proxies {
+                if let Some(netns) = &netns {
+                    netns.add_proxy_addr(i)?;
+                }
+                let listen = SocketAddr::from((proxy_ip, PEER_PORT));
+                let upstream = SocketAddr::from((ip, PEER_PORT));
+                proxies.push(Proxy::start(listen, upstream, i as u64).await?);
+            }
+            let clock_file = dir.join("faketime");
+            if config.faketime.is_some() {
+                clock::set_offset(&clock_file, 0)?;
+            }
             members.push(Member {
                 name,
                 ip,
+                proxy_ip: config.proxies.then_some(proxy_ip),
+                clock_file,
                 data_dir: dir.join("data"),
                 log: dir.join("log"),
                 child: None,
@@ -134,6 +174,7 @@ impl Cluster {
             config,
             members,
             netns,
+            proxies,
         };
         for i in 0..cluster.members.len() {
             cluster.spawn(i)?;
@@ -180,13 +221,20 @@ impl Cluster {
             .arg(&member.data_dir)
             .args(["--listen-client-urls", &member.client_url()])
             .args(["--advertise-client-urls", &member.client_url()])
-            .args(["--listen-peer-urls", &member.peer_url()])
+            .args(["--listen-peer-urls", &member.listen_peer_url()])
             .args(["--initial-advertise-peer-urls", &member.peer_url()])
             .args(["--initial-cluster", &initial_cluster])
             .args(["--initial-cluster-state", state])
             .args(["--initial-cluster-token", &self.config.token])
             .args(&self.config.extra_args)
             .envs(self.config.env.iter().map(|(k, v)| (k, v)))
+            .envs(
+                self.config
+                    .faketime
+                    .as_deref()
+                    .map(|lib| clock::env(lib, &member.clock_file))
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -398,7 +446,44 @@ impl Cluster {
         }
     }
 
+    /// Whether link faults can be made (peer ports behind proxies).
+    pub fn can_slow_links(&self) -> bool {
+        !self.proxies.is_empty()
+    }
+
+    /// Sets the fault on the links into each of `members`.
+    pub fn fault_links(&self, members: &[usize], fault: &LinkFault) -> Result<(), JepsenError> {
+        if self.proxies.is_empty() {
+            return Err(JepsenError::Usage(
+                "link faults need the members behind proxies".into(),
+            ));
+        }
+        for &m in members {
+            self.proxies[m].set(fault.clone());
+        }
+        Ok(())
+    }
+
+    /// Shifts member `i`'s wall clock `offset_s` seconds from the true time.
+    pub fn shift_clock(&self, i: usize, offset_s: i64) -> Result<(), JepsenError> {
+        if self.config.faketime.is_none() {
+            return Err(JepsenError::Usage(
+                "clock faults need libfaketime preloaded into the members".into(),
+            ));
+        }
+        clock::set_offset(&self.members[i].clock_file, offset_s)
+    }
+
+    /// Ends partitions, link faults and clock shifts.
     pub fn heal(&self) -> Result<(), JepsenError> {
+        for proxy in &self.proxies {
+            proxy.set(LinkFault::None);
+        }
+        if self.config.faketime.is_some() {
+            for member in &self.members {
+                clock::set_offset(&member.clock_file, 0)?;
+            }
+        }
         match &self.netns {
             Some(netns) => netns.heal(),
             None => Ok(()),

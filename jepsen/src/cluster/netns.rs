@@ -9,6 +9,10 @@
 //! opened the connection. Only the namespaces' routes change; the tester's
 //! namespace and the clients' paths stay as they were. This needs only
 //! iproute2, no iptables.
+//!
+//! With link faults on, member i's peer proxy listens on the bridge at
+//! `.i+101` ([`super::proxy`]); a cut blackholes that address too, so a
+//! partition holds whether the members dial each other or the proxies.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -93,6 +97,17 @@ impl Netns {
         Ipv4Addr::new(10, 77, self.net, member as u8 + 1)
     }
 
+    /// Where member `member`'s peer proxy listens (on the bridge).
+    pub fn proxy_addr(&self, member: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, self.net, member as u8 + 101)
+    }
+
+    /// Puts [`Netns::proxy_addr`] on the bridge, so the members reach it.
+    pub fn add_proxy_addr(&self, member: usize) -> Result<(), JepsenError> {
+        let addr = format!("{}/32", self.proxy_addr(member));
+        ip(&["addr", "add", &addr, "dev", &self.bridge()])
+    }
+
     /// The namespace member `member` runs in.
     pub fn ns(&self, member: usize) -> String {
         format!("oxj{}n{member}", self.net)
@@ -125,8 +140,12 @@ impl Netns {
     /// Cuts the link between two members, both ways.
     pub fn cut(&self, a: usize, b: usize) -> Result<(), JepsenError> {
         let route = |from: usize, to: usize| {
-            let to = format!("{}/32", self.addr(to));
-            ip(&["-n", &self.ns(from), "route", "replace", "blackhole", &to])
+            [self.addr(to), self.proxy_addr(to)]
+                .iter()
+                .try_for_each(|to| {
+                    let to = format!("{to}/32");
+                    ip(&["-n", &self.ns(from), "route", "replace", "blackhole", &to])
+                })
         };
         route(a, b)?;
         route(b, a)
@@ -242,6 +261,16 @@ mod tests {
                 "{a}->{b}: {route}"
             );
         }
+        // The proxies' addresses are cut too.
+        let to_proxy = Command::new("ip")
+            .args(["-n", &netns.ns(0), "route", "show", "type", "blackhole"])
+            .output()
+            .unwrap();
+        let blackholes = String::from_utf8_lossy(&to_proxy.stdout);
+        assert!(
+            blackholes.contains(&netns.proxy_addr(1).to_string()),
+            "{blackholes}"
+        );
         assert!(!route_get(&netns, 1, 2).contains("blackhole"));
         netns.heal().unwrap();
         assert!(!route_get(&netns, 0, 1).contains("blackhole"));
