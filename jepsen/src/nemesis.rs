@@ -9,7 +9,7 @@
 //! | `kill` | kill -9 one member, a majority, or all; restarted when the window ends |
 //! | `pause` | SIGSTOP one member or a majority (or the leader); SIGCONT at the end |
 //! | `partition` | isolate one member or the leader, split majority/minority, a bridge (two halves joined by one member) or a ring (each member sees only its neighbours) |
-//! | `member` | remove one member through the Cluster API (MemberRemove), kill it and set its data aside; add it back (MemberAdd) and start it empty with `--initial-cluster-state existing` when the window ends |
+//! | `member` | remove one member through the Cluster API (MemberRemove), kill it and set its data aside; add it back (MemberAdd, as a voter or as a learner then promoted with MemberPromote once it has caught up) and start it empty with `--initial-cluster-state existing` when the window ends |
 //! | `compact` | compact the store at the current revision minus [`crate::cluster::maintenance::KEEP`] (physical) and defragment one member, under load |
 //! | `wal` | kill -9 one member and damage the tail of its newest WAL file (a torn write, [`crate::cluster::wal`]); restarted when the window ends |
 //! | `slow` | delay every chunk on the peer links into one member, or into all, by 20-400 ms plus jitter ([`crate::cluster::proxy`]) |
@@ -106,8 +106,12 @@ pub enum Fault {
         name: String,
         links: Vec<(usize, usize)>,
     },
-    /// Remove a member from the cluster; it is added back at the end.
-    RemoveMember(usize),
+    /// Remove a member from the cluster; it is added back at the end, as
+    /// a learner to be promoted or straight as a voter.
+    RemoveMember {
+        member: usize,
+        as_learner: bool,
+    },
     /// Compact, and defragment this member.
     Compact(usize),
     /// Kill a member and damage its WAL's tail.
@@ -149,7 +153,10 @@ pub fn pick(kind: FaultKind, n: usize, rng: &mut ChaCha8Rng) -> Fault {
             1 => Fault::Pause(order[..majority].to_vec()),
             _ => Fault::PauseLeader,
         },
-        FaultKind::Member => Fault::RemoveMember(order[0]),
+        FaultKind::Member => Fault::RemoveMember {
+            member: order[0],
+            as_learner: rng.random_bool(0.5),
+        },
         FaultKind::Slow => {
             let delay_ms = rng.random_range(20..=400);
             Fault::SlowLinks {
@@ -297,7 +304,10 @@ async fn apply(cluster: &mut Cluster, fault: &Fault) -> Result<(String, String),
             }
             None => ("partition".into(), "no leader found".into()),
         },
-        Fault::RemoveMember(member) => ("member".into(), cluster.remove_member(*member).await?),
+        Fault::RemoveMember { member, as_learner } => (
+            "member".into(),
+            cluster.remove_member(*member, *as_learner).await?,
+        ),
         Fault::Compact(member) => ("compact".into(), cluster.compact(*member).await),
         Fault::DamageWal { member, damage } => ("wal".into(), cluster.damage_wal(*member, damage)?),
         Fault::SlowLinks {
@@ -498,6 +508,21 @@ mod tests {
         }
         // One member's links, or every member's.
         assert_eq!(targets, [1, 3].into_iter().collect());
+    }
+
+    #[test]
+    fn removed_members_come_back_as_voters_or_learners() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let ways: std::collections::BTreeSet<bool> = (0..50)
+            .map(|_| match pick(FaultKind::Member, 3, &mut rng) {
+                Fault::RemoveMember { member, as_learner } => {
+                    assert!(member < 3);
+                    as_learner
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ways.len(), 2);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! remove a member (then its process is killed and its data set aside), and
 //! later add it back as a new member on the same address, started empty
 //! with `--initial-cluster-state existing`, as an operator replaces a
-//! machine.
+//! machine: straight as a voter, or as a learner promoted once it has
+//! caught up (the servers refuse a promotion until then).
 //!
 //! Either call may time out after the cluster applied it, so each is
 //! followed by a MemberList that says what actually happened.
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use oxetcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use oxetcd_proto::etcdserverpb::{
-    Member as ApiMember, MemberAddRequest, MemberListRequest, MemberRemoveRequest,
+    Member as ApiMember, MemberAddRequest, MemberListRequest, MemberPromoteRequest,
+    MemberRemoveRequest,
 };
 
 use super::channel;
@@ -84,6 +86,7 @@ pub async fn remove(via: &[String], peer_url: &str) -> Result<(), String> {
 pub async fn add(
     via: &[String],
     peer_url: &str,
+    is_learner: bool,
     patience: Duration,
 ) -> Result<Vec<ApiMember>, String> {
     let deadline = Instant::now() + patience;
@@ -99,10 +102,44 @@ pub async fn add(
             let mut c = client(url)?;
             let request = MemberAddRequest {
                 peer_ur_ls: vec![peer_url.to_owned()],
-                is_learner: false,
+                is_learner,
             };
             match timed(c.member_add(request)).await {
                 Ok(response) => return Ok(response.members),
+                Err(e) => last = format!("{url}: {e}"),
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Promotes the learner at `peer_url`, retrying on each of `via` for up to
+/// `patience` while the servers say it has not caught up yet. Ok once it
+/// is a voter (whether or not a call timed out).
+pub async fn promote(via: &[String], peer_url: &str, patience: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + patience;
+    let mut last = String::from("no member to ask");
+    loop {
+        for url in via {
+            let target = match list(url).await {
+                Ok(members) => with_peer(&members, peer_url).cloned(),
+                Err(e) => {
+                    last = format!("{url}: {e}");
+                    continue;
+                }
+            };
+            let Some(target) = target else {
+                return Err(format!("{peer_url} is no longer a member"));
+            };
+            if !target.is_learner {
+                return Ok(());
+            }
+            let mut c = client(url)?;
+            match timed(c.member_promote(MemberPromoteRequest { id: target.id })).await {
+                Ok(_) => return Ok(()),
                 Err(e) => last = format!("{url}: {e}"),
             }
         }

@@ -42,6 +42,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long adding a removed member back may be retried.
 const REJOIN_PATIENCE: Duration = Duration::from_secs(20);
+/// How long a learner may take to catch up before its promotion is given
+/// up: on a healthy cluster, a few seconds of writes to replay.
+const PROMOTE_PATIENCE: Duration = Duration::from_secs(30);
 /// etcd's peer port.
 const PEER_PORT: u16 = 2380;
 
@@ -87,6 +90,8 @@ pub struct Member {
     joined: Option<String>,
     /// How many times its data was set aside (names the old dirs).
     removals: u32,
+    /// Add it back as a learner, then promote it (else as a voter).
+    rejoin_as_learner: bool,
 }
 
 impl Member {
@@ -168,6 +173,7 @@ impl Cluster {
                 removed: None,
                 joined: None,
                 removals: 0,
+                rejoin_as_learner: false,
             });
         }
         let mut cluster = Cluster {
@@ -357,7 +363,11 @@ impl Cluster {
     /// Removes member `i` from the cluster (Cluster.MemberRemove), kills it
     /// and sets its data aside; says what happened. A removal the cluster
     /// refused leaves everything as it was.
-    pub async fn remove_member(&mut self, i: usize) -> Result<String, JepsenError> {
+    pub async fn remove_member(
+        &mut self,
+        i: usize,
+        rejoin_as_learner: bool,
+    ) -> Result<String, JepsenError> {
         let via = self.reachable(i);
         let peer_url = self.members[i].peer_url();
         if let Err(e) = membership::remove(&via, &peer_url).await {
@@ -373,7 +383,13 @@ impl Cluster {
             fs::rename(&member.data_dir, &aside).map_err(JepsenError::io(&aside))?;
         }
         member.removed = Some("not added back yet".into());
-        Ok(format!("{} removed", member.name))
+        member.rejoin_as_learner = rejoin_as_learner;
+        let back = if rejoin_as_learner {
+            "a learner, then promoted"
+        } else {
+            "a voter"
+        };
+        Ok(format!("{} removed; back as {back}", member.name))
     }
 
     /// Compacts the store (keeping the last revisions) and defragments
@@ -385,22 +401,31 @@ impl Cluster {
     }
 
     /// Adds a removed member back (Cluster.MemberAdd) and starts it, empty,
-    /// to join the cluster. On failure it stays out, and says why.
+    /// to join the cluster; a learner is then promoted once the cluster
+    /// says it has caught up. On failure it stays out (or a learner), and
+    /// says why.
     async fn rejoin(&mut self, i: usize) -> Result<(), JepsenError> {
         let via = self.reachable(i);
         let (name, peer_url) = (self.members[i].name.clone(), self.members[i].peer_url());
-        match membership::add(&via, &peer_url, REJOIN_PATIENCE).await {
+        let learner = self.members[i].rejoin_as_learner;
+        match membership::add(&via, &peer_url, learner, REJOIN_PATIENCE).await {
             Ok(members) => {
                 let member = &mut self.members[i];
                 member.joined = Some(membership::initial_cluster(&members, &name, &peer_url));
                 member.removed = None;
-                self.spawn(i)
+                self.spawn(i)?;
             }
             Err(e) => {
                 self.members[i].removed = Some(format!("adding it back failed: {e}"));
-                Ok(())
+                return Ok(());
             }
         }
+        if learner {
+            if let Err(e) = membership::promote(&via, &peer_url, PROMOTE_PATIENCE).await {
+                self.members[i].removed = Some(format!("promoting the learner failed: {e}"));
+            }
+        }
+        Ok(())
     }
 
     /// SIGSTOP: the process keeps its sockets but does nothing.
