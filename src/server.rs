@@ -108,6 +108,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         )
         .await?,
     );
+    // Known now unless this member is joining: then once it has learned it.
+    let known_cluster_id = apply::recorded_cluster_id(&store)
+        .map_err(|e| StartError::Raft(e.to_string()))?
+        .or((config.initial_cluster_state == ClusterState::New).then_some(identity.cluster_id));
+    if let Some(id) = known_cluster_id {
+        replication.set_cluster_id(id);
+    }
     let peer_listeners = listener::bind(&config.listen_peer_urls, peer_server_tls, "peer").await?;
     let peers =
         tonic::transport::Server::builder().add_service(replication.peer_service().into_server());
@@ -148,12 +155,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // The cluster ID is replicated state, as in etcd: members that bootstrap
     // a cluster record the one derived from --initial-cluster; a member that
     // joins learns it from the cluster.
-    let cluster_id =
-        match apply::recorded_cluster_id(&store).map_err(|e| StartError::Raft(e.to_string()))? {
-            Some(id) => id,
-            None if config.initial_cluster_state == ClusterState::New => identity.cluster_id,
-            None => wait_for_cluster_id(&store).await,
-        };
+    let cluster_id = match known_cluster_id {
+        Some(id) => id,
+        None => wait_for_cluster_id(&store).await,
+    };
+    replication.set_cluster_id(cluster_id);
     let member_id = identity.member_id;
     let node = Arc::new(Node {
         store,

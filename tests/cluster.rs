@@ -1349,3 +1349,76 @@ async fn strict_reconfig_check_protects_the_active_quorum() {
         .await
         .expect("without the check, a member is added while another is down");
 }
+
+/// A member of another cluster (another --initial-cluster-token) that
+/// names one of this cluster's members as its peer gets every request
+/// refused with etcd's "cluster ID mismatch", and this cluster keeps its
+/// leader and term: peer requests carry the cluster ID, as etcd's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_cluster_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let term_before = header_of(&cluster.status(leader).await.expect("status").header).raft_term;
+
+    // A two-member cluster of its own: the stray and our m0, which it keeps
+    // asking for votes, since it cannot win alone.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = support::cluster::free_ports(2);
+    let (client, peer) = (
+        format!("http://127.0.0.1:{}", ports[0]),
+        format!("http://127.0.0.1:{}", ports[1]),
+    );
+    let log_path = dir.path().join("stray.log");
+    let log = std::fs::File::create(&log_path).expect("stray log");
+    let mut stray = std::process::Command::new(server_binary())
+        .args(["--name", "stray", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen-client-urls", &client])
+        .args(["--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer])
+        .args(["--initial-advertise-peer-urls", &peer])
+        .args([
+            "--initial-cluster",
+            &format!(
+                "stray={peer},{}={}",
+                cluster.member(0).name,
+                cluster.member(0).peer_url()
+            ),
+        ])
+        .args(["--initial-cluster-token", "another-cluster"])
+        .args(["--initial-cluster-state", "new"])
+        .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the stray member");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        if cluster.logs(0).contains("cluster ID mismatch") {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = stray.kill();
+    let _ = stray.wait();
+    assert!(
+        refused,
+        "m0 never refused the stray member\n{}\nstray:\n{}",
+        cluster.logs(0),
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let leader_after = cluster.wait_leader(Duration::from_secs(10)).await;
+    let term_after =
+        header_of(&cluster.status(leader_after).await.expect("status").header).raft_term;
+    assert_eq!(
+        (leader_after, term_after),
+        (leader, term_before),
+        "the stray member disturbed the cluster"
+    );
+}

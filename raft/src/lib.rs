@@ -55,7 +55,9 @@ mod types;
 mod wal;
 
 pub use log_store::{LogReader, LogStore};
-pub use network::{LeaderDuties, Network, PeerClient, PeerError, PeerService};
+pub use network::{
+    ClusterTag, LeaderDuties, Network, NetworkOptions, PeerClient, PeerError, PeerService,
+};
 pub use types::{Entry, LogId, NodeId, Request, Response, TypeConfig, Vote};
 pub use wal::{
     Flushed, Recovery, TornTail, Wal, WalError, WalOptions, WalStats, CACHE_BYTES, SEGMENT_SIZE,

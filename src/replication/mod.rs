@@ -51,8 +51,8 @@ use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use oxetcd_raft::{
-    LeaderDuties, LogStore, Network, NodeId, PeerClient, PeerError, PeerService, TypeConfig, Wal,
-    WalOptions,
+    ClusterTag, LeaderDuties, LogStore, Network, NetworkOptions, NodeId, PeerClient, PeerError,
+    PeerService, TypeConfig, Wal, WalOptions,
 };
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
@@ -109,6 +109,8 @@ pub struct Replication {
     cluster_token: String,
     /// Linearizable reads, one ReadIndex round per batch.
     reads: read_index::ReadIndexBatcher,
+    /// The cluster ID on every peer request, checked on every one received.
+    cluster: ClusterTag,
 }
 
 impl Replication {
@@ -136,7 +138,12 @@ impl Replication {
         let state_machine =
             StateMachine::new(store, hub, lessor.clone(), dir.join("snapshot"), watchdog)
                 .map_err(|e| raft_err(&e))?;
-        let network = Network::new(id, peer_tls);
+        let cluster = ClusterTag::default();
+        let options = NetworkOptions {
+            cluster: cluster.clone(),
+            ..NetworkOptions::default()
+        };
+        let network = Network::with_options(id, peer_tls, options);
         let peers = network.peer_client();
         let strict = Arc::new(reconfig::StrictCheck::new(
             settings.strict_reconfig_check,
@@ -192,7 +199,14 @@ impl Replication {
             strict,
             lessor,
             cluster_token: settings.cluster_token.clone(),
+            cluster,
         })
+    }
+
+    /// From now on, peer requests carry `cluster_id`, and requests from
+    /// members of any other cluster are refused ("cluster ID mismatch").
+    pub fn set_cluster_id(&self, cluster_id: u64) {
+        self.cluster.set(cluster_id);
     }
 
     /// The peer service other members call on this one.
@@ -204,7 +218,7 @@ impl Replication {
             lessor: self.lessor.clone(),
             cluster_token: self.cluster_token.clone(),
         };
-        PeerService::new(self.raft.clone(), Arc::new(duties))
+        PeerService::new(self.raft.clone(), Arc::new(duties)).with_cluster(self.cluster.clone())
     }
 
     /// Waits until a leader is known (etcd serves clients only then).

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use rustls::ClientConfig;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::cluster_tag::ClusterTag;
 use super::dial::{parse_peer_urls, Connector};
 use super::error::{AddrError, CallError, PeerError};
 use super::pb::raft_client::RaftClient;
@@ -49,6 +50,11 @@ pub struct NetworkOptions {
     ///
     /// [`PeerService`]: super::PeerService
     pub max_message_bytes: usize,
+    /// The cluster ID stamped on every request (see [`ClusterTag`]); share
+    /// it with the [`PeerService`] and set it once known.
+    ///
+    /// [`PeerService`]: super::PeerService
+    pub cluster: ClusterTag,
 }
 
 impl Default for NetworkOptions {
@@ -60,6 +66,7 @@ impl Default for NetworkOptions {
             keepalive_timeout: Duration::from_secs(5),
             unreachable_backoff: Duration::from_millis(250),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            cluster: ClusterTag::default(),
         }
     }
 }
@@ -257,10 +264,11 @@ impl std::fmt::Debug for PeerConnection {
     }
 }
 
-fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+fn request<T>(message: T, timeout: Duration, cluster: &ClusterTag) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     // Sent as grpc-timeout, so the peer gives up too.
     request.set_timeout(timeout);
+    cluster.stamp(&mut request);
     request
 }
 
@@ -349,7 +357,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let ttl = option.hard_ttl();
         let reply = call(
             ttl,
-            client.append_entries(request(RaftMessage { payload }, ttl)),
+            client.append_entries(request(
+                RaftMessage { payload },
+                ttl,
+                &self.shared.options.cluster,
+            )),
         )
         .await;
         let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
@@ -369,7 +381,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let ttl = option.hard_ttl();
         let reply = call(
             ttl,
-            client.install_snapshot(request(SnapshotChunk { payload, data }, ttl)),
+            client.install_snapshot(request(
+                SnapshotChunk { payload, data },
+                ttl,
+                &self.shared.options.cluster,
+            )),
         )
         .await;
         let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
@@ -385,7 +401,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let payload = encode(&rpc, "VoteRequest").map_err(|e| self.fail(ACTION, e))?;
         let mut client = self.client().map_err(|e| self.fail(ACTION, e))?;
         let ttl = option.hard_ttl();
-        let reply = call(ttl, client.vote(request(RaftMessage { payload }, ttl))).await;
+        let reply = call(
+            ttl,
+            client.vote(request(
+                RaftMessage { payload },
+                ttl,
+                &self.shared.options.cluster,
+            )),
+        )
+        .await;
         let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
         self.answer(ACTION, &reply.payload)
     }
@@ -436,7 +460,11 @@ impl PeerClient {
             .map_err(|e| peer_err(e.into()))?;
         let reply = call(
             self.timeout,
-            client.forward(request(ForwardRequest { command }, self.timeout)),
+            client.forward(request(
+                ForwardRequest { command },
+                self.timeout,
+                &self.shared.options.cluster,
+            )),
         )
         .await
         .map_err(peer_err)?;
@@ -458,7 +486,11 @@ impl PeerClient {
             .map_err(|e| peer_err(e.into()))?;
         let reply = call(
             self.timeout,
-            client.read_index(request(ReadIndexRequest {}, self.timeout)),
+            client.read_index(request(
+                ReadIndexRequest {},
+                self.timeout,
+                &self.shared.options.cluster,
+            )),
         )
         .await
         .map_err(peer_err)?;
@@ -487,7 +519,11 @@ impl PeerClient {
             .map_err(|e| peer_err(e.into()))?;
         let reply = call(
             self.timeout,
-            client.timeout_now(request(TimeoutNowRequest {}, self.timeout)),
+            client.timeout_now(request(
+                TimeoutNowRequest {},
+                self.timeout,
+                &self.shared.options.cluster,
+            )),
         )
         .await
         .map_err(peer_err)?;

@@ -63,6 +63,7 @@
 //! ```
 
 mod client;
+mod cluster_tag;
 mod dial;
 mod error;
 mod server;
@@ -72,6 +73,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use client::{Network, NetworkOptions, PeerClient, PeerConnection};
+pub use cluster_tag::ClusterTag;
 pub use error::{AddrError, PeerError};
 pub use pb::raft_server::RaftServer;
 pub use server::{LeaderDuties, PeerService};

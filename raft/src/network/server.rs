@@ -9,6 +9,7 @@ use openraft::Raft;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::cluster_tag::ClusterTag;
 use super::error::PeerError;
 use super::pb::raft_server::{Raft as RaftRpc, RaftServer};
 use super::pb::{
@@ -42,6 +43,7 @@ pub struct PeerService {
     raft: Raft<TypeConfig>,
     duties: Arc<dyn LeaderDuties>,
     max_message_bytes: usize,
+    cluster: ClusterTag,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -59,7 +61,16 @@ impl PeerService {
             raft,
             duties,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            cluster: ClusterTag::default(),
         }
+    }
+
+    /// Refuse requests from members of another cluster (see
+    /// [`ClusterTag`]); the same tag as the network's
+    /// [`NetworkOptions::cluster`](super::NetworkOptions::cluster).
+    pub fn with_cluster(mut self, cluster: ClusterTag) -> PeerService {
+        self.cluster = cluster;
+        self
     }
 
     /// The largest message accepted or sent (default
@@ -103,12 +114,14 @@ impl RaftRpc for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.cluster.check(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(&request.get_ref().payload, "AppendEntriesRequest").map_err(invalid)?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.cluster.check(&request)?;
         let rpc: VoteRequest<NodeId> =
             decode(&request.get_ref().payload, "VoteRequest").map_err(invalid)?;
         reply(&self.raft.vote(rpc).await)
@@ -118,6 +131,7 @@ impl RaftRpc for PeerService {
         &self,
         request: Request<SnapshotChunk>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.cluster.check(&request)?;
         let chunk = request.into_inner();
         let mut rpc: InstallSnapshotRequest<TypeConfig> =
             decode(&chunk.payload, "InstallSnapshotRequest").map_err(invalid)?;
@@ -129,6 +143,7 @@ impl RaftRpc for PeerService {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, Status> {
+        self.cluster.check(&request)?;
         let command = request.into_inner().command;
         let result = match self.duties.forward(command).await {
             Ok(response) => forward_response::Result::Response(response),
@@ -141,8 +156,9 @@ impl RaftRpc for PeerService {
 
     async fn read_index(
         &self,
-        _request: Request<ReadIndexRequest>,
+        request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        self.cluster.check(&request)?;
         let result = match self.duties.read_index().await {
             Ok(index) => read_index_response::Result::Index(index),
             Err(e) => read_index_response::Result::Error(encode_error(&e)?),
@@ -154,8 +170,9 @@ impl RaftRpc for PeerService {
 
     async fn timeout_now(
         &self,
-        _request: Request<TimeoutNowRequest>,
+        request: Request<TimeoutNowRequest>,
     ) -> Result<Response<TimeoutNowResponse>, Status> {
+        self.cluster.check(&request)?;
         // openraft ignores the trigger on a leader and on a learner.
         let error = match self.raft.trigger().elect().await {
             Ok(()) => Bytes::new(),
