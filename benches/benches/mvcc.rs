@@ -113,7 +113,7 @@ fn bench_put(c: &mut Criterion) {
         let store = &fixture().store;
         // Flush, untimed, the backlog `put` left (it never commits), so that
         // every timed commit covers only its own 100 puts.
-        store.commit().expect("commit");
+        let _ = store.commit().expect("commit");
         b.iter(|| {
             for _ in 0..100 {
                 put_one(store);

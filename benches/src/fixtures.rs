@@ -69,7 +69,7 @@ pub fn put_all(store: &Store, n: usize, value_size: usize) {
             txn.put(key(i), value(value_size, seed + i as u64), 0);
             txn.end().expect("apply put");
         }
-        store.commit().expect("commit");
+        let _ = store.commit().expect("commit");
     }
 }
 

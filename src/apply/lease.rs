@@ -229,7 +229,7 @@ mod tests {
                 run(7, Request::LeaseRevoke(LeaseRevokeRequest { id: 8 })),
                 Err(EtcdError::LeaseNotFound)
             ));
-            store.commit().unwrap();
+            let _ = store.commit().unwrap();
         }
         let store = open(dir.path());
         let leases = Lessor::new(1, true);

@@ -234,7 +234,7 @@ mod tests {
         let mut txn = store.write(1);
         txn.put(Bytes::from_static(b"new"), Bytes::new(), 0);
         txn.end().unwrap();
-        store.commit().unwrap();
+        let _ = store.commit().unwrap();
         drop(store);
         let data = DataDir::prepare(dir.path()).unwrap();
         let backend = SledBackend::open(&data.kv_path(), 1 << 20).unwrap();

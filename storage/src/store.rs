@@ -85,8 +85,10 @@ pub(crate) struct State {
     pub(crate) applied_state: Option<Bytes>,
 }
 
-/// What a commit made durable and visible.
+/// What a commit made durable and visible. Its events are handed out once:
+/// whoever commits must pass them on to the watchers, or they never see them.
 #[derive(Debug, Default)]
+#[must_use = "the committed events are handed out only once: pass them to the watchers"]
 pub struct Committed {
     /// The durable revision now.
     pub rev: i64,

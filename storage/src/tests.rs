@@ -162,12 +162,12 @@ proptest! {
                     }
                 }
                 Op::Reopen => {
-                    store.commit().unwrap();
+                    let _ = store.commit().unwrap();
                     drop(store);
                     store = open(dir.path());
                 }
             }
-            store.commit().unwrap();
+            let _ = store.commit().unwrap();
         }
         check_all_revisions(&store, &model);
         drop(store);
@@ -191,7 +191,7 @@ fn unflushed_changes_are_invisible_until_commit() {
             .len(),
         0
     );
-    store.commit().unwrap();
+    let _ = store.commit().unwrap();
     assert_eq!(
         store
             .range(KeyRange::new(&key(1), b""), &latest)
@@ -214,7 +214,7 @@ fn txn_changes_share_one_revision_and_read_their_own_writes() {
         .unwrap();
     assert_eq!(seen.kvs.len(), 2);
     assert_eq!(txn.end().unwrap(), 2);
-    store.commit().unwrap();
+    let _ = store.commit().unwrap();
     let got = store
         .range(KeyRange::new(b"\0", b"\0"), &RangeOptions::default())
         .unwrap();
@@ -240,7 +240,7 @@ fn limit_cuts_kvs_but_not_count() {
         txn.put(key(i as u8), Bytes::from("v"), 0);
         txn.end().unwrap();
     }
-    store.commit().unwrap();
+    let _ = store.commit().unwrap();
     let got = store
         .range(
             KeyRange::new(b"\0", b"\0"),
@@ -273,7 +273,7 @@ fn hash_kv_agrees_between_stores_with_equal_history_and_differs_otherwise() {
             txn.put(key(1), Bytes::copy_from_slice(v.as_bytes()), 0);
             txn.end().unwrap();
         }
-        store.commit().unwrap();
+        let _ = store.commit().unwrap();
         store.compact(3).unwrap();
         (dir, store)
     };
@@ -367,7 +367,7 @@ fn fill(store: &Store, values: &[(&str, &str)]) {
         );
         txn.end().unwrap();
     }
-    store.commit().unwrap();
+    let _ = store.commit().unwrap();
 }
 
 fn all_at(store: &Store, rev: i64) -> Vec<(String, String, i64)> {
@@ -472,7 +472,7 @@ fn applied_state_is_stored_with_the_changes_it_covers() {
         txn.put(key(1), Bytes::from("v"), 0);
         txn.set_applied_state(Bytes::from("applied up to 7"));
         txn.end().unwrap();
-        store.commit().unwrap();
+        let _ = store.commit().unwrap();
         let untouched = store.write(2);
         untouched.end().unwrap();
         assert_eq!(
@@ -543,7 +543,7 @@ fn lease_records_are_stored_with_the_txn_and_survive_reopen_and_snapshots() {
         assert_eq!(txn.events().len(), 1);
         txn.delete_lease_record(i64::MAX);
         assert_eq!(txn.end().unwrap(), 2);
-        store.commit().unwrap();
+        let _ = store.commit().unwrap();
         assert_eq!(
             store.lease_records().unwrap(),
             vec![(7, Bytes::from("seven"))]

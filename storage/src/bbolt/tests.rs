@@ -261,9 +261,9 @@ fn store_moves_to_etcd_layout_and_back() {
         }),
     );
     txn.end().unwrap();
-    src.commit().unwrap();
+    let _ = src.commit().unwrap();
     src.compact(3).unwrap();
-    src.commit().unwrap();
+    let _ = src.commit().unwrap();
 
     let (file, summary) = export(&src);
     check_pages(&file);
@@ -496,7 +496,7 @@ mod real_etcd {
             );
             txn.end().unwrap();
         }
-        src.commit().unwrap();
+        let _ = src.commit().unwrap();
         let (file, summary) = export(&src);
         let path = dir.path().join("snap.db");
         std::fs::write(&path, &file).unwrap();
