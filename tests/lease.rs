@@ -329,7 +329,7 @@ async fn ten_thousand_one_second_leases_expire_within_ttl_plus_an_election_timeo
 #[tokio::test]
 async fn leases_outlive_a_leader_kill_and_expire_after() {
     let _serial = SERIAL.lock().await;
-    const TTL: Duration = Duration::from_secs(3);
+    const TTL: Duration = Duration::from_secs(5);
     let mut cluster = Cluster::start_with(3, ClusterOptions::default()).await;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
@@ -351,16 +351,28 @@ async fn leases_outlive_a_leader_kill_and_expire_after() {
             _ => panic!("only {} of {} leases expired", seen.len(), granted.len()),
         }
     }
+    let mut alive_at_kill = 0;
     for (key, (id, sent, _)) in &granted {
         let deleted = seen[key];
         assert!(deleted >= *sent + TTL, "{key} (lease {id:x}) expired early");
-        // The new leader gives every lease its TTL again, from when it took
-        // over: never before the kill plus the TTL.
-        assert!(
-            deleted >= killed_at + TTL,
-            "{key} expired before a full TTL after the leader change"
-        );
+        // A lease the old leader could not have expired yet when it was
+        // killed (granted less than a TTL before) gets its TTL again from the
+        // new leader: never gone before the kill plus the TTL. (On a slow
+        // machine the first grants may be older than a TTL by the kill; the
+        // old leader may rightly have revoked those.)
+        if *sent + TTL > killed_at {
+            alive_at_kill += 1;
+            assert!(
+                deleted >= killed_at + TTL,
+                "{key} expired before a full TTL after the leader change"
+            );
+        }
     }
+    assert!(
+        alive_at_kill >= granted.len() / 2,
+        "only {alive_at_kill} of {} leases outlived the kill: the grants took too long to test anything",
+        granted.len()
+    );
     let all_gone = seen.values().max().unwrap();
     assert!(
         *all_gone - last_granted < Duration::from_secs(15),
