@@ -109,6 +109,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// A request with a deadline, stamped with this member's cluster ID.
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        request(message, timeout, &self.options.cluster)
+    }
+
     /// The client for `target` at `addr`: the cached one, or a new lazily
     /// connecting channel if there is none or the address changed. Cheap: a
     /// tonic client is a handle on the shared channel.
@@ -357,11 +362,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let ttl = option.hard_ttl();
         let reply = call(
             ttl,
-            client.append_entries(request(
-                RaftMessage { payload },
-                ttl,
-                &self.shared.options.cluster,
-            )),
+            client.append_entries(self.shared.request(RaftMessage { payload }, ttl)),
         )
         .await;
         let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
@@ -381,11 +382,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let ttl = option.hard_ttl();
         let reply = call(
             ttl,
-            client.install_snapshot(request(
-                SnapshotChunk { payload, data },
-                ttl,
-                &self.shared.options.cluster,
-            )),
+            client.install_snapshot(self.shared.request(SnapshotChunk { payload, data }, ttl)),
         )
         .await;
         let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
@@ -403,11 +400,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let ttl = option.hard_ttl();
         let reply = call(
             ttl,
-            client.vote(request(
-                RaftMessage { payload },
-                ttl,
-                &self.shared.options.cluster,
-            )),
+            client.vote(self.shared.request(RaftMessage { payload }, ttl)),
         )
         .await;
         let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
@@ -460,11 +453,10 @@ impl PeerClient {
             .map_err(|e| peer_err(e.into()))?;
         let reply = call(
             self.timeout,
-            client.forward(request(
-                ForwardRequest { command },
-                self.timeout,
-                &self.shared.options.cluster,
-            )),
+            client.forward(
+                self.shared
+                    .request(ForwardRequest { command }, self.timeout),
+            ),
         )
         .await
         .map_err(peer_err)?;
@@ -486,11 +478,7 @@ impl PeerClient {
             .map_err(|e| peer_err(e.into()))?;
         let reply = call(
             self.timeout,
-            client.read_index(request(
-                ReadIndexRequest {},
-                self.timeout,
-                &self.shared.options.cluster,
-            )),
+            client.read_index(self.shared.request(ReadIndexRequest {}, self.timeout)),
         )
         .await
         .map_err(peer_err)?;
@@ -519,11 +507,7 @@ impl PeerClient {
             .map_err(|e| peer_err(e.into()))?;
         let reply = call(
             self.timeout,
-            client.timeout_now(request(
-                TimeoutNowRequest {},
-                self.timeout,
-                &self.shared.options.cluster,
-            )),
+            client.timeout_now(self.shared.request(TimeoutNowRequest {}, self.timeout)),
         )
         .await
         .map_err(peer_err)?;
