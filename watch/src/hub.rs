@@ -396,6 +396,10 @@ impl WatchHub {
     /// `from..next`); returns whether any watcher moved forward.
     fn deliver_history(&self, events: &[Event], from: i64, next: i64, compacted: i64) -> bool {
         let mut st = self.state.lock();
+        // A watcher created after a compaction that came after the read must
+        // still get `Compacted`, not the compacted events the read found: the
+        // bound is taken again now that no watcher can be added.
+        let compacted = compacted.max(self.store.compacted_revision());
         let HubState {
             streams,
             synced,
