@@ -1,9 +1,18 @@
-//! Write transactions: every change of one write request, at one main revision.
+//! Write transactions: the changes of one or more write requests, each request
+//! at its own main revision, stored with one backend batch.
 //!
-//! A txn that changes anything gets main revision `current + 1`; its changes get
-//! sub revisions 0, 1, 2, ... Reads inside the txn see its own earlier changes.
-//! A txn that changes nothing (reads only, or a delete that matched nothing)
-//! creates no revision, as in etcd.
+//! A request that changes anything gets main revision `current + 1`; its
+//! changes get sub revisions 0, 1, 2, ... A request that changes nothing (reads
+//! only, or a delete that matched nothing) creates no revision, as in etcd.
+//! [`WriteTxn::finish_revision`] closes one request's revision and opens the
+//! next, so a batch of requests from one log entry costs one backend write:
+//!
+//! ```text
+//! txn (base rev 10): put a, put b | finish -> 11 | delete c | finish -> 12 | end
+//! backend: one batch with revs 11.0, 11.1, 12.0, current_rev = 12
+//! ```
+//!
+//! Reads inside the txn see its own earlier changes, of every revision.
 
 use bytes::Bytes;
 use oxetcd_proto::mvccpb::event::EventType;
@@ -25,12 +34,16 @@ pub struct WriteTxn<'a> {
     store: &'a Store,
     state: RwLockWriteGuard<'a, State>,
     batch: WriteBatch,
-    /// Changes made so far; the next one's sub revision.
+    /// The store's revision when the txn began; the txn's revisions follow it.
+    base_rev: i64,
+    /// Changes made so far in the open revision; the next one's sub revision.
     changes: i64,
-    /// This txn's changes as watch events; `events[sub]` is the change at sub
-    /// revision `sub`. Reads in the txn find its own puts here before they reach
-    /// the backend.
+    /// This txn's changes as watch events, in revision order. Reads in the txn
+    /// find its own puts here before they reach the backend.
     events: Vec<Event>,
+    /// Where each revision's events start in `events`: `starts[i]` for
+    /// revision `base_rev + 1 + i`; the last one is the open revision's.
+    starts: Vec<usize>,
     applied_index: u64,
     /// The state machine's applied record, stored with the changes.
     applied_state: Option<Bytes>,
@@ -42,12 +55,15 @@ pub struct WriteTxn<'a> {
 impl Store {
     /// Starts the write txn of the command with log index `applied_index`.
     pub fn write(&self, applied_index: u64) -> WriteTxn<'_> {
+        let state = self.state.write();
         WriteTxn {
             store: self,
-            state: self.state.write(),
+            base_rev: state.current_rev,
+            state,
             batch: WriteBatch::default(),
             changes: 0,
             events: Vec::new(),
+            starts: vec![0],
             applied_state: None,
             applied_index,
             leases_changed: false,
@@ -71,10 +87,11 @@ impl WriteTxn<'_> {
         let backend = self.store.backend.as_ref();
         let write_rev = self.write_rev();
         read_range(&self.state, range, opts, self.read_rev(), |rev| {
-            if rev.main == write_rev {
-                let own = self
-                    .events
-                    .get(rev.sub as usize)
+            if rev.main > self.base_rev && rev.main <= write_rev {
+                let own = usize::try_from(rev.main - self.base_rev - 1)
+                    .ok()
+                    .and_then(|i| self.starts.get(i))
+                    .and_then(|start| self.events.get(start + rev.sub as usize))
                     .filter(|e| e.r#type == EventType::Put as i32);
                 if let Some(kv) = own.and_then(|e| e.kv.clone()) {
                     return Ok(kv);
@@ -138,9 +155,22 @@ impl WriteTxn<'_> {
         keys
     }
 
-    /// This txn's changes so far, as watch events in sub revision order.
+    /// The open revision's changes so far, as watch events in sub revision
+    /// order.
     pub fn events(&self) -> &[Event] {
-        &self.events
+        let start = self.starts.last().copied().unwrap_or(0);
+        &self.events[start..]
+    }
+
+    /// Closes the open revision (if it changed anything) and opens the next:
+    /// what follows is another request. Returns the store's revision now.
+    pub fn finish_revision(&mut self) -> i64 {
+        if self.changes > 0 {
+            self.state.current_rev += 1;
+            self.changes = 0;
+            self.starts.push(self.events.len());
+        }
+        self.state.current_rev
     }
 
     /// Stores lease `id`'s record (opaque here) with this txn's changes.
@@ -161,11 +191,12 @@ impl WriteTxn<'_> {
         self.applied_state = Some(applied);
     }
 
-    /// Ends the txn: writes its changes to the backend (durable at the next
-    /// `Store::commit`). Returns the store's revision after the txn.
+    /// Ends the txn: closes the open revision and writes every change to the
+    /// backend in one batch (durable at the next `Store::commit`). Returns the
+    /// store's revision after the txn.
     pub fn end(mut self) -> Result<i64> {
-        if self.changes > 0 {
-            let rev = self.write_rev();
+        let rev = self.finish_revision();
+        if rev > self.base_rev {
             self.batch
                 .put(Bucket::Meta, META_CURRENT_REV, encode_i64(rev));
             self.batch.put(
@@ -173,19 +204,8 @@ impl WriteTxn<'_> {
                 META_APPLIED_INDEX,
                 encode_i64(self.applied_index as i64),
             );
-            if let Some(applied) = &self.applied_state {
-                self.batch
-                    .put(Bucket::Meta, META_APPLIED_STATE, applied.clone());
-            }
-            self.store.backend.apply(std::mem::take(&mut self.batch))?;
-            if let Some(applied) = self.applied_state.take() {
-                self.state.applied_state = Some(applied);
-            }
-            self.state.current_rev = rev;
-            self.state.applied_index = self.applied_index;
-            let events = std::mem::take(&mut self.events);
-            self.state.pending_events.extend(events);
-        } else if self.leases_changed {
+        }
+        if rev > self.base_rev || self.leases_changed {
             if let Some(applied) = &self.applied_state {
                 self.batch
                     .put(Bucket::Meta, META_APPLIED_STATE, applied.clone());
@@ -195,6 +215,11 @@ impl WriteTxn<'_> {
                 self.state.applied_state = Some(applied);
             }
         }
-        Ok(self.state.current_rev)
+        if rev > self.base_rev {
+            self.state.applied_index = self.applied_index;
+            let events = std::mem::take(&mut self.events);
+            self.state.pending_events.extend(events);
+        }
+        Ok(rev)
     }
 }

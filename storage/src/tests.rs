@@ -55,6 +55,9 @@ enum Op {
     Delete(u8),
     Compact(u8),
     Reopen,
+    /// Requests applied in one txn, each at its own revision: a put (Some)
+    /// or a delete (None).
+    Batch(Vec<(u8, Option<u8>)>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -63,6 +66,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..8).prop_map(Op::Delete),
         1 => any::<u8>().prop_map(Op::Compact),
         1 => Just(Op::Reopen),
+        2 => proptest::collection::vec((0u8..8, proptest::option::of(any::<u8>())), 1..6)
+            .prop_map(Op::Batch),
     ]
 }
 
@@ -161,6 +166,23 @@ proptest! {
                         model.compacted = r;
                     }
                 }
+                Op::Batch(requests) => {
+                    let mut txn = store.write(index);
+                    for (k, v) in requests {
+                        match v {
+                            Some(v) => {
+                                txn.put(key(k), Bytes::from(vec![v]), 0);
+                                model.put(&key(k), &[v]);
+                            }
+                            None => {
+                                let deleted = txn.delete_range(KeyRange::new(&key(k), b""));
+                                prop_assert_eq!(deleted.len() == 1, model.delete(&key(k)));
+                            }
+                        }
+                        prop_assert_eq!(txn.finish_revision(), model.rev());
+                    }
+                    prop_assert_eq!(txn.end().unwrap(), model.rev());
+                }
                 Op::Reopen => {
                     let _ = store.commit().unwrap();
                     drop(store);
@@ -220,6 +242,69 @@ fn txn_changes_share_one_revision_and_read_their_own_writes() {
         .unwrap();
     assert!(got.kvs.iter().all(|kv| kv.mod_revision == 2));
     assert_eq!(got.kvs[1].lease, 7);
+}
+
+#[test]
+fn one_txn_holds_several_revisions_each_reading_the_ones_before() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let mut txn = store.write(1);
+        txn.put(key(1), Bytes::from("a"), 0);
+        txn.put(key(2), Bytes::from("b"), 0);
+        assert_eq!(txn.finish_revision(), 2);
+        // A request that changes nothing makes no revision.
+        assert!(txn.delete_range(KeyRange::new(b"nothing", b"")).is_empty());
+        assert_eq!(txn.finish_revision(), 2);
+        // Later requests see earlier ones' changes, from the txn itself.
+        let seen = txn
+            .range(KeyRange::new(&key(2), b""), &RangeOptions::default())
+            .unwrap();
+        assert_eq!(seen.kvs[0].value, Bytes::from("b"));
+        assert_eq!(seen.rev, 2);
+        txn.put(key(2), Bytes::from("b2"), 0);
+        assert_eq!(txn.events().len(), 1, "only the open revision's events");
+        let seen = txn
+            .range(KeyRange::new(&key(1), b""), &RangeOptions::default())
+            .unwrap();
+        assert_eq!(seen.kvs[0].value, Bytes::from("a"));
+        assert_eq!(txn.finish_revision(), 3);
+        txn.delete_range(KeyRange::new(&key(1), b""));
+        assert_eq!(txn.end().unwrap(), 4);
+        let committed = store.commit().unwrap();
+        let revs: Vec<_> = committed
+            .events
+            .iter()
+            .map(|e| e.kv.as_ref().unwrap().mod_revision)
+            .collect();
+        assert_eq!(revs, vec![2, 2, 3, 4]);
+    }
+    // Every revision reached the backend, with the current revision.
+    let store = open(dir.path());
+    assert_eq!(store.current_revision(), 4);
+    let at = |rev| {
+        store
+            .range(
+                KeyRange::new(b"\0", b"\0"),
+                &RangeOptions {
+                    rev,
+                    ..RangeOptions::default()
+                },
+            )
+            .unwrap()
+            .kvs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.mod_revision))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        at(3),
+        vec![
+            (key(1), Bytes::from("a"), 2),
+            (key(2), Bytes::from("b2"), 3)
+        ]
+    );
+    assert_eq!(at(4), vec![(key(2), Bytes::from("b2"), 3)]);
 }
 
 #[test]
