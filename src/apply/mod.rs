@@ -81,35 +81,88 @@ pub fn apply(
             }
             Ok(Response::Published(member.clone()))
         }
-        Request::Put(p) => in_write_txn(store, leases, index, applied, |txn| {
-            check_put(txn, leases, p)?;
-            put(txn, p).map(Response::Put)
-        }),
-        Request::DeleteRange(d) => in_write_txn(store, leases, index, applied, |txn| {
-            delete_range(txn, d).map(Response::DeleteRange)
-        }),
-        Request::Txn(t) => in_write_txn(store, leases, index, applied, |txn| {
-            txn::apply_txn(txn, leases, t).map(Response::Txn)
-        }),
+        Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_) => {
+            let mut txn = store.write(index);
+            if let Some(applied) = applied {
+                txn.set_applied_state(applied.clone());
+            }
+            let response = apply_key_write(&mut txn, leases, request)?;
+            txn.end()?;
+            Ok(response)
+        }
     }
 }
 
-/// Runs `f` in one write txn and stamps the revision after it on the response;
-/// the lessor follows the keys it put and deleted.
-fn in_write_txn(
+/// Whether `request` only changes keys: the requests of one log entry that
+/// are all such share one write txn (see [`apply_key_writes`]).
+pub fn is_key_write(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)
+    )
+}
+
+/// Applies the key writes of one log entry (index `index`) in one write txn:
+/// each at its own revision, in order, and all of them with `applied` in one
+/// backend batch, so after a crash the entry is in the store whole or not at
+/// all. Returns each request's result; an error from this call (or a result
+/// that `is_fatal`) means the store can no longer be trusted.
+pub fn apply_key_writes<'r>(
     store: &Store,
     leases: &Lessor,
     index: u64,
     applied: Option<&Bytes>,
-    f: impl FnOnce(&mut WriteTxn<'_>) -> Result<Response, EtcdError>,
-) -> Result<Response, EtcdError> {
+    requests: impl IntoIterator<Item = &'r Request>,
+) -> Result<Vec<Result<Response, EtcdError>>, EtcdError> {
     let mut txn = store.write(index);
     if let Some(applied) = applied {
         txn.set_applied_state(applied.clone());
     }
-    let mut response = f(&mut txn)?;
+    let mut results = Vec::new();
+    for request in requests {
+        match apply_key_write(&mut txn, leases, request) {
+            Err(e) if e.is_fatal() => return Err(e),
+            result => results.push(result),
+        }
+    }
+    txn.end()?;
+    Ok(results)
+}
+
+/// One key write in `txn`, at its own revision, stamped on the response.
+fn apply_key_write(
+    txn: &mut WriteTxn<'_>,
+    leases: &Lessor,
+    request: &Request,
+) -> Result<Response, EtcdError> {
+    match request {
+        Request::Put(p) => in_revision(txn, leases, |txn| {
+            check_put(txn, leases, p)?;
+            put(txn, p).map(Response::Put)
+        }),
+        Request::DeleteRange(d) => in_revision(txn, leases, |txn| {
+            delete_range(txn, d).map(Response::DeleteRange)
+        }),
+        Request::Txn(t) => in_revision(txn, leases, |txn| {
+            txn::apply_txn(txn, leases, t).map(Response::Txn)
+        }),
+        _ => Err(EtcdError::Storage(
+            "a log entry's batch holds a request that is not a key write".to_string(),
+        )),
+    }
+}
+
+/// Runs `f` as one request of `txn` and stamps the revision after it on the
+/// response; the lessor follows the keys it put and deleted. A request that
+/// fails has changed nothing (every check runs before the first change).
+fn in_revision(
+    txn: &mut WriteTxn<'_>,
+    leases: &Lessor,
+    f: impl FnOnce(&mut WriteTxn<'_>) -> Result<Response, EtcdError>,
+) -> Result<Response, EtcdError> {
+    let mut response = f(txn)?;
     leases.track(key_changes(txn.events()));
-    let rev = txn.end()?;
+    let rev = txn.finish_revision();
     let top = match &mut response {
         Response::Put(r) => &mut r.header,
         Response::DeleteRange(r) => &mut r.header,

@@ -10,13 +10,16 @@
 //! - [`state_machine`]: committed entries applied to the MVCC store.
 
 mod leases;
+mod log_compaction;
 mod membership;
+mod proposals;
 mod read_index;
 mod reconfig;
 mod state_machine;
 mod transfer;
 
 pub use membership::{AddMember, Change, UpdateMember};
+use proposals::WriteError;
 pub use state_machine::StateMachine;
 
 /// What a follower asks the leader to do: the Forward RPC's payload. Log
@@ -64,10 +67,6 @@ use crate::lease::Lessor;
 use crate::write::command::{Command, Outcome, Request, Response};
 use crate::write::watchdog::{Watchdog, STUCK_WRITER};
 
-/// etcd keeps this many entries behind a snapshot for slow followers
-/// (SnapshotCatchUpEntries); openraft's default of 1000 makes a follower that
-/// is installing a big snapshot fall behind again.
-const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 5000;
 /// How long a write or read may wait for a leader, as etcd's request timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 /// Between tries while no leader answers.
@@ -109,6 +108,8 @@ pub struct Replication {
     cluster_token: String,
     /// Linearizable reads, one ReadIndex round per batch.
     reads: read_index::ReadIndexBatcher,
+    /// Key writes, one log entry per batch.
+    proposals: Arc<proposals::Proposals>,
     /// The cluster ID on every peer request, checked on every one received.
     cluster: ClusterTag,
 }
@@ -164,12 +165,14 @@ impl Replication {
             heartbeat_interval: heartbeat,
             election_timeout_min: election_min,
             election_timeout_max: election_max,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
-            max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            // Counted in writes, not entries: see `log_compaction`.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: u64::MAX,
             ..Default::default()
         }
         .validate()
         .map_err(|e| raft_err(&e))?;
+        let applied_writes = state_machine.applied_writes();
         let raft = Raft::new(
             id,
             Arc::new(config),
@@ -179,6 +182,11 @@ impl Replication {
         )
         .await
         .map_err(|e| raft_err(&e))?;
+        tokio::spawn(log_compaction::run(
+            raft.clone(),
+            applied_writes,
+            settings.snapshot_count,
+        ));
         if let Some(members) = bootstrap {
             if !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
                 info!(members = ?members.keys().map(|m| format!("{m:x}")).collect::<Vec<_>>(), "bootstrapping a new cluster");
@@ -191,8 +199,10 @@ impl Replication {
                 find_read_index(raft.clone(), peers.clone())
             })
         };
+        let proposals = Arc::new(proposals::Proposals::spawn(raft.clone()));
         Ok(Self {
             reads,
+            proposals,
             raft,
             peers,
             transfers: Arc::new(transfer::Transfers::new()),
@@ -217,6 +227,7 @@ impl Replication {
             strict: self.strict.clone(),
             lessor: self.lessor.clone(),
             cluster_token: self.cluster_token.clone(),
+            proposals: self.proposals.clone(),
         };
         PeerService::new(self.raft.clone(), Arc::new(duties)).with_cluster(self.cluster.clone())
     }
@@ -271,8 +282,9 @@ impl Replication {
 
     /// Applies `request` through the log; answers once it is applied.
     pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
+        let batchable = crate::apply::is_key_write(&request);
         let command = Bytes::from(Command::from(request).encode_to_vec());
-        self.until_leader(|| self.propose_once(command.clone()))
+        self.until_leader(|| self.propose_once(command.clone(), batchable))
             .await
     }
 
@@ -306,20 +318,20 @@ impl Replication {
         }
     }
 
-    async fn propose_once(&self, command: Bytes) -> Result<Response, EtcdError> {
+    async fn propose_once(&self, command: Bytes, batchable: bool) -> Result<Response, EtcdError> {
         // Refused while leadership moves: retried, by then the new leader
         // takes it. Counted until written, so the transfer can wait for it.
         let Some(admitted) = self.transfers.admit() else {
             return Err(EtcdError::NoLeader);
         };
-        let written = self
-            .raft
-            .client_write(oxetcd_raft::Request(command.clone()))
-            .await;
+        let written = write(&self.raft, &self.proposals, command.clone(), batchable).await;
         drop(admitted);
         let forward_to = match written {
-            Ok(written) => return decode_outcome(&written.data.0),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+            Ok(outcome) => return decode_outcome(&outcome),
+            Err(WriteError::Raft(e)) => match *e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f,
+                e => return Err(EtcdError::Storage(e.to_string())),
+            },
             Err(e) => return Err(EtcdError::Storage(e.to_string())),
         };
         let (Some(leader), Some(node)) = (forward_to.leader_id, forward_to.leader_node) else {
@@ -390,6 +402,23 @@ impl Replication {
     }
 }
 
+/// Writes `command` through the log: with other key writes in one entry
+/// when `batchable`, alone otherwise. Returns its encoded `Outcome`.
+async fn write(
+    raft: &Raft<TypeConfig>,
+    proposals: &proposals::Proposals,
+    command: Bytes,
+    batchable: bool,
+) -> Result<Bytes, WriteError> {
+    if batchable {
+        return proposals.write(command).await;
+    }
+    raft.client_write(oxetcd_raft::Request(command))
+        .await
+        .map(|written| written.data.0)
+        .map_err(WriteError::from)
+}
+
 fn decode_outcome(raw: &[u8]) -> Result<Response, EtcdError> {
     Outcome::decode(raw)
         .map_err(|e| EtcdError::Storage(format!("undecodable apply result: {e}")))?
@@ -452,6 +481,7 @@ struct Duties {
     strict: Arc<reconfig::StrictCheck>,
     lessor: Arc<Lessor>,
     cluster_token: String,
+    proposals: Arc<proposals::Proposals>,
 }
 
 #[tonic::async_trait]
@@ -467,11 +497,12 @@ impl LeaderDuties for Duties {
                         leader_node: None,
                     });
                 };
-                let written = self
-                    .raft
-                    .client_write(oxetcd_raft::Request(command.encode_to_vec().into()))
-                    .await?;
-                Ok(written.data.0)
+                let batchable = command
+                    .request
+                    .as_ref()
+                    .is_some_and(crate::apply::is_key_write);
+                let command = command.encode_to_vec().into();
+                Ok(write(&self.raft, &self.proposals, command, batchable).await?)
             }
             Some(Forward::Members(membership::MemberChange {
                 change: Some(change),

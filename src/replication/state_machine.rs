@@ -38,9 +38,11 @@ use oxetcd_watch::WatchHub;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use super::log_compaction::AppliedWrites;
 use crate::apply;
+use crate::error::EtcdError;
 use crate::lease::{self, Lessor};
-use crate::write::command::{Command, Outcome};
+use crate::write::command::{Command, Outcome, Outcomes, Request};
 use crate::write::watchdog::Watchdog;
 
 type Membership = StoredMembership<NodeId, BasicNode>;
@@ -97,6 +99,8 @@ pub struct StateMachine {
     applied: AppliedRecord,
     /// Stops the member if one batch of applies hangs (see `watchdog`).
     watchdog: Arc<Watchdog>,
+    /// Writes per applied entry: what snapshots and log purges count.
+    writes: Arc<AppliedWrites>,
 }
 
 impl StateMachine {
@@ -116,12 +120,22 @@ impl StateMachine {
             snapshots: SnapshotFiles { dir: snapshot_dir },
             applied,
             watchdog,
+            writes: Arc::default(),
         })
+    }
+
+    /// The count of writes applied, by entry (see `log_compaction`).
+    pub fn applied_writes(&self) -> Arc<AppliedWrites> {
+        self.writes.clone()
     }
 
     fn apply_one(&mut self, entry: Entry) -> RaftResult<Response> {
         self.applied.last_applied = Some(entry.log_id);
-        match entry.payload {
+        // Every entry counts as one write, as in etcd, except a batch: one
+        // per write in it.
+        let mut writes = 1;
+        let index = entry.log_id.index;
+        let response = match entry.payload {
             EntryPayload::Blank => Ok(Response::default()),
             EntryPayload::Membership(m) => {
                 self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -133,27 +147,61 @@ impl StateMachine {
             }
             EntryPayload::Normal(request) => {
                 let command = Command::decode(request.0.clone()).map_err(|e| read_err(&e))?;
-                let Some(request) = command.request else {
-                    return Ok(Response::default());
-                };
-                let record = self.applied.encode()?;
-                let result = apply::apply(
-                    &self.store,
-                    &self.lessor,
-                    entry.log_id.index,
-                    Some(&record),
-                    &request,
-                );
-                if let Err(e) = &result {
-                    if e.is_fatal() {
-                        return Err(write_err(e));
-                    }
+                if !command.batch.is_empty() {
+                    writes = command.batch.len() as u64;
+                    self.apply_batch(index, &command.batch)
+                } else if let Some(request) = command.request {
+                    self.apply_request(index, &request)
+                } else {
+                    Ok(Response::default())
                 }
-                Ok(Response(Bytes::from(
-                    Outcome::from_result(result).encode_to_vec(),
-                )))
+            }
+        }?;
+        self.writes.applied(index, writes);
+        Ok(response)
+    }
+
+    /// A lone request, its changes stored with the applied record.
+    fn apply_request(&mut self, index: u64, request: &Request) -> RaftResult<Response> {
+        let record = self.applied.encode()?;
+        let result = apply::apply(&self.store, &self.lessor, index, Some(&record), request);
+        if let Err(e) = &result {
+            if e.is_fatal() {
+                return Err(write_err(e));
             }
         }
+        Ok(Response(Bytes::from(
+            Outcome::from_result(result).encode_to_vec(),
+        )))
+    }
+
+    /// A batch entry: its key writes in one store batch with the applied
+    /// record, so a crash leaves the entry applied whole or not at all.
+    fn apply_batch(&mut self, index: u64, batch: &[Bytes]) -> RaftResult<Response> {
+        let requests = batch
+            .iter()
+            .map(|raw| match Command::decode(raw.clone()) {
+                Ok(Command {
+                    request: Some(request),
+                    ..
+                }) if apply::is_key_write(&request) => Ok(request),
+                Ok(_) => Err(read_err(&EtcdError::Storage(
+                    "a batch entry holds a command that is not a key write".to_string(),
+                ))),
+                Err(e) => Err(read_err(&e)),
+            })
+            .collect::<RaftResult<Vec<_>>>()?;
+        let record = self.applied.encode()?;
+        let results =
+            apply::apply_key_writes(&self.store, &self.lessor, index, Some(&record), &requests)
+                .map_err(|e| write_err(&e))?;
+        let outcomes = Outcomes {
+            outcomes: results
+                .into_iter()
+                .map(|r| Bytes::from(Outcome::from_result(r).encode_to_vec()))
+                .collect(),
+        };
+        Ok(Response(Bytes::from(outcomes.encode_to_vec())))
     }
 }
 

@@ -8,11 +8,17 @@ use oxetcd_proto::etcdserverpb::{
     LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 
-/// One write request, as logged and applied.
+/// One write request, as logged and applied; or a batch of key writes that
+/// arrived together, logged as one entry (one append, one fsync, one store
+/// batch for all of them) and applied in order, each at its own revision.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
     #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub request: Option<Request>,
+    /// Encoded `Command`s, each one key write (put, delete, txn); set only
+    /// when `request` is not. Their results come back as [`Outcomes`].
+    #[prost(bytes = "bytes", repeated, tag = "16")]
+    pub batch: Vec<bytes::Bytes>,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -100,6 +106,14 @@ pub struct Outcome {
     pub refused: u32,
 }
 
+/// The results of a batch command: one encoded [`Outcome`] per command, in
+/// order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Outcomes {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub outcomes: Vec<bytes::Bytes>,
+}
+
 impl Outcome {
     /// Encodes an apply result. Fatal errors never get here: they stop the
     /// member before anything is answered.
@@ -128,6 +142,7 @@ impl From<Request> for Command {
     fn from(request: Request) -> Self {
         Command {
             request: Some(request),
+            batch: Vec::new(),
         }
     }
 }
