@@ -67,7 +67,10 @@ pub(super) fn expire(
             revoked.push(*id);
         }
     }
-    Ok(Response::LeaseExpire(ExpiredLeases { ids: revoked }))
+    Ok(Response::LeaseExpire(ExpiredLeases {
+        ids: revoked,
+        term: e.term,
+    }))
 }
 
 /// Deletes lease `id`'s keys and record in one write; `None` if there is no
@@ -167,6 +170,7 @@ mod tests {
         ));
         let expire = Request::LeaseExpire(ExpiredLeases {
             ids: vec![99, 10, 20],
+            term: 1,
         });
         let Response::LeaseExpire(done) = run(7, expire.clone()).unwrap() else {
             panic!("wrong response");

@@ -53,6 +53,13 @@ pub async fn run_leader_duties(replication: Arc<Replication>, election_timeout: 
             continue;
         }
         if promoted_term != Some(term) {
+            // Leading in a new term, maybe without having seen the step-down
+            // (role changes are watched, and Leader -> Follower -> Leader can
+            // look like one): nothing decided under the old term may renew or
+            // expire a lease now.
+            if lessor.is_primary() {
+                lessor.demote();
+            }
             // Apply everything committed before this term first, so that every
             // lease granted so far is known before any expires or renews here.
             if replication.read_barrier().await.is_err() {
@@ -70,17 +77,30 @@ pub async fn run_leader_duties(replication: Arc<Replication>, election_timeout: 
             debug!(term, "leading: leases expire here from now");
         }
         loop {
+            // A slot first, then the decision: waiting for a slot (while the
+            // revocations in flight cannot commit) may outlast this term, and
+            // leases taken before the wait would be revoked on stale grounds.
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let still = {
+                let m = metrics.borrow();
+                m.state == ServerState::Leader && m.vote.leader_id().term == term
+            };
+            if !still {
+                // Back to the top: demote, or promote afresh in the new term.
+                break;
+            }
             let ids = lessor.take_expired(EXPIRE_BATCH);
             if ids.is_empty() {
                 break;
             }
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                return;
-            };
             let replication = replication.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let request = Request::LeaseExpire(ExpiredLeases { ids });
+                // Stamped with the deciding term: logged in any other term
+                // (this task ran late), the entry revokes nothing.
+                let request = Request::LeaseExpire(ExpiredLeases { ids, term });
                 if let Err(e) = replication.propose_as_leader(request).await {
                     // Offered again after the retry interval if still leading.
                     debug!(error = %e, "revoking expired leases failed");

@@ -42,7 +42,9 @@ use super::log_compaction::AppliedWrites;
 use crate::apply;
 use crate::error::EtcdError;
 use crate::lease::{self, Lessor};
-use crate::write::command::{Command, Outcome, Outcomes, Request};
+use crate::write::command::{
+    Command, ExpiredLeases, Outcome, Outcomes, Request, Response as WriteResponse,
+};
 use crate::write::watchdog::Watchdog;
 
 type Membership = StoredMembership<NodeId, BasicNode>;
@@ -135,6 +137,7 @@ impl StateMachine {
         // per write in it.
         let mut writes = 1;
         let index = entry.log_id.index;
+        let term = entry.log_id.leader_id.term;
         let response = match entry.payload {
             EntryPayload::Blank => Ok(Response::default()),
             EntryPayload::Membership(m) => {
@@ -151,7 +154,16 @@ impl StateMachine {
                     writes = command.batch.len() as u64;
                     self.apply_batch(index, &command.batch)
                 } else if let Some(request) = command.request {
-                    self.apply_request(index, &request)
+                    match &request {
+                        Request::LeaseExpire(e) if e.is_stale(term) => Ok(Response(Bytes::from(
+                            Outcome::from_result(Ok(WriteResponse::LeaseExpire(ExpiredLeases {
+                                ids: Vec::new(),
+                                term: e.term,
+                            })))
+                            .encode_to_vec(),
+                        ))),
+                        _ => self.apply_request(index, &request),
+                    }
                 } else {
                     Ok(Response::default())
                 }
@@ -389,6 +401,41 @@ mod tests {
             let sm = StateMachine::new(store, hub, lessor, dir.path().join("snapshot"), watchdog)?;
             Ok((dir, LogStore::new(wal), sm))
         }
+    }
+
+    fn entry(term: u64, index: u64, request: Request) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(oxetcd_raft::Request(
+                Command::from(request).encode_to_vec().into(),
+            )),
+        }
+    }
+
+    fn expire(id: i64, term: u64) -> Request {
+        Request::LeaseExpire(ExpiredLeases {
+            ids: vec![id],
+            term,
+        })
+    }
+
+    /// A leader that lost the lead while its revocation waited may get it
+    /// logged after it leads again; by then the lease may have been renewed.
+    #[tokio::test]
+    async fn a_lease_expiry_logged_in_a_later_term_than_decided_revokes_nothing() {
+        let (_dir, _log, mut sm) = Builder.build().await.unwrap();
+        let grant =
+            |id| Request::LeaseGrant(oxetcd_proto::etcdserverpb::LeaseGrantRequest { id, ttl: 10 });
+        sm.apply([entry(1, 1, grant(7)), entry(1, 2, grant(8))])
+            .await
+            .unwrap();
+        sm.apply([entry(2, 3, expire(7, 1))]).await.unwrap();
+        assert!(sm.lessor.exists(7), "a term-1 decision logged in term 2");
+        sm.apply([entry(2, 4, expire(7, 2))]).await.unwrap();
+        assert!(!sm.lessor.exists(7), "decided and logged in term 2");
+        // Entries from before the term was recorded still revoke.
+        sm.apply([entry(3, 5, expire(8, 0))]).await.unwrap();
+        assert!(!sm.lessor.exists(8));
     }
 
     /// openraft's own conformance suite, against our log and state machine.

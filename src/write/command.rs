@@ -52,6 +52,20 @@ pub enum Request {
 pub struct ExpiredLeases {
     #[prost(int64, repeated, tag = "1")]
     pub ids: Vec<i64>,
+    /// The term of the leader that decided it (0 in entries older than this
+    /// field). Logged in a later term, the decision is stale (its leader lost
+    /// the lead meanwhile, and the leases may have been renewed since) and
+    /// revokes nothing.
+    #[prost(uint64, tag = "2")]
+    pub term: u64,
+}
+
+impl ExpiredLeases {
+    /// Whether this decision, logged in term `logged_in`, was made by the
+    /// leader of an earlier term.
+    pub fn is_stale(&self, logged_in: u64) -> bool {
+        self.term != 0 && self.term != logged_in
+    }
 }
 
 /// A member's own attributes, published through the log once it serves (as
