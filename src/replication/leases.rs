@@ -16,6 +16,7 @@ use oxetcd_proto::etcdserverpb::{
 use oxetcd_raft::{NodeId, PeerError, TypeConfig};
 use prost::Message;
 
+use super::read_index::ReadIndexBatcher;
 use super::transfer::Transfers;
 use super::{
     decode_error, decode_outcome, peer_error, Forward, Forwarded, Replication, REQUEST_TIMEOUT,
@@ -41,7 +42,15 @@ impl Replication {
     pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
         self.until_leader(|| async {
             match self.leader_elsewhere()? {
-                None => match renew_here(&self.raft, &self.transfers, &self.lessor, id).await {
+                None => match renew_here(
+                    &self.raft,
+                    &self.leadership,
+                    &self.transfers,
+                    &self.lessor,
+                    id,
+                )
+                .await
+                {
                     Err(EtcdError::LeaseNotFound) => Ok(0),
                     // Leader, but not yet caught up with the leases.
                     Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
@@ -67,10 +76,12 @@ impl Replication {
     ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
         self.until_leader(|| async {
             match self.leader_elsewhere()? {
-                None => match time_to_live_here(&self.raft, &self.lessor, req).await {
-                    Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
-                    other => Ok(time_to_live_response(req.id, other)),
-                },
+                None => {
+                    match time_to_live_here(&self.raft, &self.leadership, &self.lessor, req).await {
+                        Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
+                        other => Ok(time_to_live_response(req.id, other)),
+                    }
+                }
                 Some((leader, node)) => {
                     let answer = self
                         .forward_to(leader, &node, Forward::LeaseTimeToLive(*req))
@@ -140,14 +151,22 @@ async fn propose_here(raft: &Raft<TypeConfig>, request: Request) -> Result<Respo
 /// Jepsen lease workload; etcd 3.5 confirms leadership here too).
 /// Then it waits until it has applied what was committed before, so the
 /// lessor has seen every grant and revocation a client may know of.
-async fn confirm_leadership(raft: &Raft<TypeConfig>) -> Result<(), EtcdError> {
-    let (read, applied) = raft
-        .get_read_log_id()
+///
+/// Renewals share confirmation rounds: one that arrives while a round is in
+/// flight waits for the next, which starts after it arrived and answers
+/// every renewal waiting (as linearizable reads do).
+async fn confirm_leadership(
+    raft: &Raft<TypeConfig>,
+    leadership: &ReadIndexBatcher,
+) -> Result<(), EtcdError> {
+    let read = leadership
+        .read_index()
         .await
         .map_err(|_| EtcdError::NotLeader)?;
+    let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
     if read > applied {
         raft.wait(Some(REQUEST_TIMEOUT))
-            .applied_index_at_least(read.map(|l| l.index), "lease read index")
+            .applied_index_at_least(Some(read), "lease read index")
             .await
             .map_err(|_| EtcdError::RequestTimedOut)?;
     }
@@ -158,11 +177,12 @@ async fn confirm_leadership(raft: &Raft<TypeConfig>) -> Result<(), EtcdError> {
 /// remaining TTL cluster-wide, or the next leader would resume from it.
 pub(super) async fn renew_here(
     raft: &Raft<TypeConfig>,
+    leadership: &ReadIndexBatcher,
     transfers: &Transfers,
     lessor: &Lessor,
     id: i64,
 ) -> Result<i64, EtcdError> {
-    confirm_leadership(raft).await?;
+    confirm_leadership(raft, leadership).await?;
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     let (ttl, clear_checkpoint) = loop {
         let mut changes = lessor.subscribe_changes();
@@ -198,10 +218,11 @@ pub(super) async fn renew_here(
 /// Lease `req.id`'s remaining TTL on this member, the leader.
 pub(super) async fn time_to_live_here(
     raft: &Raft<TypeConfig>,
+    leadership: &ReadIndexBatcher,
     lessor: &Lessor,
     req: &LeaseTimeToLiveRequest,
 ) -> Result<TimeToLive, EtcdError> {
-    confirm_leadership(raft).await?;
+    confirm_leadership(raft, leadership).await?;
     lessor.time_to_live(req.id, req.keys)
 }
 

@@ -108,6 +108,9 @@ pub struct Replication {
     cluster_token: String,
     /// Linearizable reads, one ReadIndex round per batch.
     reads: read_index::ReadIndexBatcher,
+    /// Confirms this member still leads (lease renewals and TTLs), one
+    /// round per batch; never asks another member.
+    leadership: Arc<read_index::ReadIndexBatcher>,
     /// Key writes, one log entry per batch.
     proposals: Arc<proposals::Proposals>,
     /// The cluster ID on every peer request, checked on every one received.
@@ -199,9 +202,22 @@ impl Replication {
                 find_read_index(raft.clone(), peers.clone())
             })
         };
+        let leadership = {
+            let raft = raft.clone();
+            Arc::new(read_index::ReadIndexBatcher::spawn(move || {
+                let raft = raft.clone();
+                async move {
+                    raft.get_read_log_id()
+                        .await
+                        .map(|(read, _)| read.map_or(0, |l| l.index))
+                        .map_err(|_| read_index::RoundError::NoLeader)
+                }
+            }))
+        };
         let proposals = Arc::new(proposals::Proposals::spawn(raft.clone()));
         Ok(Self {
             reads,
+            leadership,
             proposals,
             raft,
             peers,
@@ -228,6 +244,7 @@ impl Replication {
             lessor: self.lessor.clone(),
             cluster_token: self.cluster_token.clone(),
             proposals: self.proposals.clone(),
+            leadership: self.leadership.clone(),
         };
         PeerService::new(self.raft.clone(), Arc::new(duties)).with_cluster(self.cluster.clone())
     }
@@ -482,6 +499,7 @@ struct Duties {
     lessor: Arc<Lessor>,
     cluster_token: String,
     proposals: Arc<proposals::Proposals>,
+    leadership: Arc<read_index::ReadIndexBatcher>,
 }
 
 #[tonic::async_trait]
@@ -517,12 +535,19 @@ impl LeaderDuties for Duties {
                     .into())
             }
             Some(Forward::LeaseRenew(r)) => {
-                let renewed =
-                    leases::renew_here(&self.raft, &self.transfers, &self.lessor, r.id).await;
+                let renewed = leases::renew_here(
+                    &self.raft,
+                    &self.leadership,
+                    &self.transfers,
+                    &self.lessor,
+                    r.id,
+                )
+                .await;
                 leases::encode_renewal(r.id, renewed)
             }
             Some(Forward::LeaseTimeToLive(r)) => {
-                let ttl = leases::time_to_live_here(&self.raft, &self.lessor, &r).await;
+                let ttl =
+                    leases::time_to_live_here(&self.raft, &self.leadership, &self.lessor, &r).await;
                 leases::encode_time_to_live(r.id, ttl)
             }
             _ => Err(PeerError::Rejected("empty forwarded request".to_string())),
