@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::ServerState;
+use openraft::metrics::RaftServerMetrics;
+use openraft::{BasicNode, ServerState};
 use oxetcd_proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest};
-use tokio::sync::Semaphore;
+use oxetcd_raft::NodeId;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
 use crate::replication::Replication;
@@ -65,11 +67,7 @@ pub async fn run_leader_duties(replication: Arc<Replication>, election_timeout: 
             if replication.read_barrier().await.is_err() {
                 continue;
             }
-            let still = {
-                let m = metrics.borrow();
-                m.state == ServerState::Leader && m.vote.leader_id().term == term
-            };
-            if !still {
+            if !leads_in(&metrics, term) {
                 continue;
             }
             lessor.promote(election_timeout);
@@ -83,11 +81,7 @@ pub async fn run_leader_duties(replication: Arc<Replication>, election_timeout: 
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 return;
             };
-            let still = {
-                let m = metrics.borrow();
-                m.state == ServerState::Leader && m.vote.leader_id().term == term
-            };
-            if !still {
+            if !leads_in(&metrics, term) {
                 // Back to the top: demote, or promote afresh in the new term.
                 break;
             }
@@ -126,4 +120,10 @@ pub async fn run_leader_duties(replication: Arc<Replication>, election_timeout: 
             }
         }
     }
+}
+
+/// Whether this member still leads, in `term`.
+fn leads_in(metrics: &watch::Receiver<RaftServerMetrics<NodeId, BasicNode>>, term: u64) -> bool {
+    let m = metrics.borrow();
+    m.state == ServerState::Leader && m.vote.leader_id().term == term
 }
