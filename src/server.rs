@@ -312,6 +312,13 @@ async fn publish(node: &Node, attributes: MemberAttributes) {
         warn!(error = %e, "cannot publish this member's attributes yet; retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // A follower's write returns once the leader applied it; etcd serves once
+    // the member applied its own publish, so its member list names itself
+    // (e2e's memberToRemove reads this member's list right after start).
+    while let Err(e) = node.replication.read_barrier().await {
+        warn!(error = %e, "cannot catch up with the published attributes yet; retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Waits until the cluster's ID has reached this joining member's store.
