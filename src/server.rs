@@ -12,7 +12,7 @@ use oxetcd_proto::etcdserverpb::lease_server::LeaseServer;
 use oxetcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use oxetcd_proto::v3electionpb::election_server::ElectionServer;
 use oxetcd_proto::v3lockpb::lock_server::LockServer;
-use oxetcd_storage::{SledBackend, StorageError, Store};
+use oxetcd_storage::{SledBackend, StorageError, Store, WriteBuffer, FLUSH_INTERVAL};
 use oxetcd_watch::{WatchConfig, WatchHub};
 use tonic::service::Routes;
 use tracing::{info, warn};
@@ -63,7 +63,8 @@ pub enum StartError {
 /// Runs a member until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let data_dir = DataDir::prepare(&config.data_dir)?;
-    let backend = SledBackend::open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
+    let engine = SledBackend::open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
+    let backend = WriteBuffer::new(Box::new(engine), FLUSH_INTERVAL)?;
     let store = Arc::new(Store::open(Box::new(backend))?);
     let watch_config = WatchConfig {
         progress_notify_interval: config.watch_progress_notify_interval,

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use oxetcd_storage::{SledBackend, Store};
+use oxetcd_storage::{SledBackend, Store, WriteBuffer, FLUSH_INTERVAL};
 
 /// The prefix every fixture key lives under, like a Kubernetes resource list.
 pub const PREFIX: &str = "/registry/pods/default/";
@@ -43,9 +43,11 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0] // all-0xff prefix: every key from it on
 }
 
-/// Opens an empty (or existing) store in `dir`.
+/// Opens an empty (or existing) store in `dir`, on the engine and write
+/// buffer the server uses.
 pub fn open_store(dir: &Path) -> Store {
-    let backend = SledBackend::open(dir, CACHE_BYTES).expect("open sled backend");
+    let engine = SledBackend::open(dir, CACHE_BYTES).expect("open sled backend");
+    let backend = WriteBuffer::new(Box::new(engine), FLUSH_INTERVAL).expect("start write buffer");
     Store::open(Box::new(backend)).expect("open store")
 }
 

@@ -379,7 +379,7 @@ mod tests {
     use super::*;
     use openraft::testing::{StoreBuilder, Suite};
     use oxetcd_raft::{LogStore, Wal, WalOptions};
-    use oxetcd_storage::SledBackend;
+    use oxetcd_storage::{SledBackend, WriteBuffer};
     use oxetcd_watch::WatchConfig;
     use std::time::Duration;
     use tempfile::TempDir;
@@ -391,8 +391,10 @@ mod tests {
             let dir = tempfile::tempdir().map_err(|e| write_err(&e))?;
             let wal = Wal::open(dir.path().join("wal"), WalOptions::default())
                 .map_err(|e| write_err(&e))?;
-            let backend =
+            let engine =
                 SledBackend::open(&dir.path().join("kv"), 8 << 20).map_err(|e| write_err(&e))?;
+            let backend = WriteBuffer::new(Box::new(engine), oxetcd_storage::FLUSH_INTERVAL)
+                .map_err(|e| write_err(&e))?;
             let store = Arc::new(Store::open(Box::new(backend)).map_err(|e| write_err(&e))?);
             let hub = WatchHub::start(store.clone(), WatchConfig::default());
             let watchdog =

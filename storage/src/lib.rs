@@ -8,7 +8,8 @@
 //!   ([`Store::history`]), checksums ([`Store::hash_kv`]) and whole-store
 //!   snapshots ([`Store::snapshot_to`], [`Store::install_snapshot`]).
 //! - [`Backend`]: the narrow on-disk interface (ordered buckets, atomic batches,
-//!   flush, size); [`SledBackend`] implements it on sled.
+//!   flush, size); [`SledBackend`] implements it on sled, and [`WriteBuffer`]
+//!   keeps applied batches in memory and hands them to an engine together.
 //! - [`Revision`], [`KeyRange`]: the vocabulary of requests.
 //!
 //! A write txn cannot be rolled back: callers validate a request completely
@@ -41,6 +42,7 @@ mod revision;
 mod sled_backend;
 mod snapshot;
 mod store;
+mod write_buffer;
 
 pub use backend::{Backend, BatchOp, Bucket, Entry, WriteBatch};
 pub use error::{Result, StorageError};
@@ -49,6 +51,7 @@ pub use mvcc_txn::WriteTxn;
 pub use revision::Revision;
 pub use sled_backend::SledBackend;
 pub use store::{Committed, HashKv, RangeOptions, RangeResult, Store};
+pub use write_buffer::{WriteBuffer, FLUSH_INTERVAL};
 
 #[cfg(test)]
 mod tests;
