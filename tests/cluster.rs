@@ -623,9 +623,11 @@ const SNAPSHOT_COUNT: u64 = 500;
 /// its latest snapshot for slow followers (as etcd's SnapshotCatchUpEntries;
 /// oxetcd's LOGS_KEPT_AFTER_SNAPSHOT), so its log is purged past a follower
 /// that stopped near the start only once the leader has snapshotted beyond
-/// 5,000 + that follower's index: 6,000 writes with snapshots every 500 give
-/// two such snapshots (5,500 and 6,000).
-const WRITES_WHILE_DOWN: usize = 6_000;
+/// 5,000 + that follower's index: 8,000 writes with snapshots every 500 give
+/// six such snapshots (5,500 to 8,000). Snapshots are built in the
+/// background: with only two (6,000 writes) a loaded machine once restarted
+/// the follower before the leader had finished either.
+const WRITES_WHILE_DOWN: usize = 8_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_far_behind_catches_up_by_snapshot() {

@@ -31,6 +31,21 @@ fn small_segments() -> WalOptions {
     o
 }
 
+/// Segments that hold every test's entries in one, and are quick to read.
+fn one_segment() -> WalOptions {
+    let mut o = WalOptions::default();
+    o.segment_size = 64 << 10;
+    o
+}
+
+/// A segment's records: the file without the zero-filled preallocated tail.
+fn written(path: &Path) -> Vec<u8> {
+    let mut data = fs::read(path).expect("read");
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    data.truncate(end);
+    data
+}
+
 /// Appends each entry on its own and waits for it: one frame per entry.
 fn write_entries(dir: &Path, options: WalOptions, entries: impl IntoIterator<Item = Entry>) {
     let wal = Wal::open(dir, options).expect("open");
@@ -100,8 +115,8 @@ fn expect_corrupt(dir: &Path, options: WalOptions) -> (PathBuf, u64, String) {
 #[test]
 fn torn_tail_cut_mid_record_recovers_the_prefix_at_every_cut_point() {
     let src = tempfile::tempdir().expect("tempdir");
-    write_entries(src.path(), WalOptions::default(), (1..=10).map(entry));
-    let data = fs::read(only_segment(src.path())).expect("read");
+    write_entries(src.path(), one_segment(), (1..=10).map(entry));
+    let data = written(&only_segment(src.path()));
     let last = *frame_offsets(&data).last().expect("frames");
 
     for cut in last + 1..data.len() {
@@ -111,7 +126,7 @@ fn torn_tail_cut_mid_record_recovers_the_prefix_at_every_cut_point() {
             .join(only_segment(src.path()).file_name().expect("name"));
         fs::write(&seg, &data[..cut]).expect("write");
 
-        let wal = Wal::open(dir.path(), WalOptions::default()).expect("open");
+        let wal = Wal::open(dir.path(), one_segment()).expect("open");
         assert_eq!(indexes(&wal), (1..=9).collect::<Vec<_>>(), "cut at {cut}");
         let torn = wal
             .recovery()
@@ -119,12 +134,12 @@ fn torn_tail_cut_mid_record_recovers_the_prefix_at_every_cut_point() {
             .clone()
             .expect("torn tail reported");
         assert_eq!(torn.offset, last as u64);
-        assert_eq!(torn.dropped_bytes, (cut - last) as u64);
-        assert_eq!(
-            fs::metadata(&seg).expect("stat").len(),
-            last as u64,
-            "file truncated"
-        );
+        let nonzero_end = data[..cut]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |p| p + 1);
+        assert_eq!(torn.dropped_bytes, (nonzero_end - last) as u64);
+        assert_eq!(written(&seg).len(), last, "torn bytes cut off");
 
         // The log goes on from there, and reopens cleanly.
         wal.append([entry(10)])
@@ -132,7 +147,7 @@ fn torn_tail_cut_mid_record_recovers_the_prefix_at_every_cut_point() {
             .wait()
             .expect("flush");
         drop(wal);
-        let wal = Wal::open(dir.path(), WalOptions::default()).expect("reopen");
+        let wal = Wal::open(dir.path(), one_segment()).expect("reopen");
         assert_eq!(indexes(&wal), (1..=10).collect::<Vec<_>>());
         assert_eq!(wal.recovery().torn_tail, None);
     }
@@ -141,9 +156,9 @@ fn torn_tail_cut_mid_record_recovers_the_prefix_at_every_cut_point() {
 #[test]
 fn flipped_bytes_in_the_last_record_are_a_torn_tail() {
     let src = tempfile::tempdir().expect("tempdir");
-    write_entries(src.path(), WalOptions::default(), (1..=10).map(entry));
+    write_entries(src.path(), one_segment(), (1..=10).map(entry));
     let seg = only_segment(src.path());
-    let data = fs::read(&seg).expect("read");
+    let data = written(&seg);
     let last = *frame_offsets(&data).last().expect("frames");
 
     // Every byte of the last record: length, checksum, type, payload.
@@ -152,7 +167,7 @@ fn flipped_bytes_in_the_last_record_are_a_torn_tail() {
         let copy = dir.path().join(seg.file_name().expect("name"));
         fs::write(&copy, &data).expect("write");
         flip(&copy, at);
-        let wal = Wal::open(dir.path(), WalOptions::default()).expect("open");
+        let wal = Wal::open(dir.path(), one_segment()).expect("open");
         assert_eq!(indexes(&wal), (1..=9).collect::<Vec<_>>(), "flip at {at}");
         assert_eq!(
             wal.recovery().torn_tail.as_ref().map(|t| t.offset),
@@ -164,15 +179,16 @@ fn flipped_bytes_in_the_last_record_are_a_torn_tail() {
 #[test]
 fn flipped_bytes_in_a_middle_record_refuse_to_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_entries(dir.path(), WalOptions::default(), (1..=10).map(entry));
+    write_entries(dir.path(), one_segment(), (1..=10).map(entry));
     let seg = only_segment(dir.path());
-    let data = fs::read(&seg).expect("read");
+    let data = written(&seg);
     let frames = frame_offsets(&data);
     // frames[0] is the header, frames[5] entry 5.
     let fifth = frames[5];
     flip(&seg, fifth + 12);
+    let damaged = fs::read(&seg).expect("read");
 
-    let (path, offset, msg) = expect_corrupt(dir.path(), WalOptions::default());
+    let (path, offset, msg) = expect_corrupt(dir.path(), one_segment());
     assert_eq!(path, seg);
     assert_eq!(offset, fifth as u64);
     let name = seg
@@ -185,12 +201,15 @@ fn flipped_bytes_in_a_middle_record_refuse_to_open() {
     assert!(msg.contains("checksum mismatch"), "{msg}");
     assert!(msg.contains("refusing to start"), "{msg}");
     // Nothing was changed by the failed open.
-    assert_eq!(fs::metadata(&seg).expect("stat").len(), data.len() as u64);
+    assert!(
+        fs::read(&seg).expect("read") == damaged,
+        "the open changed the file"
+    );
 
     // A damaged length field hides the records behind it: still caught.
     flip(&seg, fifth + 12); // undo
     flip(&seg, fifth + 2);
-    let (_, offset, _) = expect_corrupt(dir.path(), WalOptions::default());
+    let (_, offset, _) = expect_corrupt(dir.path(), one_segment());
     assert_eq!(offset, fifth as u64);
 }
 
@@ -227,20 +246,26 @@ fn a_missing_segment_refuses_to_open() {
 }
 
 #[test]
-fn zero_filled_tail_is_cut() {
+fn a_zero_filled_tail_is_where_the_records_end() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_entries(dir.path(), WalOptions::default(), (1..=5).map(entry));
+    write_entries(dir.path(), one_segment(), (1..=5).map(entry));
     let seg = only_segment(dir.path());
-    let mut data = fs::read(&seg).expect("read");
-    let len = data.len();
-    data.extend_from_slice(&[0u8; 8192]);
-    fs::write(&seg, &data).expect("write");
-    let wal = Wal::open(dir.path(), WalOptions::default()).expect("open");
+    // Preallocated: the records, then zeros to the segment size.
+    assert_eq!(fs::metadata(&seg).expect("stat").len(), 64 << 10);
+    let records = written(&seg).len();
+    let wal = Wal::open(dir.path(), one_segment()).expect("open");
     assert_eq!(indexes(&wal), (1..=5).collect::<Vec<_>>());
-    assert_eq!(
-        wal.recovery().torn_tail.as_ref().map(|t| t.offset),
-        Some(len as u64)
-    );
+    assert_eq!(wal.recovery().torn_tail, None, "zeros are not a torn write");
+    // Appends go on right after the records, inside the preallocated bytes.
+    wal.append([entry(6)])
+        .expect("append")
+        .wait()
+        .expect("flush");
+    drop(wal);
+    assert_eq!(fs::metadata(&seg).expect("stat").len(), 64 << 10);
+    assert_eq!(frame_offsets(&written(&seg)).last().copied(), Some(records));
+    let wal = Wal::open(dir.path(), one_segment()).expect("reopen");
+    assert_eq!(indexes(&wal), (1..=6).collect::<Vec<_>>());
 }
 
 #[test]
@@ -249,12 +274,13 @@ fn a_lost_sector_in_the_tail_is_a_torn_write_other_damage_is_not() {
     let src = tempfile::tempdir().expect("tempdir");
     write_entries(
         src.path(),
-        WalOptions::default(),
+        one_segment(),
         (1..=20).map(|i| entry_with(i, 240)),
     );
     let seg = only_segment(src.path());
+    // The whole file, preallocated tail included, as a crash leaves it.
     let data = fs::read(&seg).expect("read");
-    let frames = frame_offsets(&data);
+    let frames = frame_offsets(&written(&seg));
     let sector = 2048..2560;
     let first_bad = frames
         .iter()
@@ -268,7 +294,7 @@ fn a_lost_sector_in_the_tail_is_a_torn_write_other_damage_is_not() {
     let mut zeroed = data.clone();
     zeroed[sector.clone()].fill(0);
     fs::write(&copy, &zeroed).expect("write");
-    let wal = Wal::open(dir.path(), WalOptions::default()).expect("open");
+    let wal = Wal::open(dir.path(), one_segment()).expect("open");
     assert_eq!(indexes(&wal), (1..=kept).collect::<Vec<_>>());
     assert_eq!(
         wal.recovery().torn_tail.as_ref().map(|t| t.offset),
@@ -280,7 +306,7 @@ fn a_lost_sector_in_the_tail_is_a_torn_write_other_damage_is_not() {
     let mut garbage = data.clone();
     garbage[sector].fill(0xa5);
     fs::write(&copy, &garbage).expect("write");
-    let (_, offset, _) = expect_corrupt(dir.path(), WalOptions::default());
+    let (_, offset, _) = expect_corrupt(dir.path(), one_segment());
     assert_eq!(offset, frames[first_bad] as u64);
 }
 

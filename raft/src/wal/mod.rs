@@ -12,10 +12,13 @@
 //! A segment is cut when the next record would take it past
 //! [`WalOptions::segment_size`] (default [`SEGMENT_SIZE`], 64 MiB) and it holds
 //! at least one record after its header (a larger record gets a segment of its
-//! own). Cutting syncs the old segment, writes the new one's header to
-//! `….wal.tmp`, syncs it, renames it into place and syncs the directory: a
-//! segment under its final name always has an intact header, and every segment
-//! but the last is complete and durable.
+//! own). Cutting syncs the old segment and cuts off its unused bytes, writes
+//! the new one's header to `….wal.tmp`, preallocates it to the segment size
+//! (zero-filled, so that an fsync has no size change to write, as etcd does),
+//! syncs it, renames it into place and syncs the directory: a segment under its
+//! final name always has an intact header, every segment but the last is
+//! complete and durable, and the last one's records end where its zero-filled
+//! tail starts.
 //!
 //! # Records
 //!
@@ -195,8 +198,10 @@ pub struct Recovery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
     pub path: PathBuf,
-    /// Where the file now ends.
+    /// Where the records now end.
     pub offset: u64,
+    /// From `offset` to the last non-zero byte: what the torn write left (its
+    /// trailing zeros look like the preallocated rest of the segment).
     pub dropped_bytes: u64,
 }
 
@@ -300,7 +305,12 @@ impl Wal {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| WalError::io("create dir", &dir, e))?;
         let counters = Arc::new(Counters::default());
-        let replayed = replay::replay(&dir, options.cache_bytes, Arc::clone(&counters))?;
+        let replayed = replay::replay(
+            &dir,
+            options.segment_size,
+            options.cache_bytes,
+            Arc::clone(&counters),
+        )?;
         let active = replayed.active;
         #[cfg(test)]
         let active = {

@@ -111,6 +111,7 @@ fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> WalError {
 /// Replays the segments in `dir` (creating the first one in an empty dir).
 pub(crate) fn replay(
     dir: &Path,
+    segment_size: u64,
     cache_limit: usize,
     counters: Arc<Counters>,
 ) -> Result<Replayed, WalError> {
@@ -120,7 +121,7 @@ pub(crate) fn replay(
             seq: 0,
             state: CarriedState::default(),
         };
-        let file = SegmentFile::create(dir, &header, 0, Arc::clone(&counters))?;
+        let file = SegmentFile::create(dir, &header, 0, segment_size, Arc::clone(&counters))?;
         paths.push(SegmentPath {
             seq: 0,
             path: file.path.clone(),
@@ -142,7 +143,9 @@ pub(crate) fn replay(
         let data = fs::read(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
         let out = replay_segment(seg, &data, i == 0, is_last, &mut state)?;
         if let Some(offset) = out.torn_at {
-            let dropped = data.len() as u64 - offset;
+            // The torn bytes, not the zero-filled preallocated rest.
+            let written = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            let dropped = (written as u64).saturating_sub(offset);
             tracing::warn!(
                 path = %seg.path.display(),
                 offset,
@@ -186,7 +189,13 @@ pub(crate) fn replay(
         dir: dir.to_path_buf(),
         reason: "no segment after replay".to_string(),
     })?;
-    let active = SegmentFile::open_append(last.seq, last.path.clone(), last_len, counters)?;
+    let active = SegmentFile::open_append(
+        last.seq,
+        last.path.clone(),
+        last_len,
+        segment_size,
+        counters,
+    )?;
     let recovery = Recovery {
         segments: infos.len(),
         entries: state.index.len(),
@@ -283,7 +292,13 @@ fn replay_segment(
                     // This segment was synced before the next one was created.
                     return Err(corrupt(path, offset as u64, err.to_string()));
                 }
-                return match judge_bad_record(data, offset) {
+                // The preallocated, never written rest of the segment (no
+                // frame is all zeros: type 0 does not exist).
+                let written = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+                if written <= offset {
+                    break;
+                }
+                return match judge_bad_record(&data[..written], offset) {
                     Damage::TornTail => Ok(SegmentOutcome {
                         valid_len: offset as u64,
                         records,
@@ -300,7 +315,7 @@ fn replay_segment(
         }
     }
     Ok(SegmentOutcome {
-        valid_len: data.len() as u64,
+        valid_len: offset as u64,
         records,
         max_index,
         torn_at: None,

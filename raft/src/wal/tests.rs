@@ -370,8 +370,14 @@ fn doc_example_bytes_match() {
     .unwrap();
     drop(wal);
     let data = std::fs::read(dir.path().join("0000000000000000-0000000000000000.wal")).unwrap();
-    assert_eq!(data.len(), 32 + 26 + 37);
-    assert_eq!(&data[0..9], &[0x17, 0, 0, 0, 0x19, 0x48, 0x6b, 0x15, 1]);
-    assert_eq!(&data[58..67], &[0x1c, 0, 0, 0, 0xf5, 0xf4, 0x8d, 0xc4, 2]);
-    assert_eq!(&data[92..], b"put");
+    // The records, then zeros to the preallocated segment size.
+    assert_eq!(data.len() as u64, SEGMENT_SIZE);
+    let (records, rest) = data.split_at(32 + 26 + 37);
+    assert!(rest.iter().all(|&b| b == 0));
+    assert_eq!(&records[0..9], &[0x17, 0, 0, 0, 0x19, 0x48, 0x6b, 0x15, 1]);
+    assert_eq!(
+        &records[58..67],
+        &[0x1c, 0, 0, 0, 0xf5, 0xf4, 0x8d, 0xc4, 2]
+    );
+    assert_eq!(&records[92..], b"put");
 }

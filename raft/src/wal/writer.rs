@@ -197,10 +197,11 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the active segment (synced: only the last segment may have a torn
-    /// tail) and starts the next one, its header carrying the current state.
+    /// Seals the active segment (synced, preallocated tail cut off: only the
+    /// last segment may have a torn or zero-filled tail) and starts the next
+    /// one, its header carrying the current state.
     fn cut(&mut self) -> Result<(), WalError> {
-        self.active.sync()?;
+        self.active.seal()?;
         self.dirty = false;
         let header = SegmentHeader {
             seq: self.active.seq + 1,
@@ -213,6 +214,7 @@ impl Writer {
             &dir,
             &header,
             self.next_index,
+            self.segment_size,
             Arc::clone(&self.shared.counters),
         )?;
         #[cfg(test)]
