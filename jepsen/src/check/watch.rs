@@ -154,12 +154,34 @@ fn record<'a>(
 }
 
 /// A watcher's log with only the events around an anomaly, for the report.
+/// Built without cloning the whole log: a watcher with thousands of gaps
+/// would otherwise hold thousands of copies of its log (a run's checker
+/// once grew to 24 GiB and was killed).
 fn excerpt(log: &Op, around: &[WatchEvent]) -> Op {
-    let mut op = log.clone();
-    if let Call::WatchLog { events, .. } = &mut op.call {
-        *events = around.to_vec();
+    let call = match &log.call {
+        Call::WatchLog {
+            watcher,
+            from,
+            until,
+            resumes,
+            ..
+        } => Call::WatchLog {
+            watcher: *watcher,
+            from: *from,
+            until: *until,
+            events: around.to_vec(),
+            resumes: resumes.clone(),
+        },
+        other => other.clone(),
+    };
+    Op {
+        process: log.process,
+        invoke: log.invoke,
+        complete: log.complete,
+        outcome: log.outcome,
+        call,
+        error: log.error.clone(),
     }
-    op
 }
 
 #[cfg(test)]

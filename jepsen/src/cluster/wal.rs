@@ -3,10 +3,11 @@
 //! off, then a few bytes of garbage where the next record was going.
 //!
 //! The newest file of the WAL directory is damaged: oxetcd's
-//! `<data-dir>/oxetcd/raft/wal/` (segments are not preallocated, so its end
-//! is the end of the last record), or etcd's `<data-dir>/member/wal/` (whose
-//! files are preallocated to 64 MiB of zeros: its end is past the last
-//! record, so for etcd this is a kill with garbage beyond the log's end).
+//! `<data-dir>/oxetcd/raft/wal/` or etcd's `<data-dir>/member/wal/`. Both
+//! preallocate their segments (zero-filled to 64 MiB), so the log ends at
+//! the last non-zero byte, not at the end of the file: the cut is made there,
+//! the cut bytes become zeros again and the garbage is written in their
+//! place. A file without a zero-filled tail is cut short instead.
 //!
 //! At most [`MAX_CUT`] bytes are cut: less than one record, so at most the
 //! last record of one member is lost, which a server must survive: it
@@ -15,7 +16,7 @@
 //! tail is reported by the run (`members` verdict).
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::JepsenError;
@@ -57,24 +58,33 @@ pub fn damage(data_dir: &Path, damage: &Damage) -> Result<String, JepsenError> {
     let Some(path) = newest_file(data_dir) else {
         return Ok("no WAL file found, nothing damaged".into());
     };
-    let file = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(JepsenError::io(&path))?;
-    let len = file.metadata().map_err(JepsenError::io(&path))?.len();
-    let cut = if len >= MIN_LEN_TO_CUT {
+    let data = fs::read(&path).map_err(JepsenError::io(&path))?;
+    let len = data.len() as u64;
+    // Where the records end: the rest is the preallocated zero fill.
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
+    let cut = if end >= MIN_LEN_TO_CUT {
         damage.cut.min(MAX_CUT) as u64
     } else {
         0
     };
-    file.set_len(len - cut).map_err(JepsenError::io(&path))?;
-    (&file)
-        .write_all(&damage.garbage)
+    let at = end - cut;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(JepsenError::io(&path))?;
+    let mut written = damage.garbage.clone();
+    if end < len {
+        // Preallocated: the cut bytes read as never written.
+        written.resize(written.len().max(cut as usize), 0);
+    } else {
+        file.set_len(at).map_err(JepsenError::io(&path))?;
+    }
+    file.write_all_at(&written, at)
         .and_then(|_| file.sync_all())
         .map_err(JepsenError::io(&path))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     Ok(format!(
-        "cut {cut} bytes off {}, appended {} bytes of garbage",
+        "cut {cut} bytes off the records of {}, wrote {} bytes of garbage there",
         name.unwrap_or_default(),
         damage.garbage.len()
     ))
@@ -116,16 +126,41 @@ mod tests {
         let wal = dir.path().join("member/wal");
         fs::create_dir_all(&wal).unwrap();
         let file = wal.join("0000000000000000-0000000000000000.wal");
-        fs::write(&file, vec![0u8; 40]).unwrap();
+        fs::write(&file, vec![7u8; 40]).unwrap();
         let damage_of = |cut| Damage {
             cut,
             garbage: Vec::new(),
         };
         damage(dir.path(), &damage_of(10)).unwrap();
         assert_eq!(fs::read(&file).unwrap().len(), 40);
-        fs::write(&file, vec![0u8; 400]).unwrap();
+        fs::write(&file, vec![7u8; 400]).unwrap();
         damage(dir.path(), &damage_of(1000)).unwrap();
         assert_eq!(fs::read(&file).unwrap().len(), 400 - MAX_CUT);
+    }
+
+    #[test]
+    fn a_preallocated_file_is_damaged_where_its_records_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("oxetcd/raft/wal");
+        fs::create_dir_all(&wal).unwrap();
+        let file = wal.join("0000000000000000-0000000000000000.wal");
+        let mut data = vec![3u8; 100];
+        data.resize(4096, 0);
+        fs::write(&file, &data).unwrap();
+        let said = damage(
+            dir.path(),
+            &Damage {
+                cut: 10,
+                garbage: vec![0xAB; 4],
+            },
+        )
+        .unwrap();
+        assert!(said.contains("cut 10 bytes"), "{said}");
+        let bytes = fs::read(&file).unwrap();
+        assert_eq!(bytes.len(), 4096, "the preallocated size is kept");
+        assert_eq!(&bytes[88..90], &[3, 3]);
+        assert_eq!(&bytes[90..94], &[0xAB; 4]);
+        assert!(bytes[94..].iter().all(|&b| b == 0), "cut bytes not zeroed");
     }
 
     #[test]
