@@ -144,8 +144,7 @@ pub(crate) fn replay(
         let out = replay_segment(seg, &data, i == 0, is_last, &mut state)?;
         if let Some(offset) = out.torn_at {
             // The torn bytes, not the zero-filled preallocated rest.
-            let written = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-            let dropped = (written as u64).saturating_sub(offset);
+            let dropped = (records_end(&data) as u64).saturating_sub(offset);
             tracing::warn!(
                 path = %seg.path.display(),
                 offset,
@@ -292,9 +291,7 @@ fn replay_segment(
                     // This segment was synced before the next one was created.
                     return Err(corrupt(path, offset as u64, err.to_string()));
                 }
-                // The preallocated, never written rest of the segment (no
-                // frame is all zeros: type 0 does not exist).
-                let written = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+                let written = records_end(data);
                 if written <= offset {
                     break;
                 }
@@ -320,6 +317,12 @@ fn replay_segment(
         max_index,
         torn_at: None,
     })
+}
+
+/// Where the written bytes end: the rest is the preallocated, never written
+/// zero fill of the segment (no frame is all zeros: type 0 does not exist).
+fn records_end(data: &[u8]) -> usize {
+    data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
 }
 
 enum Damage {
