@@ -11,6 +11,7 @@ use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd_proto::etcdserverpb::request_op::Request;
 use oxetcd_proto::etcdserverpb::response_op::Response;
 use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
@@ -109,6 +110,10 @@ impl Ctx {
 
     pub fn lease(&self, member: usize) -> LeaseClient<Channel> {
         LeaseClient::new(self.channels[member % self.channels.len()].clone())
+    }
+
+    pub fn maintenance(&self, member: usize) -> MaintenanceClient<Channel> {
+        MaintenanceClient::new(self.channels[member % self.channels.len()].clone())
     }
 
     pub fn watch(&self, member: usize) -> WatchClient<Channel> {

@@ -25,12 +25,14 @@
 //! Modules: [`history`] (operations, JSON lines), [`check`] (the checkers),
 //! [`cluster`] (member processes, network namespaces, faults), [`nemesis`]
 //! (the seeded fault schedule), [`client`] (gRPC connections),
+//! [`convergence`] (the members agree at the end),
 //! [`workload`] (what the clients do), [`report`] (the run directory and its
 //! HTML page), [`run`] (a whole run, top to bottom).
 
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod convergence;
 pub mod error;
 pub mod history;
 pub mod nemesis;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::check::{Anomaly, Validity, Verdict};
 use crate::client::Ctx;
 use crate::cluster::{clock, netns::Netns, Cluster, ClusterConfig};
+use crate::convergence;
 use crate::error::JepsenError;
 use crate::nemesis::{self, FaultKind, NemesisConfig};
 use crate::report;
@@ -169,11 +170,14 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
     // will show it, so go on either way.
     let _ = cluster.wait_ready(Duration::from_secs(30)).await;
     running.finish(&ctx).await;
+    let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    let agreement = convergence::check(&ctx, &names).await;
     let crashed = cluster.crashed();
     cluster.stop();
     let history = ctx.take_history();
     let mut verdicts = workload::check(workload, &history);
     verdicts.push(members_verdict(&crashed));
+    verdicts.push(agreement);
     let validity = overall(&verdicts);
     report::write(&config.out, &config, &history, &faults, &verdicts, validity)?;
     Ok(Outcome {
