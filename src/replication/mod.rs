@@ -453,12 +453,9 @@ async fn find_read_index(
     peers: PeerClient,
 ) -> Result<u64, read_index::RoundError> {
     use read_index::RoundError;
-    match raft.get_read_log_id().await {
-        Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
-                return Err(RoundError::NoLeader);
-            };
+    let ask_leader = |leader: NodeId, node: BasicNode| {
+        let peers = peers.clone();
+        async move {
             peers
                 .read_index(leader, &node)
                 .await
@@ -468,11 +465,35 @@ async fn find_read_index(
                     other => RoundError::Fatal(other.to_string()),
                 })
         }
+    };
+    // A follower that knows its leader asks it straight away: Raft's own
+    // check would only answer "forward to the leader", one more trip through
+    // the Raft core per round. The leader confirms its leadership either way.
+    if let Some((leader, node)) = known_other_leader(&raft) {
+        return ask_leader(leader, node).await;
+    }
+    match raft.get_read_log_id().await {
+        Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
+                return Err(RoundError::NoLeader);
+            };
+            ask_leader(leader, node).await
+        }
         Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
             Err(RoundError::NoLeader)
         }
         Err(e) => Err(RoundError::Fatal(e.to_string())),
     }
+}
+
+/// The leader this member follows, when it knows one and it is not itself.
+fn known_other_leader(raft: &Raft<TypeConfig>) -> Option<(NodeId, BasicNode)> {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let leader = metrics.current_leader.filter(|&l| l != metrics.id)?;
+    let node = metrics.membership_config.membership().get_node(&leader)?;
+    Some((leader, node.clone()))
 }
 
 fn peer_error(e: PeerError) -> EtcdError {
