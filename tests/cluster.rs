@@ -614,6 +614,32 @@ async fn restarting_every_member_at_once_keeps_everything() {
     verify(&cluster, &acks).await;
 }
 
+/// A leader killed and back at once must not lead on in its term, as etcd's
+/// does not: it replicates entries before its own flush, so its followers
+/// may have committed one of that term it lost, and leading on it would
+/// write another entry under the same log id (raft/vendor/openraft/OXETCD-PATCH.md).
+/// The election timeout is long enough that the followers would still be
+/// following it, in the old term, had it taken its leadership back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_leads_only_after_a_new_election() {
+    let _serial = SERIAL.lock().await;
+    let options = ClusterOptions {
+        heartbeat_ms: 100,
+        election_ms: 3000,
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start_with(3, options).await;
+    let leader = cluster.wait_leader(Duration::from_secs(15)).await;
+    let term = cluster.status(leader).await.expect("Status").raft_term;
+    cluster.restart(leader).await;
+    let now_leading = cluster.wait_leader(Duration::from_secs(15)).await;
+    let new_term = cluster.status(now_leading).await.expect("Status").raft_term;
+    assert!(
+        new_term > term,
+        "m{leader} led term {term}, was killed and restarted, and the cluster is still in term {new_term} (led by m{now_leading})"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 4. Catching up by snapshot.
 

@@ -15,11 +15,12 @@
 //!           ^ alone   ^ waited for [w1] to apply
 //! ```
 //!
-//! Why not more in flight: openraft 0.9's core appends one entry at a time
-//! and waits for its fsync before it replicates it, so a second batch in
-//! flight only splits the next one in two. Measured on 3 members (put, 100
-//! clients): 8,024 writes/s with one in flight, 7,118 with two, 5,171 with
-//! eight; on one member 18,065 with one, 14,638 with two.
+//! Why not more in flight: when this was measured, openraft's core waited
+//! for the leader's fsync of an entry before replicating it (our patched
+//! openraft no longer does: raft/vendor/openraft/OXETCD-PATCH.md), so a second
+//! batch in flight only split the next one in two. Measured on 3 members
+//! (put, 100 clients): 8,024 writes/s with one in flight, 7,118 with two,
+//! 5,171 with eight; on one member 18,065 with one, 14,638 with two.
 //!
 //! Batches are handed to Raft in arrival order; each write of a batch gets
 //! its own revision and its own result.
