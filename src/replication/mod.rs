@@ -265,7 +265,22 @@ impl Replication {
     /// entry made.
     pub async fn snapshot_and_purge_log(&self) -> Result<(), EtcdError> {
         let fatal = |e: &dyn std::fmt::Display| EtcdError::Storage(e.to_string());
-        let applied = self.metrics().last_applied.map_or(0, |l| l.index);
+        // Everything logged so far applied first: a snapshot covers only what
+        // the state machine holds when it is built.
+        let applied = self
+            .raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .metrics(
+                |m| {
+                    m.last_applied
+                        .is_some_and(|l| Some(l.index) >= m.last_log_index)
+                },
+                "everything logged applied",
+            )
+            .await
+            .map_err(|e| fatal(&e))?
+            .last_applied
+            .map_or(0, |l| l.index);
         self.raft
             .trigger()
             .snapshot()

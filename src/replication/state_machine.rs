@@ -300,9 +300,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> RaftResult<Snapshot<TypeConfig>> {
         let store = self.store.clone();
         let (data, applied) = tokio::task::spawn_blocking(move || {
-            // Flushed first: logs this snapshot covers get purged, so the store
-            // must not be able to lose what it holds.
-            store.flush()?;
+            // `snapshot_to` makes what it writes durable first: logs this
+            // snapshot covers get purged.
             let mut data = Vec::new();
             let applied = store.snapshot_to(&mut data)?;
             Ok::<_, oxetcd_storage::StorageError>((data, applied))

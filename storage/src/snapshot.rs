@@ -54,11 +54,15 @@ impl<W: Write> Checksummed<W> {
 impl Store {
     /// Writes a consistent snapshot of the whole store (as of its latest
     /// applied revision) to `out`; returns the applied state it holds, which
-    /// describes exactly what the snapshot contains.
+    /// describes exactly what the snapshot contains. Everything in it is
+    /// durable first: the Raft log it covers may be purged once it exists.
     pub fn snapshot_to(&self, out: impl Write) -> Result<Option<Bytes>> {
         let io = |e: std::io::Error| StorageError::Backend(format!("writing snapshot: {e}"));
-        // The read lock keeps the single writer (and compaction) out.
+        // The read lock keeps the single writer (and compaction) out, from the
+        // flush to the end: a change applied after the flush and read into
+        // the snapshot would be in no durable copy once the log is purged.
         let state = self.state.read();
+        self.backend.flush()?;
         let mut w = Checksummed {
             out,
             crc: crc32fast::Hasher::new(),
