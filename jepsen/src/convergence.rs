@@ -45,7 +45,7 @@ pub async fn check(ctx: &Ctx, names: &[String]) -> Verdict {
     let mut last_problem = String::from("no member answered");
     while tokio::time::Instant::now() < deadline {
         match round(&mut clients, &mut target).await {
-            Ok(Some(hashes)) => return judge(names, &hashes),
+            Ok(Some((revision, hashes))) => return judge(names, revision, &hashes),
             Ok(None) => {}
             Err(problem) => last_problem = problem,
         }
@@ -68,7 +68,7 @@ pub async fn check(ctx: &Ctx, names: &[String]) -> Verdict {
 async fn round(
     clients: &mut [MaintenanceClient<Channel>],
     target: &mut Option<u64>,
-) -> Result<Option<Vec<(i64, Hashed)>>, String> {
+) -> Result<Option<(i64, Vec<Hashed>)>, String> {
     let mut seen = Vec::with_capacity(clients.len());
     for (m, client) in clients.iter_mut().enumerate() {
         seen.push(
@@ -94,23 +94,20 @@ async fn round(
             .await
             .map_err(|e| format!("member {m}: HashKV at {revision}: {}", e.message()))?
             .into_inner();
-        hashes.push((
-            revision,
-            Hashed {
-                hash: h.hash,
-                compact_revision: h.compact_revision,
-            },
-        ));
+        hashes.push(Hashed {
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+        });
     }
     // A compaction applied on some members and not yet on others changes
     // what HashKV covers: ask again once they agree on it.
     if hashes
         .windows(2)
-        .any(|w| w[0].1.compact_revision != w[1].1.compact_revision)
+        .any(|w| w[0].compact_revision != w[1].compact_revision)
     {
         return Ok(None);
     }
-    Ok(Some(hashes))
+    Ok(Some((revision, hashes)))
 }
 
 async fn status(client: &mut MaintenanceClient<Channel>) -> Result<Applied, String> {
@@ -125,21 +122,20 @@ async fn status(client: &mut MaintenanceClient<Channel>) -> Result<Applied, Stri
     })
 }
 
-/// Invalid unless every member's hash is the first member's.
-fn judge(names: &[String], hashes: &[(i64, Hashed)]) -> Verdict {
+/// Invalid unless every member's hash at `revision` is the first member's.
+fn judge(names: &[String], revision: i64, hashes: &[Hashed]) -> Verdict {
     let name = |m: usize| {
         names
             .get(m)
             .cloned()
             .unwrap_or_else(|| format!("member {m}"))
     };
-    let revision = hashes.first().map_or(0, |(r, _)| *r);
     let anomalies = match hashes.first() {
-        Some((_, first)) if hashes.iter().any(|(_, h)| h.hash != first.hash) => {
+        Some(first) if hashes.iter().any(|h| h.hash != first.hash) => {
             let each = hashes
                 .iter()
                 .enumerate()
-                .map(|(m, (_, h))| format!("{}: {:08x}", name(m), h.hash))
+                .map(|(m, h)| format!("{}: {:08x}", name(m), h.hash))
                 .collect::<Vec<_>>()
                 .join(", ");
             vec![Anomaly {
@@ -173,26 +169,23 @@ mod tests {
         vec!["n1".into(), "n2".into(), "n3".into()]
     }
 
-    fn at(hash: u32) -> (i64, Hashed) {
-        (
-            7,
-            Hashed {
-                hash,
-                compact_revision: 1,
-            },
-        )
+    fn hashed(hash: u32) -> Hashed {
+        Hashed {
+            hash,
+            compact_revision: 1,
+        }
     }
 
     #[test]
     fn members_with_one_hash_agree() {
-        let verdict = judge(&names(), &[at(5), at(5), at(5)]);
+        let verdict = judge(&names(), 7, &[hashed(5), hashed(5), hashed(5)]);
         assert_eq!(verdict.validity, Validity::Valid);
         assert!(verdict.summary.contains("revision 7 agrees"));
     }
 
     #[test]
     fn a_member_with_another_hash_diverged() {
-        let verdict = judge(&names(), &[at(5), at(6), at(5)]);
+        let verdict = judge(&names(), 7, &[hashed(5), hashed(6), hashed(5)]);
         assert_eq!(verdict.validity, Validity::Invalid);
         assert_eq!(verdict.anomalies[0].kind, "divergent-members");
         assert!(verdict.anomalies[0].explanation.contains("n2: 00000006"));
