@@ -531,6 +531,66 @@ async fn replicates_forwards_reads_and_fails_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_index_asks_share_a_stream_that_reopens_after_the_leader_restarts() {
+    let mut cluster = Cluster::start(false, false).await;
+    cluster.initialize().await;
+    let leader = cluster.leader(None).await;
+    let follower = cluster.follower(leader, None);
+    let leader_node = cluster.nodes[&leader].clone();
+    let (index, _) = cluster.write(leader, "a=1").await;
+
+    // Many asks at once, on the one stream: each gets its own answer.
+    let peers = cluster.member(follower).network.peer_client();
+    let asks: Vec<_> = (0..20)
+        .map(|_| {
+            let (peers, node) = (peers.clone(), leader_node.clone());
+            tokio::spawn(async move { peers.read_index(leader, &node).await })
+        })
+        .collect();
+    for ask in asks {
+        let read_index = ask.await.unwrap().unwrap();
+        assert!(read_index >= index, "{read_index} < {index}");
+    }
+    cluster.assert_connections_reused();
+
+    // The leader stops and comes back on the same address as a follower.
+    // (In this harness the stopped member's connection, and so the stream,
+    // outlives it, answering that its Raft stopped; a real member's process
+    // is gone, and its connection with it.) The asks then move to a new
+    // stream, which reaches the new member: it says it does not lead. On
+    // the way, an ask may meet the old connection closing.
+    let port = cluster.stop(leader).await;
+    let new_leader = cluster.leader(Some(leader)).await;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    cluster.launch(leader, listener).await;
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        let err = peers.read_index(leader, &leader_node).await.unwrap_err();
+        let reached = matches!(err, PeerError::NotLeader { .. });
+        answers.push(err.to_string());
+        if reached {
+            break;
+        }
+        assert!(
+            matches!(err, PeerError::Stopped(_) | PeerError::Transport { .. }),
+            "{answers:?}"
+        );
+    }
+    assert!(
+        answers.len() < 5,
+        "never reached the restarted member: {answers:?}"
+    );
+    let new_leader_node = cluster.nodes[&new_leader].clone();
+    let read_index = peers
+        .read_index(new_leader, &new_leader_node)
+        .await
+        .unwrap();
+    assert!(read_index > index);
+
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_follower_catches_up_by_snapshot() {
     let mut cluster = Cluster::start(true, false).await;
     cluster.initialize().await;

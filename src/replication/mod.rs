@@ -471,14 +471,17 @@ async fn find_read_index(
     let ask_leader = |leader: NodeId, node: BasicNode| {
         let peers = peers.clone();
         async move {
-            peers
-                .read_index(leader, &node)
-                .await
-                .map_err(|e| match peer_error(e) {
+            peers.read_index(leader, &node).await.map_err(|e| match e {
+                // Asking for a read index changes nothing: whatever broke
+                // the ask (the connection to the leader closed, say),
+                // asking again is safe.
+                PeerError::Transport { .. } => RoundError::NoLeader,
+                e => match peer_error(e) {
                     EtcdError::NoLeader => RoundError::NoLeader,
                     EtcdError::RequestTimedOut => RoundError::TimedOut,
                     other => RoundError::Fatal(other.to_string()),
-                })
+                },
+            })
         }
     };
     // A follower that knows its leader asks it straight away: Raft's own

@@ -23,9 +23,10 @@ use super::dial::{parse_peer_urls, Connector};
 use super::error::{AddrError, CallError, PeerError};
 use super::pb::raft_client::RaftClient;
 use super::pb::{
-    forward_response, read_index_response, ForwardRequest, RaftMessage, ReadIndexRequest,
-    SnapshotChunk, TimeoutNowRequest,
+    forward_response, read_index_response, ForwardRequest, RaftMessage, SnapshotChunk,
+    TimeoutNowRequest,
 };
+use super::read_stream::ReadStreams;
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::types::{NodeId, TypeConfig};
 
@@ -106,6 +107,7 @@ struct Shared {
     options: NetworkOptions,
     peers: Mutex<HashMap<NodeId, Peer>>,
     activity: Activity,
+    read_streams: ReadStreams,
 }
 
 impl Shared {
@@ -212,6 +214,7 @@ impl Network {
                 options,
                 peers: Mutex::new(HashMap::new()),
                 activity: Activity::default(),
+                read_streams: ReadStreams::default(),
             }),
         }
     }
@@ -228,6 +231,7 @@ impl Network {
     /// connection closes once no call uses it.
     pub fn forget(&self, target: NodeId) {
         self.shared.peers.lock().remove(&target);
+        self.shared.read_streams.forget(target);
         self.shared.activity.record(target, false);
     }
 }
@@ -469,22 +473,35 @@ impl PeerClient {
 
     /// Asks the leader `leader` at `node` to confirm its leadership and
     /// return the index a linearizable read must wait for (to be applied
-    /// locally before reading).
+    /// locally before reading). Asks travel on one standing stream to the
+    /// leader (see `read_stream.rs`).
     pub async fn read_index(&self, leader: NodeId, node: &BasicNode) -> Result<u64, PeerError> {
         let peer_err = |e: CallError| e.into_peer(&node.addr);
-        let mut client = self
-            .shared
-            .client(leader, &node.addr)
-            .map_err(|e| peer_err(e.into()))?;
-        let reply = call(
-            self.timeout,
-            client.read_index(self.shared.request(ReadIndexRequest {}, self.timeout)),
-        )
-        .await
-        .map_err(peer_err)?;
+        let shared = &self.shared;
+        let client = || Ok(shared.client(leader, &node.addr)?);
+        let reply = shared
+            .read_streams
+            .ask(
+                leader,
+                &node.addr,
+                client,
+                &shared.options.cluster,
+                self.timeout,
+            )
+            .await
+            .map_err(peer_err)?;
         match reply.result {
             Some(read_index_response::Result::Index(index)) => Ok(index),
-            Some(read_index_response::Result::Error(e)) => Err(decode_peer_error(&e, &node.addr)),
+            Some(read_index_response::Result::Error(e)) => {
+                let e = decode_peer_error(&e, &node.addr);
+                if matches!(e, PeerError::Stopped(_)) {
+                    // A member whose Raft stopped answers nothing else; its
+                    // server is going away, and a restarted one on the same
+                    // address takes a new stream (over a new connection).
+                    shared.read_streams.forget(leader);
+                }
+                Err(e)
+            }
             None => Err(peer_err(CallError::Empty)),
         }
     }

@@ -4,7 +4,8 @@
 //! - [`PeerService`]: the server side, the tonic service `oxetcdraftpb.Raft`
 //!   (`proto/peer.proto`). It hands openraft's RPCs (`AppendEntries`, `Vote`,
 //!   `InstallSnapshot`, one chunk per call) to the local [`openraft::Raft`],
-//!   and the two leader duties (`Forward`, `ReadIndex`) to the server's
+//!   and the two leader duties (`Forward`, and `ReadIndexStream`: a
+//!   follower's read-index asks on one standing stream) to the server's
 //!   [`LeaderDuties`]; `TimeoutNow` makes the member campaign at once (the
 //!   last step of a leadership transfer). The server mounts
 //!   [`PeerService::into_server`] on its peer listener, which it binds (with
@@ -66,6 +67,7 @@ mod client;
 mod cluster_tag;
 mod dial;
 mod error;
+mod read_stream;
 mod server;
 
 use bytes::Bytes;

@@ -1,20 +1,23 @@
 //! The server side: [`PeerService`], the tonic service the server mounts on
 //! its peer listener.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::Raft;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::cluster_tag::ClusterTag;
 use super::error::PeerError;
 use super::pb::raft_server::{Raft as RaftRpc, RaftServer};
 use super::pb::{
     forward_response, read_index_response, ForwardRequest, ForwardResponse, RaftMessage,
-    ReadIndexRequest, ReadIndexResponse, SnapshotChunk, TimeoutNowRequest, TimeoutNowResponse,
+    ReadIndexAnswer, ReadIndexAsk, ReadIndexResponse, SnapshotChunk, TimeoutNowRequest,
+    TimeoutNowResponse,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::types::{NodeId, TypeConfig};
@@ -36,7 +39,7 @@ pub trait LeaderDuties: Send + Sync + 'static {
 }
 
 /// The peer gRPC service (`oxetcdraftpb.Raft`) of one member: openraft's
-/// RPCs go to its [`Raft`], `Forward` and `ReadIndex` to its
+/// RPCs go to its [`Raft`], `Forward` and `ReadIndexStream` to its
 /// [`LeaderDuties`].
 #[derive(Clone)]
 pub struct PeerService {
@@ -108,6 +111,25 @@ fn encode_error(e: &PeerError) -> Result<Bytes, Status> {
     encode(e, "PeerError").map_err(|e| Status::internal(e.to_string()))
 }
 
+/// How many asks of one read-index stream the leader answers at once; more
+/// wait in the stream (HTTP/2 flow control holds the follower back). A
+/// follower batches its reads into one ask per round, so it rarely has more
+/// than one or two in flight.
+const READ_ASKS_IN_FLIGHT: usize = 64;
+
+/// The leader's answer to one read-index ask.
+async fn answer_read_index(duties: &dyn LeaderDuties) -> Result<ReadIndexResponse, Status> {
+    let result = match duties.read_index().await {
+        Ok(index) => read_index_response::Result::Index(index),
+        Err(e) => read_index_response::Result::Error(encode_error(&e)?),
+    };
+    Ok(ReadIndexResponse {
+        result: Some(result),
+    })
+}
+
+type ReadIndexAnswers = Pin<Box<dyn Stream<Item = Result<ReadIndexAnswer, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftRpc for PeerService {
     async fn append_entries(
@@ -154,18 +176,30 @@ impl RaftRpc for PeerService {
         }))
     }
 
-    async fn read_index(
+    type ReadIndexStreamStream = ReadIndexAnswers;
+
+    async fn read_index_stream(
         &self,
-        request: Request<ReadIndexRequest>,
-    ) -> Result<Response<ReadIndexResponse>, Status> {
+        request: Request<Streaming<ReadIndexAsk>>,
+    ) -> Result<Response<ReadIndexAnswers>, Status> {
         self.cluster.check(&request)?;
-        let result = match self.duties.read_index().await {
-            Ok(index) => read_index_response::Result::Index(index),
-            Err(e) => read_index_response::Result::Error(encode_error(&e)?),
-        };
-        Ok(Response::new(ReadIndexResponse {
-            result: Some(result),
-        }))
+        let duties = self.duties.clone();
+        // The answers are computed inside the response stream, which hyper
+        // polls in the stream's own task: no task or channel per ask.
+        let answers = request
+            .into_inner()
+            .map(move |ask| {
+                let duties = duties.clone();
+                async move {
+                    let ask = ask?;
+                    Ok(ReadIndexAnswer {
+                        id: ask.id,
+                        response: Some(answer_read_index(&*duties).await?),
+                    })
+                }
+            })
+            .buffer_unordered(READ_ASKS_IN_FLIGHT);
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn timeout_now(
