@@ -52,8 +52,13 @@ pub struct Common {
     #[arg(long, global = true)]
     pub rate: Option<f64>,
     /// Send everything to the leader only (found with Maintenance.Status).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "target_follower")]
     pub target_leader: bool,
+    /// Send everything to the followers only: the endpoints whose member
+    /// follows a leader (found with Maintenance.Status). With one
+    /// connection, the first of them.
+    #[arg(long, global = true)]
+    pub target_follower: bool,
     /// Trusted CA certificates (PEM) for https endpoints (default: the system's).
     #[arg(long, global = true)]
     pub cacert: Option<PathBuf>,

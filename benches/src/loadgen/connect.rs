@@ -1,7 +1,8 @@
 //! gRPC connections to the endpoints: `--conns` HTTP/2 connections, spread
 //! round-robin over the endpoints (or only the leader's, with
-//! `--target-leader`), and shared round-robin by the clients: client `i` sends
-//! on connection `i % conns`, as etcd's `benchmark` does.
+//! `--target-leader`, or only the followers', with `--target-follower`), and
+//! shared round-robin by the clients: client `i` sends on connection
+//! `i % conns`, as etcd's `benchmark` does.
 //!
 //! **TLS.** The workspace's tonic is built without its TLS features, and its
 //! `ClientTlsConfig` could not express `--insecure-skip-tls-verify` anyway. So
@@ -41,6 +42,7 @@ pub struct ConnOptions {
     pub endpoints: Vec<String>,
     pub conns: usize,
     pub target_leader: bool,
+    pub target_follower: bool,
     pub dial_timeout: Duration,
     pub tls: TlsOptions,
 }
@@ -91,7 +93,8 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Target, BenchError> {
 #[derive(Clone)]
 pub struct Pool {
     channels: Arc<Vec<Channel>>,
-    /// The endpoints actually used (only the leader's with `--target-leader`).
+    /// The endpoints actually used (only the leader's with `--target-leader`,
+    /// only the followers' with `--target-follower`).
     pub endpoints: Vec<String>,
 }
 
@@ -115,8 +118,13 @@ impl Pool {
         } else {
             None
         };
-        if opts.target_leader {
-            targets = vec![find_leader(&targets, tls.as_ref(), opts.dial_timeout).await?];
+        if opts.target_leader || opts.target_follower {
+            let roles = find_roles(&targets, tls.as_ref(), opts.dial_timeout).await;
+            targets = if opts.target_leader {
+                roles.leader()?
+            } else {
+                roles.followers()?
+            };
         }
         let mut channels = Vec::with_capacity(opts.conns);
         for i in 0..opts.conns {
@@ -157,19 +165,48 @@ impl Pool {
     }
 }
 
-/// The endpoint whose member is the leader, by Maintenance.Status: the member
-/// whose own id (`header.member_id`) is the leader it reports.
-async fn find_leader(
-    targets: &[Target],
-    tls: Option<&TlsConnector>,
-    timeout: Duration,
-) -> Result<Target, BenchError> {
-    let mut seen = Vec::new();
+/// Which endpoints lead and which follow, by Maintenance.Status: a member
+/// leads when its own id (`header.member_id`) is the leader it reports.
+struct Roles {
+    leaders: Vec<Target>,
+    followers: Vec<Target>,
+    /// What each endpoint answered, for the error when no endpoint fits.
+    seen: Vec<String>,
+}
+
+impl Roles {
+    fn leader(self) -> Result<Vec<Target>, BenchError> {
+        match self.leaders.into_iter().next() {
+            Some(leader) => Ok(vec![leader]),
+            None => Err(BenchError::NoLeader(format!(
+                "no endpoint is the leader ({})",
+                self.seen.join("; ")
+            ))),
+        }
+    }
+
+    fn followers(self) -> Result<Vec<Target>, BenchError> {
+        if self.followers.is_empty() {
+            return Err(BenchError::NoFollower(format!(
+                "no endpoint is a follower ({})",
+                self.seen.join("; ")
+            )));
+        }
+        Ok(self.followers)
+    }
+}
+
+async fn find_roles(targets: &[Target], tls: Option<&TlsConnector>, timeout: Duration) -> Roles {
+    let mut roles = Roles {
+        leaders: Vec::new(),
+        followers: Vec::new(),
+        seen: Vec::new(),
+    };
     for target in targets {
         let channel = match dial(target, tls, timeout).await {
             Ok(channel) => channel,
             Err(e) => {
-                seen.push(e.to_string());
+                roles.seen.push(e.to_string());
                 continue;
             }
         };
@@ -182,22 +219,23 @@ async fn find_leader(
             Ok(Ok(response)) => {
                 let status = response.into_inner();
                 let member = status.header.map(|h| h.member_id).unwrap_or(0);
-                if member != 0 && member == status.leader {
-                    return Ok(target.clone());
-                }
-                seen.push(format!(
+                roles.seen.push(format!(
                     "{}: member {member:x}, leader {:x}",
                     target.endpoint, status.leader
                 ));
+                if member != 0 && member == status.leader {
+                    roles.leaders.push(target.clone());
+                } else if member != 0 && status.leader != 0 {
+                    roles.followers.push(target.clone());
+                }
             }
-            Ok(Err(status)) => seen.push(format!("{}: {status}", target.endpoint)),
-            Err(_) => seen.push(format!("{}: no status within {timeout:?}", target.endpoint)),
+            Ok(Err(status)) => roles.seen.push(format!("{}: {status}", target.endpoint)),
+            Err(_) => roles
+                .seen
+                .push(format!("{}: no status within {timeout:?}", target.endpoint)),
         }
     }
-    Err(BenchError::NoLeader(format!(
-        "no endpoint is the leader ({})",
-        seen.join("; ")
-    )))
+    roles
 }
 
 /// A byte stream tonic can speak HTTP/2 over: plain TCP or TLS over TCP.

@@ -36,6 +36,8 @@ pub enum BenchError {
     },
     #[error("--target-leader: {0}")]
     NoLeader(String),
+    #[error("--target-follower: {0}")]
+    NoFollower(String),
     /// Setting up the run (preloading keys, creating the initial objects,
     /// opening watches) failed; nothing was measured.
     #[error("setup ({what}): {error}")]

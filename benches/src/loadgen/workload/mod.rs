@@ -53,6 +53,7 @@ impl Env {
             endpoints: common.endpoints.clone(),
             conns: common.conns,
             target_leader: common.target_leader,
+            target_follower: common.target_follower,
             dial_timeout: common.dial_timeout,
             tls: TlsOptions {
                 cacert: common.cacert.clone(),
