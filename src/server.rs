@@ -24,7 +24,7 @@ use crate::gateway;
 use crate::ids;
 use crate::lease::{self, Lessor};
 use crate::listener::{self, ListenError};
-use crate::replication::{RaftSettings, Replication, ReplicationError};
+use crate::replication::{LeaderSeen, RaftSettings, Replication, ReplicationError};
 use crate::service::{
     http, ClusterService, ElectionService, KvService, LeaseService, Local, LockService,
     MaintenanceService, Node, WatchServer, WatchService,
@@ -124,12 +124,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             tracing::error!(error = %e, "peer service stopped");
         }
     });
-    // A Raft core that stopped (a panic, a fatal storage error) leaves a
-    // member that can answer nothing: exit, so that a supervisor restarts it
-    // from the durable state, as etcd panics.
+    // Elections go to the log as etcd's do. A Raft core that stopped (a
+    // panic, a fatal storage error) leaves a member that can answer nothing:
+    // exit, so that a supervisor restarts it from the durable state, as etcd
+    // panics.
     let mut role = replication.subscribe_role();
     tokio::spawn(async move {
-        while role.changed().await.is_ok() {}
+        let mut seen = LeaderSeen::default();
+        loop {
+            let line = {
+                let m = role.borrow_and_update();
+                seen.update(m.id, m.current_leader, m.vote.leader_id().get_term())
+            };
+            if let Some(line) = line {
+                info!("{line}");
+            }
+            if role.changed().await.is_err() {
+                break;
+            }
+        }
         tracing::error!(
             "the Raft core stopped: exiting so that a restart recovers from the durable state"
         );

@@ -9,6 +9,7 @@
 //!   the leader for that index and waits until it has applied it.
 //! - [`state_machine`]: committed entries applied to the MVCC store.
 
+mod leader_log;
 mod leases;
 mod log_compaction;
 mod membership;
@@ -18,6 +19,7 @@ mod reconfig;
 mod state_machine;
 mod transfer;
 
+pub use leader_log::LeaderSeen;
 pub use membership::{AddMember, Change, UpdateMember};
 use proposals::WriteError;
 pub use state_machine::StateMachine;

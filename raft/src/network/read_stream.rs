@@ -1,8 +1,8 @@
 //! A follower's read-index asks to the leader, over one standing
-//! `ReadIndexStream` per leader instead of one `ReadIndex` call each.
+//! `ReadIndexStream` per leader rather than a unary call each.
 //!
 //! Every linearizable read on a follower needs one ask (a batch of reads
-//! shares it). As a unary call, each ask opened an HTTP/2 stream: headers and
+//! shares it). A unary call would open an HTTP/2 stream per ask: headers and
 //! data in two writes (hyper sends a new stream's headers before it may send
 //! data), a task spawned on the leader, and the trailers back. On a standing
 //! stream an ask and its answer are one DATA frame each. Answers may come out
@@ -90,8 +90,8 @@ impl ReadStreams {
         Ok(stream)
     }
 
-    /// Drops the stream to `leader`, if that is the current one (the member
-    /// was removed from the cluster).
+    /// Drops the stream to `leader`, if that is the current one: the member
+    /// was removed from the cluster, or answered that its Raft stopped.
     pub(super) fn forget(&self, leader: NodeId) {
         let mut current = self.current.lock();
         if current.as_ref().is_some_and(|s| s.leader == leader) {
