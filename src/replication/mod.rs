@@ -473,17 +473,10 @@ async fn find_read_index(
     let ask_leader = |leader: NodeId, node: BasicNode| {
         let peers = peers.clone();
         async move {
-            peers.read_index(leader, &node).await.map_err(|e| match e {
-                // Asking for a read index changes nothing: whatever broke
-                // the ask (the connection to the leader closed, say),
-                // asking again is safe.
-                PeerError::Transport { .. } => RoundError::NoLeader,
-                e => match peer_error(e) {
-                    EtcdError::NoLeader => RoundError::NoLeader,
-                    EtcdError::RequestTimedOut => RoundError::TimedOut,
-                    other => RoundError::Fatal(other.to_string()),
-                },
-            })
+            peers
+                .read_index(leader, &node)
+                .await
+                .map_err(read_index_error)
         }
     };
     // A follower that knows its leader asks it straight away: Raft's own
@@ -504,6 +497,21 @@ async fn find_read_index(
             Err(RoundError::NoLeader)
         }
         Err(e) => Err(RoundError::Fatal(e.to_string())),
+    }
+}
+
+/// Why asking the leader for a read index failed, for the round.
+fn read_index_error(e: PeerError) -> read_index::RoundError {
+    use read_index::RoundError;
+    match e {
+        // Asking for a read index changes nothing: whatever broke the ask
+        // (the connection to the leader closed, say), asking again is safe.
+        PeerError::Transport { .. } => RoundError::NoLeader,
+        e => match peer_error(e) {
+            EtcdError::NoLeader => RoundError::NoLeader,
+            EtcdError::RequestTimedOut => RoundError::TimedOut,
+            other => RoundError::Fatal(other.to_string()),
+        },
     }
 }
 
@@ -598,5 +606,43 @@ impl LeaderDuties for Duties {
     async fn read_index(&self) -> Result<u64, PeerError> {
         let (read, _) = self.raft.get_read_log_id().await?;
         Ok(read.map_or(0, |l| l.index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_index::RoundError;
+    use super::*;
+
+    #[test]
+    fn a_failed_read_index_ask_is_retried_unless_it_timed_out() {
+        let addr = || "http://127.0.0.1:2380".to_string();
+        let retried = [
+            PeerError::Transport {
+                addr: addr(),
+                reason: "connection closed".into(),
+            },
+            PeerError::Unreachable {
+                addr: addr(),
+                reason: "refused".into(),
+            },
+            PeerError::NotLeader {
+                leader_id: None,
+                leader_node: None,
+            },
+            PeerError::NoQuorum("1 of 3".into()),
+        ];
+        for e in retried {
+            assert_eq!(read_index_error(e.clone()), RoundError::NoLeader, "{e}");
+        }
+        let timed_out = PeerError::Timeout {
+            addr: addr(),
+            timeout_ms: 5000,
+        };
+        assert_eq!(read_index_error(timed_out), RoundError::TimedOut);
+        assert!(matches!(
+            read_index_error(PeerError::Rejected("no".into())),
+            RoundError::Fatal(_)
+        ));
     }
 }
