@@ -18,15 +18,15 @@ use parking_lot::Mutex;
 use rustls::ClientConfig;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::call_stream::CallStreams;
 use super::cluster_tag::ClusterTag;
 use super::dial::{parse_peer_urls, Connector};
 use super::error::{AddrError, CallError, PeerError};
 use super::pb::raft_client::RaftClient;
 use super::pb::{
-    forward_response, read_index_response, ForwardRequest, RaftMessage, SnapshotChunk,
-    TimeoutNowRequest,
+    call, forward_response, read_index_response, reply, ForwardRequest, RaftMessage, ReadIndexAsk,
+    SnapshotChunk, TimeoutNowRequest,
 };
-use super::read_stream::ReadStreams;
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::types::{NodeId, TypeConfig};
 
@@ -107,7 +107,7 @@ struct Shared {
     options: NetworkOptions,
     peers: Mutex<HashMap<NodeId, Peer>>,
     activity: Activity,
-    read_streams: ReadStreams,
+    calls: CallStreams,
 }
 
 impl Shared {
@@ -135,6 +135,22 @@ impl Shared {
             },
         );
         client
+    }
+
+    /// A call on the standing `Calls` stream to `target` at `addr` (see
+    /// `call_stream.rs`).
+    async fn stream_call(
+        &self,
+        target: NodeId,
+        addr: &str,
+        kind: call::Kind,
+        timeout: Duration,
+    ) -> Result<reply::Kind, CallError> {
+        let client = || Ok(self.client(target, addr)?);
+        let cluster = &self.options.cluster;
+        self.calls
+            .call(target, addr, client, cluster, kind, timeout)
+            .await
     }
 
     fn connect(&self, addr: &str) -> Result<RaftClient<Channel>, AddrError> {
@@ -214,7 +230,7 @@ impl Network {
                 options,
                 peers: Mutex::new(HashMap::new()),
                 activity: Activity::default(),
-                read_streams: ReadStreams::default(),
+                calls: CallStreams::default(),
             }),
         }
     }
@@ -231,7 +247,7 @@ impl Network {
     /// connection closes once no call uses it.
     pub fn forget(&self, target: NodeId) {
         self.shared.peers.lock().remove(&target);
-        self.shared.read_streams.forget(target);
+        self.shared.calls.forget(target);
         self.shared.activity.record(target, false);
     }
 }
@@ -251,6 +267,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         }
     }
 }
+
+/// The largest append-entries payload sent on the `Calls` stream; larger ones
+/// go as unary calls, so that a big batch (a follower catching up) does not
+/// hold up the heartbeats behind it: a stream delivers its bytes in order, and
+/// HTTP/2 flow control paces each stream on its own. 64 KiB is HTTP/2's
+/// initial stream window, and a batch of a hundred small puts.
+const STREAMED_APPEND_MAX_BYTES: usize = 64 << 10;
 
 /// openraft's connection to one member (a handle on the shared channel).
 pub struct PeerConnection {
@@ -362,15 +385,24 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 PayloadTooLarge::new_entries_hint(hint),
             ));
         }
-        let mut client = self.client().map_err(|e| self.fail(ACTION, e))?;
         let ttl = option.hard_ttl();
-        let reply = call(
-            ttl,
-            client.append_entries(self.shared.request(RaftMessage { payload }, ttl)),
-        )
-        .await;
-        let reply = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
-        self.answer(ACTION, &reply.payload)
+        let reply = if payload.len() <= STREAMED_APPEND_MAX_BYTES {
+            let kind = call::Kind::AppendEntries(payload);
+            let addr = &self.node.addr;
+            match self.shared.stream_call(self.target, addr, kind, ttl).await {
+                Ok(reply::Kind::AppendEntries(payload)) => Ok(payload),
+                Ok(_) => Err(CallError::WrongReply),
+                Err(e) => Err(e),
+            }
+        } else {
+            let mut client = self.client().map_err(|e| self.fail(ACTION, e))?;
+            let request = self.shared.request(RaftMessage { payload }, ttl);
+            call(ttl, client.append_entries(request))
+                .await
+                .map(|reply| reply.payload)
+        };
+        let payload = self.reached(reply).map_err(|e| self.fail(ACTION, e))?;
+        self.answer(ACTION, &payload)
     }
 
     async fn install_snapshot(
@@ -473,35 +505,22 @@ impl PeerClient {
 
     /// Asks the leader `leader` at `node` to confirm its leadership and
     /// return the index a linearizable read must wait for (to be applied
-    /// locally before reading). Asks travel on one standing stream to the
-    /// leader (see `read_stream.rs`).
+    /// locally before reading). Asks travel on the standing `Calls` stream
+    /// to the leader (see `call_stream.rs`).
     pub async fn read_index(&self, leader: NodeId, node: &BasicNode) -> Result<u64, PeerError> {
         let peer_err = |e: CallError| e.into_peer(&node.addr);
-        let shared = &self.shared;
-        let client = || Ok(shared.client(leader, &node.addr)?);
-        let reply = shared
-            .read_streams
-            .ask(
-                leader,
-                &node.addr,
-                client,
-                &shared.options.cluster,
-                self.timeout,
-            )
+        let kind = call::Kind::ReadIndex(ReadIndexAsk {});
+        let reply = self
+            .shared
+            .stream_call(leader, &node.addr, kind, self.timeout)
             .await
             .map_err(peer_err)?;
+        let reply::Kind::ReadIndex(reply) = reply else {
+            return Err(peer_err(CallError::WrongReply));
+        };
         match reply.result {
             Some(read_index_response::Result::Index(index)) => Ok(index),
-            Some(read_index_response::Result::Error(e)) => {
-                let e = decode_peer_error(&e, &node.addr);
-                if matches!(e, PeerError::Stopped(_)) {
-                    // A member whose Raft stopped answers nothing else; its
-                    // server is going away, and a restarted one on the same
-                    // address takes a new stream (over a new connection).
-                    shared.read_streams.forget(leader);
-                }
-                Err(e)
-            }
+            Some(read_index_response::Result::Error(e)) => Err(decode_peer_error(&e, &node.addr)),
             None => Err(peer_err(CallError::Empty)),
         }
     }

@@ -149,6 +149,8 @@ pub(crate) enum CallError {
     Codec(#[from] CodecError),
     #[error("the peer sent an empty answer")]
     Empty,
+    #[error("the peer answered another kind of call")]
+    WrongReply,
 }
 
 impl CallError {

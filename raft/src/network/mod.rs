@@ -4,10 +4,11 @@
 //! - [`PeerService`]: the server side, the tonic service `oxetcdraftpb.Raft`
 //!   (`proto/peer.proto`). It hands openraft's RPCs (`AppendEntries`, `Vote`,
 //!   `InstallSnapshot`, one chunk per call) to the local [`openraft::Raft`],
-//!   and the two leader duties (`Forward`, and `ReadIndexStream`: a
-//!   follower's read-index asks on one standing stream) to the server's
-//!   [`LeaderDuties`]; `TimeoutNow` makes the member campaign at once (the
-//!   last step of a leadership transfer). The server mounts
+//!   and the two leader duties (`Forward`, and a follower's read-index asks)
+//!   to the server's [`LeaderDuties`]; `TimeoutNow` makes the member campaign
+//!   at once (the last step of a leadership transfer). `Calls` is one
+//!   standing stream per pair of members for the small, frequent calls:
+//!   read-index asks and append-entries up to 64 KiB (heartbeats included). The server mounts
 //!   [`PeerService::into_server`] on its peer listener, which it binds (with
 //!   TLS) itself.
 //! - [`Network`]: the client side, openraft's `RaftNetworkFactory`. One lazily
@@ -63,11 +64,11 @@
 //! # Ok(()) }
 //! ```
 
+mod call_stream;
 mod client;
 mod cluster_tag;
 mod dial;
 mod error;
-mod read_stream;
 mod server;
 
 use bytes::Bytes;

@@ -15,8 +15,8 @@ use super::cluster_tag::ClusterTag;
 use super::error::PeerError;
 use super::pb::raft_server::{Raft as RaftRpc, RaftServer};
 use super::pb::{
-    forward_response, read_index_response, ForwardRequest, ForwardResponse, RaftMessage,
-    ReadIndexAnswer, ReadIndexAsk, ReadIndexResponse, SnapshotChunk, TimeoutNowRequest,
+    call, forward_response, read_index_response, reply as stream_reply, Call, ForwardRequest,
+    ForwardResponse, RaftMessage, ReadIndexResponse, Reply, SnapshotChunk, TimeoutNowRequest,
     TimeoutNowResponse,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
@@ -39,8 +39,8 @@ pub trait LeaderDuties: Send + Sync + 'static {
 }
 
 /// The peer gRPC service (`oxetcdraftpb.Raft`) of one member: openraft's
-/// RPCs go to its [`Raft`], `Forward` and `ReadIndexStream` to its
-/// [`LeaderDuties`].
+/// RPCs go to its [`Raft`], `Forward` and the read-index asks of `Calls`
+/// to its [`LeaderDuties`].
 #[derive(Clone)]
 pub struct PeerService {
     raft: Raft<TypeConfig>,
@@ -111,11 +111,11 @@ fn encode_error(e: &PeerError) -> Result<Bytes, Status> {
     encode(e, "PeerError").map_err(|e| Status::internal(e.to_string()))
 }
 
-/// How many asks of one read-index stream the leader answers at once; more
-/// wait in the stream (HTTP/2 flow control holds the follower back). A
-/// follower batches its reads into one ask per round, so it rarely has more
-/// than one or two in flight.
-const READ_ASKS_IN_FLIGHT: usize = 64;
+/// How many calls of one `Calls` stream are answered at once; more wait in
+/// the stream (HTTP/2 flow control holds the caller back). A leader sends one
+/// append-entries at a time per follower, plus a heartbeat per read-index
+/// round; a follower batches its reads into one ask per round.
+const CALLS_IN_FLIGHT: usize = 64;
 
 /// The leader's answer to one read-index ask.
 async fn answer_read_index(duties: &dyn LeaderDuties) -> Result<ReadIndexResponse, Status> {
@@ -128,7 +128,34 @@ async fn answer_read_index(duties: &dyn LeaderDuties) -> Result<ReadIndexRespons
     })
 }
 
-type ReadIndexAnswers = Pin<Box<dyn Stream<Item = Result<ReadIndexAnswer, Status>> + Send>>;
+impl PeerService {
+    /// openraft's answer to an encoded append-entries, encoded.
+    async fn append(&self, payload: &[u8]) -> Result<Bytes, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            decode(payload, "AppendEntriesRequest").map_err(invalid)?;
+        let result = self.raft.append_entries(rpc).await;
+        encode(&result, "reply").map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// The reply to one call of a `Calls` stream. An error ends the stream.
+    async fn answer(&self, call: Call) -> Result<Reply, Status> {
+        let kind = match call.kind {
+            Some(call::Kind::ReadIndex(_)) => {
+                stream_reply::Kind::ReadIndex(answer_read_index(&*self.duties).await?)
+            }
+            Some(call::Kind::AppendEntries(payload)) => {
+                stream_reply::Kind::AppendEntries(self.append(&payload).await?)
+            }
+            None => return Err(Status::invalid_argument("a call without a kind")),
+        };
+        Ok(Reply {
+            id: call.id,
+            kind: Some(kind),
+        })
+    }
+}
+
+type Replies = Pin<Box<dyn Stream<Item = Result<Reply, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RaftRpc for PeerService {
@@ -137,9 +164,8 @@ impl RaftRpc for PeerService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.cluster.check(&request)?;
-        let rpc: AppendEntriesRequest<TypeConfig> =
-            decode(&request.get_ref().payload, "AppendEntriesRequest").map_err(invalid)?;
-        reply(&self.raft.append_entries(rpc).await)
+        let payload = self.append(&request.get_ref().payload).await?;
+        Ok(Response::new(RaftMessage { payload }))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -176,30 +202,31 @@ impl RaftRpc for PeerService {
         }))
     }
 
-    type ReadIndexStreamStream = ReadIndexAnswers;
+    type CallsStream = Replies;
 
-    async fn read_index_stream(
-        &self,
-        request: Request<Streaming<ReadIndexAsk>>,
-    ) -> Result<Response<ReadIndexAnswers>, Status> {
+    async fn calls(&self, request: Request<Streaming<Call>>) -> Result<Response<Replies>, Status> {
         self.cluster.check(&request)?;
-        let duties = self.duties.clone();
-        // The answers are computed inside the response stream, which hyper
-        // polls in the stream's own task: no task or channel per ask.
-        let answers = request
+        let service = self.clone();
+        // The stream ends when this member's Raft stops, so that callers
+        // drop it and reach whatever serves this address next (a member
+        // stopping gracefully would otherwise keep its connection, and
+        // answer "stopped", as long as the stream stays open). The server
+        // metrics' sender goes away with Raft's core; they change only with
+        // the vote, role or membership, where `metrics()` changes with every
+        // write and would wake every stream each time.
+        let mut server_metrics = self.raft.server_metrics();
+        let stopped = async move { while server_metrics.changed().await.is_ok() {} };
+        // The replies are computed inside the response stream, which hyper
+        // polls in the stream's own task: no task or channel per call.
+        let replies = request
             .into_inner()
-            .map(move |ask| {
-                let duties = duties.clone();
-                async move {
-                    let ask = ask?;
-                    Ok(ReadIndexAnswer {
-                        id: ask.id,
-                        response: Some(answer_read_index(&*duties).await?),
-                    })
-                }
+            .map(move |call| {
+                let service = service.clone();
+                async move { service.answer(call?).await }
             })
-            .buffer_unordered(READ_ASKS_IN_FLIGHT);
-        Ok(Response::new(Box::pin(answers)))
+            .buffer_unordered(CALLS_IN_FLIGHT)
+            .take_until(stopped);
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn timeout_now(
