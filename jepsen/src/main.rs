@@ -1,6 +1,7 @@
 //! `oxetcd-jepsen`: runs one test and exits 0 when the history is valid,
 //! 1 when a checker found an anomaly, 3 when a checker could not decide,
-//! 2 when the run itself failed.
+//! 2 when the run itself failed, 130 / 143 when interrupted (SIGINT /
+//! SIGTERM; the members are stopped and the namespaces removed first).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -102,7 +103,17 @@ async fn main() -> ExitCode {
         server_args: cli.server_args,
         server_env: cli.server_env,
     };
-    match run::run(config).await {
+    // Dropping the run stops its members and removes its namespaces (the
+    // cluster's Drop); a signal's default action would skip that and leave
+    // them behind.
+    let result = tokio::select! {
+        result = run::run(config) => result,
+        (name, code) = interrupted() => {
+            eprintln!("oxetcd-jepsen: {name}: stopping the members; no verdict");
+            return ExitCode::from(code);
+        }
+    };
+    match result {
         Ok(outcome) => {
             for verdict in &outcome.verdicts {
                 println!(
@@ -130,6 +141,23 @@ async fn main() -> ExitCode {
             eprintln!("oxetcd-jepsen: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name and the shell's exit code
+/// for it (128 + the signal number). Never returns when the handlers cannot
+/// be installed.
+async fn interrupted() -> (&'static str, u8) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => ("interrupted", 130),
+        _ = term.recv() => ("terminated", 143),
     }
 }
 

@@ -247,3 +247,79 @@ async fn a_server_serving_stale_reads_is_caught() {
     assert_eq!(anomaly.kind, "nonlinearizable");
     assert!(!anomaly.ops.is_empty());
 }
+
+/// The members of the run writing to `out` that are alive: processes whose
+/// command line holds `--data-dir <out>/members/...`.
+fn members_of(out: &std::path::Path) -> Vec<String> {
+    let data_dirs = format!("{}/members/", out.display());
+    let mut members = Vec::new();
+    for proc_dir in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(proc_dir.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("--data-dir") && cmdline.contains(&data_dirs) {
+            members.push(cmdline);
+        }
+    }
+    members
+}
+
+/// Ctrl-C (SIGINT) on a run stops its members and removes its network
+/// namespaces before the tester exits, with 130: a signal's default action
+/// would leave them behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_run_stops_its_members() {
+    let _one = ONE_CLUSTER.lock().await;
+    // No other cluster of this binary runs meanwhile, so the namespaces
+    // after the run must be those before it.
+    let namespaces = || {
+        let listed = Command::new("ip").args(["netns", "list"]).output();
+        listed.map_or_else(
+            |_| String::new(),
+            |o| String::from_utf8_lossy(&o.stdout).into(),
+        )
+    };
+    let namespaces_before = namespaces();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("run");
+    let mut tester = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxetcd-jepsen"))
+        .arg("--server")
+        .arg(oxetcd())
+        .args([
+            "--nodes",
+            "3",
+            "--time-limit",
+            "60",
+            "--workload",
+            "register",
+        ])
+        .args(["--nemesis", "none", "--seed", "7", "--quiet", "--out"])
+        .arg(&out)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the tester");
+    let started = tokio::time::Instant::now();
+    while members_of(&out).len() < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the members did not start: {:?}",
+            members_of(&out)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pid = tester.id().expect("the tester runs").to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(sent.expect("kill").success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), tester.wait())
+        .await
+        .expect("the tester exits")
+        .expect("its status");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(
+        members_of(&out),
+        Vec::<String>::new(),
+        "members left running"
+    );
+    assert_eq!(namespaces(), namespaces_before, "namespaces left behind");
+}
