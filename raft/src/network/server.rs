@@ -102,8 +102,13 @@ fn invalid(e: impl std::fmt::Display) -> Status {
 }
 
 /// openraft's result, encoded.
+fn encode_reply<T: Serialize>(result: &T) -> Result<Bytes, Status> {
+    encode(result, "reply").map_err(|e| Status::internal(e.to_string()))
+}
+
+/// openraft's result, encoded, as a unary call's response.
 fn reply<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
-    let payload = encode(result, "reply").map_err(|e| Status::internal(e.to_string()))?;
+    let payload = encode_reply(result)?;
     Ok(Response::new(RaftMessage { payload }))
 }
 
@@ -133,8 +138,7 @@ impl PeerService {
     async fn append(&self, payload: &[u8]) -> Result<Bytes, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(payload, "AppendEntriesRequest").map_err(invalid)?;
-        let result = self.raft.append_entries(rpc).await;
-        encode(&result, "reply").map_err(|e| Status::internal(e.to_string()))
+        encode_reply(&self.raft.append_entries(rpc).await)
     }
 
     /// The reply to one call of a `Calls` stream. An error ends the stream.
