@@ -2,21 +2,13 @@
 //!
 //! `oxetcd` takes etcd's flags; see README.md and `oxetcd --help`.
 
-mod apply;
 mod authority;
 mod config;
-mod datadir;
-mod error;
 mod gateway;
-mod ids;
-mod lease;
 mod listener;
-mod replication;
-mod server;
+mod run;
 mod service;
 mod tls;
-mod validate;
-mod write;
 
 use std::process::ExitCode;
 
@@ -62,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(run::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -47,7 +47,7 @@ async fn version() -> Json<Value> {
 
 /// Healthy when the store answers a read, as etcd's check of a quorum read.
 async fn health(State(node): State<Shared>) -> (StatusCode, Json<Value>) {
-    let read = node.store.range(
+    let read = node.store().range(
         KeyRange::new(b"health", b""),
         &RangeOptions {
             count_only: true,

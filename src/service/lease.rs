@@ -2,8 +2,6 @@
 //! and time-to-live are the leader's (forwarded there by a follower); the
 //! list of leases is this member's own.
 
-use std::sync::Arc;
-
 use oxetcd_proto::etcdserverpb::lease_server::Lease;
 use oxetcd_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -14,32 +12,18 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{mismatched, Shared};
-use crate::ids::IdGenerator;
-use crate::write::command::{Request as Cmd, Response as Applied};
+use super::Shared;
 
 /// Keep-alive answers buffered per stream.
 const KEEPALIVE_BUFFER: usize = 16;
 
 pub struct LeaseService {
     node: Shared,
-    /// Lease IDs for grants that leave the choice to the server.
-    ids: Arc<IdGenerator>,
 }
 
 impl LeaseService {
-    pub fn new(node: Shared, ids: Arc<IdGenerator>) -> Self {
-        Self { node, ids }
-    }
-}
-
-/// A positive ID no lease has, as etcd picks them.
-pub fn fresh_lease_id(node: &Shared, ids: &IdGenerator) -> i64 {
-    loop {
-        let id = (ids.next() & i64::MAX as u64) as i64;
-        if id != 0 && !node.replication.lessor().exists(id) {
-            return id;
-        }
+    pub fn new(node: Shared) -> Self {
+        Self { node }
     }
 }
 
@@ -49,34 +33,18 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let mut req = request.into_inner();
-        if req.id == 0 {
-            req.id = fresh_lease_id(&self.node, &self.ids);
-        }
-        match self.node.write(Cmd::LeaseGrant(req)).await? {
-            Applied::LeaseGrant(mut resp) => {
-                self.node.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(mismatched(&other)),
-        }
+        Ok(Response::new(
+            self.node.lease_grant(request.into_inner()).await?,
+        ))
     }
 
     async fn lease_revoke(
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self
-            .node
-            .write(Cmd::LeaseRevoke(request.into_inner()))
-            .await?
-        {
-            Applied::LeaseRevoke(mut resp) => {
-                self.node.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(mismatched(&other)),
-        }
+        Ok(Response::new(
+            self.node.lease_revoke(request.into_inner()).await?,
+        ))
     }
 
     type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
@@ -102,9 +70,9 @@ impl Lease for LeaseService {
                         return;
                     }
                 };
-                let answer = match node.replication.lease_renew(req.id).await {
+                let answer = match node.lease_renew(req.id).await {
                     Ok(ttl) => Ok(LeaseKeepAliveResponse {
-                        header: node.header(node.store.current_revision()),
+                        header: node.current_header(),
                         id: req.id,
                         ttl,
                     }),
@@ -124,9 +92,7 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
-        let mut resp = self.node.replication.lease_time_to_live(&req).await?;
-        self.node.stamp(&mut resp.header);
-        Ok(Response::new(resp))
+        Ok(Response::new(self.node.lease_time_to_live(&req).await?))
     }
 
     async fn lease_leases(
@@ -135,14 +101,12 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let leases = self
             .node
-            .replication
-            .lessor()
-            .ids()
+            .lease_ids()
             .into_iter()
             .map(|id| LeaseStatus { id })
             .collect();
         Ok(Response::new(LeaseLeasesResponse {
-            header: self.node.header(self.node.store.current_revision()),
+            header: self.node.current_header(),
             leases,
         }))
     }

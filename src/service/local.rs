@@ -3,8 +3,6 @@
 //! an embedded client: transactions through the write path, linearizable
 //! reads, and waiting for a key's deletion through the watch hub.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxetcd_proto::etcdserverpb::{
@@ -12,15 +10,10 @@ use oxetcd_proto::etcdserverpb::{
 };
 use oxetcd_proto::mvccpb::event::EventType;
 use oxetcd_proto::mvccpb::Event;
-use oxetcd_watch::{DeliveryKind, WatchHub, WatchSpec, WatchStream};
+use oxetcd_watch::{DeliveryKind, WatchSpec, WatchStream};
 use tonic::Status;
 
-use super::lease::fresh_lease_id;
-use super::{mismatched, Shared};
-use crate::apply;
-use crate::ids::IdGenerator;
-use crate::validate;
-use crate::write::command::{Request as Cmd, Response as Applied};
+use super::Shared;
 
 /// etcd's DefaultSessionTTL: the lease a lock or campaign without one gets.
 const SESSION_TTL: i64 = 60;
@@ -29,13 +22,11 @@ const SESSION_TTL: i64 = 60;
 #[derive(Clone)]
 pub struct Local {
     pub node: Shared,
-    hub: Arc<WatchHub>,
-    ids: Arc<IdGenerator>,
 }
 
 impl Local {
-    pub fn new(node: Shared, hub: Arc<WatchHub>, ids: Arc<IdGenerator>) -> Self {
-        Self { node, hub, ids }
+    pub fn new(node: Shared) -> Self {
+        Self { node }
     }
 
     /// The lease a session runs on: `lease`, or with 0, a new lease of
@@ -47,38 +38,24 @@ impl Local {
         }
         let grant = LeaseGrantRequest {
             ttl: SESSION_TTL,
-            id: fresh_lease_id(&self.node, &self.ids),
+            id: 0,
         };
-        match self.node.write(Cmd::LeaseGrant(grant)).await? {
-            Applied::LeaseGrant(resp) => Ok(resp.id),
-            other => Err(mismatched(&other)),
-        }
+        Ok(self.node.lease_grant(grant).await?.id)
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
-        validate::txn(&req, self.node.max_txn_ops)?;
-        match self.node.write(Cmd::Txn(req)).await? {
-            Applied::Txn(mut resp) => {
-                self.node.stamp(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(mismatched(&other)),
-        }
+        Ok(self.node.txn(req).await?)
     }
 
     /// A linearizable read.
     pub async fn get(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
-        validate::range(&req)?;
-        self.node.replication.read_barrier().await?;
-        let mut resp = apply::range(self.node.store.as_ref(), &req)?;
-        self.node.stamp(&mut resp.header);
-        Ok(resp)
+        Ok(self.node.range(req).await?)
     }
 
     /// Watches `key` (with `range_end`, as in a WatchCreateRequest) from
     /// revision `from`.
     pub fn watch(&self, key: Bytes, range_end: Bytes, from: i64) -> WatchStream {
-        let stream = self.hub.open_stream();
+        let stream = self.node.watch_hub().open_stream();
         stream.control().create(WatchSpec {
             key,
             range_end,

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::config::ETCD_API_VERSION;
-use crate::error::EtcdError;
+use oxetcd_server::EtcdError;
 
 /// etcd's default storage quota when --quota-backend-bytes is 0.
 const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
@@ -44,7 +44,7 @@ impl Maintenance for MaintenanceService {
         match AlarmAction::try_from(request.into_inner().action) {
             Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
                 Ok(Response::new(AlarmResponse {
-                    header: self.node.header(self.node.store.current_revision()),
+                    header: self.node.current_header(),
                     alarms: Vec::new(),
                 }))
             }
@@ -57,15 +57,16 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = &self.node;
-        let db_size = node.store.size_on_disk().map_err(EtcdError::from)? as i64;
-        let raft = node.replication.metrics();
-        let quota = if node.quota_backend_bytes > 0 {
-            node.quota_backend_bytes
+        let db_size = node.store().size_on_disk().map_err(EtcdError::from)? as i64;
+        let raft = node.raft_metrics();
+        let quota_backend_bytes = node.config().quota_backend_bytes;
+        let quota = if quota_backend_bytes > 0 {
+            quota_backend_bytes
         } else {
             DEFAULT_QUOTA_BYTES
         };
         Ok(Response::new(StatusResponse {
-            header: node.header(node.store.current_revision()),
+            header: node.current_header(),
             version: ETCD_API_VERSION.to_string(),
             db_size,
             leader: raft.current_leader.unwrap_or(0),
@@ -91,17 +92,17 @@ impl Maintenance for MaintenanceService {
         // batch being applied away from the watchers (a Jepsen watch run
         // found exactly that: events lost on the defragmented member).
         let node = self.node.clone();
-        tokio::task::spawn_blocking(move || node.store.flush())
+        tokio::task::spawn_blocking(move || node.store().flush())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(EtcdError::from)?;
         Ok(Response::new(DefragmentResponse {
-            header: self.node.header(self.node.store.current_revision()),
+            header: self.node.current_header(),
         }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let h = self.node.store.hash_kv(0).map_err(EtcdError::from)?;
+        let h = self.node.store().hash_kv(0).map_err(EtcdError::from)?;
         Ok(Response::new(HashResponse {
             header: self.node.header(h.hash_revision),
             hash: h.hash,
@@ -113,9 +114,9 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let rev = request.into_inner().revision;
-        let h = self.node.store.hash_kv(rev).map_err(EtcdError::from)?;
+        let h = self.node.store().hash_kv(rev).map_err(EtcdError::from)?;
         Ok(Response::new(HashKvResponse {
-            header: self.node.header(self.node.store.current_revision()),
+            header: self.node.current_header(),
             hash: h.hash,
             compact_revision: h.compact_revision,
             hash_revision: h.hash_revision,
@@ -138,9 +139,9 @@ impl Maintenance for MaintenanceService {
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = request.into_inner().target_id;
-        self.node.replication.move_leader(target).await?;
+        self.node.move_leader(target).await?;
         Ok(Response::new(MoveLeaderResponse {
-            header: self.node.header(self.node.store.current_revision()),
+            header: self.node.current_header(),
         }))
     }
 

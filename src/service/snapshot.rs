@@ -14,7 +14,6 @@
 //! holding the store's read lock, so it is of exactly one revision; writes
 //! wait meanwhile. Then it is streamed at the client's pace.
 
-use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 
 use bytes::Bytes;
@@ -28,9 +27,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::info;
 
+use oxetcd_server::EtcdError;
+
 use super::Shared;
-use crate::error::EtcdError;
-use crate::write::command::MemberAttributes;
 
 /// etcd's snapshotSendBufferSize.
 const CHUNK: usize = 32 * 1024;
@@ -57,11 +56,7 @@ type Sender = mpsc::Sender<Result<SnapshotResponse, Status>>;
 fn send(node: &Shared, tx: &Sender) -> Result<(), Status> {
     let io = |e: std::io::Error| Status::internal(format!("snapshot: {e}"));
     let members = members_json(node)?;
-    let applied = node
-        .replication
-        .metrics()
-        .last_applied
-        .map_or(0, |l| l.index);
+    let applied = node.raft_metrics().last_applied.map_or(0, |l| l.index);
     let export = EtcdExport {
         consistent_index: applied,
         members,
@@ -70,7 +65,7 @@ fn send(node: &Shared, tx: &Sender) -> Result<(), Status> {
     };
     let file = tempfile::tempfile().map_err(io)?;
     let (mut file, summary) = node
-        .store
+        .store()
         .write_etcd_db(file, &export)
         .map_err(EtcdError::from)?;
     info!(
@@ -122,29 +117,13 @@ fn etcd_lease(id: i64, raw: &[u8]) -> Result<EtcdLease, StorageError> {
 
 /// The members, as etcd's "members" bucket holds them (JSON by member ID).
 fn members_json(node: &Shared) -> Result<Vec<(u64, Vec<u8>)>, Status> {
-    let published: HashMap<u64, MemberAttributes> = node
-        .store
-        .cluster_records("member/")
-        .map_err(EtcdError::from)?
-        .into_iter()
-        .filter_map(|(_, raw)| MemberAttributes::decode(raw).ok())
-        .map(|m| (m.member_id, m))
-        .collect();
-    let metrics = node.replication.metrics();
-    let membership = metrics.membership_config.membership();
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    Ok(membership
-        .nodes()
-        .map(|(id, n)| {
-            let attrs = published.get(id);
-            let json = member_json(
-                *id,
-                n.addr.split(','),
-                attrs.map_or("", |a| a.name.as_str()),
-                attrs.map(|a| a.client_urls.as_slice()).unwrap_or_default(),
-                !voters.contains(id),
-            );
-            (*id, json)
+    Ok(node
+        .members()?
+        .iter()
+        .map(|m| {
+            let peer_urls = m.peer_ur_ls.iter().map(String::as_str);
+            let json = member_json(m.id, peer_urls, &m.name, &m.client_ur_ls, m.is_learner);
+            (m.id, json)
         })
         .collect())
 }

@@ -21,9 +21,8 @@ use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::watch_create_request::FilterType;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
 use oxetcd_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use oxetcd_watch::{Delivery, DeliveryKind, WatchHub, WatchSpec, WatchStream};
+use oxetcd_watch::{Delivery, DeliveryKind, WatchSpec, WatchStream};
 use prost::Message;
-use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -33,19 +32,18 @@ use super::Shared;
 
 pub struct WatchService {
     node: Shared,
-    hub: Arc<WatchHub>,
 }
 
 impl WatchService {
-    pub fn new(node: Shared, hub: Arc<WatchHub>) -> Self {
-        Self { node, hub }
+    pub fn new(node: Shared) -> Self {
+        Self { node }
     }
 
     /// One Watch call: requests are read by a task of their own; responses
     /// are the returned stream.
     fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Response<Replies> {
         let mut inbound = request.into_inner();
-        let stream = self.hub.open_stream();
+        let stream = self.node.watch_hub().open_stream();
         let control = stream.control();
         tokio::spawn(async move {
             // Ends when the client closes its side; the responses go on.
@@ -136,12 +134,12 @@ fn replies(node: &Shared, d: Delivery, out: &mut VecDeque<WatchReply>) {
         DeliveryKind::Progress => {}
         DeliveryKind::Events(events) if d.fragment => {
             r.events = if d.prev_kv {
-                events.with_prev_kv(&node.store).to_vec()
+                events.with_prev_kv(node.store()).to_vec()
             } else {
                 events.to_vec()
             };
             out.extend(
-                fragments(r, node.max_request_bytes)
+                fragments(r, node.config().max_request_bytes)
                     .into_iter()
                     .map(WatchReply::whole),
             );
@@ -150,7 +148,7 @@ fn replies(node: &Shared, d: Delivery, out: &mut VecDeque<WatchReply>) {
         DeliveryKind::Events(events) => {
             out.push_back(WatchReply {
                 head: r,
-                events: events.encoded(d.prev_kv, &node.store),
+                events: events.encoded(d.prev_kv, node.store()),
             });
             return;
         }

@@ -40,12 +40,12 @@ use serde::{Deserialize, Serialize};
 
 use super::log_compaction::AppliedWrites;
 use crate::apply;
-use crate::error::EtcdError;
-use crate::lease::{self, Lessor};
-use crate::write::command::{
+use crate::command::{
     Command, ExpiredLeases, Outcome, Outcomes, Request, Response as WriteResponse,
 };
-use crate::write::watchdog::Watchdog;
+use crate::error::EtcdError;
+use crate::lease::{self, Lessor};
+use crate::watchdog::Watchdog;
 
 type Membership = StoredMembership<NodeId, BasicNode>;
 type RaftResult<T> = Result<T, StorageError<NodeId>>;

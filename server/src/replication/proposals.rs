@@ -35,7 +35,7 @@ use oxetcd_raft::{NodeId, PeerError, TypeConfig};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::write::command::{Command, Outcomes};
+use crate::command::{Command, Outcomes};
 
 /// A batch takes at most this many writes...
 const MAX_BATCH_WRITES: usize = 512;
@@ -219,7 +219,7 @@ mod tests {
     use parking_lot::Mutex;
 
     use super::*;
-    use crate::write::command::{Outcome, Request};
+    use crate::command::{Outcome, Request};
 
     /// Each command submitted, with its answer channel until taken.
     type Submitted = Vec<(Bytes, Option<oneshot::Sender<Written>>)>;

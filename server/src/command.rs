@@ -160,3 +160,43 @@ impl From<Request> for Command {
         }
     }
 }
+
+/// A client request that becomes one command, and the response of its own
+/// kind that applying it gives.
+pub trait Proposal {
+    type Response;
+    fn into_request(self) -> Request;
+    /// The response of this request's kind. Applying a request always gives
+    /// a response of its own kind (`apply::apply`); any other is a bug,
+    /// reported as a storage failure rather than a wrong answer.
+    fn response(applied: Response) -> Result<Self::Response, EtcdError>;
+}
+
+macro_rules! proposal {
+    ($($request:ty => $variant:ident($response:ty)),* $(,)?) => {$(
+        impl Proposal for $request {
+            type Response = $response;
+            fn into_request(self) -> Request {
+                Request::$variant(self)
+            }
+            fn response(applied: Response) -> Result<$response, EtcdError> {
+                match applied {
+                    Response::$variant(r) => Ok(r),
+                    other => Err(EtcdError::Storage(format!(
+                        "a {} was answered with {other:?}",
+                        stringify!($variant)
+                    ))),
+                }
+            }
+        }
+    )*};
+}
+
+proposal! {
+    PutRequest => Put(PutResponse),
+    DeleteRangeRequest => DeleteRange(DeleteRangeResponse),
+    TxnRequest => Txn(TxnResponse),
+    CompactionRequest => Compact(CompactionResponse),
+    LeaseGrantRequest => LeaseGrant(LeaseGrantResponse),
+    LeaseRevokeRequest => LeaseRevoke(LeaseRevokeResponse),
+}

@@ -11,9 +11,9 @@ use oxetcd_storage::{KeyRange, Store};
 use prost::Message;
 
 use super::header;
+use crate::command::{ExpiredLeases, Response};
 use crate::error::EtcdError;
 use crate::lease::Lessor;
-use crate::write::command::{ExpiredLeases, Response};
 
 pub(super) fn grant(
     store: &Store,
@@ -123,8 +123,8 @@ pub(super) fn checkpoint(
 mod tests {
     use super::*;
     use crate::apply::apply;
+    use crate::command::Request;
     use crate::lease::{self, Lessor};
-    use crate::write::command::Request;
     use oxetcd_proto::etcdserverpb::{LeaseCheckpoint, PutRequest};
     use oxetcd_storage::{RangeOptions, SledBackend};
 

@@ -22,8 +22,8 @@ use oxetcd_storage::Store;
 use prost::Message;
 
 use super::Change;
+use crate::command::MemberAttributes;
 use crate::error::EtcdError;
-use crate::write::command::MemberAttributes;
 
 /// How long a member must have been connected to count (etcd's
 /// HealthInterval).

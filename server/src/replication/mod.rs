@@ -64,10 +64,10 @@ use oxetcd_watch::WatchHub;
 use prost::Message;
 use tracing::info;
 
+use crate::command::{Command, Outcome, Request, Response};
 use crate::error::EtcdError;
 use crate::lease::Lessor;
-use crate::write::command::{Command, Outcome, Request, Response};
-use crate::write::watchdog::{Watchdog, STUCK_WRITER};
+use crate::watchdog::{Watchdog, STUCK_WRITER};
 
 /// How long a write or read may wait for a leader, as etcd's request timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
@@ -301,6 +301,13 @@ impl Replication {
             .purge_log(applied)
             .await
             .map_err(|e| fatal(&e))
+    }
+
+    /// Stops Raft: requests after this fail.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "stopping Raft");
+        }
     }
 
     /// What Raft reports of this member now.

@@ -13,8 +13,8 @@ use oxetcd_raft::NodeId;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
+use crate::command::{ExpiredLeases, Request};
 use crate::replication::Replication;
-use crate::write::command::{ExpiredLeases, Request};
 
 /// The longest the leader goes without looking at leadership and leases
 /// (etcd looks every 500 ms); it also wakes when the next lease expires.

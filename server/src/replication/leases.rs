@@ -21,9 +21,9 @@ use super::transfer::Transfers;
 use super::{
     decode_error, decode_outcome, peer_error, Forward, Forwarded, Replication, REQUEST_TIMEOUT,
 };
+use crate::command::{Command, Request, Response};
 use crate::error::EtcdError;
 use crate::lease::{Lessor, Renewal, TimeToLive};
-use crate::write::command::{Command, Request, Response};
 
 impl Replication {
     pub fn lessor(&self) -> &Arc<Lessor> {

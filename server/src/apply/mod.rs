@@ -21,9 +21,9 @@ use oxetcd_proto::mvccpb::Event;
 use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
 use prost::Message;
 
+use crate::command::{Request, Response};
 use crate::error::EtcdError;
 use crate::lease::{KeyChange, Lessor};
-use crate::write::command::{Request, Response};
 
 /// The cluster record holding the cluster's ID (8 bytes, big-endian).
 pub const CLUSTER_ID_RECORD: &str = "id";

@@ -1,0 +1,589 @@
+//! [`EtcdServer`]: one member, from opening its data directory to serving
+//! requests. The front end calls these methods from its gRPC services; an
+//! embedder calls them directly.
+//!
+//! Start-up, in order: the data directory (importing etcd's), the store, the
+//! watch hub, Raft (log, state machine, peers), the leader's lease duties;
+//! then, once the front end serves the peer service ([`Opened`]), the first
+//! leader, and this member's attributes published through the log. Like
+//! etcd, a member answers clients only after that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use oxetcd_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use oxetcd_raft::{NodeId, PeerService};
+use oxetcd_storage::{SledBackend, StorageError, Store, WriteBuffer, FLUSH_INTERVAL};
+use oxetcd_watch::{WatchConfig, WatchHub};
+use prost::Message;
+use tracing::{info, warn};
+
+use crate::apply;
+use crate::command::{MemberAttributes, Proposal, Request};
+use crate::datadir::{DataDir, DataDirError};
+use crate::error::EtcdError;
+use crate::ids::{self, IdGenerator};
+use crate::lease::{self, Lessor};
+use crate::replication::{Change, LeaderSeen, RaftSettings, Replication, ReplicationError};
+use crate::validate;
+
+/// sled's page cache.
+const STORE_CACHE_BYTES: u64 = 512 << 20;
+/// Between tries of a start-up step that waits for the cluster.
+const START_RETRY: Duration = Duration::from_millis(500);
+
+/// What a member needs to know to start: etcd's flags that reach the core.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// (member name, peer URL) for every member of the initial cluster, one
+    /// entry per URL.
+    pub initial_cluster: Vec<(String, String)>,
+    pub initial_cluster_token: String,
+    /// This member's peer URLs as the others reach it: its ID derives from them.
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Published through the log, so every member lists them.
+    pub advertise_client_urls: Vec<String>,
+    /// True for a member of a new cluster (it bootstraps it with the others),
+    /// false for one joining an existing cluster (it waits to be added).
+    pub new_cluster: bool,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    /// Applied writes between snapshots (--snapshot-count).
+    pub snapshot_count: u64,
+    pub strict_reconfig_check: bool,
+    /// --experimental-enable-lease-checkpoint.
+    pub lease_checkpoint: bool,
+    pub watch_progress_notify_interval: Duration,
+    pub max_txn_ops: usize,
+    pub max_request_bytes: usize,
+    pub quota_backend_bytes: i64,
+    /// TLS for requests to other members; None for plain HTTP/2.
+    pub peer_client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READS=1 in the front end):
+    /// linearizable reads skip ReadIndex and read whatever this member has, so
+    /// that the Jepsen tester can show it catches stale reads.
+    pub failpoint_stale_reads: bool,
+}
+
+impl ServerConfig {
+    /// A one-member cluster with its data in `data_dir` and etcd's defaults
+    /// (member "default" at http://localhost:2380).
+    pub fn single_member(data_dir: &Path) -> Self {
+        let peer_url = "http://localhost:2380".to_string();
+        Self {
+            name: "default".to_string(),
+            data_dir: data_dir.to_path_buf(),
+            initial_cluster: vec![("default".to_string(), peer_url.clone())],
+            initial_cluster_token: "etcd-cluster".to_string(),
+            initial_advertise_peer_urls: vec![peer_url],
+            advertise_client_urls: vec!["http://localhost:2379".to_string()],
+            new_cluster: true,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_count: 100_000,
+            strict_reconfig_check: true,
+            lease_checkpoint: false,
+            watch_progress_notify_interval: Duration::from_secs(600),
+            max_txn_ops: 128,
+            max_request_bytes: 1536 * 1024,
+            quota_backend_bytes: 0,
+            peer_client_tls: None,
+            failpoint_stale_reads: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("cannot open the store: {0}")]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+fn raft_error(e: impl std::fmt::Display) -> StartError {
+    StartError::Raft(e.to_string())
+}
+
+/// Who we are and who the members are, as etcd derives member and cluster
+/// IDs from --initial-cluster and --initial-cluster-token.
+struct Identity {
+    member_id: u64,
+    cluster_id: u64,
+    /// Every member of the initial cluster, at its first peer URL.
+    members: BTreeMap<u64, BasicNode>,
+}
+
+impl Identity {
+    fn of(config: &ServerConfig) -> Self {
+        let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (name, url) in &config.initial_cluster {
+            by_name.entry(name.as_str()).or_default().push(url.clone());
+        }
+        let members: BTreeMap<u64, BasicNode> = by_name
+            .values()
+            .map(|urls| {
+                let id = ids::member_id(urls, &config.initial_cluster_token);
+                (id, BasicNode::new(urls[0].clone()))
+            })
+            .collect();
+        let member_ids: Vec<u64> = members.keys().copied().collect();
+        Self {
+            member_id: ids::member_id(
+                &config.initial_advertise_peer_urls,
+                &config.initial_cluster_token,
+            ),
+            cluster_id: ids::cluster_id(&member_ids),
+            members,
+        }
+    }
+}
+
+/// A member whose Raft runs but which does not serve clients yet: the front
+/// end serves [`Opened::peer_service`] on the peer URLs, then calls
+/// [`Opened::serve`], which waits for a leader (that needs the peers).
+pub struct Opened {
+    config: ServerConfig,
+    data_dir: DataDir,
+    store: Arc<Store>,
+    hub: Arc<WatchHub>,
+    replication: Arc<Replication>,
+    member_id: u64,
+    /// Known at start unless this member is joining: then learned from the log.
+    known_cluster_id: Option<u64>,
+}
+
+impl Opened {
+    /// The Raft peer service, for the front end to serve on the peer URLs.
+    pub fn peer_service(&self) -> PeerService {
+        self.replication.peer_service()
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.member_id
+    }
+
+    /// Waits for a leader, publishes this member's attributes, and returns
+    /// the member ready for requests.
+    pub async fn serve(self) -> Result<Arc<EtcdServer>, StartError> {
+        let Opened {
+            config,
+            data_dir,
+            store,
+            hub,
+            replication,
+            member_id,
+            known_cluster_id,
+        } = self;
+        replication.wait_for_leader().await.map_err(raft_error)?;
+        if data_dir.imported_store_needs_snapshot() {
+            // Members that join later must get the imported data by snapshot.
+            replication
+                .snapshot_and_purge_log()
+                .await
+                .map_err(raft_error)?;
+            data_dir.imported_store_snapshotted()?;
+        }
+        // The cluster ID is replicated state, as in etcd: members that
+        // bootstrap a cluster record the one derived from --initial-cluster; a
+        // member that joins learns it from the cluster.
+        let cluster_id = match known_cluster_id {
+            Some(id) => id,
+            None => wait_for_cluster_id(&store).await,
+        };
+        replication.set_cluster_id(cluster_id);
+        if config.failpoint_stale_reads {
+            warn!("OXETCD_FAILPOINT_STALE_READS is set: linearizable reads may be stale (a test failpoint)");
+        }
+        let server = Arc::new(EtcdServer {
+            store,
+            hub,
+            replication,
+            cluster_id,
+            member_id,
+            // Lease IDs chosen by this member: for grants, and the sessions
+            // of locks and campaigns that come without a lease.
+            lease_ids: IdGenerator::new(member_id),
+            config,
+        });
+        server
+            .publish(MemberAttributes {
+                member_id,
+                name: server.config.name.clone(),
+                client_urls: server.config.advertise_client_urls.clone(),
+                cluster_id: if server.config.new_cluster {
+                    cluster_id
+                } else {
+                    0
+                },
+            })
+            .await;
+        Ok(server)
+    }
+}
+
+/// One member of an etcd-API cluster, ready for requests.
+pub struct EtcdServer {
+    store: Arc<Store>,
+    hub: Arc<WatchHub>,
+    replication: Arc<Replication>,
+    cluster_id: u64,
+    member_id: u64,
+    lease_ids: IdGenerator,
+    config: ServerConfig,
+}
+
+impl EtcdServer {
+    /// Opens the member's data and starts Raft; see [`Opened`]. A cluster of
+    /// several members needs the peer service served before [`Opened::serve`].
+    pub async fn open(config: ServerConfig) -> Result<Opened, StartError> {
+        let data_dir = DataDir::prepare(&config.data_dir)?;
+        let engine = SledBackend::open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
+        let backend = WriteBuffer::new(Box::new(engine), FLUSH_INTERVAL)?;
+        let store = Arc::new(Store::open(Box::new(backend))?);
+        let watch_config = WatchConfig {
+            progress_notify_interval: config.watch_progress_notify_interval,
+            ..WatchConfig::default()
+        };
+        let hub = WatchHub::start(store.clone(), watch_config);
+        let identity = Identity::of(&config);
+        let settings = RaftSettings {
+            id: identity.member_id,
+            cluster_token: config.initial_cluster_token.clone(),
+            heartbeat_interval: config.heartbeat_interval,
+            election_timeout: config.election_timeout,
+            snapshot_count: config.snapshot_count,
+            strict_reconfig_check: config.strict_reconfig_check,
+        };
+        // Members of a new cluster bootstrap it together; a member joining an
+        // existing one waits to be added (MemberAdd on the cluster).
+        let bootstrap = config.new_cluster.then(|| identity.members.clone());
+        let lessor = Arc::new(Lessor::new(
+            Lessor::min_ttl_for(config.election_timeout),
+            config.lease_checkpoint,
+        ));
+        let replication = Arc::new(
+            Replication::start(
+                &data_dir.raft_path(),
+                store.clone(),
+                hub.clone(),
+                lessor,
+                &settings,
+                bootstrap,
+                config.peer_client_tls.clone(),
+            )
+            .await?,
+        );
+        let known_cluster_id = apply::recorded_cluster_id(&store)
+            .map_err(raft_error)?
+            .or(config.new_cluster.then_some(identity.cluster_id));
+        if let Some(id) = known_cluster_id {
+            replication.set_cluster_id(id);
+        }
+        tokio::spawn(log_leader_changes(replication.clone()));
+        tokio::spawn(lease::run_leader_duties(
+            replication.clone(),
+            config.election_timeout,
+        ));
+        Ok(Opened {
+            config,
+            data_dir,
+            store,
+            hub,
+            replication,
+            member_id: identity.member_id,
+            known_cluster_id,
+        })
+    }
+
+    /// Opens and serves a member that needs no peer service: a one-member
+    /// cluster (an embedded store).
+    pub async fn start(config: ServerConfig) -> Result<Arc<Self>, StartError> {
+        Self::open(config).await?.serve().await
+    }
+
+    /// Stops Raft; requests after this fail. Every acknowledged write is
+    /// already durable, so nothing is lost.
+    pub async fn stop(&self) {
+        self.replication.shutdown().await;
+    }
+
+    /// Resolves once Raft has stopped, by [`EtcdServer::stop`] or because it
+    /// failed (a panic, a fatal storage error): then the member can answer
+    /// nothing, and the front end exits so that a restart recovers.
+    pub async fn stopped(&self) {
+        let mut role = self.replication.subscribe_role();
+        while role.changed().await.is_ok() {}
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The MVCC store, for reads that need no ordering against writes
+    /// (hashes, sizes, the snapshot export) and for the watch service.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn watch_hub(&self) -> &Arc<WatchHub> {
+        &self.hub
+    }
+
+    /// What Raft reports of this member now.
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.replication.metrics()
+    }
+
+    /// A full response header at `revision`.
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            // Every response header carries it: read without copying the rest
+            // of Raft's metrics.
+            raft_term: self.replication.current_term(),
+        })
+    }
+
+    /// A full response header at the store's current revision.
+    pub fn current_header(&self) -> Option<ResponseHeader> {
+        self.header(self.store.current_revision())
+    }
+
+    /// Completes the header the applier started (it knows the revision).
+    fn stamp(&self, header: &mut Option<ResponseHeader>) {
+        let revision = match header {
+            Some(h) => h.revision,
+            None => self.store.current_revision(),
+        };
+        *header = self.header(revision);
+    }
+
+    /// Returns once this member has applied everything committed before the
+    /// call: a local read after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+        self.replication.read_barrier().await
+    }
+
+    /// A Range: linearizable (after a read barrier) unless `serializable`.
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
+        validate::range(&req)?;
+        if !req.serializable && !self.config.failpoint_stale_reads {
+            self.read_barrier().await?;
+        }
+        let mut resp = apply::range(self.store.as_ref(), &req)?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
+        validate::put(&req)?;
+        let mut resp = self.propose(req).await?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
+        validate::delete_range(&req)?;
+        let mut resp = self.propose(req).await?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
+        validate::txn(&req, self.config.max_txn_ops)?;
+        let mut resp = self.propose(req).await?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// Compaction is always physical here: it is done when it is applied.
+    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+        let mut resp = self.propose(req).await?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// Grants a lease; an ID of 0 gets a fresh one chosen by this member.
+    pub async fn lease_grant(
+        &self,
+        mut req: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
+        if req.id == 0 {
+            req.id = self.fresh_lease_id();
+        }
+        let mut resp = self.propose(req).await?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn lease_revoke(
+        &self,
+        req: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        let mut resp = self.propose(req).await?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// Renews lease `id` (on the leader: a follower forwards it); returns its
+    /// TTL.
+    pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
+        self.replication.lease_renew(id).await
+    }
+
+    pub async fn lease_time_to_live(
+        &self,
+        req: &LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+        let mut resp = self.replication.lease_time_to_live(req).await?;
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// The IDs of every lease this member holds.
+    pub fn lease_ids(&self) -> Vec<i64> {
+        self.replication.lessor().ids()
+    }
+
+    /// A lease ID no lease has yet.
+    fn fresh_lease_id(&self) -> i64 {
+        loop {
+            let id = (self.lease_ids.next() & i64::MAX as u64) as i64;
+            if id != 0 && !self.replication.lessor().exists(id) {
+                return id;
+            }
+        }
+    }
+
+    /// Changes the membership and waits until this member sees it; returns
+    /// the member's ID (a new one for an addition).
+    pub async fn change_members(&self, change: Change) -> Result<NodeId, EtcdError> {
+        self.replication.change_members(change).await
+    }
+
+    /// Moves the leadership to `target` (on the leader).
+    pub async fn move_leader(&self, target: NodeId) -> Result<(), EtcdError> {
+        self.replication.move_leader(target).await
+    }
+
+    /// The members as this member sees them: Raft's membership (IDs, peer
+    /// URLs, voter or learner) with the attributes each member published
+    /// (name, client URLs). A member that has not published yet has no name,
+    /// which etcdctl shows as "unstarted".
+    pub fn members(&self) -> Result<Vec<Member>, EtcdError> {
+        let published: HashMap<u64, MemberAttributes> = self
+            .store
+            .cluster_records("member/")?
+            .into_iter()
+            .filter_map(|(_, raw)| MemberAttributes::decode(raw).ok())
+            .map(|m| (m.member_id, m))
+            .collect();
+        let metrics = self.replication.metrics();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        Ok(membership
+            .nodes()
+            .map(|(id, node)| {
+                let attrs = published.get(id);
+                Member {
+                    id: *id,
+                    name: attrs.map(|a| a.name.clone()).unwrap_or_default(),
+                    peer_ur_ls: node.addr.split(',').map(str::to_string).collect(),
+                    client_ur_ls: attrs.map(|a| a.client_urls.clone()).unwrap_or_default(),
+                    is_learner: !voters.contains(id),
+                }
+            })
+            .collect())
+    }
+
+    /// Sends a write through the log; answers once it is applied here, with
+    /// the response of its own kind.
+    async fn propose<P: Proposal>(&self, proposal: P) -> Result<P::Response, EtcdError> {
+        let request = proposal.into_request();
+        if request.encoded_len() > self.config.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let response = self.replication.propose(request).await?;
+        P::response(response)
+    }
+
+    /// Publishes this member's name and client URLs through the log, retrying
+    /// until the cluster takes it; like etcd, a member serves clients only
+    /// after.
+    async fn publish(&self, attributes: MemberAttributes) {
+        while let Err(e) = self
+            .replication
+            .propose(Request::Publish(attributes.clone()))
+            .await
+        {
+            warn!(error = %e, "cannot publish this member's attributes yet; retrying");
+            tokio::time::sleep(START_RETRY).await;
+        }
+        // A follower's write returns once the leader applied it; etcd serves
+        // once the member applied its own publish, so its member list names
+        // itself (e2e's memberToRemove reads this member's list right after
+        // start).
+        while let Err(e) = self.replication.read_barrier().await {
+            warn!(error = %e, "cannot catch up with the published attributes yet; retrying");
+            tokio::time::sleep(START_RETRY).await;
+        }
+    }
+}
+
+/// Waits until the cluster's ID has reached this joining member's store.
+async fn wait_for_cluster_id(store: &Store) -> u64 {
+    loop {
+        if let Ok(Some(id)) = apply::recorded_cluster_id(store) {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Logs elections as etcd does, for the life of Raft.
+async fn log_leader_changes(replication: Arc<Replication>) {
+    let mut role = replication.subscribe_role();
+    let mut seen = LeaderSeen::default();
+    loop {
+        let line = {
+            let m = role.borrow_and_update();
+            seen.update(m.id, m.current_leader, m.vote.leader_id().get_term())
+        };
+        if let Some(line) = line {
+            info!("{line}");
+        }
+        if role.changed().await.is_err() {
+            return;
+        }
+    }
+}
