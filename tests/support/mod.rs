@@ -69,6 +69,8 @@ pub fn against_reference_server() -> bool {
 /// One server process, on its own ports and data dir, killed on drop.
 pub struct Server {
     dir: tempfile::TempDir,
+    /// --name: "it", or a fixture's member name.
+    name: String,
     client_port: u16,
     peer_port: u16,
     extra_args: Vec<String>,
@@ -93,9 +95,39 @@ impl Server {
         let (client_port, peer_port) = two_free_ports();
         let mut server = Server {
             dir,
+            name: "it".to_string(),
             client_port,
             peer_port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            starts: 0,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts member `name` on a data dir that `prepare` fills first (given
+    /// the directory the data dir goes in, as `data/`), on fixed ports: a
+    /// member's ID derives from its peer URL, so a fixture's member must come
+    /// back at the URL it was made with.
+    pub fn start_on_fixture(
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        prepare: impl FnOnce(&Path),
+    ) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("oxetcd-it-")
+            .tempdir()
+            .expect("create temp dir");
+        fs::create_dir_all(dir.path().join("logs")).expect("create log dir");
+        prepare(dir.path());
+        let mut server = Server {
+            dir,
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            extra_args: Vec::new(),
             child: None,
             starts: 0,
         };
@@ -218,14 +250,14 @@ impl Server {
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(server_binary())
             .arg("--name")
-            .arg("it")
+            .arg(&self.name)
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--listen-client-urls", &client_url])
             .args(["--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("it={peer_url}")])
+            .args(["--initial-cluster", &format!("{}={peer_url}", self.name)])
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
