@@ -38,11 +38,22 @@ fn unpack(into: &Path) {
     assert!(status.success(), "tar -xzf failed");
 }
 
+/// One key as etcdctl printed it, or as the server answers.
+#[derive(Debug, PartialEq)]
+struct Kv {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    create_revision: i64,
+    mod_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
 /// What etcdctl printed of every key before the kill: base64 keys and
 /// values, JSON numbers for revisions.
 struct Expected {
     revision: i64,
-    kvs: Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)>,
+    kvs: Vec<Kv>,
 }
 
 fn expected() -> Expected {
@@ -58,15 +69,13 @@ fn expected() -> Expected {
         .as_array()
         .expect("kvs")
         .iter()
-        .map(|kv| {
-            (
-                bytes(&kv["key"]),
-                bytes(&kv["value"]),
-                int(&kv["create_revision"]),
-                int(&kv["mod_revision"]),
-                int(&kv["version"]),
-                int(&kv["lease"]),
-            )
+        .map(|kv| Kv {
+            key: bytes(&kv["key"]),
+            value: bytes(&kv["value"]),
+            create_revision: int(&kv["create_revision"]),
+            mod_revision: int(&kv["mod_revision"]),
+            version: int(&kv["version"]),
+            lease: int(&kv["lease"]),
         })
         .collect();
     Expected {
@@ -90,15 +99,13 @@ async fn a_data_dir_from_before_typed_commands_starts_with_every_key_and_revisio
     let got: Vec<_> = all
         .kvs
         .iter()
-        .map(|kv| {
-            (
-                kv.key.to_vec(),
-                kv.value.to_vec(),
-                kv.create_revision,
-                kv.mod_revision,
-                kv.version,
-                kv.lease,
-            )
+        .map(|kv| Kv {
+            key: kv.key.to_vec(),
+            value: kv.value.to_vec(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
         })
         .collect();
     assert_eq!(got.len(), want.kvs.len(), "every key");
@@ -111,13 +118,13 @@ async fn a_data_dir_from_before_typed_commands_starts_with_every_key_and_revisio
     let leased = want
         .kvs
         .iter()
-        .find(|kv| kv.0 == b"/fixture/leased")
+        .find(|kv| kv.key == b"/fixture/leased")
         .expect("the leased key");
     let mut leases =
         oxetcd_proto::etcdserverpb::lease_client::LeaseClient::new(server.channel().await);
     let ttl = leases
         .lease_time_to_live(LeaseTimeToLiveRequest {
-            id: leased.5,
+            id: leased.lease,
             keys: true,
         })
         .await

@@ -58,7 +58,7 @@ pub use log_store::{LogReader, LogStore};
 pub use network::{
     ClusterTag, LeaderDuties, Network, NetworkOptions, PeerClient, PeerError, PeerService,
 };
-pub use types::{Entry, LogId, NodeId, Request, Response, TypeConfig, Vote};
+pub use types::{Entry, LogId, NodeId, Payload, Request, Response, TypeConfig, Types, Vote};
 pub use wal::{
     Flushed, Recovery, TornTail, Wal, WalError, WalOptions, WalStats, CACHE_BYTES, SEGMENT_SIZE,
 };

@@ -14,29 +14,29 @@ use openraft::{
     AnyError, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError, StorageIOError,
 };
 
-use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, Payload, Types, Vote};
 use crate::wal::{Wal, WalError};
 
 /// openraft's Raft log, stored in a [`Wal`].
 #[derive(Debug, Clone)]
-pub struct LogStore {
-    wal: Wal,
+pub struct LogStore<P: Payload> {
+    wal: Wal<P>,
 }
 
 /// Reads the log for replication; a clone of the same [`Wal`].
 #[derive(Debug, Clone)]
-pub struct LogReader {
-    wal: Wal,
+pub struct LogReader<P: Payload> {
+    wal: Wal<P>,
 }
 
-impl LogStore {
+impl<P: Payload> LogStore<P> {
     /// A log store on an open WAL.
-    pub fn new(wal: Wal) -> LogStore {
+    pub fn new(wal: Wal<P>) -> LogStore<P> {
         LogStore { wal }
     }
 
     /// The WAL underneath (stats, recovery report).
-    pub fn wal(&self) -> &Wal {
+    pub fn wal(&self) -> &Wal<P> {
         &self.wal
     }
 }
@@ -49,28 +49,28 @@ fn read_err(e: WalError) -> StorageError<NodeId> {
     io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
 }
 
-impl RaftLogReader<TypeConfig> for LogReader {
+impl<P: Payload> RaftLogReader<Types<P>> for LogReader<P> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+    ) -> Result<Vec<Entry<P>>, StorageError<NodeId>> {
         self.wal.entries(range).map_err(read_err)
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<P: Payload> RaftLogReader<Types<P>> for LogStore<P> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+    ) -> Result<Vec<Entry<P>>, StorageError<NodeId>> {
         self.wal.entries(range).map_err(read_err)
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogReader;
+impl<P: Payload> RaftLogStorage<Types<P>> for LogStore<P> {
+    type LogReader = LogReader<P>;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+    async fn get_log_state(&mut self) -> Result<LogState<Types<P>>, StorageError<NodeId>> {
         let (last_purged_log_id, last_log_id) = self.wal.log_state();
         Ok(LogState {
             last_purged_log_id,
@@ -111,10 +111,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
+        callback: LogFlushed<Types<P>>,
     ) -> Result<(), StorageError<NodeId>>
     where
-        I: IntoIterator<Item = Entry> + Send,
+        I: IntoIterator<Item = Entry<P>> + Send,
         I::IntoIter: Send,
     {
         self.wal

@@ -7,15 +7,17 @@ mod common;
 use common::KvStateMachine;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{AnyError, StorageError, StorageIOError};
-use oxetcd_raft::{LogStore, NodeId, TypeConfig, Wal, WalOptions};
+use oxetcd_raft::{LogStore, NodeId, Request, TypeConfig, Wal, WalOptions};
 use tempfile::TempDir;
 
 /// Each test of the suite gets a fresh WAL in its own temporary directory (the
 /// guard removes it).
 struct Builder;
 
-impl StoreBuilder<TypeConfig, LogStore, KvStateMachine, TempDir> for Builder {
-    async fn build(&self) -> Result<(TempDir, LogStore, KvStateMachine), StorageError<NodeId>> {
+impl StoreBuilder<TypeConfig, LogStore<Request>, KvStateMachine, TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore<Request>, KvStateMachine), StorageError<NodeId>> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
         // Small segments, so rollover and segment deletion are exercised too.
         let mut options = WalOptions::default();

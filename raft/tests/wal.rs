@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openraft::{CommittedLeaderId, EntryPayload};
-use oxetcd_raft::{Entry, LogId, Request, Wal, WalError, WalOptions};
+use oxetcd_raft::{LogId, Request, WalError, WalOptions};
+
+type Entry = oxetcd_raft::Entry<Request>;
+type Wal = oxetcd_raft::Wal<Request>;
 
 fn log_id(index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(1, 1), index)

@@ -1,5 +1,37 @@
-//! The commands of the write path. Every mutation is one `Command`, a protobuf
-//! message, so that what a state machine applies is exactly what a log holds.
+//! The commands of the write path: what the Raft log holds, and what applying
+//! an entry answers.
+//!
+//! Every mutation is one [`Command`], a protobuf message, so that what a state
+//! machine applies is exactly what a log holds. In memory an entry's command
+//! is a typed value ([`LogCommand`]): the proposer builds it, Raft carries it,
+//! the state machine applies it, and nothing on that path encodes or decodes
+//! it except where bytes must exist: the WAL writes it (encoded once, and the
+//! same bytes go to every follower) and a follower decodes what the network
+//! brought (once). [`command_decodes`] counts the decodes.
+//!
+//! # Log format (version 1, `<data-dir>/oxetcd/FORMAT`)
+//! A normal entry's body in the WAL (`oxetcd_raft`'s entry record, kind 1) is
+//! an encoded `Command`:
+//!
+//! | field | tag | what |
+//! |---|---|---|
+//! | `request` | 1-9 | one request ([`Request`]'s variants and tags) |
+//! | `batch` | 16 | key writes that arrived together, each a [`KeyWrite`] |
+//!
+//! A `KeyWrite` is the `Command` of one key write (tags 1-3): releases
+//! before typed commands declared `batch` as `repeated bytes` holding encoded
+//! `Command`s, which is the same wire format, so their logs read as they are
+//! (tests/datadir_compat.rs starts a data dir they wrote). A change that is
+//! not wire-compatible needs a new format version and an upgrade of old logs.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use oxetcd_raft::Payload;
+use prost::Message;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::EtcdError;
 use oxetcd_proto::etcdserverpb::{
@@ -15,10 +47,97 @@ use oxetcd_proto::etcdserverpb::{
 pub struct Command {
     #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub request: Option<Request>,
-    /// Encoded `Command`s, each one key write (put, delete, txn); set only
-    /// when `request` is not. Their results come back as [`Outcomes`].
-    #[prost(bytes = "bytes", repeated, tag = "16")]
-    pub batch: Vec<bytes::Bytes>,
+    /// Key writes; set only when `request` is not. Applying answers one
+    /// result for each, in order.
+    #[prost(message, repeated, tag = "16")]
+    pub batch: Vec<KeyWrite>,
+}
+
+/// One key write of a batch: wire-compatible with a [`Command`] holding a
+/// put, a delete or a txn.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyWrite {
+    #[prost(oneof = "KeyWriteRequest", tags = "1, 2, 3")]
+    pub request: Option<KeyWriteRequest>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum KeyWriteRequest {
+    #[prost(message, tag = "1")]
+    Put(PutRequest),
+    #[prost(message, tag = "2")]
+    DeleteRange(DeleteRangeRequest),
+    #[prost(message, tag = "3")]
+    Txn(TxnRequest),
+}
+
+/// A key write, borrowed from a lone [`Request`] or a batch's [`KeyWrite`]:
+/// what the applier takes, so both apply through one function.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyWriteRef<'a> {
+    Put(&'a PutRequest),
+    DeleteRange(&'a DeleteRangeRequest),
+    Txn(&'a TxnRequest),
+}
+
+impl KeyWrite {
+    pub fn as_ref(&self) -> Option<KeyWriteRef<'_>> {
+        Some(match self.request.as_ref()? {
+            KeyWriteRequest::Put(p) => KeyWriteRef::Put(p),
+            KeyWriteRequest::DeleteRange(d) => KeyWriteRef::DeleteRange(d),
+            KeyWriteRequest::Txn(t) => KeyWriteRef::Txn(t),
+        })
+    }
+
+    /// The same write as a lone request.
+    pub fn into_request(self) -> Option<Request> {
+        Some(match self.request? {
+            KeyWriteRequest::Put(p) => Request::Put(p),
+            KeyWriteRequest::DeleteRange(d) => Request::DeleteRange(d),
+            KeyWriteRequest::Txn(t) => Request::Txn(t),
+        })
+    }
+}
+
+impl Request {
+    /// The request as a key write, when it only changes keys: such requests
+    /// of one log entry share one store batch.
+    pub fn as_key_write(&self) -> Option<KeyWriteRef<'_>> {
+        match self {
+            Request::Put(p) => Some(KeyWriteRef::Put(p)),
+            Request::DeleteRange(d) => Some(KeyWriteRef::DeleteRange(d)),
+            Request::Txn(t) => Some(KeyWriteRef::Txn(t)),
+            _ => None,
+        }
+    }
+
+    /// The request as a key write that can join a batch, or itself back.
+    pub fn into_key_write(self) -> Result<KeyWrite, Request> {
+        let request = match self {
+            Request::Put(p) => KeyWriteRequest::Put(p),
+            Request::DeleteRange(d) => KeyWriteRequest::DeleteRange(d),
+            Request::Txn(t) => KeyWriteRequest::Txn(t),
+            other => return Err(other),
+        };
+        Ok(KeyWrite {
+            request: Some(request),
+        })
+    }
+
+    /// The request's kind, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Put(_) => "put",
+            Request::DeleteRange(_) => "delete range",
+            Request::Txn(_) => "txn",
+            Request::Compact(_) => "compaction",
+            Request::Publish(_) => "member publish",
+            Request::LeaseGrant(_) => "lease grant",
+            Request::LeaseRevoke(_) => "lease revoke",
+            Request::LeaseExpire(_) => "lease expiry",
+            Request::LeaseCheckpoint(_) => "lease checkpoint",
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -120,12 +239,12 @@ pub struct Outcome {
     pub refused: u32,
 }
 
-/// The results of a batch command: one encoded [`Outcome`] per command, in
+/// Applied results as they cross the wire: one [`Outcome`] per command, in
 /// order.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Outcomes {
-    #[prost(bytes = "bytes", repeated, tag = "1")]
-    pub outcomes: Vec<bytes::Bytes>,
+    #[prost(message, repeated, tag = "1")]
+    pub outcomes: Vec<Outcome>,
 }
 
 impl Outcome {
@@ -135,6 +254,20 @@ impl Outcome {
         match result {
             Ok(response) => Outcome {
                 response: Some(response),
+                refused: 0,
+            },
+            Err(e) => Outcome {
+                response: None,
+                refused: e.wire_code(),
+            },
+        }
+    }
+
+    /// [`Outcome::from_result`] of a borrowed result.
+    pub fn from_result_ref(result: &Result<Response, EtcdError>) -> Self {
+        match result {
+            Ok(response) => Outcome {
+                response: Some(response.clone()),
                 refused: 0,
             },
             Err(e) => Outcome {
@@ -158,6 +291,163 @@ impl From<Request> for Command {
             request: Some(request),
             batch: Vec::new(),
         }
+    }
+}
+
+impl Command {
+    /// Key writes that arrived together, as one entry.
+    pub fn batch(writes: Vec<KeyWrite>) -> Self {
+        Command {
+            request: None,
+            batch: writes,
+        }
+    }
+}
+
+/// Commands decoded by this process: the write path's check that each
+/// command is decoded once per member (a follower decodes what replication
+/// brings; the leader decodes nothing it proposed itself).
+static COMMAND_DECODES: AtomicU64 = AtomicU64::new(0);
+
+/// Entries with a command that this process applied: what the decodes are
+/// counted against.
+static APPLIED_COMMAND_ENTRIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many log commands this process has decoded (see [`COMMAND_DECODES`]).
+pub fn command_decodes() -> u64 {
+    COMMAND_DECODES.load(Ordering::Relaxed)
+}
+
+/// How many entries with a command this process has applied.
+pub fn applied_command_entries() -> u64 {
+    APPLIED_COMMAND_ENTRIES.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_applied_entry() {
+    APPLIED_COMMAND_ENTRIES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A log entry's command, typed, with its encoding once it has one: the
+/// Raft payload. Clones share both (the WAL, each follower's replication
+/// stream and the state machine hold the same value).
+#[derive(Clone, Default)]
+pub struct LogCommand(Arc<Logged>);
+
+#[derive(Default)]
+struct Logged {
+    command: Command,
+    /// The command's bytes: made by the first encode (the WAL's or the
+    /// network's, whichever comes first), or the bytes it was decoded from.
+    encoded: OnceLock<Bytes>,
+}
+
+impl LogCommand {
+    pub fn new(command: Command) -> Self {
+        LogCommand(Arc::new(Logged {
+            command,
+            encoded: OnceLock::new(),
+        }))
+    }
+
+    pub fn command(&self) -> &Command {
+        &self.0.command
+    }
+
+    /// The command back, without a copy unless another holder still has it.
+    pub fn into_command(self) -> Command {
+        match Arc::try_unwrap(self.0) {
+            Ok(logged) => logged.command,
+            Err(shared) => shared.command.clone(),
+        }
+    }
+
+    fn encoded(&self) -> &Bytes {
+        self.0
+            .encoded
+            .get_or_init(|| Bytes::from(self.0.command.encode_to_vec()))
+    }
+}
+
+impl From<Request> for LogCommand {
+    fn from(request: Request) -> Self {
+        LogCommand::new(Command::from(request))
+    }
+}
+
+impl Payload for LogCommand {
+    type Response = Applied;
+
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.encoded());
+    }
+
+    fn decode(bytes: Bytes) -> Result<Self, String> {
+        COMMAND_DECODES.fetch_add(1, Ordering::Relaxed);
+        let command = Command::decode(bytes.clone()).map_err(|e| e.to_string())?;
+        Ok(LogCommand(Arc::new(Logged {
+            command,
+            encoded: OnceLock::from(bytes),
+        })))
+    }
+}
+
+// The network's form (postcard through serde) is the same bytes as the WAL's.
+impl Serialize for LogCommand {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.encoded())
+    }
+}
+
+impl<'de> Deserialize<'de> for LogCommand {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = Bytes::deserialize(deserializer)?;
+        LogCommand::decode(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+// openraft logs entries at debug level: the kind, not the contents.
+impl fmt::Debug for LogCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let command = self.command();
+        match &command.request {
+            Some(request) => write!(f, "LogCommand({})", request.kind()),
+            None => write!(f, "LogCommand(batch of {})", command.batch.len()),
+        }
+    }
+}
+
+/// What applying one log entry answers its proposer: a result for each
+/// command it holds, in order (none for blank and membership entries).
+#[derive(Debug, Default)]
+pub struct Applied(pub Vec<Result<Response, EtcdError>>);
+
+impl Applied {
+    fn to_outcomes(&self) -> Outcomes {
+        Outcomes {
+            outcomes: self.0.iter().map(Outcome::from_result_ref).collect(),
+        }
+    }
+}
+
+// openraft requires its responses to be serializable; oxetcd never sends one
+// (a forwarded write's answer is an `Outcome`), but the form is the wire's.
+impl Serialize for Applied {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.to_outcomes().encode_to_vec())
+    }
+}
+
+impl<'de> Deserialize<'de> for Applied {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = Bytes::deserialize(deserializer)?;
+        let outcomes = Outcomes::decode(bytes).map_err(serde::de::Error::custom)?;
+        Ok(Applied(
+            outcomes
+                .outcomes
+                .into_iter()
+                .map(Outcome::into_result)
+                .collect(),
+        ))
     }
 }
 
@@ -199,4 +489,97 @@ proposal! {
     CompactionRequest => Compact(CompactionResponse),
     LeaseGrantRequest => LeaseGrant(LeaseGrantResponse),
     LeaseRevokeRequest => LeaseRevoke(LeaseRevokeResponse),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log format before typed commands: a batch held each write as an
+    /// encoded `Command` in `repeated bytes`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct CommandBeforeTypedBatches {
+        #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+        request: Option<Request>,
+        #[prost(bytes = "bytes", repeated, tag = "16")]
+        batch: Vec<Bytes>,
+    }
+
+    fn put(key: &'static str) -> Request {
+        Request::Put(PutRequest {
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            lease: 7,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_batch_logged_before_typed_commands_decodes_to_the_same_writes() {
+        let old = CommandBeforeTypedBatches {
+            request: None,
+            batch: ["a", "b"]
+                .iter()
+                .map(|k| Bytes::from(Command::from(put(k)).encode_to_vec()))
+                .collect(),
+        };
+        let logged = LogCommand::decode(Bytes::from(old.encode_to_vec())).unwrap();
+        let writes: Vec<_> = logged
+            .command()
+            .batch
+            .iter()
+            .map(|w| w.clone().into_request())
+            .collect();
+        assert_eq!(writes, vec![Some(put("a")), Some(put("b"))]);
+        // And the new encoding is the old one, byte for byte.
+        assert_eq!(
+            Command::batch(vec![
+                put("a").into_key_write().unwrap(),
+                put("b").into_key_write().unwrap()
+            ])
+            .encode_to_vec(),
+            old.encode_to_vec()
+        );
+    }
+
+    #[test]
+    fn a_lone_request_logged_before_typed_commands_decodes_as_itself() {
+        let old = CommandBeforeTypedBatches {
+            request: Some(put("a")),
+            batch: Vec::new(),
+        };
+        let logged = LogCommand::decode(Bytes::from(old.encode_to_vec())).unwrap();
+        assert_eq!(logged.command().request, Some(put("a")));
+    }
+
+    #[test]
+    fn a_command_is_encoded_once_and_keeps_the_bytes_it_was_decoded_from() {
+        let logged = LogCommand::new(Command::from(put("a")));
+        let (mut wal, mut again) = (Vec::new(), Vec::new());
+        logged.encode(&mut wal);
+        logged.clone().encode(&mut again);
+        assert_eq!(wal, again);
+        let first = logged.encoded().as_ptr();
+        assert_eq!(
+            logged.clone().encoded().as_ptr(),
+            first,
+            "one encoding, shared"
+        );
+        let decoded = LogCommand::decode(Bytes::from(wal.clone())).unwrap();
+        assert_eq!(decoded.command(), logged.command());
+        let mut re = Vec::new();
+        decoded.encode(&mut re);
+        assert_eq!(re, wal);
+    }
+
+    #[test]
+    fn applied_results_survive_serde() {
+        let applied = Applied(vec![
+            Ok(Response::Put(PutResponse::default())),
+            Err(EtcdError::LeaseNotFound),
+        ]);
+        let json = serde_json::to_vec(&applied).unwrap();
+        let back: Applied = serde_json::from_slice(&json).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{applied:?}"));
+    }
 }

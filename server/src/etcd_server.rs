@@ -27,7 +27,7 @@ use prost::Message;
 use tracing::{info, warn};
 
 use crate::apply;
-use crate::command::{MemberAttributes, Proposal, Request};
+use crate::command::{LogCommand, MemberAttributes, Proposal, Request};
 use crate::datadir::{DataDir, DataDirError};
 use crate::error::EtcdError;
 use crate::ids::{self, IdGenerator};
@@ -171,7 +171,7 @@ pub struct Opened {
 
 impl Opened {
     /// The Raft peer service, for the front end to serve on the peer URLs.
-    pub fn peer_service(&self) -> PeerService {
+    pub fn peer_service(&self) -> PeerService<LogCommand> {
         self.replication.peer_service()
     }
 
@@ -530,10 +530,11 @@ impl EtcdServer {
     /// the response of its own kind.
     async fn propose<P: Proposal>(&self, proposal: P) -> Result<P::Response, EtcdError> {
         let request = proposal.into_request();
-        if request.encoded_len() > self.config.max_request_bytes {
+        let size = request.encoded_len();
+        if size > self.config.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
-        let response = self.replication.propose(request).await?;
+        let response = self.replication.propose(request, size).await?;
         P::response(response)
     }
 
@@ -541,11 +542,9 @@ impl EtcdServer {
     /// until the cluster takes it; like etcd, a member serves clients only
     /// after.
     async fn publish(&self, attributes: MemberAttributes) {
-        while let Err(e) = self
-            .replication
-            .propose(Request::Publish(attributes.clone()))
-            .await
-        {
+        let publish = Request::Publish(attributes);
+        let size = publish.encoded_len();
+        while let Err(e) = self.replication.propose(publish.clone(), size).await {
             warn!(error = %e, "cannot publish this member's attributes yet; retrying");
             tokio::time::sleep(START_RETRY).await;
         }

@@ -28,7 +28,7 @@ use super::pb::{
     SnapshotChunk, TimeoutNowRequest,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{NodeId, Payload, Types};
 
 /// Settings of the client side. The defaults suit a LAN cluster.
 #[derive(Debug, Clone)]
@@ -252,7 +252,7 @@ impl Network {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for Network {
+impl<P: Payload> RaftNetworkFactory<Types<P>> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
@@ -370,10 +370,10 @@ impl PeerConnection {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+impl<P: Payload> RaftNetwork<Types<P>> for PeerConnection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<Types<P>>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         const ACTION: RPCTypes = RPCTypes::AppendEntries;
@@ -407,7 +407,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
     async fn install_snapshot(
         &mut self,
-        mut rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<Types<P>>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         const ACTION: RPCTypes = RPCTypes::InstallSnapshot;
@@ -562,6 +562,7 @@ fn decode_peer_error(bytes: &[u8], addr: &str) -> PeerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TypeConfig;
 
     #[tokio::test]
     async fn channels_are_cached_per_peer_and_address() {
@@ -602,18 +603,21 @@ mod tests {
         let addr = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
         let mut net = Network::new(1, None);
-        let mut conn = net.new_client(2, &BasicNode::new(&addr)).await;
+        let mut conn =
+            RaftNetworkFactory::<TypeConfig>::new_client(&mut net, 2, &BasicNode::new(&addr)).await;
         let rpc = VoteRequest::new(openraft::Vote::new(1, 1), None);
-        let err = conn
-            .vote(rpc.clone(), RPCOption::new(Duration::from_secs(1)))
+        let option = RPCOption::new(Duration::from_secs(1));
+        let err = RaftNetwork::<TypeConfig>::vote(&mut conn, rpc.clone(), option)
             .await
             .unwrap_err();
         assert!(matches!(err, RPCError::Unreachable(_)), "{err}");
         assert_eq!(net.peer_client().active_since(2), None);
 
-        let mut bad = net.new_client(3, &BasicNode::new("ftp://x")).await;
-        let err = bad
-            .vote(rpc, RPCOption::new(Duration::from_secs(1)))
+        let mut bad =
+            RaftNetworkFactory::<TypeConfig>::new_client(&mut net, 3, &BasicNode::new("ftp://x"))
+                .await;
+        let option = RPCOption::new(Duration::from_secs(1));
+        let err = RaftNetwork::<TypeConfig>::vote(&mut bad, rpc, option)
             .await
             .unwrap_err();
         assert!(matches!(err, RPCError::Unreachable(_)), "{err}");
@@ -633,11 +637,14 @@ mod tests {
             ..NetworkOptions::default()
         };
         let mut net = Network::with_options(1, None, options);
-        let mut conn = net
-            .new_client(2, &BasicNode::new("http://127.0.0.1:1"))
-            .await;
+        let mut conn = RaftNetworkFactory::<TypeConfig>::new_client(
+            &mut net,
+            2,
+            &BasicNode::new("http://127.0.0.1:1"),
+        )
+        .await;
         let entries = (1..=4)
-            .map(|i| crate::Entry {
+            .map(|i| crate::Entry::<crate::Request> {
                 log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
                 payload: openraft::EntryPayload::Normal(crate::Request::from(vec![0u8; 400])),
             })

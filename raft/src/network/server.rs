@@ -20,7 +20,7 @@ use super::pb::{
     TimeoutNowResponse,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{NodeId, Payload, Types};
 
 /// What only the leader does for the other members, implemented by the
 /// server. Called on whichever member the asking follower believes is the
@@ -41,15 +41,26 @@ pub trait LeaderDuties: Send + Sync + 'static {
 /// The peer gRPC service (`oxetcdraftpb.Raft`) of one member: openraft's
 /// RPCs go to its [`Raft`], `Forward` and the read-index asks of `Calls`
 /// to its [`LeaderDuties`].
-#[derive(Clone)]
-pub struct PeerService {
-    raft: Raft<TypeConfig>,
+pub struct PeerService<P: Payload> {
+    raft: Raft<Types<P>>,
     duties: Arc<dyn LeaderDuties>,
     max_message_bytes: usize,
     cluster: ClusterTag,
 }
 
-impl std::fmt::Debug for PeerService {
+// A handle on the same Raft, whatever `P` is (derive would ask `P: Clone`).
+impl<P: Payload> Clone for PeerService<P> {
+    fn clone(&self) -> Self {
+        PeerService {
+            raft: self.raft.clone(),
+            duties: Arc::clone(&self.duties),
+            max_message_bytes: self.max_message_bytes,
+            cluster: self.cluster.clone(),
+        }
+    }
+}
+
+impl<P: Payload> std::fmt::Debug for PeerService<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerService")
             .field("max_message_bytes", &self.max_message_bytes)
@@ -57,9 +68,9 @@ impl std::fmt::Debug for PeerService {
     }
 }
 
-impl PeerService {
+impl<P: Payload> PeerService<P> {
     /// The service of the member running `raft`.
-    pub fn new(raft: Raft<TypeConfig>, duties: Arc<dyn LeaderDuties>) -> PeerService {
+    pub fn new(raft: Raft<Types<P>>, duties: Arc<dyn LeaderDuties>) -> PeerService<P> {
         PeerService {
             raft,
             duties,
@@ -71,7 +82,7 @@ impl PeerService {
     /// Refuse requests from members of another cluster (see
     /// [`ClusterTag`]); the same tag as the network's
     /// [`NetworkOptions::cluster`](super::NetworkOptions::cluster).
-    pub fn with_cluster(mut self, cluster: ClusterTag) -> PeerService {
+    pub fn with_cluster(mut self, cluster: ClusterTag) -> PeerService<P> {
         self.cluster = cluster;
         self
     }
@@ -82,14 +93,14 @@ impl PeerService {
     ///
     /// [`DEFAULT_MAX_MESSAGE_BYTES`]: super::DEFAULT_MAX_MESSAGE_BYTES
     /// [`NetworkOptions::max_message_bytes`]: super::NetworkOptions::max_message_bytes
-    pub fn with_max_message_bytes(mut self, bytes: usize) -> PeerService {
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> PeerService<P> {
         self.max_message_bytes = bytes;
         self
     }
 
     /// The tonic service, for `Server::builder().add_service(..)` (or an
     /// interceptor around it).
-    pub fn into_server(self) -> RaftServer<PeerService> {
+    pub fn into_server(self) -> RaftServer<PeerService<P>> {
         let max = self.max_message_bytes;
         RaftServer::new(self)
             .max_decoding_message_size(max)
@@ -133,10 +144,10 @@ async fn answer_read_index(duties: &dyn LeaderDuties) -> Result<ReadIndexRespons
     })
 }
 
-impl PeerService {
+impl<P: Payload> PeerService<P> {
     /// openraft's answer to an encoded append-entries, encoded.
     async fn append(&self, payload: &[u8]) -> Result<Bytes, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> =
+        let rpc: AppendEntriesRequest<Types<P>> =
             decode(payload, "AppendEntriesRequest").map_err(invalid)?;
         encode_reply(&self.raft.append_entries(rpc).await)
     }
@@ -162,7 +173,7 @@ impl PeerService {
 type Replies = Pin<Box<dyn Stream<Item = Result<Reply, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl RaftRpc for PeerService {
+impl<P: Payload> RaftRpc for PeerService<P> {
     async fn append_entries(
         &self,
         request: Request<RaftMessage>,
@@ -185,7 +196,7 @@ impl RaftRpc for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         self.cluster.check(&request)?;
         let chunk = request.into_inner();
-        let mut rpc: InstallSnapshotRequest<TypeConfig> =
+        let mut rpc: InstallSnapshotRequest<Types<P>> =
             decode(&chunk.payload, "InstallSnapshotRequest").map_err(invalid)?;
         rpc.data = Vec::from(chunk.data);
         reply(&self.raft.install_snapshot(rpc).await)

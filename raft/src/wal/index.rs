@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::error::WalError;
-use crate::types::{Entry, LogId, Vote};
+use crate::types::{Entry, LogId, Payload, Vote};
 
 /// Where a frame is: segment, byte offset of the frame, frame length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,21 +34,21 @@ pub(crate) struct SegmentReader {
 }
 
 #[derive(Debug)]
-struct Slot {
+struct Slot<P: Payload> {
     log_id: LogId,
     /// Which append wrote this slot: a location is accepted only from the same
     /// append, never from one whose entry a truncate since replaced.
     gen: u64,
     /// `None` until the writer has written the frame.
     loc: Option<Loc>,
-    cached: Option<Entry>,
+    cached: Option<Entry<P>>,
     /// Frame bytes, charged to the cache while `cached` is set.
     size: usize,
 }
 
 /// One entry to return from a read: in memory, or to be read from disk.
-pub(crate) enum Fetch {
-    Cached(Entry),
+pub(crate) enum Fetch<P: Payload> {
+    Cached(Entry<P>),
     Disk {
         log_id: LogId,
         loc: Loc,
@@ -56,8 +56,8 @@ pub(crate) enum Fetch {
     },
 }
 
-pub(crate) struct LogIndex {
-    slots: BTreeMap<u64, Slot>,
+pub(crate) struct LogIndex<P: Payload> {
+    slots: BTreeMap<u64, Slot<P>>,
     pub(crate) purged: Option<LogId>,
     /// Published by the writer once durable.
     pub(crate) vote: Option<Vote>,
@@ -74,8 +74,8 @@ pub(crate) struct LogIndex {
     pub(crate) failed: Option<WalError>,
 }
 
-impl LogIndex {
-    pub(crate) fn new(cache_limit: usize) -> LogIndex {
+impl<P: Payload> LogIndex<P> {
+    pub(crate) fn new(cache_limit: usize) -> LogIndex<P> {
         LogIndex {
             slots: BTreeMap::new(),
             purged: None,
@@ -133,7 +133,7 @@ impl LogIndex {
     }
 
     /// Adds an appended entry, cached until written; returns its generation.
-    pub(crate) fn insert_appended(&mut self, entry: Entry, size: usize) -> u64 {
+    pub(crate) fn insert_appended(&mut self, entry: Entry<P>, size: usize) -> u64 {
         let gen = self.next_gen;
         self.next_gen += 1;
         let index = entry.log_id.index;
@@ -173,7 +173,7 @@ impl LogIndex {
         self.cache_floor = self.cache_floor.max(upto.index.saturating_add(1));
     }
 
-    fn uncharge<'a>(&mut self, removed: impl Iterator<Item = &'a Slot>) {
+    fn uncharge<'a>(&mut self, removed: impl Iterator<Item = &'a Slot<P>>) {
         for slot in removed {
             if slot.cached.is_some() {
                 self.cached_bytes -= slot.size;
@@ -209,7 +209,7 @@ impl LogIndex {
     }
 
     /// What a read of `[lo, hi)` returns (hi `None` = unbounded).
-    pub(crate) fn plan_read(&self, lo: u64, hi: Option<u64>) -> Result<Vec<Fetch>, WalError> {
+    pub(crate) fn plan_read(&self, lo: u64, hi: Option<u64>) -> Result<Vec<Fetch<P>>, WalError> {
         if hi.is_some_and(|hi| hi <= lo) {
             return Ok(Vec::new());
         }
@@ -255,7 +255,7 @@ mod tests {
 
     use super::*;
 
-    fn entry(index: u64) -> Entry {
+    fn entry(index: u64) -> Entry<crate::Request> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Blank,
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn truncate_then_reappend_ignores_stale_locations() {
-        let mut idx = LogIndex::new(1 << 20);
+        let mut idx = LogIndex::<crate::Request>::new(1 << 20);
         let g1 = idx.insert_appended(entry(1), 10);
         idx.truncate(1);
         let g2 = idx.insert_appended(entry(1), 10);
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn eviction_keeps_unwritten_entries_and_respects_the_limit() {
-        let mut idx = LogIndex::new(25);
+        let mut idx = LogIndex::<crate::Request>::new(25);
         let gens: Vec<u64> = (1..=5).map(|i| idx.insert_appended(entry(i), 10)).collect();
         idx.evict();
         assert_eq!(idx.cached_bytes(), 50, "nothing written, nothing evicted");
@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn purge_moves_the_floor_and_last_log_id() {
-        let mut idx = LogIndex::new(1 << 20);
+        let mut idx = LogIndex::<crate::Request>::new(1 << 20);
         for i in 1..=3 {
             idx.insert_appended(entry(i), 10);
         }

@@ -150,7 +150,7 @@ use tokio::sync::oneshot;
 pub use self::error::WalError;
 use self::index::{Fetch, LogIndex};
 use self::writer::{Done, Effect, Op, Writer};
-use crate::types::{Entry, LogId, Vote};
+use crate::types::{Entry, LogId, Payload, Vote};
 
 /// Default segment cut size: 64 MiB, as etcd's.
 pub const SEGMENT_SIZE: u64 = 64 << 20;
@@ -227,18 +227,18 @@ pub(crate) struct Counters {
 }
 
 /// State shared by the handles and the writer thread.
-pub(crate) struct Shared {
+pub(crate) struct Shared<P: Payload> {
     dir: PathBuf,
     /// The log as callers see it. Callers change it and queue the matching
     /// operation to the writer while holding the write lock, so the queue order
     /// is the order of the changes; the writer takes it briefly to publish
     /// locations. No other lock is taken while it is held.
-    index: RwLock<LogIndex>,
+    index: RwLock<LogIndex<P>>,
     counters: Arc<Counters>,
 }
 
-struct Inner {
-    shared: Arc<Shared>,
+struct Inner<P: Payload> {
+    shared: Arc<Shared<P>>,
     /// The writer thread's queue; `None` once dropping. Only sent to while the
     /// index write lock is held.
     tx: Option<Sender<Op>>,
@@ -247,7 +247,7 @@ struct Inner {
     recovery: Recovery,
 }
 
-impl Drop for Inner {
+impl<P: Payload> Drop for Inner<P> {
     fn drop(&mut self) {
         self.tx = None;
         if let Some(thread) = self.thread.take() {
@@ -261,12 +261,20 @@ impl Drop for Inner {
 /// A write-ahead log of Raft entries, vote and committed index. Cheap to
 /// clone; every clone is the same log. Dropping the last clone finishes the
 /// queued writes and stops the writer thread.
-#[derive(Clone)]
-pub struct Wal {
-    inner: Arc<Inner>,
+pub struct Wal<P: Payload> {
+    inner: Arc<Inner<P>>,
 }
 
-impl std::fmt::Debug for Wal {
+// Every clone is the same log, whatever `P` is (derive would ask `P: Clone`).
+impl<P: Payload> Clone for Wal<P> {
+    fn clone(&self) -> Self {
+        Wal {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<P: Payload> std::fmt::Debug for Wal<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Wal")
             .field("dir", &self.inner.shared.dir)
@@ -298,10 +306,10 @@ impl Future for Flushed {
     }
 }
 
-impl Wal {
+impl<P: Payload> Wal<P> {
     /// Opens (or creates) the WAL in `dir`: replays it, cuts a torn tail, fails
     /// on corruption in the middle, and starts the writer thread.
-    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal, WalError> {
+    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<P>, WalError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| WalError::io("create dir", &dir, e))?;
         let counters = Arc::new(Counters::default());
@@ -383,7 +391,7 @@ impl Wal {
     /// the returned [`Flushed`] completes (as is everything appended before).
     /// Indexes must increase and be above the last entry (truncate first to
     /// overwrite); entries at or below the last purged index are skipped.
-    pub fn append(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Flushed, WalError> {
+    pub fn append(&self, entries: impl IntoIterator<Item = Entry<P>>) -> Result<Flushed, WalError> {
         let (tx, rx) = oneshot::channel();
         self.append_then(entries, move |result| {
             // The receiver may be gone (the caller stopped waiting): fine.
@@ -397,13 +405,13 @@ impl Wal {
     /// entries. Not called if this returns an error.
     pub fn append_then(
         &self,
-        entries: impl IntoIterator<Item = Entry>,
+        entries: impl IntoIterator<Item = Entry<P>>,
         on_flushed: impl FnOnce(Result<(), WalError>) + Send + 'static,
     ) -> Result<(), WalError> {
         // Entries at or below the last purged index are covered by the state
         // machine's snapshot: skip them (openraft's test suite appends such).
         let purged = self.inner.shared.index.read().purged.map(|p| p.index);
-        let entries: Vec<Entry> = entries
+        let entries: Vec<Entry<P>> = entries
             .into_iter()
             .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
             .collect();
@@ -518,7 +526,7 @@ impl Wal {
     }
 
     /// The live entries with an index in `range`, in order.
-    pub fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, WalError> {
+    pub fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<P>>, WalError> {
         let lo = match range.start_bound() {
             Bound::Included(&x) => x,
             Bound::Excluded(&x) => match x.checked_add(1) {
@@ -573,7 +581,7 @@ impl Wal {
     fn send(
         &self,
         op: Op,
-        _index: &parking_lot::RwLockWriteGuard<'_, LogIndex>,
+        _index: &parking_lot::RwLockWriteGuard<'_, LogIndex<P>>,
     ) -> Result<(), WalError> {
         let tx = self.inner.tx.as_ref().ok_or(WalError::Closed)?;
         tx.send(op).map_err(|_| WalError::Closed)
@@ -585,7 +593,7 @@ impl Wal {
         &self,
         buf: Vec<u8>,
         frames: Vec<(usize, Effect)>,
-        change: impl FnOnce(&mut LogIndex),
+        change: impl FnOnce(&mut LogIndex<P>),
     ) -> Result<(), WalError> {
         let (tx, rx) = oneshot::channel();
         let done: Done = Box::new(move |result| {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use openraft::{CommittedLeaderId, EntryPayload, Membership};
 
 use super::error::WalError;
-use crate::types::{Entry, LogId, Request, Vote};
+use crate::types::{Entry, LogId, Payload, Vote};
 
 /// `len u32 | crc u32 | type u8`.
 pub(crate) const FRAME_HEADER_LEN: usize = 9;
@@ -226,14 +226,17 @@ pub(crate) fn push_header(buf: &mut Vec<u8>, header: &SegmentHeader) -> Result<u
 }
 
 /// Appends an entry frame; returns the frame length.
-pub(crate) fn push_entry(buf: &mut Vec<u8>, entry: &Entry) -> Result<usize, WalError> {
+pub(crate) fn push_entry<P: Payload>(
+    buf: &mut Vec<u8>,
+    entry: &Entry<P>,
+) -> Result<usize, WalError> {
     push_frame(buf, RecordType::Entry, |b| {
         put_log_id(b, &entry.log_id);
         match &entry.payload {
             EntryPayload::Blank => b.push(ENTRY_BLANK),
-            EntryPayload::Normal(req) => {
+            EntryPayload::Normal(payload) => {
                 b.push(ENTRY_NORMAL);
-                b.extend_from_slice(req.bytes());
+                payload.encode(b);
             }
             EntryPayload::Membership(m) => {
                 b.push(ENTRY_MEMBERSHIP);
@@ -424,7 +427,7 @@ pub(crate) fn decode_record(frame: &Frame<'_>) -> Result<Record, String> {
 }
 
 /// Decodes a whole entry from an entry frame's payload.
-pub(crate) fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
+pub(crate) fn decode_entry<P: Payload>(payload: &[u8]) -> Result<Entry<P>, String> {
     let mut f = Fields { buf: payload };
     let log_id = f.log_id()?;
     let payload = match f.u8()? {
@@ -432,7 +435,7 @@ pub(crate) fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
             f.end()?;
             EntryPayload::Blank
         }
-        ENTRY_NORMAL => EntryPayload::Normal(Request(Bytes::copy_from_slice(f.buf))),
+        ENTRY_NORMAL => EntryPayload::Normal(P::decode(Bytes::copy_from_slice(f.buf))?),
         ENTRY_MEMBERSHIP => {
             let m: Membership<u64, openraft::BasicNode> = serde_json::from_slice(f.buf)
                 .map_err(|e| format!("bad membership payload: {e}"))?;
@@ -475,7 +478,7 @@ mod tests {
             },
             Entry {
                 log_id: log_id(2, 7, 1),
-                payload: EntryPayload::Normal(Request::from(b"put foo".to_vec())),
+                payload: EntryPayload::Normal(crate::Request::from(b"put foo".to_vec())),
             },
             Entry {
                 log_id: log_id(3, 2, 9),
@@ -489,7 +492,7 @@ mod tests {
             let frame = one_frame(&buf);
             assert_eq!(frame.ty, RecordType::Entry);
             assert_eq!(decode_record(&frame), Ok(Record::Entry(e.log_id)));
-            let back = decode_entry(frame.payload).expect("decode");
+            let back = decode_entry::<crate::Request>(frame.payload).expect("decode");
             assert_eq!(back.log_id, e.log_id);
             assert_eq!(format!("{:?}", back.payload), format!("{:?}", e.payload));
         }

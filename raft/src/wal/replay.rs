@@ -11,6 +11,7 @@ use super::record::{self, CarriedState, Record, RecordType, SegmentHeader};
 use super::segment::{self, SegmentFile, SegmentPath};
 use super::{Counters, Recovery, TornTail};
 use crate::types::LogId;
+use crate::types::Payload;
 
 /// The sector size torn writes are judged by: a crash can lose whole sectors
 /// (pages) of an unsynced write and leave them zero-filled.
@@ -26,8 +27,8 @@ pub(crate) struct SegmentInfo {
 }
 
 /// Everything `Wal::open` needs to start the writer.
-pub(crate) struct Replayed {
-    pub(crate) index: LogIndex,
+pub(crate) struct Replayed<P: Payload> {
+    pub(crate) index: LogIndex<P>,
     pub(crate) segments: Vec<SegmentInfo>,
     pub(crate) active: SegmentFile,
     /// Records after the header in the active segment.
@@ -38,13 +39,13 @@ pub(crate) struct Replayed {
 }
 
 /// The log as the records so far describe it.
-struct ReplayState {
-    index: LogIndex,
+struct ReplayState<P: Payload> {
+    index: LogIndex<P>,
     carried: CarriedState,
     next_index: u64,
 }
 
-impl ReplayState {
+impl<P: Payload> ReplayState<P> {
     fn apply(
         &mut self,
         record: Record,
@@ -109,12 +110,12 @@ fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> WalError {
 }
 
 /// Replays the segments in `dir` (creating the first one in an empty dir).
-pub(crate) fn replay(
+pub(crate) fn replay<P: Payload>(
     dir: &Path,
     segment_size: u64,
     cache_limit: usize,
     counters: Arc<Counters>,
-) -> Result<Replayed, WalError> {
+) -> Result<Replayed<P>, WalError> {
     let mut paths = segment::list_segments(dir)?;
     if paths.is_empty() {
         let header = SegmentHeader {
@@ -221,12 +222,12 @@ struct SegmentOutcome {
     torn_at: Option<u64>,
 }
 
-fn replay_segment(
+fn replay_segment<P: Payload>(
     seg: &SegmentPath,
     data: &[u8],
     is_first: bool,
     is_last: bool,
-    state: &mut ReplayState,
+    state: &mut ReplayState<P>,
 ) -> Result<SegmentOutcome, WalError> {
     let path = seg.path.as_path();
     // The header: always intact, segments are renamed into place only after it

@@ -10,6 +10,9 @@ use super::segment::Faults;
 use super::*;
 use crate::types::Request;
 
+type Entry = crate::types::Entry<Request>;
+type Wal = super::Wal<Request>;
+
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, 1), index)
 }

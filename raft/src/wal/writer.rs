@@ -15,6 +15,7 @@ use super::record::{CarriedState, SegmentHeader};
 use super::replay::SegmentInfo;
 use super::segment::SegmentFile;
 use super::Shared;
+use crate::types::Payload;
 use crate::types::{LogId, Vote};
 
 /// A batch stops growing at this many bytes of records (it is written with one
@@ -45,8 +46,8 @@ pub(crate) struct Op {
     pub(crate) done: Option<Done>,
 }
 
-pub(crate) struct Writer {
-    pub(crate) shared: Arc<Shared>,
+pub(crate) struct Writer<P: Payload> {
+    pub(crate) shared: Arc<Shared<P>>,
     pub(crate) rx: Receiver<Op>,
     pub(crate) segment_size: u64,
     pub(crate) active: SegmentFile,
@@ -66,7 +67,7 @@ pub(crate) struct Writer {
     pub(crate) buf: Vec<u8>,
 }
 
-impl Writer {
+impl<P: Payload> Writer<P> {
     /// Runs until every sender is gone and the queue is drained.
     pub(crate) fn run(mut self) {
         while let Ok(first) = self.rx.recv() {

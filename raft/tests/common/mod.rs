@@ -15,7 +15,9 @@ use openraft::{
     AnyError, BasicNode, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use oxetcd_raft::{Entry, LogId, NodeId, Response, TypeConfig};
+use oxetcd_raft::{LogId, NodeId, Request, Response, TypeConfig};
+
+type Entry = oxetcd_raft::Entry<Request>;
 use serde::{Deserialize, Serialize};
 
 // The state machine: a key-value map; a request is `key=value`, its response

@@ -21,7 +21,7 @@ use oxetcd_proto::mvccpb::Event;
 use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
 use prost::Message;
 
-use crate::command::{Request, Response};
+use crate::command::{KeyWriteRef, Request, Response};
 use crate::error::EtcdError;
 use crate::lease::{KeyChange, Lessor};
 
@@ -81,25 +81,28 @@ pub fn apply(
             }
             Ok(Response::Published(member.clone()))
         }
-        Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_) => {
-            let mut txn = store.write(index);
-            if let Some(applied) = applied {
-                txn.set_applied_state(applied.clone());
-            }
-            let response = apply_key_write(&mut txn, leases, request)?;
-            txn.end()?;
-            Ok(response)
+        Request::Put(p) => apply_lone_key_write(store, leases, index, applied, KeyWriteRef::Put(p)),
+        Request::DeleteRange(d) => {
+            apply_lone_key_write(store, leases, index, applied, KeyWriteRef::DeleteRange(d))
         }
+        Request::Txn(t) => apply_lone_key_write(store, leases, index, applied, KeyWriteRef::Txn(t)),
     }
 }
 
-/// Whether `request` only changes keys: the requests of one log entry that
-/// are all such share one write txn (see [`apply_key_writes`]).
-pub fn is_key_write(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)
-    )
+fn apply_lone_key_write(
+    store: &Store,
+    leases: &Lessor,
+    index: u64,
+    applied: Option<&Bytes>,
+    write: KeyWriteRef<'_>,
+) -> Result<Response, EtcdError> {
+    let mut txn = store.write(index);
+    if let Some(applied) = applied {
+        txn.set_applied_state(applied.clone());
+    }
+    let response = apply_key_write(&mut txn, leases, write)?;
+    txn.end()?;
+    Ok(response)
 }
 
 /// Applies the key writes of one log entry (index `index`) in one write txn:
@@ -112,15 +115,15 @@ pub fn apply_key_writes<'r>(
     leases: &Lessor,
     index: u64,
     applied: Option<&Bytes>,
-    requests: impl IntoIterator<Item = &'r Request>,
+    writes: impl IntoIterator<Item = KeyWriteRef<'r>>,
 ) -> Result<Vec<Result<Response, EtcdError>>, EtcdError> {
     let mut txn = store.write(index);
     if let Some(applied) = applied {
         txn.set_applied_state(applied.clone());
     }
     let mut results = Vec::new();
-    for request in requests {
-        match apply_key_write(&mut txn, leases, request) {
+    for write in writes {
+        match apply_key_write(&mut txn, leases, write) {
             Err(e) if e.is_fatal() => return Err(e),
             result => results.push(result),
         }
@@ -133,22 +136,19 @@ pub fn apply_key_writes<'r>(
 fn apply_key_write(
     txn: &mut WriteTxn<'_>,
     leases: &Lessor,
-    request: &Request,
+    write: KeyWriteRef<'_>,
 ) -> Result<Response, EtcdError> {
-    match request {
-        Request::Put(p) => in_revision(txn, leases, |txn| {
+    match write {
+        KeyWriteRef::Put(p) => in_revision(txn, leases, |txn| {
             check_put(txn, leases, p)?;
             put(txn, p).map(Response::Put)
         }),
-        Request::DeleteRange(d) => in_revision(txn, leases, |txn| {
+        KeyWriteRef::DeleteRange(d) => in_revision(txn, leases, |txn| {
             delete_range(txn, d).map(Response::DeleteRange)
         }),
-        Request::Txn(t) => in_revision(txn, leases, |txn| {
+        KeyWriteRef::Txn(t) => in_revision(txn, leases, |txn| {
             txn::apply_txn(txn, leases, t).map(Response::Txn)
         }),
-        _ => Err(EtcdError::Storage(
-            "a log entry's batch holds a request that is not a key write".to_string(),
-        )),
     }
 }
 

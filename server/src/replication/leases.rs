@@ -6,22 +6,20 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::metrics::RaftServerMetrics;
 use openraft::{BasicNode, Raft};
 use oxetcd_proto::etcdserverpb::{
     LeaseCheckpoint, LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use oxetcd_raft::{NodeId, PeerError, TypeConfig};
+use oxetcd_raft::{NodeId, PeerError};
 use prost::Message;
 
 use super::read_index::ReadIndexBatcher;
+use super::router::{decode_error, route, write_alone, Forward, Forwarded, Route};
 use super::transfer::Transfers;
-use super::{
-    decode_error, decode_outcome, peer_error, Forward, Forwarded, Replication, REQUEST_TIMEOUT,
-};
-use crate::command::{Command, Request, Response};
+use super::{Replication, TypeConfig, REQUEST_TIMEOUT};
+use crate::command::{Request, Response};
 use crate::error::EtcdError;
 use crate::lease::{Lessor, Renewal, TimeToLive};
 
@@ -41,8 +39,8 @@ impl Replication {
     /// lease (what a keep-alive answers).
     pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
         self.until_leader(|| async {
-            match self.leader_elsewhere()? {
-                None => match renew_here(
+            match route(&self.raft) {
+                Route::Here => match renew_here(
                     &self.raft,
                     &self.leadership,
                     &self.transfers,
@@ -56,13 +54,16 @@ impl Replication {
                     Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
                     other => other,
                 },
-                Some((leader, node)) => {
-                    let what = Forward::LeaseRenew(LeaseKeepAliveRequest { id });
-                    let answer = self.forward_to(leader, &node, what).await?;
+                Route::Leader(leader, node) => {
+                    let forwarded = Forwarded {
+                        what: Some(Forward::LeaseRenew(LeaseKeepAliveRequest { id })),
+                    };
+                    let answer = self.forward(leader, &node, &forwarded).await?;
                     Ok(LeaseKeepAliveResponse::decode(answer)
                         .map_err(decode_error)?
                         .ttl)
                 }
+                Route::NoLeader => Err(EtcdError::NoLeader),
             }
         })
         .await
@@ -75,19 +76,21 @@ impl Replication {
         req: &LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
         self.until_leader(|| async {
-            match self.leader_elsewhere()? {
-                None => {
+            match route(&self.raft) {
+                Route::Here => {
                     match time_to_live_here(&self.raft, &self.leadership, &self.lessor, req).await {
                         Err(EtcdError::NotLeader) => Err(EtcdError::NoLeader),
                         other => Ok(time_to_live_response(req.id, other)),
                     }
                 }
-                Some((leader, node)) => {
-                    let answer = self
-                        .forward_to(leader, &node, Forward::LeaseTimeToLive(*req))
-                        .await?;
+                Route::Leader(leader, node) => {
+                    let forwarded = Forwarded {
+                        what: Some(Forward::LeaseTimeToLive(*req)),
+                    };
+                    let answer = self.forward(leader, &node, &forwarded).await?;
                     LeaseTimeToLiveResponse::decode(answer).map_err(decode_error)
                 }
+                Route::NoLeader => Err(EtcdError::NoLeader),
             }
         })
         .await
@@ -100,48 +103,9 @@ impl Replication {
         let Some(_admitted) = self.transfers.admit() else {
             return Err(EtcdError::NotLeader);
         };
-        propose_here(&self.raft, request).await
-    }
-
-    /// `None` when this member is the leader, else the leader to ask.
-    fn leader_elsewhere(&self) -> Result<Option<(NodeId, BasicNode)>, EtcdError> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader.ok_or(EtcdError::NoLeader)?;
-        if leader == metrics.id {
-            return Ok(None);
-        }
-        let node = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-            .ok_or(EtcdError::NoLeader)?;
-        Ok(Some((leader, node)))
-    }
-
-    async fn forward_to(
-        &self,
-        leader: NodeId,
-        node: &BasicNode,
-        what: Forward,
-    ) -> Result<Bytes, EtcdError> {
-        let forwarded = Forwarded { what: Some(what) };
-        self.peers
-            .forward(leader, node, forwarded.encode_to_vec().into())
+        write_alone(&self.raft, request)
             .await
-            .map_err(peer_error)
-    }
-}
-
-async fn propose_here(raft: &Raft<TypeConfig>, request: Request) -> Result<Response, EtcdError> {
-    let command = Command::from(request).encode_to_vec();
-    match raft
-        .client_write(oxetcd_raft::Request(command.into()))
-        .await
-    {
-        Ok(written) => decode_outcome(&written.data.0),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(EtcdError::NotLeader),
-        Err(e) => Err(EtcdError::Storage(e.to_string())),
+            .unwrap_or(Err(EtcdError::NotLeader))
     }
 }
 
@@ -210,7 +174,9 @@ pub(super) async fn renew_here(
                 remaining_ttl: 0,
             }],
         };
-        propose_here(raft, Request::LeaseCheckpoint(clear)).await?;
+        write_alone(raft, Request::LeaseCheckpoint(clear))
+            .await
+            .unwrap_or(Err(EtcdError::NotLeader))?;
     }
     Ok(ttl)
 }

@@ -13,8 +13,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::TypeConfig;
 use openraft::Raft;
-use oxetcd_raft::TypeConfig;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft};
-use oxetcd_raft::{NodeId, TypeConfig};
+use oxetcd_raft::NodeId;
+
+use super::TypeConfig;
 use tracing::warn;
 
 use crate::error::EtcdError;

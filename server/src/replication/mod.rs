@@ -1,9 +1,9 @@
 //! Replication with openraft: every write goes through the Raft log, a single
 //! member being a one-member group (one write path to test and tune).
 //!
-//! - [`Replication::propose`]: a write, as `Raft::client_write` on the leader;
-//!   a follower forwards the encoded command to the leader over the peer
-//!   service and relays its answer.
+//! - [`Replication::propose`]: a write, routed in one place ([`router`]): run
+//!   here when this member leads, sent to the leader over the peer service
+//!   when another member does.
 //! - [`Replication::read_barrier`]: what a linearizable read waits for. The
 //!   leader confirms its leadership with a quorum (ReadIndex); a follower asks
 //!   the leader for that index and waits until it has applied it.
@@ -16,36 +16,14 @@ mod membership;
 mod proposals;
 mod read_index;
 mod reconfig;
+mod router;
 mod state_machine;
 mod transfer;
 
 pub use leader_log::LeaderSeen;
 pub use membership::{AddMember, Change, UpdateMember};
-use proposals::WriteError;
+use router::{decode_error, peer_error, route, write_here, Forward, Forwarded, Route};
 pub use state_machine::StateMachine;
-
-/// What a follower asks the leader to do: the Forward RPC's payload. Log
-/// commands and membership changes travel apart, so nothing but commands
-/// ever reaches the log.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Forwarded {
-    #[prost(oneof = "Forward", tags = "1, 2, 3, 4")]
-    what: Option<Forward>,
-}
-
-#[derive(Clone, PartialEq, prost::Oneof)]
-enum Forward {
-    #[prost(message, tag = "1")]
-    Command(Command),
-    #[prost(message, tag = "2")]
-    Members(membership::MemberChange),
-    /// Only the leader renews leases: a keep-alive a follower received.
-    #[prost(message, tag = "3")]
-    LeaseRenew(oxetcd_proto::etcdserverpb::LeaseKeepAliveRequest),
-    /// Only the leader knows how long a lease has left.
-    #[prost(message, tag = "4")]
-    LeaseTimeToLive(oxetcd_proto::etcdserverpb::LeaseTimeToLiveRequest),
-}
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,21 +31,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use oxetcd_raft::{
     ClusterTag, LeaderDuties, LogStore, Network, NetworkOptions, NodeId, PeerClient, PeerError,
-    PeerService, TypeConfig, Wal, WalOptions,
+    PeerService, Wal, WalOptions,
 };
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
 use prost::Message;
 use tracing::info;
 
-use crate::command::{Command, Outcome, Request, Response};
+use crate::command::{Command, LogCommand, Outcome};
 use crate::error::EtcdError;
 use crate::lease::Lessor;
 use crate::watchdog::{Watchdog, STUCK_WRITER};
+
+/// oxetcd's Raft types: entries carry typed commands.
+pub(crate) type TypeConfig = oxetcd_raft::Types<LogCommand>;
+pub(crate) type Entry = oxetcd_raft::Entry<LogCommand>;
 
 /// How long a write or read may wait for a leader, as etcd's request timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
@@ -238,7 +220,7 @@ impl Replication {
     }
 
     /// The peer service other members call on this one.
-    pub fn peer_service(self: &Arc<Self>) -> PeerService {
+    pub fn peer_service(self: &Arc<Self>) -> PeerService<LogCommand> {
         let duties = Duties {
             raft: self.raft.clone(),
             transfers: self.transfers.clone(),
@@ -321,104 +303,33 @@ impl Replication {
         self.raft.metrics().borrow().current_term
     }
 
-    /// Applies `request` through the log; answers once it is applied.
-    pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
-        let batchable = crate::apply::is_key_write(&request);
-        let command = Bytes::from(Command::from(request).encode_to_vec());
-        self.until_leader(|| self.propose_once(command.clone(), batchable))
-            .await
-    }
-
     /// Returns once this member has applied everything committed before the
     /// call: then a local read is linearizable.
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
         self.until_leader(|| self.read_barrier_once()).await
     }
 
-    /// Retries `attempt` while there is no leader to take it, all within etcd's
-    /// request timeout: a request that met no leader was never delivered, so
-    /// trying again is safe, and clients see an election as a pause.
-    async fn until_leader<T, F>(&self, attempt: impl Fn() -> F) -> Result<T, EtcdError>
-    where
-        F: std::future::Future<Output = Result<T, EtcdError>>,
-    {
-        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            // A leader cut off from its quorum never commits: answer as etcd
-            // does after its request timeout. The write may still commit later
-            // (the client cannot know), as with etcd.
-            let outcome = tokio::time::timeout_at(deadline, attempt())
-                .await
-                .unwrap_or(Err(EtcdError::RequestTimedOut));
-            match outcome {
-                Err(EtcdError::NoLeader) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn propose_once(&self, command: Bytes, batchable: bool) -> Result<Response, EtcdError> {
-        // Refused while leadership moves: retried, by then the new leader
-        // takes it. Counted until written, so the transfer can wait for it.
-        let Some(admitted) = self.transfers.admit() else {
-            return Err(EtcdError::NoLeader);
-        };
-        let written = write(&self.raft, &self.proposals, command.clone(), batchable).await;
-        drop(admitted);
-        let forward_to = match written {
-            Ok(outcome) => return decode_outcome(&outcome),
-            Err(WriteError::Raft(e)) => match *e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f,
-                e => return Err(EtcdError::Storage(e.to_string())),
-            },
-            Err(e) => return Err(EtcdError::Storage(e.to_string())),
-        };
-        let (Some(leader), Some(node)) = (forward_to.leader_id, forward_to.leader_node) else {
-            return Err(EtcdError::NoLeader);
-        };
-        let command = Command::decode(command).map_err(decode_error)?;
-        let forwarded = Forwarded {
-            what: Some(Forward::Command(command)),
-        };
-        let answer = self
-            .peers
-            .forward(leader, &node, forwarded.encode_to_vec().into())
-            .await
-            .map_err(peer_error)?;
-        decode_outcome(&answer)
-    }
-
     /// Changes the membership (on the leader; forwarded there by a follower)
     /// and waits until this member sees the change. Returns the member's ID.
     pub async fn change_members(&self, change: Change) -> Result<NodeId, EtcdError> {
         let removing = matches!(change, Change::Remove(_));
-        let metrics = self.metrics();
-        let id = if metrics.current_leader == Some(metrics.id) {
-            self.strict.check(&metrics, &change)?;
-            membership::execute(&self.raft, &self.cluster_token, change).await?
-        } else {
-            let leader = metrics.current_leader.ok_or(EtcdError::NoLeader)?;
-            let node = metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .cloned()
-                .ok_or(EtcdError::NoLeader)?;
-            let forwarded = Forwarded {
-                what: Some(Forward::Members(membership::MemberChange {
-                    change: Some(change),
-                })),
-            };
-            let answer = self
-                .peers
-                .forward(leader, &node, forwarded.encode_to_vec().into())
-                .await
-                .map_err(peer_error)?;
-            membership::ChangeOutcome::decode(answer)
-                .map_err(decode_error)?
-                .into_result()?
+        let id = match route(&self.raft) {
+            Route::Here => {
+                self.strict.check(&self.metrics(), &change)?;
+                membership::execute(&self.raft, &self.cluster_token, change).await?
+            }
+            Route::Leader(leader, node) => {
+                let forwarded = Forwarded {
+                    what: Some(Forward::Members(membership::MemberChange {
+                        change: Some(change),
+                    })),
+                };
+                let answer = self.forward(leader, &node, &forwarded).await?;
+                membership::ChangeOutcome::decode(answer)
+                    .map_err(decode_error)?
+                    .into_result()?
+            }
+            Route::NoLeader => return Err(EtcdError::NoLeader),
         };
         // Answer with the membership as this member now sees it.
         let seen = self
@@ -443,33 +354,6 @@ impl Replication {
     }
 }
 
-/// Writes `command` through the log: with other key writes in one entry
-/// when `batchable`, alone otherwise. Returns its encoded `Outcome`.
-async fn write(
-    raft: &Raft<TypeConfig>,
-    proposals: &proposals::Proposals,
-    command: Bytes,
-    batchable: bool,
-) -> Result<Bytes, WriteError> {
-    if batchable {
-        return proposals.write(command).await;
-    }
-    raft.client_write(oxetcd_raft::Request(command))
-        .await
-        .map(|written| written.data.0)
-        .map_err(WriteError::from)
-}
-
-fn decode_outcome(raw: &[u8]) -> Result<Response, EtcdError> {
-    Outcome::decode(raw)
-        .map_err(|e| EtcdError::Storage(format!("undecodable apply result: {e}")))?
-        .into_result()
-}
-
-fn decode_error(e: prost::DecodeError) -> EtcdError {
-    EtcdError::Storage(format!("undecodable message between members: {e}"))
-}
-
 /// One ReadIndex round: the leader's commit index once it has confirmed its
 /// leadership with a quorum (asked of the leader when this member follows).
 async fn find_read_index(
@@ -489,7 +373,7 @@ async fn find_read_index(
     // A follower that knows its leader asks it straight away: Raft's own
     // check would only answer "forward to the leader", one more trip through
     // the Raft core per round. The leader confirms its leadership either way.
-    if let Some((leader, node)) = known_other_leader(&raft) {
+    if let Route::Leader(leader, node) = route(&raft) {
         return ask_leader(leader, node).await;
     }
     match raft.get_read_log_id().await {
@@ -522,30 +406,6 @@ fn read_index_error(e: PeerError) -> read_index::RoundError {
     }
 }
 
-/// The leader this member follows, when it knows one and it is not itself.
-fn known_other_leader(raft: &Raft<TypeConfig>) -> Option<(NodeId, BasicNode)> {
-    let metrics = raft.metrics();
-    let metrics = metrics.borrow();
-    let leader = metrics.current_leader.filter(|&l| l != metrics.id)?;
-    let node = metrics.membership_config.membership().get_node(&leader)?;
-    Some((leader, node.clone()))
-}
-
-fn peer_error(e: PeerError) -> EtcdError {
-    match e {
-        // Not delivered, or the peer's Raft stopped: another try may find a
-        // leader.
-        PeerError::NotLeader { .. }
-        | PeerError::NoQuorum(_)
-        | PeerError::Unreachable { .. }
-        | PeerError::Stopped(_) => EtcdError::NoLeader,
-        // The leader may or may not have applied it: etcd's answer when a
-        // request's outcome is unknown.
-        PeerError::Timeout { .. } | PeerError::Transport { .. } => EtcdError::RequestTimedOut,
-        other => EtcdError::Storage(other.to_string()),
-    }
-}
-
 /// What this member does for followers when it is the leader.
 struct Duties {
     raft: Raft<TypeConfig>,
@@ -564,19 +424,23 @@ impl LeaderDuties for Duties {
         let forwarded =
             Forwarded::decode(payload).map_err(|e| PeerError::Rejected(e.to_string()))?;
         match forwarded.what {
-            Some(Forward::Command(command)) => {
-                let Some(_admitted) = self.transfers.admit() else {
-                    return Err(PeerError::NotLeader {
-                        leader_id: None,
-                        leader_node: None,
-                    });
+            Some(Forward::Command(Command {
+                request: Some(request),
+                ..
+            })) => {
+                let not_leader = || PeerError::NotLeader {
+                    leader_id: None,
+                    leader_node: None,
                 };
-                let batchable = command
-                    .request
-                    .as_ref()
-                    .is_some_and(crate::apply::is_key_write);
-                let command = command.encode_to_vec().into();
-                Ok(write(&self.raft, &self.proposals, command, batchable).await?)
+                let Some(_admitted) = self.transfers.admit() else {
+                    return Err(not_leader());
+                };
+                let size = request.encoded_len();
+                match write_here(&self.raft, &self.proposals, request, size).await {
+                    Ok(result) => Ok(Outcome::from_result(result).encode_to_vec().into()),
+                    // No longer the leader: the follower asks again.
+                    Err(_unproposed) => Err(not_leader()),
+                }
             }
             Some(Forward::Members(membership::MemberChange {
                 change: Some(change),

@@ -22,20 +22,21 @@
 //! (put, 100 clients): 8,024 writes/s with one in flight, 7,118 with two,
 //! 5,171 with eight; on one member 18,065 with one, 14,638 with two.
 //!
-//! Batches are handed to Raft in arrival order; each write of a batch gets
-//! its own revision and its own result.
+//! Batches are handed to Raft in arrival order, each as one
+//! [`Command::batch`] (a lone write is a batch of one); each write of a batch
+//! gets its own revision and its own result.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use bytes::Bytes;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::{BasicNode, Raft};
-use oxetcd_raft::{NodeId, PeerError, TypeConfig};
-use prost::Message;
+use oxetcd_raft::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::command::{Command, Outcomes};
+use super::TypeConfig;
+use crate::command::{Applied, Command, KeyWrite, LogCommand, Response};
+use crate::error::EtcdError;
 
 /// A batch takes at most this many writes...
 const MAX_BATCH_WRITES: usize = 512;
@@ -43,61 +44,65 @@ const MAX_BATCH_WRITES: usize = 512;
 /// write goes alone), keeping replication messages moderate.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
+type RaftWriteError = RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
+
 /// Why a write got no result.
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Debug)]
 pub(super) enum WriteError {
-    #[error("{0}")]
-    Raft(Box<RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>),
-    /// The batch's results did not match its writes: a bug, never retried.
-    #[error("a batch's apply results do not match its writes: {0}")]
-    Garbled(String),
+    /// Not proposed: this member does not lead. The write comes back
+    /// untouched, for the router to send where the leader is.
+    NotLeader(KeyWrite),
+    /// Raft failed (it stopped, or its storage did): the write's fate is
+    /// unknown to this member.
+    Failed(String),
 }
 
-impl From<RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> for WriteError {
-    fn from(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Self {
-        WriteError::Raft(Box::new(e))
-    }
-}
-
-impl From<WriteError> for PeerError {
-    fn from(e: WriteError) -> Self {
+impl WriteError {
+    fn of(e: &RaftWriteError, write: KeyWrite) -> Self {
         match e {
-            WriteError::Raft(e) => (*e).into(),
-            WriteError::Garbled(_) => PeerError::Rejected(e.to_string()),
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                WriteError::NotLeader(write)
+            }
+            other => WriteError::Failed(other.to_string()),
         }
     }
 }
 
-/// A write's encoded `Outcome` once applied.
-type Written = Result<Bytes, WriteError>;
-type Pending = Pin<Box<dyn Future<Output = Written> + Send>>;
+/// A write's result once applied.
+type Written = Result<Result<Response, EtcdError>, WriteError>;
+type Pending = Pin<Box<dyn Future<Output = Result<Applied, RaftWriteError>> + Send>>;
 
 /// Where batches go: the Raft log, or a test's stand-in.
 pub(super) trait Log: Send + Sync + 'static {
     /// Hands `command` to the log, in call order; the returned future
-    /// resolves with the applied result.
-    fn submit(&self, command: Bytes) -> impl Future<Output = Result<Pending, WriteError>> + Send;
+    /// resolves with what applying it answered.
+    fn submit(
+        &self,
+        command: LogCommand,
+    ) -> impl Future<Output = Result<Pending, RaftWriteError>> + Send;
 }
 
 impl Log for Raft<TypeConfig> {
-    async fn submit(&self, command: Bytes) -> Result<Pending, WriteError> {
+    async fn submit(&self, command: LogCommand) -> Result<Pending, RaftWriteError> {
         let applied = self
-            .client_write_ff(oxetcd_raft::Request(command))
+            .client_write_ff(command)
             .await
-            .map_err(|fatal| WriteError::from(RaftError::Fatal(fatal)))?;
+            .map_err(RaftError::Fatal)?;
         Ok(Box::pin(async move {
             match applied.await {
-                Ok(Ok(written)) => Ok(written.data.0),
-                Ok(Err(refused)) => Err(RaftError::APIError(refused).into()),
+                Ok(Ok(written)) => Ok(written.data),
+                Ok(Err(refused)) => Err(RaftError::APIError(refused)),
                 // Raft dropped the write unanswered: it is stopping.
-                Err(_) => Err(RaftError::Fatal(Fatal::Stopped).into()),
+                Err(_) => Err(RaftError::Fatal(Fatal::Stopped)),
             }
         }))
     }
 }
 
 struct Proposal {
-    command: Bytes,
+    write: KeyWrite,
+    /// Its encoded size, for the batch's byte limit.
+    size: usize,
     reply: oneshot::Sender<Written>,
 }
 
@@ -114,13 +119,13 @@ impl Proposals {
         Self { queue }
     }
 
-    /// Proposes `command` (an encoded `Command` holding one key write) and
-    /// returns its encoded `Outcome` once applied.
-    pub(super) async fn write(&self, command: Bytes) -> Written {
+    /// Proposes `write` (`size` bytes encoded) and returns its result once
+    /// applied.
+    pub(super) async fn write(&self, write: KeyWrite, size: usize) -> Written {
         let (reply, result) = oneshot::channel();
-        let stopped = || WriteError::from(RaftError::Fatal(Fatal::Stopped));
+        let stopped = || WriteError::Failed(RaftError::<NodeId>::Fatal(Fatal::Stopped).to_string());
         self.queue
-            .send(Proposal { command, reply })
+            .send(Proposal { write, size, reply })
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
     }
@@ -128,83 +133,77 @@ impl Proposals {
 
 async fn run<L: Log>(log: L, mut arrived: mpsc::UnboundedReceiver<Proposal>) {
     while let Some(first) = arrived.recv().await {
-        let batch = gather(first, &mut arrived);
-        if batch.is_empty() {
+        let (writes, replies) = gather(first, &mut arrived);
+        if writes.is_empty() {
             continue;
         }
-        let written = match log.submit(encode(&batch)).await {
+        // Kept to give the writes back if Raft refuses them unproposed.
+        let command = LogCommand::new(Command::batch(writes));
+        let applied = match log.submit(command.clone()).await {
             Ok(pending) => pending.await,
             Err(e) => Err(e),
         };
-        deliver(batch, written);
+        deliver(command, replies, applied);
     }
 }
 
-/// `first` and what else has arrived, within the limits. Writes whose caller
-/// gave up are left out: never proposed, they never happen.
-fn gather(first: Proposal, arrived: &mut mpsc::UnboundedReceiver<Proposal>) -> Vec<Proposal> {
-    let mut bytes = first.command.len();
-    let mut batch = Vec::new();
-    if !first.reply.is_closed() {
-        batch.push(first);
-    }
-    while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+/// `first` and what else has arrived, within the limits, split into the
+/// writes and their answer channels. Writes whose caller gave up are left
+/// out: never proposed, they never happen.
+fn gather(
+    first: Proposal,
+    arrived: &mut mpsc::UnboundedReceiver<Proposal>,
+) -> (Vec<KeyWrite>, Vec<oneshot::Sender<Written>>) {
+    let mut bytes = first.size;
+    let (mut writes, mut replies) = (Vec::new(), Vec::new());
+    let mut take = |p: Proposal| {
+        if !p.reply.is_closed() {
+            writes.push(p.write);
+            replies.push(p.reply);
+        }
+    };
+    take(first);
+    let mut count = 1;
+    while count < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
         let Ok(next) = arrived.try_recv() else {
             break;
         };
-        if next.reply.is_closed() {
-            continue;
-        }
-        bytes += next.command.len();
-        batch.push(next);
+        bytes += next.size;
+        count += 1;
+        take(next);
     }
-    batch
+    (writes, replies)
 }
 
-/// A lone write is logged as itself; several as one batch command.
-fn encode(batch: &[Proposal]) -> Bytes {
-    match batch {
-        [one] => one.command.clone(),
-        _ => Command {
-            request: None,
-            batch: batch.iter().map(|p| p.command.clone()).collect(),
-        }
-        .encode_to_vec()
-        .into(),
-    }
-}
-
-fn deliver(batch: Vec<Proposal>, written: Written) {
-    if batch.len() == 1 {
-        if let Some(p) = batch.into_iter().next() {
-            let _ = p.reply.send(written);
-        }
-        return;
-    }
-    let outcomes = written.and_then(|raw| {
-        let outcomes = Outcomes::decode(raw)
-            .map_err(|e| WriteError::Garbled(e.to_string()))?
-            .outcomes;
-        if outcomes.len() == batch.len() {
-            Ok(outcomes)
-        } else {
-            Err(WriteError::Garbled(format!(
-                "{} results for {} writes",
-                outcomes.len(),
-                batch.len()
-            )))
-        }
-    });
-    match outcomes {
-        Ok(outcomes) => {
-            for (p, outcome) in batch.into_iter().zip(outcomes) {
+/// Each write's own result; or, when the batch got none, the same error for
+/// every write (each with its write back when Raft did not take them).
+fn deliver(
+    command: LogCommand,
+    replies: Vec<oneshot::Sender<Written>>,
+    applied: Result<Applied, RaftWriteError>,
+) {
+    match applied {
+        Ok(Applied(results)) if results.len() == replies.len() => {
+            for (reply, result) in replies.into_iter().zip(results) {
                 // A caller that gave up is simply not answered.
-                let _ = p.reply.send(Ok(outcome));
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Ok(Applied(results)) => {
+            // A bug: nobody may get someone else's result.
+            let why = format!(
+                "a batch's apply results do not match its writes: {} results for {} writes",
+                results.len(),
+                replies.len()
+            );
+            for reply in replies {
+                let _ = reply.send(Err(WriteError::Failed(why.clone())));
             }
         }
         Err(e) => {
-            for p in batch {
-                let _ = p.reply.send(Err(e.clone()));
+            let writes = command.into_command().batch;
+            for (reply, write) in replies.into_iter().zip(writes) {
+                let _ = reply.send(Err(WriteError::of(&e, write)));
             }
         }
     }
@@ -215,14 +214,17 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use oxetcd_proto::etcdserverpb::PutRequest;
+    use bytes::Bytes;
+    use oxetcd_proto::etcdserverpb::{PutRequest, PutResponse, ResponseHeader};
     use parking_lot::Mutex;
+    use prost::Message;
 
     use super::*;
-    use crate::command::{Outcome, Request};
+    use crate::command::{KeyWriteRequest, Request};
 
+    type Answer = oneshot::Sender<Result<Applied, RaftWriteError>>;
     /// Each command submitted, with its answer channel until taken.
-    type Submitted = Vec<(Bytes, Option<oneshot::Sender<Written>>)>;
+    type Submitted = Vec<(LogCommand, Option<Answer>)>;
 
     /// Stands in for Raft: records what was submitted and answers only when
     /// the test says so.
@@ -232,33 +234,25 @@ mod tests {
     }
 
     impl Log for FakeLog {
-        async fn submit(&self, command: Bytes) -> Result<Pending, WriteError> {
+        async fn submit(&self, command: LogCommand) -> Result<Pending, RaftWriteError> {
             let (tx, rx) = oneshot::channel();
             self.submitted.lock().push((command, Some(tx)));
             Ok(Box::pin(async move {
-                rx.await
-                    .unwrap_or(Err(WriteError::Garbled("dropped".to_string())))
+                rx.await.unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
             }))
         }
     }
 
     impl FakeLog {
         /// Waits until `n` commands were submitted; returns the last one's
-        /// writes (a lone write is its own list) and its answer channel.
-        async fn nth(&self, n: usize) -> (Vec<Bytes>, oneshot::Sender<Written>) {
+        /// keys and its answer channel.
+        async fn nth(&self, n: usize) -> (Vec<String>, Answer) {
             loop {
                 {
                     let mut submitted = self.submitted.lock();
                     if let Some((command, answer)) = submitted.get_mut(n - 1) {
                         let answer = answer.take().expect("each answer is taken once");
-                        let command = command.clone();
-                        let decoded = Command::decode(command.clone()).unwrap();
-                        let writes = if decoded.batch.is_empty() {
-                            vec![command]
-                        } else {
-                            decoded.batch
-                        };
-                        return (writes, answer);
+                        return (keys(command.command()), answer);
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -266,28 +260,60 @@ mod tests {
         }
     }
 
-    fn put(key: &str) -> Bytes {
-        Command::from(Request::Put(PutRequest {
+    fn keys(command: &Command) -> Vec<String> {
+        assert!(command.request.is_none(), "key writes go as a batch");
+        command
+            .batch
+            .iter()
+            .map(|w| match &w.request {
+                Some(KeyWriteRequest::Put(p)) => String::from_utf8_lossy(&p.key).into_owned(),
+                other => panic!("not a put: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn put(key: &str) -> KeyWrite {
+        put_sized(key, 0)
+    }
+
+    fn put_sized(key: &str, value_bytes: usize) -> KeyWrite {
+        let request = Request::Put(PutRequest {
             key: Bytes::from(key.to_string()),
+            value: Bytes::from(vec![b'v'; value_bytes]),
             ..Default::default()
-        }))
-        .encode_to_vec()
-        .into()
+        });
+        request.into_key_write().expect("a put is a key write")
     }
 
-    /// What the state machine answers for `writes`: each write's own bytes
-    /// as its "outcome", so the test sees who got what.
-    fn echo(writes: &[Bytes]) -> Bytes {
-        Outcomes {
-            outcomes: writes.to_vec(),
+    /// What the state machine answers for `keys`: a put response whose
+    /// revision is the key's position + 1, so the test sees who got what.
+    fn echo(keys: &[String]) -> Applied {
+        Applied(
+            (0..keys.len())
+                .map(|i| {
+                    Ok(Response::Put(PutResponse {
+                        header: Some(ResponseHeader {
+                            revision: i as i64 + 1,
+                            ..Default::default()
+                        }),
+                        prev_kv: None,
+                    }))
+                })
+                .collect(),
+        )
+    }
+
+    fn revision(written: Written) -> i64 {
+        match written {
+            Ok(Ok(Response::Put(p))) => p.header.map_or(0, |h| h.revision),
+            other => panic!("not a put result: {other:?}"),
         }
-        .encode_to_vec()
-        .into()
     }
 
-    fn spawn_write(p: &Arc<Proposals>, command: Bytes) -> tokio::task::JoinHandle<Written> {
+    fn spawn_write(p: &Arc<Proposals>, write: KeyWrite) -> tokio::task::JoinHandle<Written> {
         let p = p.clone();
-        tokio::spawn(async move { p.write(command).await })
+        let size = write.encoded_len();
+        tokio::spawn(async move { p.write(write, size).await })
     }
 
     #[tokio::test]
@@ -295,8 +321,8 @@ mod tests {
         let log = FakeLog::default();
         let proposals = Arc::new(Proposals::spawn(log.clone()));
         let first = spawn_write(&proposals, put("a"));
-        let (writes, answer) = log.nth(1).await;
-        assert_eq!(writes, vec![put("a")], "logged as itself");
+        let (keys, answer) = log.nth(1).await;
+        assert_eq!(keys, vec!["a"], "a batch of one");
         // These arrive while "a" is in flight: they wait, then go as one.
         let rest: Vec<_> = ["b", "c", "d"]
             .iter()
@@ -312,23 +338,18 @@ mod tests {
             1,
             "nothing more while one is in flight"
         );
-        let lone = Outcome::default().encode_to_vec();
-        answer.send(Ok(lone.clone().into())).unwrap();
-        assert_eq!(first.await.unwrap().unwrap(), Bytes::from(lone));
-        let (writes, answer) = log.nth(2).await;
-        assert_eq!(writes, vec![put("b"), put("c"), put("d")]);
-        answer.send(Ok(echo(&writes))).unwrap();
-        for (h, k) in rest.into_iter().zip(["b", "c", "d"]) {
-            assert_eq!(
-                h.await.unwrap().unwrap(),
-                put(k),
-                "each gets its own outcome"
-            );
+        answer.send(Ok(echo(&keys))).unwrap();
+        assert_eq!(revision(first.await.unwrap()), 1);
+        let (keys, answer) = log.nth(2).await;
+        assert_eq!(keys, vec!["b", "c", "d"]);
+        answer.send(Ok(echo(&keys))).unwrap();
+        for (h, want) in rest.into_iter().zip(1..) {
+            assert_eq!(revision(h.await.unwrap()), want, "each gets its own result");
         }
     }
 
     #[tokio::test]
-    async fn a_refusal_or_a_garbled_answer_reaches_every_write_of_the_batch() {
+    async fn a_refusal_or_a_short_answer_reaches_every_write_of_the_batch() {
         let log = FakeLog::default();
         let proposals = Arc::new(Proposals::spawn(log.clone()));
         let first = spawn_write(&proposals, put("a"));
@@ -338,16 +359,30 @@ mod tests {
             .map(|k| spawn_write(&proposals, put(k)))
             .collect();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        answer
-            .send(Err(RaftError::Fatal(Fatal::Stopped).into()))
-            .unwrap();
-        assert!(matches!(first.await.unwrap(), Err(WriteError::Raft(_))));
-        let (writes, answer) = log.nth(2).await;
-        assert_eq!(writes.len(), 2);
-        // One outcome for two writes: nobody may get someone else's.
-        answer.send(Ok(echo(&writes[..1]))).unwrap();
+        answer.send(Err(RaftError::Fatal(Fatal::Stopped))).unwrap();
+        assert!(matches!(first.await.unwrap(), Err(WriteError::Failed(_))));
+        let (keys, answer) = log.nth(2).await;
+        assert_eq!(keys.len(), 2);
+        // One result for two writes: nobody may get someone else's.
+        answer.send(Ok(echo(&keys[..1]))).unwrap();
         for h in waiting {
-            assert!(matches!(h.await.unwrap(), Err(WriteError::Garbled(_))));
+            assert!(matches!(h.await.unwrap(), Err(WriteError::Failed(_))));
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_refused_for_want_of_leadership_come_back_untouched() {
+        let log = FakeLog::default();
+        let proposals = Arc::new(Proposals::spawn(log.clone()));
+        let first = spawn_write(&proposals, put("a"));
+        let (_, answer) = log.nth(1).await;
+        let refused = RaftError::APIError(ClientWriteError::ForwardToLeader(
+            openraft::error::ForwardToLeader::new(7, BasicNode::new("http://leader:2380")),
+        ));
+        answer.send(Err(refused)).unwrap();
+        match first.await.unwrap() {
+            Err(WriteError::NotLeader(write)) => assert_eq!(write, put("a")),
+            other => panic!("expected the write back: {other:?}"),
         }
     }
 
@@ -356,18 +391,18 @@ mod tests {
         let log = FakeLog::default();
         let proposals = Arc::new(Proposals::spawn(log.clone()));
         let first = spawn_write(&proposals, put("a"));
-        let (_, answer) = log.nth(1).await;
+        let (keys, answer) = log.nth(1).await;
         let abandoned = spawn_write(&proposals, put("gone"));
         let kept = spawn_write(&proposals, put("kept"));
         tokio::time::sleep(Duration::from_millis(20)).await;
         abandoned.abort();
         let _ = abandoned.await;
-        answer.send(Ok(Bytes::new())).unwrap();
-        first.await.unwrap().unwrap();
-        let (writes, answer) = log.nth(2).await;
-        assert_eq!(writes, vec![put("kept")]);
-        answer.send(Ok(Bytes::from_static(b"k"))).unwrap();
-        assert_eq!(kept.await.unwrap().unwrap(), Bytes::from_static(b"k"));
+        answer.send(Ok(echo(&keys))).unwrap();
+        revision(first.await.unwrap());
+        let (keys, answer) = log.nth(2).await;
+        assert_eq!(keys, vec!["kept"]);
+        answer.send(Ok(echo(&keys))).unwrap();
+        assert_eq!(revision(kept.await.unwrap()), 1);
     }
 
     #[tokio::test]
@@ -375,49 +410,40 @@ mod tests {
         let log = FakeLog::default();
         let proposals = Arc::new(Proposals::spawn(log.clone()));
         let first = spawn_write(&proposals, put("a"));
-        let (_, answer) = log.nth(1).await;
+        let (keys, answer) = log.nth(1).await;
         let many: Vec<_> = (0..MAX_BATCH_WRITES + 3)
             .map(|i| spawn_write(&proposals, put(&format!("k{i}"))))
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        answer.send(Ok(Bytes::new())).unwrap();
-        first.await.unwrap().unwrap();
-        let (writes, answer) = log.nth(2).await;
-        assert_eq!(writes.len(), MAX_BATCH_WRITES);
-        answer.send(Ok(echo(&writes))).unwrap();
-        let (writes, answer) = log.nth(3).await;
-        assert_eq!(writes.len(), 3, "the rest goes next");
-        answer.send(Ok(echo(&writes))).unwrap();
+        answer.send(Ok(echo(&keys))).unwrap();
+        revision(first.await.unwrap());
+        let (keys, answer) = log.nth(2).await;
+        assert_eq!(keys.len(), MAX_BATCH_WRITES);
+        answer.send(Ok(echo(&keys))).unwrap();
+        let (keys, answer) = log.nth(3).await;
+        assert_eq!(keys.len(), 3, "the rest goes next");
+        answer.send(Ok(echo(&keys))).unwrap();
         for h in many {
-            h.await.unwrap().unwrap();
+            revision(h.await.unwrap());
         }
         // Big writes: the batch closes once it passes the byte limit.
-        let big = |k: &str| -> Bytes {
-            Command::from(Request::Put(PutRequest {
-                key: Bytes::from(k.to_string()),
-                value: Bytes::from(vec![b'v'; MAX_BATCH_BYTES / 2]),
-                ..Default::default()
-            }))
-            .encode_to_vec()
-            .into()
-        };
         let first = spawn_write(&proposals, put("z"));
-        let (_, answer) = log.nth(4).await;
+        let (keys, answer) = log.nth(4).await;
         let bigs: Vec<_> = ["x", "y", "w"]
             .iter()
-            .map(|k| spawn_write(&proposals, big(k)))
+            .map(|k| spawn_write(&proposals, put_sized(k, MAX_BATCH_BYTES / 2)))
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        answer.send(Ok(Bytes::new())).unwrap();
-        first.await.unwrap().unwrap();
-        let (writes, answer) = log.nth(5).await;
-        assert_eq!(writes.len(), 2, "two halves reach the limit");
-        answer.send(Ok(echo(&writes))).unwrap();
-        let (writes, answer) = log.nth(6).await;
-        assert_eq!(writes.len(), 1);
-        answer.send(Ok(echo(&writes))).unwrap();
+        answer.send(Ok(echo(&keys))).unwrap();
+        revision(first.await.unwrap());
+        let (keys, answer) = log.nth(5).await;
+        assert_eq!(keys.len(), 2, "two halves reach the limit");
+        answer.send(Ok(echo(&keys))).unwrap();
+        let (keys, answer) = log.nth(6).await;
+        assert_eq!(keys.len(), 1);
+        answer.send(Ok(echo(&keys))).unwrap();
         for h in bigs {
-            h.await.unwrap().unwrap();
+            revision(h.await.unwrap());
         }
     }
 }

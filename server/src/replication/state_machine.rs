@@ -32,17 +32,16 @@ use openraft::{
     AnyError, BasicNode, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use oxetcd_raft::{Entry, LogId, NodeId, Response, TypeConfig};
+use oxetcd_raft::{LogId, NodeId};
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
-use prost::Message;
+
 use serde::{Deserialize, Serialize};
 
 use super::log_compaction::AppliedWrites;
+use super::{Entry, TypeConfig};
 use crate::apply;
-use crate::command::{
-    Command, ExpiredLeases, Outcome, Outcomes, Request, Response as WriteResponse,
-};
+use crate::command::{self, Applied, ExpiredLeases, KeyWrite, Request, Response as WriteResponse};
 use crate::error::EtcdError;
 use crate::lease::{self, Lessor};
 use crate::watchdog::Watchdog;
@@ -131,50 +130,49 @@ impl StateMachine {
         self.writes.clone()
     }
 
-    fn apply_one(&mut self, entry: Entry) -> RaftResult<Response> {
+    fn apply_one(&mut self, entry: Entry) -> RaftResult<Applied> {
         self.applied.last_applied = Some(entry.log_id);
         // Every entry counts as one write, as in etcd, except a batch: one
         // per write in it.
         let mut writes = 1;
         let index = entry.log_id.index;
         let term = entry.log_id.leader_id.term;
-        let response = match entry.payload {
-            EntryPayload::Blank => Ok(Response::default()),
+        let applied = match entry.payload {
+            EntryPayload::Blank => Applied::default(),
             EntryPayload::Membership(m) => {
                 self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
                 // Membership must survive a restart even though no key changed.
                 self.store
                     .save_applied_state(self.applied.encode()?)
                     .map_err(|e| write_err(&e))?;
-                Ok(Response::default())
+                Applied::default()
             }
-            EntryPayload::Normal(request) => {
-                let command = Command::decode(request.0.clone()).map_err(|e| read_err(&e))?;
+            EntryPayload::Normal(logged) => {
+                command::count_applied_entry();
+                let command = logged.command();
                 if !command.batch.is_empty() {
                     writes = command.batch.len() as u64;
-                    self.apply_batch(index, &command.batch)
-                } else if let Some(request) = command.request {
-                    match &request {
-                        Request::LeaseExpire(e) if e.is_stale(term) => Ok(Response(Bytes::from(
-                            Outcome::from_result(Ok(WriteResponse::LeaseExpire(ExpiredLeases {
+                    self.apply_batch(index, &command.batch)?
+                } else {
+                    match &command.request {
+                        Some(Request::LeaseExpire(e)) if e.is_stale(term) => {
+                            Applied(vec![Ok(WriteResponse::LeaseExpire(ExpiredLeases {
                                 ids: Vec::new(),
                                 term: e.term,
-                            })))
-                            .encode_to_vec(),
-                        ))),
-                        _ => self.apply_request(index, &request),
+                            }))])
+                        }
+                        Some(request) => self.apply_request(index, request)?,
+                        None => Applied::default(),
                     }
-                } else {
-                    Ok(Response::default())
                 }
             }
-        }?;
+        };
         self.writes.applied(index, writes);
-        Ok(response)
+        Ok(applied)
     }
 
     /// A lone request, its changes stored with the applied record.
-    fn apply_request(&mut self, index: u64, request: &Request) -> RaftResult<Response> {
+    fn apply_request(&mut self, index: u64, request: &Request) -> RaftResult<Applied> {
         let record = self.applied.encode()?;
         let result = apply::apply(&self.store, &self.lessor, index, Some(&record), request);
         if let Err(e) = &result {
@@ -182,38 +180,27 @@ impl StateMachine {
                 return Err(write_err(e));
             }
         }
-        Ok(Response(Bytes::from(
-            Outcome::from_result(result).encode_to_vec(),
-        )))
+        Ok(Applied(vec![result]))
     }
 
     /// A batch entry: its key writes in one store batch with the applied
     /// record, so a crash leaves the entry applied whole or not at all.
-    fn apply_batch(&mut self, index: u64, batch: &[Bytes]) -> RaftResult<Response> {
-        let requests = batch
+    fn apply_batch(&mut self, index: u64, batch: &[KeyWrite]) -> RaftResult<Applied> {
+        let writes = batch
             .iter()
-            .map(|raw| match Command::decode(raw.clone()) {
-                Ok(Command {
-                    request: Some(request),
-                    ..
-                }) if apply::is_key_write(&request) => Ok(request),
-                Ok(_) => Err(read_err(&EtcdError::Storage(
-                    "a batch entry holds a command that is not a key write".to_string(),
-                ))),
-                Err(e) => Err(read_err(&e)),
+            .map(|w| {
+                w.as_ref().ok_or_else(|| {
+                    read_err(&EtcdError::Storage(
+                        "a batch entry holds an empty key write".to_string(),
+                    ))
+                })
             })
             .collect::<RaftResult<Vec<_>>>()?;
         let record = self.applied.encode()?;
         let results =
-            apply::apply_key_writes(&self.store, &self.lessor, index, Some(&record), &requests)
+            apply::apply_key_writes(&self.store, &self.lessor, index, Some(&record), writes)
                 .map_err(|e| write_err(&e))?;
-        let outcomes = Outcomes {
-            outcomes: results
-                .into_iter()
-                .map(|r| Bytes::from(Outcome::from_result(r).encode_to_vec()))
-                .collect(),
-        };
-        Ok(Response(Bytes::from(outcomes.encode_to_vec())))
+        Ok(Applied(results))
     }
 }
 
@@ -224,7 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.applied.last_applied, self.applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> RaftResult<Vec<Response>>
+    async fn apply<I>(&mut self, entries: I) -> RaftResult<Vec<Applied>>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -376,6 +363,7 @@ fn write_atomically(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::LogCommand;
     use openraft::testing::{StoreBuilder, Suite};
     use oxetcd_raft::{LogStore, Wal, WalOptions};
     use oxetcd_storage::{SledBackend, WriteBuffer};
@@ -385,8 +373,8 @@ mod tests {
 
     struct Builder;
 
-    impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
-        async fn build(&self) -> RaftResult<(TempDir, LogStore, StateMachine)> {
+    impl StoreBuilder<TypeConfig, LogStore<LogCommand>, StateMachine, TempDir> for Builder {
+        async fn build(&self) -> RaftResult<(TempDir, LogStore<LogCommand>, StateMachine)> {
             let dir = tempfile::tempdir().map_err(|e| write_err(&e))?;
             let wal = Wal::open(dir.path().join("wal"), WalOptions::default())
                 .map_err(|e| write_err(&e))?;
@@ -407,9 +395,7 @@ mod tests {
     fn entry(term: u64, index: u64, request: Request) -> Entry {
         Entry {
             log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Normal(oxetcd_raft::Request(
-                Command::from(request).encode_to_vec().into(),
-            )),
+            payload: EntryPayload::Normal(LogCommand::from(request)),
         }
     }
 

@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use openraft::{BasicNode, Raft, RaftMetrics};
-use oxetcd_raft::{NodeId, TypeConfig};
+use oxetcd_raft::NodeId;
+
+use super::TypeConfig;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
