@@ -1,0 +1,406 @@
+//! The config a listener serves TLS with: its certificate (or auto-TLS's),
+//! client certificates checked against the trusted CA and CRL, and etcd's
+//! allowed CN / hostname on them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+
+use super::auto::self_cert;
+use super::names::common_name;
+use super::{load_certs, load_key, parse_error, read, TlsError};
+use crate::config::TlsSettings;
+
+/// The server side of one of etcd's TLS setups; `kind` is "client" or
+/// "peer" (auto-TLS files go to `<data_dir>/fixtures/<kind>/`), `hosts` the
+/// listen URLs' hosts (or host:port) that an auto-TLS certificate must name.
+///
+/// None when neither a certificate nor auto-TLS is configured. Like etcd, a
+/// trusted CA file alone already makes client certificates mandatory.
+pub fn server_config(
+    settings: &TlsSettings,
+    data_dir: &Path,
+    kind: &str,
+    hosts: &[String],
+) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (cert_path, key_path, auto) = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
+        (None, None) if settings.auto_tls => {
+            let (cert, key) = self_cert(&data_dir.join("fixtures").join(kind), kind, hosts)?;
+            (cert, key, true)
+        }
+        (None, None) => return Ok(None),
+        (cert, key) => {
+            let show = |p: &Option<PathBuf>| p.as_deref().map(|p| p.display().to_string());
+            return Err(TlsError::IncompletePair {
+                cert: show(cert).unwrap_or_default(),
+                key: show(key).unwrap_or_default(),
+            });
+        }
+    };
+    let chain = load_certs(&cert_path, "certificate file")?;
+    let key = load_key(&key_path)?;
+    // etcd's auto-TLS replaces the whole TLS setup, CA and client auth too.
+    let wants_client_certs =
+        !auto && (settings.client_cert_auth || settings.trusted_ca_file.is_some());
+    let verifier = if wants_client_certs {
+        client_verifier(settings, kind, provider.clone())?
+    } else {
+        WebPkiClientVerifier::no_client_auth()
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsError::KeyPair {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+            source,
+        })?;
+    // gRPC clients negotiate h2; http/1.1 is for the JSON gateway to come.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// CRLs in PEM, or one in DER (etcd's fixtures ship DER).
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    const WHAT: &str = "CRL file";
+    let data = read(path, WHAT)?;
+    if !data.starts_with(b"-----BEGIN") && !data.is_empty() {
+        return Ok(vec![CertificateRevocationListDer::from(data)]);
+    }
+    let crls = CertificateRevocationListDer::pem_slice_iter(&data)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| parse_error(path, WHAT, e))?;
+    if crls.is_empty() {
+        return Err(parse_error(path, WHAT, "no CRL found"));
+    }
+    Ok(crls)
+}
+
+fn client_verifier(
+    settings: &TlsSettings,
+    kind: &str,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    const WHAT: &str = "trusted CA file";
+    let Some(ca_path) = &settings.trusted_ca_file else {
+        let flag = if kind == "peer" {
+            "peer-trusted-ca-file"
+        } else {
+            "trusted-ca-file"
+        };
+        return Err(TlsError::NoTrustedCa {
+            kind: kind.to_string(),
+            flag,
+        });
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca_path, WHAT)? {
+        roots.add(cert).map_err(|e| parse_error(ca_path, WHAT, e))?;
+    }
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    if let Some(crl_path) = &settings.crl_file {
+        builder = builder
+            .with_crls(load_crls(crl_path)?)
+            // etcd refuses only certificates a CRL lists; a CRL from
+            // another issuer, or a stale one, does not lock clients out.
+            .allow_unknown_revocation_status();
+    }
+    let inner = builder.build().map_err(|e| {
+        let path = settings.crl_file.as_deref().unwrap_or(ca_path);
+        parse_error(path, "CA or CRL file", e)
+    })?;
+    match name_rule(settings)? {
+        None => Ok(inner),
+        Some(rule) => Ok(Arc::new(AllowedNameVerifier { inner, rule })),
+    }
+}
+
+/// etcd's --peer-cert-allowed-cn / --*-cert-allowed-hostname, if given.
+pub(super) fn name_rule(settings: &TlsSettings) -> Result<Option<NameRule>, TlsError> {
+    match (&settings.allowed_cn, &settings.allowed_hostname) {
+        (None, None) => Ok(None),
+        (Some(cn), Some(hostname)) => Err(TlsError::CnAndHostname {
+            cn: cn.clone(),
+            hostname: hostname.clone(),
+        }),
+        (Some(cn), None) => Ok(Some(NameRule::CommonName(cn.clone()))),
+        (None, Some(host)) => Ok(Some(NameRule::Hostname(
+            ServerName::try_from(host.as_str())
+                .map_err(|_| TlsError::AllowedHostname(host.clone()))?
+                .to_owned(),
+        ))),
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum NameRule {
+    /// --peer-cert-allowed-cn: the subject CN must equal it.
+    CommonName(String),
+    /// --client-cert-allowed-hostname / --peer-cert-allowed-hostname: the
+    /// certificate must be valid for that name (its SANs, as Go checks).
+    Hostname(ServerName<'static>),
+}
+
+impl NameRule {
+    /// Ok, or the error whose alert is the one Go sends when its
+    /// VerifyPeerCertificate hook fails: bad_certificate. rustls's own name
+    /// check reports the name it expected, so [`handshake_error_text`] can
+    /// tell this one apart.
+    pub(super) fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let allowed = match self {
+            NameRule::CommonName(cn) => common_name(end_entity).as_deref() == Some(cn.as_str()),
+            NameRule::Hostname(name) => webpki::EndEntityCert::try_from(end_entity)
+                .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok()),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ))
+        }
+    }
+}
+
+/// The CA check, then etcd's extra name check on the client certificate.
+#[derive(Debug)]
+struct AllowedNameVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    rule: NameRule,
+}
+
+impl ClientCertVerifier for AllowedNameVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        self.rule.check(end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::test_pki::*;
+
+    const FIXTURES: &str = "/usr/share/gocode/src/go.etcd.io/etcd/integration/fixtures";
+
+    #[test]
+    fn no_tls_without_cert_or_auto_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TlsSettings {
+            trusted_ca_file: Some("ca.crt".into()),
+            client_cert_auth: true,
+            ..TlsSettings::default()
+        };
+        assert!(server_config(&settings, dir.path(), "client", &[])
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TlsSettings {
+            cert_file: Some("/nonexistent/server.crt".into()),
+            key_file: Some("/nonexistent/server.key".into()),
+            ..TlsSettings::default()
+        };
+        let e = server_config(&settings, dir.path(), "client", &[]).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/server.crt"), "{e}");
+        let p = pki();
+        let settings = TlsSettings {
+            key_file: Some(p.ca.clone()),
+            ..mtls(&p)
+        };
+        let e = server_config(&settings, dir.path(), "client", &[]).unwrap_err();
+        assert!(e.to_string().contains("ca.crt"), "{e}");
+        let settings = TlsSettings {
+            key_file: None,
+            ..mtls(&p)
+        };
+        let e = server_config(&settings, dir.path(), "client", &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("KeyFile and CertFile must both be present"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn client_certificates_are_checked_against_the_ca() {
+        let p = pki();
+        let server = build(&mtls(&p), p.dir.path());
+        let good = client_config(&p.ca, Some((&p.client.0, &p.client.1)));
+        let none = client_config(&p.ca, None);
+        let stranger = client_config(&p.ca, Some((&p.stranger.0, &p.stranger.1)));
+        assert!(handshake(server.clone(), good).await);
+        assert!(!handshake(server.clone(), none).await);
+        assert!(!handshake(server, stranger).await);
+    }
+
+    #[tokio::test]
+    async fn a_trusted_ca_alone_requires_client_certificates_like_etcd() {
+        let p = pki();
+        let settings = TlsSettings {
+            client_cert_auth: false,
+            ..mtls(&p)
+        };
+        let server = build(&settings, p.dir.path());
+        assert!(!handshake(server.clone(), client_config(&p.ca, None)).await);
+        let good = client_config(&p.ca, Some((&p.client.0, &p.client.1)));
+        assert!(handshake(server, good).await);
+    }
+
+    #[tokio::test]
+    async fn without_client_auth_no_certificate_is_asked() {
+        let p = pki();
+        let settings = TlsSettings {
+            trusted_ca_file: None,
+            client_cert_auth: false,
+            ..mtls(&p)
+        };
+        let server = build(&settings, p.dir.path());
+        assert!(handshake(server, client_config(&p.ca, None)).await);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_client_certificate_is_refused() {
+        let p = pki();
+        let settings = TlsSettings {
+            crl_file: Some(p.crl.clone()),
+            ..mtls(&p)
+        };
+        let server = build(&settings, p.dir.path());
+        let revoked = client_config(&p.ca, Some((&p.client.0, &p.client.1)));
+        assert!(!handshake(server.clone(), revoked).await);
+        // The server certificate (serial 1) is not on the list.
+        let fine = client_config(&p.ca, Some((&p.server.0, &p.server.1)));
+        assert!(handshake(server, fine).await);
+    }
+
+    #[tokio::test]
+    async fn allowed_common_name_and_hostname() {
+        let p = pki();
+        let good = || client_config(&p.ca, Some((&p.client.0, &p.client.1)));
+        let with = |cn: Option<&str>, host: Option<&str>| TlsSettings {
+            allowed_cn: cn.map(str::to_string),
+            allowed_hostname: host.map(str::to_string),
+            ..mtls(&p)
+        };
+        let dir = p.dir.path();
+        assert!(handshake(build(&with(Some("client"), None), dir), good()).await);
+        assert!(!handshake(build(&with(Some("someone"), None), dir), good()).await);
+        assert!(handshake(build(&with(None, Some("localhost")), dir), good()).await);
+        assert!(handshake(build(&with(None, Some("127.0.0.1")), dir), good()).await);
+        assert!(!handshake(build(&with(None, Some("example.com")), dir), good()).await);
+        let both = with(Some("a"), Some("b"));
+        assert!(matches!(
+            server_config(&both, dir, "peer", &[]),
+            Err(TlsError::CnAndHostname { .. })
+        ));
+    }
+
+    /// etcd's e2e suite runs servers with these exact files.
+    #[tokio::test]
+    async fn etcd_fixture_files() {
+        let fixtures = Path::new(FIXTURES);
+        if !fixtures.is_dir() {
+            eprintln!("skipped: {FIXTURES} not installed");
+            return;
+        }
+        let f = |name: &str| fixtures.join(name);
+        let settings = TlsSettings {
+            cert_file: Some(f("server.crt")),
+            key_file: Some(f("server.key.insecure")),
+            trusted_ca_file: Some(f("ca.crt")),
+            client_cert_auth: true,
+            crl_file: Some(f("revoke.crl")),
+            ..TlsSettings::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let server = build(&settings, dir.path());
+        let ok = client_config(
+            &f("ca.crt"),
+            Some((&f("server.crt"), &f("server.key.insecure"))),
+        );
+        assert!(handshake(server.clone(), ok).await);
+        let revoked = client_config(
+            &f("ca.crt"),
+            Some((&f("server-revoked.crt"), &f("server-revoked.key.insecure"))),
+        );
+        assert!(!handshake(server.clone(), revoked).await);
+        let no_cn = client_config(
+            &f("ca.crt"),
+            Some((&f("client-nocn.crt"), &f("client-nocn.key.insecure"))),
+        );
+        assert!(handshake(server, no_cn).await);
+
+        let cert = load_certs(&f("server.crt"), "cert").unwrap();
+        assert_eq!(common_name(&cert[0]).as_deref(), Some("example.com"));
+        let nocn = load_certs(&f("client-nocn.crt"), "cert").unwrap();
+        assert_eq!(common_name(&nocn[0]), None);
+
+        // The SEC1 EC key of the ECDSA server certificate.
+        let ecdsa = TlsSettings {
+            cert_file: Some(f("server-ecdsa.crt")),
+            key_file: Some(f("server-ecdsa.key.insecure")),
+            ..TlsSettings::default()
+        };
+        let server = build(&ecdsa, dir.path());
+        assert!(handshake(server, client_config(&f("ca.crt"), None)).await);
+    }
+}
