@@ -1,93 +1,42 @@
 //! Names read out of certificates.
 
 use rustls::pki_types::CertificateDer;
+use x509_parser::asn1_rs::{Any, BmpString, Tag, UniversalString};
+use x509_parser::certificate::X509CertificateParser;
+use x509_parser::nom::Parser;
 
 /// The subject common name of a DER certificate (the last CN attribute, as
 /// Go reads it); etcd's auth uses it as the user name of a TLS client.
 pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
-    let (cert_body, _) = der_expect(cert.as_ref(), 0x30)?;
-    let (tbs, _) = der_expect(cert_body, 0x30)?;
-    let mut rest = tbs;
-    // [0] version is optional; then serial, signature, issuer, validity.
-    if rest.first() == Some(&0xa0) {
-        rest = der_next(rest)?.2;
-    }
-    for _ in 0..4 {
-        rest = der_next(rest)?.2;
-    }
-    let (mut rdns, _) = der_expect(rest, 0x30)?;
-    let mut cn = None;
-    while !rdns.is_empty() {
-        let (mut attrs, after) = der_expect(rdns, 0x31)?;
-        rdns = after;
-        while !attrs.is_empty() {
-            let (attr, after) = der_expect(attrs, 0x30)?;
-            attrs = after;
-            let (oid, value) = der_expect(attr, 0x06)?;
-            // 2.5.4.3 id-at-commonName
-            if oid == [0x55, 0x04, 0x03] {
-                let (tag, content, _) = der_next(value)?;
-                cn = der_string(tag, content);
-            }
-        }
-    }
-    cn
+    // Only the subject is needed: extensions stay unparsed, so one that
+    // x509-parser cannot read does not hide the name.
+    let mut parser = X509CertificateParser::new().with_deep_parse_extensions(false);
+    let (_, cert) = parser.parse(cert.as_ref()).ok()?;
+    let last = cert.subject().iter_common_name().last()?;
+    directory_string(last.attr_value())
 }
 
-/// One DER element: (tag, content, rest).
-fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
+/// A DirectoryString value as text; None for other types.
+fn directory_string(value: &Any<'_>) -> Option<String> {
+    match value.tag() {
+        Tag::Utf8String | Tag::NumericString | Tag::PrintableString | Tag::Ia5String => {
+            std::str::from_utf8(value.data).ok().map(str::to_string)
         }
-        let (len_bytes, rest) = rest.split_at(n);
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (content, rest) = rest.split_at(len);
-    Some((tag, content, rest))
-}
-
-fn der_expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (t, content, rest) = der_next(input)?;
-    (t == tag).then_some((content, rest))
-}
-
-fn der_string(tag: u8, content: &[u8]) -> Option<String> {
-    match tag {
-        // UTF8String, NumericString, PrintableString, IA5String
-        0x0c | 0x12 | 0x13 | 0x16 => String::from_utf8(content.to_vec()).ok(),
-        // TeletexString, read as Latin-1 like Go does
-        0x14 => Some(content.iter().map(|&b| char::from(b)).collect()),
-        // BMPString
-        0x1e => {
-            let units: Vec<u16> = content
-                .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect();
-            String::from_utf16(&units).ok()
+        // Read as Latin-1; Go keeps the raw bytes, which agrees for ASCII.
+        Tag::T61String => Some(value.data.iter().map(|&b| char::from(b)).collect()),
+        // Go refuses an odd-length BMPString; x509-parser would read the
+        // stray byte as a character.
+        Tag::BmpString if value.data.len().is_multiple_of(2) => {
+            BmpString::try_from(value).ok().map(|s| s.string())
         }
-        // UniversalString
-        0x1c => content
-            .chunks_exact(4)
-            .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
+        Tag::UniversalString => UniversalString::try_from(value).ok().map(|s| s.string()),
         _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use rcgen::{CertificateParams, DnType, DnValue, KeyPair};
     use rustls::pki_types::pem::PemObject;
 
     use super::*;
@@ -101,5 +50,64 @@ mod tests {
         assert_eq!(common_name(&der).as_deref(), Some("user-1"));
         assert_eq!(common_name(ca.issuer.der()).as_deref(), Some("the ca"));
         assert_eq!(common_name(&CertificateDer::from(vec![0x30, 0x01])), None);
+    }
+
+    /// A self-signed certificate whose subject has `attrs`, in order.
+    fn subject(attrs: &[(DnType, DnValue)]) -> CertificateDer<'static> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (ty, value) in attrs {
+            params.distinguished_name.push(ty.clone(), value.clone());
+        }
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    /// Go's Subject.CommonName keeps the last CN; a subject without one
+    /// has no name, whatever else it holds.
+    #[test]
+    fn the_last_common_name_counts() {
+        let utf8 = |s: &str| DnValue::Utf8String(s.to_string());
+        // rcgen keeps one value per attribute type, so the second CN is the
+        // organization renamed: its OID is as long as the CN's.
+        let der = subject(&[
+            (DnType::CommonName, utf8("first")),
+            (DnType::OrganizationName, utf8("second")),
+        ]);
+        let (organization, cn) = ([6, 3, 0x55, 4, 0x0a], [6, 3, 0x55, 4, 0x03]);
+        let mut two = der.to_vec();
+        for at in 0..two.len() - organization.len() {
+            if two[at..].starts_with(&organization) {
+                two[at..at + cn.len()].copy_from_slice(&cn);
+            }
+        }
+        assert_ne!(two, der.to_vec(), "no organization attribute found");
+        assert_eq!(common_name(&der).as_deref(), Some("first"));
+        assert_eq!(common_name(&two.into()).as_deref(), Some("second"));
+        let none = subject(&[(DnType::OrganizationName, utf8("etcd"))]);
+        assert_eq!(common_name(&none), None);
+    }
+
+    /// The string types a CN comes in besides UTF8String.
+    #[test]
+    fn common_name_string_types() {
+        let cn = |value: DnValue| common_name(&subject(&[(DnType::CommonName, value)]));
+        let printable = rcgen::string::PrintableString::try_from("etcd-1").unwrap();
+        assert_eq!(
+            cn(DnValue::PrintableString(printable)).as_deref(),
+            Some("etcd-1")
+        );
+        let bmp = rcgen::string::BmpString::try_from("nœud").unwrap();
+        assert_eq!(cn(DnValue::BmpString(bmp)).as_deref(), Some("nœud"));
+        let universal = rcgen::string::UniversalString::try_from("nœud").unwrap();
+        assert_eq!(
+            cn(DnValue::UniversalString(universal)).as_deref(),
+            Some("nœud")
+        );
+        let teletex = rcgen::string::TeletexString::try_from("etcd-2").unwrap();
+        assert_eq!(
+            cn(DnValue::TeletexString(teletex)).as_deref(),
+            Some("etcd-2")
+        );
     }
 }
