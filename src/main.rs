@@ -1,6 +1,20 @@
 //! oxetcd: an etcd v3 API compatible key-value store.
 //!
-//! `oxetcd` takes etcd's flags; see README.md and `oxetcd --help`.
+//! `oxetcd` takes etcd's flags; see README.md and `oxetcd --help`. This crate
+//! is the front end: everything a client or an operator meets at the edge.
+//! The member itself (Raft, apply, leases, MVCC, watch) is the library
+//! `oxetcd_server`, which this binary starts; docs/architecture.md walks a
+//! request through both.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `config` | etcd's flags and `ETCD_*` variables, parsed and checked |
+//! | `run` | start-up: the member, peer and client listeners, services, the stop signal |
+//! | `tls` | rustls configs: server side, peer client, auto-TLS, certificate names |
+//! | `listener` | binding `http://`, `https://` and `unix://` URLs; HTTP and HTTPS on one port |
+//! | `authority` | the HTTP/2 `:authority` fix for etcdctl 3.4's requests |
+//! | `service` | the gRPC services (KV, Watch, Lease, Cluster, Maintenance, Lock, Election) and `/health`, `/version` |
+//! | `gateway` | etcd's JSON gateway (`/v3/...`) over the same services |
 
 mod authority;
 mod config;

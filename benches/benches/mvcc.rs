@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
-use oxetcd_benches::{
-    clone_store, key, prefix_end, put_all, store_with_keys, value, KeyPicker, PREFIX,
-};
+mod common;
+
+use common::{clone_store, key, prefix_end, put_all, store_with_keys, value, KeyPicker, PREFIX};
 use oxetcd_storage::{KeyRange, RangeOptions, Store};
 use tempfile::TempDir;
 
@@ -88,10 +88,8 @@ fn bench_put(c: &mut Criterion) {
     let keys = all_keys();
     let new_value = value(VALUE_SIZE, 1);
     let mut picker = KeyPicker::new(KEYS);
-    let mut applied_index = KEYS as u64;
     let mut put_one = |store: &Store| {
-        applied_index += 1;
-        let mut txn = store.write(applied_index);
+        let mut txn = store.write();
         txn.put(keys[picker.next_index()].clone(), new_value.clone(), 0);
         txn.end().expect("apply put")
     };

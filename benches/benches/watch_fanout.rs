@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
-use oxetcd_benches::{open_store, prefix_end, KeyPicker};
+mod common;
+
+use common::{open_store, prefix_end, KeyPicker};
 use oxetcd_proto::mvccpb::event::EventType;
 use oxetcd_proto::mvccpb::{Event, KeyValue};
 use oxetcd_watch::{DeliveryKind, WatchConfig, WatchHub, WatchSpec, WatchStream};
@@ -58,7 +60,7 @@ impl Shape {
     fn spec(self, i: usize) -> WatchSpec {
         let (key, range_end) = match self {
             Shape::Prefix => (PREFIX.to_string(), prefix_end(PREFIX.as_bytes())),
-            Shape::Keys => (pod_key(i), Vec::new()),
+            Shape::Keys => (pod_key(i), Bytes::new()),
             Shape::Ranges => {
                 let ns = namespace(i);
                 let end = prefix_end(ns.as_bytes());
@@ -67,7 +69,7 @@ impl Shape {
         };
         WatchSpec {
             key: Bytes::from(key),
-            range_end: Bytes::from(range_end),
+            range_end,
             ..Default::default()
         }
     }

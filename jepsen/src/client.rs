@@ -19,6 +19,7 @@ use oxetcd_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
 use oxetcd_proto::mvccpb::KeyValue;
+pub use oxetcd_proto::prefix_end;
 use tonic::transport::Channel;
 
 use crate::cluster;
@@ -172,18 +173,6 @@ pub fn decode(kv: &KeyValue) -> Option<i64> {
     std::str::from_utf8(&kv.value).ok()?.parse().ok()
 }
 
-/// The end of the range of keys that start with `prefix`.
-pub fn prefix_end(prefix: &str) -> Bytes {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Bytes::from(end);
-        }
-    }
-    Bytes::from_static(b"\0")
-}
-
 /// A linearizable read of one key.
 pub async fn get(kv: &mut KvClient<Channel>, key: &str) -> Result<Option<KeyValue>, tonic::Status> {
     let request = RangeRequest {
@@ -321,12 +310,6 @@ pub fn range_kvs(response: &TxnResponse, n: usize) -> Option<&[KeyValue]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_end_is_the_next_key_after_the_prefix() {
-        assert_eq!(prefix_end("jepsen/s/"), Bytes::from_static(b"jepsen/s0"));
-        assert_eq!(prefix_end("a\u{7f}"), Bytes::from_static(b"a\x80"));
-    }
 
     #[test]
     fn values_round_trip_and_foreign_values_read_as_none() {

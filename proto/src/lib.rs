@@ -38,6 +38,26 @@
 //! A server implements e.g. [`etcdserverpb::kv_server::Kv`] and mounts
 //! [`etcdserverpb::kv_server::KvServer`] on a `tonic` router.
 
+/// etcd's `GetPrefixRangeEnd`: the range end that makes `[prefix, end)` every
+/// key starting with `prefix`; `"\0"` (to the end of the key space) when every
+/// byte of `prefix` is 0xff.
+///
+/// ```
+/// assert_eq!(oxetcd_proto::prefix_end("lk/"), "lk0");
+/// assert_eq!(oxetcd_proto::prefix_end(b"a\xff"), "b");
+/// assert_eq!(oxetcd_proto::prefix_end(b"\xff"), "\0");
+/// ```
+pub fn prefix_end(prefix: impl AsRef<[u8]>) -> bytes::Bytes {
+    let mut end = prefix.as_ref().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return bytes::Bytes::from(end);
+        }
+    }
+    bytes::Bytes::from_static(b"\0")
+}
+
 /// Multi-version key-value types (`mvccpb`): `KeyValue`, `Event`.
 #[allow(clippy::all, missing_docs)]
 pub mod mvccpb {

@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::local::{key_prefix, prefix_end, session_key, Local};
+use super::local::{key_prefix, session_key, Local};
 use super::lock::{create_rev_is, first_created_op, get_op, put_op};
+use oxetcd_proto::prefix_end;
 
 /// etcd's words (concurrency package and v3election).
 pub const NOT_LEADER: &str = "election: not leader";

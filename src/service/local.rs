@@ -10,6 +10,7 @@ use oxetcd_proto::etcdserverpb::{
 };
 use oxetcd_proto::mvccpb::event::EventType;
 use oxetcd_proto::mvccpb::Event;
+use oxetcd_proto::prefix_end;
 use oxetcd_watch::{DeliveryKind, WatchSpec, WatchStream};
 use tonic::Status;
 
@@ -136,19 +137,6 @@ pub(super) fn by_create(prefix: &Bytes, order: SortOrder) -> RangeRequest {
     }
 }
 
-/// The range end covering every key that starts with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Bytes {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Bytes::from(end);
-        }
-    }
-    // All 0xff: every key from here on.
-    Bytes::from_static(&[0])
-}
-
 /// The key a session (lease) holds under `prefix`: `prefix` + lease in hex.
 pub fn session_key(prefix: &[u8], lease: i64) -> Bytes {
     let mut key = prefix.to_vec();
@@ -174,7 +162,5 @@ mod tests {
             session_key(b"lk/", 0x694d77aa9e1f1a04),
             Bytes::from_static(b"lk/694d77aa9e1f1a04")
         );
-        assert_eq!(prefix_end(b"lk/"), Bytes::from_static(b"lk0"));
-        assert_eq!(prefix_end(b"\xff"), Bytes::from_static(&[0]));
     }
 }

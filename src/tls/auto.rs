@@ -70,24 +70,21 @@ fn set_mode_dir(b: &mut fs::DirBuilder) {
 #[cfg(not(unix))]
 fn set_mode_dir(_: &mut fs::DirBuilder) {}
 
-/// Written under a temporary name and renamed, so a crash never leaves a
-/// half-written file that the next start would reuse.
+/// Written under a temporary name (with `mode` before any byte is written),
+/// fsynced and renamed, so a crash never leaves a half-written file that the
+/// next start would reuse.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
-    let tmp = path.with_extension("pem.tmp");
     let result = (|| {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
         #[cfg(unix)]
         {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(mode);
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
         }
         #[cfg(not(unix))]
         let _ = mode;
-        let mut f = opts.open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
+        file.write_all(data)?;
+        file.commit()
     })();
     result.map_err(|source| TlsError::Write {
         path: path.to_path_buf(),

@@ -3,8 +3,9 @@
 //! - [`Store`]: the multi-version key-value store. Reads at any revision not yet
 //!   compacted ([`Store::range`]), one writer at a time ([`Store::write`] gives a
 //!   [`WriteTxn`]: one main revision, sub revisions per change), compaction
-//!   ([`Store::compact`]), durability ([`Store::commit`]: fsync, then visible,
-//!   handing back the changes as watch events), history for watchers catching up
+//!   ([`Store::compact`]), visibility ([`Store::publish`]: applied changes
+//!   become readable and are handed back as watch events; [`Store::flush`]
+//!   makes them durable, [`Store::commit`] does both), history for watchers catching up
 //!   ([`Store::history`]), checksums ([`Store::hash_kv`]) and whole-store
 //!   snapshots ([`Store::snapshot_to`], [`Store::install_snapshot`]).
 //! - [`Backend`]: the narrow on-disk interface (ordered buckets, atomic batches,
@@ -17,13 +18,19 @@
 //! [`Store::compact`] (backend I/O) as fatal to the process, which restarts from
 //! the last durable state.
 //!
+//! The server publishes without an fsync: what it applies is already durable
+//! in its Raft log, which replays whatever the store lost in a crash (the
+//! store's applied record, stored in the same batch as the changes, says
+//! where to replay from). The store is flushed when a snapshot is built, so
+//! the log is purged only below what the store holds durably.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use oxetcd_storage::{KeyRange, RangeOptions, SledBackend, Store};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
-//! let mut txn = store.write(1);
+//! let mut txn = store.write();
 //! txn.put(Bytes::from("foo"), Bytes::from("bar"), 0);
 //! assert_eq!(txn.end().unwrap(), 2); // an empty store is at revision 1
 //! assert_eq!(store.commit().unwrap().rev, 2); // durable, now visible

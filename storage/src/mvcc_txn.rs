@@ -26,7 +26,7 @@ use crate::index::KeyRange;
 use crate::revision::Revision;
 use crate::store::{
     encode_i64, fetch_kv, lease_record_key, read_range, RangeOptions, RangeResult, State, Store,
-    META_APPLIED_INDEX, META_APPLIED_STATE, META_CURRENT_REV,
+    META_APPLIED_STATE, META_CURRENT_REV,
 };
 
 /// One write request in progress. Holds the store's write lock until `end`.
@@ -44,7 +44,6 @@ pub struct WriteTxn<'a> {
     /// Where each revision's events start in `events`: `starts[i]` for
     /// revision `base_rev + 1 + i`; the last one is the open revision's.
     starts: Vec<usize>,
-    applied_index: u64,
     /// The state machine's applied record, stored with the changes.
     applied_state: Option<Bytes>,
     /// Whether the batch holds lease records: those are stored even by a txn
@@ -53,8 +52,8 @@ pub struct WriteTxn<'a> {
 }
 
 impl Store {
-    /// Starts the write txn of the command with log index `applied_index`.
-    pub fn write(&self, applied_index: u64) -> WriteTxn<'_> {
+    /// Starts a write txn: the changes of one log entry's commands.
+    pub fn write(&self) -> WriteTxn<'_> {
         let state = self.state.write();
         WriteTxn {
             store: self,
@@ -65,7 +64,6 @@ impl Store {
             events: Vec::new(),
             starts: vec![0],
             applied_state: None,
-            applied_index,
             leases_changed: false,
         }
     }
@@ -192,18 +190,13 @@ impl WriteTxn<'_> {
     }
 
     /// Ends the txn: closes the open revision and writes every change to the
-    /// backend in one batch (durable at the next `Store::commit`). Returns the
-    /// store's revision after the txn.
+    /// backend in one batch (visible at the next `Store::publish`, durable at
+    /// the next `Store::flush`). Returns the store's revision after the txn.
     pub fn end(mut self) -> Result<i64> {
         let rev = self.finish_revision();
         if rev > self.base_rev {
             self.batch
                 .put(Bucket::Meta, META_CURRENT_REV, encode_i64(rev));
-            self.batch.put(
-                Bucket::Meta,
-                META_APPLIED_INDEX,
-                encode_i64(self.applied_index as i64),
-            );
         }
         if rev > self.base_rev || self.leases_changed {
             if let Some(applied) = &self.applied_state {
@@ -216,7 +209,6 @@ impl WriteTxn<'_> {
             }
         }
         if rev > self.base_rev {
-            self.state.applied_index = self.applied_index;
             let events = std::mem::take(&mut self.events);
             self.state.pending_events.extend(events);
         }

@@ -112,7 +112,7 @@ impl Store {
         self.backend.apply(done)?;
         self.backend.flush()?;
         *state = load_state(self.backend.as_ref())?;
-        self.reset_durable(state.current_rev);
+        self.reset_visible(state.current_rev);
         Ok(())
     }
 }

@@ -1,16 +1,20 @@
 //! The MVCC store: the key index in memory, every change in the backend by
 //! revision, and the rule that decides what readers may see.
 //!
-//! Durability rule: the single writer applies changes (index + backend) and
-//! calls [`Store::commit`], which flushes the backend (fsync) and only then
-//! raises the durable revision. Reads at "latest" read at the durable revision,
-//! so nobody ever sees a change that a crash could take back.
+//! Visibility rule: the single writer applies changes (index + backend) and
+//! then publishes them ([`Store::publish`]), which raises the visible revision
+//! and hands the changes to the watchers. Reads at "latest" read at the
+//! visible revision, so a reader never sees half of what one publish covers.
 //!
 //! ```text
-//! apply rev 11, 12 (index + backend, not yet fsynced)   readers: latest = 10
-//! commit: fsync                                          readers: latest = 10
-//!         durable_rev = 12                               readers: latest = 12
+//! apply rev 11, 12 (index + backend, not yet visible)   readers: latest = 10
+//! publish: visible_rev = 12, events of 11 and 12 out     readers: latest = 12
 //! ```
+//!
+//! Publishing does not fsync: the server applies only what its Raft log holds
+//! durably on a quorum, and replays it after a crash. A caller without such a
+//! log uses [`Store::commit`] (flush, then publish), so nobody sees a change
+//! that a crash could take back.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -27,7 +31,6 @@ use crate::revision::Revision;
 
 pub(crate) const META_CURRENT_REV: &[u8] = b"current_rev";
 pub(crate) const META_COMPACT_REV: &[u8] = b"compact_rev";
-pub(crate) const META_APPLIED_INDEX: &[u8] = b"applied_index";
 /// The state machine's own record of what it applied (opaque here), stored
 /// in the same batch as the changes it covers.
 pub(crate) const META_APPLIED_STATE: &[u8] = b"applied_state";
@@ -72,27 +75,25 @@ pub struct HashKv {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) index: TreeIndex,
-    /// Last revision applied (durable or not).
+    /// Last revision applied (visible or not).
     pub(crate) current_rev: i64,
     /// Revisions below this are compacted away.
     pub(crate) compact_rev: i64,
-    /// Index of the last applied command that changed anything.
-    pub(crate) applied_index: u64,
-    /// Changes applied since the last commit, in revision order: what watchers
-    /// get once the commit makes them durable.
+    /// Changes applied since the last publish, in revision order: what watchers
+    /// get once a publish makes them visible.
     pub(crate) pending_events: Vec<Event>,
     /// The state machine's record of what it applied (see META_APPLIED_STATE).
     pub(crate) applied_state: Option<Bytes>,
 }
 
-/// What a commit made durable and visible. Its events are handed out once:
-/// whoever commits must pass them on to the watchers, or they never see them.
+/// What a publish (or a commit) made visible. Its events are handed out once:
+/// whoever publishes must pass them on to the watchers, or they never see them.
 #[derive(Debug, Default)]
 #[must_use = "the committed events are handed out only once: pass them to the watchers"]
 pub struct Committed {
-    /// The durable revision now.
+    /// The visible revision now.
     pub rev: i64,
-    /// Every change since the previous commit, in revision order.
+    /// Every change since the previous publish, in revision order.
     pub events: Vec<Event>,
 }
 
@@ -104,8 +105,8 @@ pub struct Store {
     /// whole read, so it sees one revision and no compaction midway. The only
     /// lock in the store.
     pub(crate) state: RwLock<State>,
-    /// Highest revision known durable; "latest" for readers.
-    durable_rev: AtomicI64,
+    /// Highest revision published; "latest" for readers.
+    visible_rev: AtomicI64,
 }
 
 impl Store {
@@ -118,25 +119,25 @@ impl Store {
             backend.flush()?;
         }
         let state = load_state(backend.as_ref())?;
-        let durable = state.current_rev;
+        let visible = state.current_rev;
         Ok(Self {
             backend,
             state: RwLock::new(state),
-            durable_rev: AtomicI64::new(durable),
+            visible_rev: AtomicI64::new(visible),
         })
     }
 
-    /// After a snapshot install: the durable revision is the snapshot's.
-    pub(crate) fn reset_durable(&self, rev: i64) {
-        self.durable_rev.store(rev, Ordering::Release);
+    /// After a snapshot install: the visible revision is the snapshot's.
+    pub(crate) fn reset_visible(&self, rev: i64) {
+        self.visible_rev.store(rev, Ordering::Release);
     }
 
     /// Latest revision readers may see.
     pub fn current_revision(&self) -> i64 {
-        self.durable_rev.load(Ordering::Acquire)
+        self.visible_rev.load(Ordering::Acquire)
     }
 
-    /// Last revision applied, durable or not (what the writer sees).
+    /// Last revision applied, visible or not (what the writer sees).
     pub fn applied_revision(&self) -> i64 {
         self.state.read().current_rev
     }
@@ -146,12 +147,7 @@ impl Store {
         self.state.read().compact_rev
     }
 
-    /// Index of the last applied command that changed the store.
-    pub fn applied_index(&self) -> u64 {
-        self.state.read().applied_index
-    }
-
-    /// Reads `range` as of `opts.rev` (latest durable when 0).
+    /// Reads `range` as of `opts.rev` (latest visible when 0).
     pub fn range(&self, range: KeyRange<'_>, opts: &RangeOptions) -> Result<RangeResult> {
         let state = self.state.read();
         let backend = self.backend.as_ref();
@@ -161,7 +157,7 @@ impl Store {
     }
 
     /// Makes everything applied so far durable, then visible; returns the new
-    /// durable revision and the changes that just became durable.
+    /// visible revision and the changes that just became visible.
     pub fn commit(&self) -> Result<Committed> {
         self.flush()?;
         Ok(self.publish())
@@ -180,7 +176,7 @@ impl Store {
             let mut state = self.state.write();
             (state.current_rev, std::mem::take(&mut state.pending_events))
         };
-        self.durable_rev.fetch_max(rev, Ordering::AcqRel);
+        self.visible_rev.fetch_max(rev, Ordering::AcqRel);
         Committed { rev, events }
     }
 
@@ -338,7 +334,6 @@ pub(crate) fn load_state(backend: &dyn Backend) -> Result<State> {
         // As in etcd, an empty store is at revision 1: the first write is 2.
         current_rev: read_meta(META_CURRENT_REV)?.max(1),
         compact_rev: read_meta(META_COMPACT_REV)?,
-        applied_index: read_meta(META_APPLIED_INDEX)? as u64,
         applied_state: backend.get(Bucket::Meta, META_APPLIED_STATE)?,
         ..State::default()
     };

@@ -140,18 +140,16 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         let mut model = Model::new();
-        let mut index = 0;
         for op in ops {
-            index += 1;
             match op {
                 Op::Put(k, v) => {
-                    let mut txn = store.write(index);
+                    let mut txn = store.write();
                     txn.put(key(k), Bytes::from(vec![v]), 0);
                     txn.end().unwrap();
                     model.put(&key(k), &[v]);
                 }
                 Op::Delete(k) => {
-                    let mut txn = store.write(index);
+                    let mut txn = store.write();
                     let deleted = txn.delete_range(KeyRange::new(&key(k), b""));
                     txn.end().unwrap();
                     prop_assert_eq!(deleted.len() == 1, model.delete(&key(k)));
@@ -167,7 +165,7 @@ proptest! {
                     }
                 }
                 Op::Batch(requests) => {
-                    let mut txn = store.write(index);
+                    let mut txn = store.write();
                     for (k, v) in requests {
                         match v {
                             Some(v) => {
@@ -201,7 +199,7 @@ proptest! {
 fn unflushed_changes_are_invisible_until_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let mut txn = store.write(1);
+    let mut txn = store.write();
     txn.put(key(1), Bytes::from("v"), 0);
     txn.end().unwrap();
     let latest = RangeOptions::default();
@@ -228,7 +226,7 @@ fn unflushed_changes_are_invisible_until_commit() {
 fn txn_changes_share_one_revision_and_read_their_own_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let mut txn = store.write(1);
+    let mut txn = store.write();
     txn.put(key(1), Bytes::from("a"), 0);
     txn.put(key(2), Bytes::from("b"), 7);
     let seen = txn
@@ -249,7 +247,7 @@ fn one_txn_holds_several_revisions_each_reading_the_ones_before() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        let mut txn = store.write(1);
+        let mut txn = store.write();
         txn.put(key(1), Bytes::from("a"), 0);
         txn.put(key(2), Bytes::from("b"), 0);
         assert_eq!(txn.finish_revision(), 2);
@@ -311,7 +309,7 @@ fn one_txn_holds_several_revisions_each_reading_the_ones_before() {
 fn empty_txn_creates_no_revision() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let mut txn = store.write(1);
+    let mut txn = store.write();
     assert!(txn.delete_range(KeyRange::new(b"nothing", b"")).is_empty());
     assert_eq!(txn.end().unwrap(), 1, "still the empty store's revision");
 }
@@ -321,7 +319,7 @@ fn limit_cuts_kvs_but_not_count() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     for i in 0..5 {
-        let mut txn = store.write(i + 1);
+        let mut txn = store.write();
         txn.put(key(i as u8), Bytes::from("v"), 0);
         txn.end().unwrap();
     }
@@ -353,8 +351,8 @@ fn hash_kv_agrees_between_stores_with_equal_history_and_differs_otherwise() {
     let build = |values: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        for (i, v) in values.iter().enumerate() {
-            let mut txn = store.write(i as u64 + 1);
+        for v in values {
+            let mut txn = store.write();
             txn.put(key(1), Bytes::copy_from_slice(v.as_bytes()), 0);
             txn.end().unwrap();
         }
@@ -397,7 +395,7 @@ fn commit_hands_out_durable_changes_and_history_replays_them() {
     let store = open(dir.path());
     let mut committed = Vec::new();
     for i in 0..6u8 {
-        let mut txn = store.write(u64::from(i) + 1);
+        let mut txn = store.write();
         txn.put(key(i % 3), Bytes::from(vec![i]), 0);
         if i == 4 {
             txn.put(key(9), Bytes::from("x"), 0);
@@ -444,7 +442,7 @@ fn commit_hands_out_durable_changes_and_history_replays_them() {
 
 fn fill(store: &Store, values: &[(&str, &str)]) {
     for (k, v) in values {
-        let mut txn = store.write(1);
+        let mut txn = store.write();
         txn.put(
             Bytes::copy_from_slice(k.as_bytes()),
             Bytes::copy_from_slice(v.as_bytes()),
@@ -553,12 +551,12 @@ fn applied_state_is_stored_with_the_changes_it_covers() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        let mut txn = store.write(1);
+        let mut txn = store.write();
         txn.put(key(1), Bytes::from("v"), 0);
         txn.set_applied_state(Bytes::from("applied up to 7"));
         txn.end().unwrap();
         let _ = store.commit().unwrap();
-        let untouched = store.write(2);
+        let untouched = store.write();
         untouched.end().unwrap();
         assert_eq!(
             store.applied_state().as_deref(),
@@ -579,7 +577,7 @@ fn applied_state_is_stored_with_the_changes_it_covers() {
 fn publish_makes_changes_visible_without_waiting_for_a_flush() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let mut txn = store.write(1);
+    let mut txn = store.write();
     txn.put(key(1), Bytes::from("v"), 0);
     txn.end().unwrap();
     let published = store.publish();
@@ -618,12 +616,12 @@ fn lease_records_are_stored_with_the_txn_and_survive_reopen_and_snapshots() {
     {
         let store = open(dir.path());
         // A grant changes no key: stored all the same, with no new revision.
-        let mut txn = store.write(1);
+        let mut txn = store.write();
         txn.put_lease_record(7, Bytes::from("seven"));
         txn.put_lease_record(i64::MAX, Bytes::from("max"));
         assert_eq!(txn.end().unwrap(), 1);
         // A revoke: the record goes in the batch of the deletes.
-        let mut txn = store.write(2);
+        let mut txn = store.write();
         txn.put(key(1), Bytes::from("v"), 7);
         assert_eq!(txn.events().len(), 1);
         txn.delete_lease_record(i64::MAX);
@@ -697,7 +695,7 @@ fn a_snapshot_holds_only_what_is_durable() {
     let buffered =
         crate::WriteBuffer::new(Box::new(engine), std::time::Duration::from_secs(3600)).unwrap();
     let store = Store::open(Box::new(buffered)).unwrap();
-    let mut txn = store.write(1);
+    let mut txn = store.write();
     txn.put(key(1), Bytes::from("v"), 0);
     txn.set_applied_state(Bytes::from("applied up to 1"));
     txn.end().unwrap();

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,7 +30,7 @@ use oxetcd_proto::etcdserverpb::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::{b, server_binary, READY_LINE};
+use super::{b, server_binary, StartLogs, READY_LINE};
 
 /// How long starting (or restarting) members may take before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,8 +91,7 @@ pub struct Member {
     removed: bool,
     /// Member ID, as its responses report it (known once it served).
     id: Option<u64>,
-    /// How many times the process was started (names the log files).
-    starts: usize,
+    logs: StartLogs,
 }
 
 impl Member {
@@ -102,9 +100,9 @@ impl Member {
             .prefix("oxetcd-cluster-")
             .tempdir()
             .expect("create temp dir");
-        fs::create_dir_all(dir.path().join("logs")).expect("create log dir");
         Member {
             name,
+            logs: StartLogs::new(dir.path().join("logs")),
             dir,
             client_port,
             peer_port,
@@ -115,7 +113,6 @@ impl Member {
             paused: false,
             removed: false,
             id: None,
-            starts: 0,
         }
     }
 
@@ -146,63 +143,24 @@ impl Member {
         self.child.is_some() && !self.paused && !self.removed
     }
 
-    fn log_path(&self, start: usize) -> PathBuf {
-        self.dir
-            .path()
-            .join("logs")
-            .join(format!("stderr-{start}.log"))
-    }
-
     /// What the current (last) start printed so far.
     pub fn current_log(&self) -> String {
-        fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
+        self.logs.current()
     }
 
     /// Everything the member printed, every start.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for n in 1..=self.starts {
-            let path = self.log_path(n);
-            let text = fs::read_to_string(&path).unwrap_or_default();
-            let _ = writeln!(out, "----- {} -----\n{text}", path.display());
-        }
-        out
+        self.logs.all()
     }
 
     fn log_tail(&self) -> String {
-        let mut out = String::new();
-        for n in 1..=self.starts {
-            let path = self.log_path(n);
-            let text = fs::read_to_string(&path).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
-            let _ = writeln!(
-                out,
-                "----- {} {} (last {} of {} lines) -----",
-                self.name,
-                path.display(),
-                lines.len() - skip,
-                lines.len()
-            );
-            for line in &lines[skip..] {
-                match line.char_indices().nth(LOG_LINE_CHARS) {
-                    Some((cut, _)) => {
-                        let _ = writeln!(out, "{} [...]", &line[..cut]);
-                    }
-                    None => {
-                        let _ = writeln!(out, "{line}");
-                    }
-                }
-            }
-        }
-        out
+        self.logs.tail(&self.name, LOG_TAIL_LINES, LOG_LINE_CHARS)
     }
 
     fn spawn(&mut self, options: &ClusterOptions) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        self.starts += 1;
         self.paused = false;
-        let log = File::create(self.log_path(self.starts)).expect("create member log");
+        let (_, log) = self.logs.next();
         let (client, peer) = (self.client_url(), self.peer_url());
         let mut command = Command::new(server_binary());
         command

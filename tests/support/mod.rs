@@ -36,6 +36,7 @@ use oxetcd_proto::etcdserverpb::{
     ResponseHeader,
 };
 use oxetcd_proto::mvccpb::KeyValue;
+pub use oxetcd_proto::prefix_end;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -66,6 +67,78 @@ pub fn against_reference_server() -> bool {
     server_binary() != Path::new(env!("CARGO_BIN_EXE_oxetcd"))
 }
 
+/// A process's stderr, one file per start (`<dir>/stderr-<n>.log`): what
+/// the test servers and cluster members print, and the one reader of it.
+pub struct StartLogs {
+    dir: PathBuf,
+    starts: usize,
+}
+
+impl StartLogs {
+    pub fn new(dir: PathBuf) -> StartLogs {
+        fs::create_dir_all(&dir).expect("create log dir");
+        StartLogs { dir, starts: 0 }
+    }
+
+    /// The log file of a new start.
+    pub fn next(&mut self) -> (PathBuf, File) {
+        self.starts += 1;
+        let path = self.path(self.starts);
+        let file = File::create(&path).expect("create process log");
+        (path, file)
+    }
+
+    fn path(&self, start: usize) -> PathBuf {
+        self.dir.join(format!("stderr-{start}.log"))
+    }
+
+    /// What the last start printed so far.
+    pub fn current(&self) -> String {
+        fs::read_to_string(self.path(self.starts)).unwrap_or_default()
+    }
+
+    /// Everything, every start, each under a header naming its file.
+    pub fn all(&self) -> String {
+        let mut out = String::new();
+        for n in 1..=self.starts {
+            let path = self.path(n);
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let _ = writeln!(out, "----- {} -----\n{text}", path.display());
+        }
+        out
+    }
+
+    /// The last `lines` lines of every start, each cut at `chars`
+    /// characters, under headers naming `who`.
+    pub fn tail(&self, who: &str, lines: usize, chars: usize) -> String {
+        let mut out = String::new();
+        for n in 1..=self.starts {
+            let path = self.path(n);
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            let skip = all.len().saturating_sub(lines);
+            let _ = writeln!(
+                out,
+                "----- {who} {} (last {} of {} lines) -----",
+                path.display(),
+                all.len() - skip,
+                all.len()
+            );
+            for line in &all[skip..] {
+                match line.char_indices().nth(chars) {
+                    Some((cut, _)) => {
+                        let _ = writeln!(out, "{} [...]", &line[..cut]);
+                    }
+                    None => {
+                        let _ = writeln!(out, "{line}");
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// One server process, on its own ports and data dir, killed on drop.
 pub struct Server {
     dir: tempfile::TempDir,
@@ -75,8 +148,7 @@ pub struct Server {
     peer_port: u16,
     extra_args: Vec<String>,
     child: Option<Child>,
-    /// How many times the process was started (names the log files).
-    starts: usize,
+    logs: StartLogs,
 }
 
 impl Server {
@@ -91,16 +163,15 @@ impl Server {
             .prefix("oxetcd-it-")
             .tempdir()
             .expect("create temp dir");
-        fs::create_dir_all(dir.path().join("logs")).expect("create log dir");
         let (client_port, peer_port) = two_free_ports();
         let mut server = Server {
-            dir,
             name: "it".to_string(),
             client_port,
             peer_port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
-            starts: 0,
+            logs: StartLogs::new(dir.path().join("logs")),
+            dir,
         };
         server.spawn();
         server
@@ -120,16 +191,15 @@ impl Server {
             .prefix("oxetcd-it-")
             .tempdir()
             .expect("create temp dir");
-        fs::create_dir_all(dir.path().join("logs")).expect("create log dir");
         prepare(dir.path());
         let mut server = Server {
-            dir,
             name: name.to_string(),
             client_port,
             peer_port,
             extra_args: Vec::new(),
             child: None,
-            starts: 0,
+            logs: StartLogs::new(dir.path().join("logs")),
+            dir,
         };
         server.spawn();
         server
@@ -226,26 +296,11 @@ impl Server {
 
     /// Everything the server printed on stderr, every start.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for n in 1..=self.starts {
-            let path = self.log_path(n);
-            let text = fs::read_to_string(&path).unwrap_or_default();
-            let _ = writeln!(out, "----- {} -----\n{text}", path.display());
-        }
-        out
-    }
-
-    fn log_path(&self, start: usize) -> PathBuf {
-        self.dir
-            .path()
-            .join("logs")
-            .join(format!("stderr-{start}.log"))
+        self.logs.all()
     }
 
     fn spawn(&mut self) {
-        self.starts += 1;
-        let log_path = self.log_path(self.starts);
-        let log = File::create(&log_path).expect("create server log");
+        let (log_path, log) = self.logs.next();
         let client_url = format!("http://127.0.0.1:{}", self.client_port);
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(server_binary())
@@ -348,20 +403,6 @@ fn two_free_ports() -> (u16, u16) {
 
 pub fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
-}
-
-/// etcd's `GetPrefixRangeEnd`: the range end that covers every key starting
-/// with `prefix`.
-pub fn prefix_end(prefix: &str) -> Bytes {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Bytes::from(end);
-        }
-    }
-    // Every byte was 0xff: the range goes to the end of the key space.
-    Bytes::from_static(b"\0")
 }
 
 pub fn put_req(key: &str, value: &str) -> PutRequest {

@@ -36,7 +36,7 @@ impl Fixture {
     /// Applies one txn of puts (key, value) and deletes (key), commits, notifies.
     fn write(&mut self, puts: &[(&str, &str)], deletes: &[&str]) -> i64 {
         self.index += 1;
-        let mut txn = self.store.write(self.index);
+        let mut txn = self.store.write();
         for (k, v) in puts {
             txn.put(Bytes::from(k.to_string()), Bytes::from(v.to_string()), 0);
         }
@@ -255,7 +255,7 @@ async fn after_resync_watchers_catch_up_from_the_store_without_gap() {
     assert_eq!(next(&mut s).await.kind, DeliveryKind::Created);
     // Changes the hub is never told about, as when a snapshot replaces the store.
     f.index += 1;
-    let mut txn = f.store.write(f.index);
+    let mut txn = f.store.write();
     txn.put(Bytes::from("k"), Bytes::from("from snapshot"), 0);
     txn.end().unwrap();
     let silent = f.store.commit().unwrap().rev;

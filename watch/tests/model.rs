@@ -189,7 +189,6 @@ struct Fixture {
     _dir: Option<tempfile::TempDir>,
     store: Arc<Store>,
     hub: Arc<WatchHub>,
-    index: u64,
     model: Model,
 }
 
@@ -212,7 +211,6 @@ impl Fixture {
         let hub = WatchHub::start(store.clone(), config);
         Self {
             _dir: None,
-            index: store.applied_index(),
             store,
             hub,
             model,
@@ -224,8 +222,7 @@ impl Fixture {
     fn commit(&mut self, txns: &[Vec<Change>]) {
         let mut want = Vec::new();
         for changes in txns {
-            self.index += 1;
-            let mut txn = self.store.write(self.index);
+            let mut txn = self.store.write();
             for c in changes {
                 match c {
                     Change::Put(k, v) => {

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+pub use oxetcd_proto::prefix_end;
 
 /// A small, fast, deterministic generator (splitmix64); each client seeds its
 /// own, so runs touch keys the same way every time.
@@ -78,11 +79,6 @@ pub fn indexed_key(prefix: &str, index: u64) -> Bytes {
     Bytes::from(format!("{prefix}{index:010}"))
 }
 
-/// The range end that makes `[prefix, end)` every key starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Bytes {
-    Bytes::from(crate::fixtures::prefix_end(prefix))
-}
-
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
@@ -141,7 +137,6 @@ mod tests {
     fn indexed_keys_sort_in_index_order() {
         assert_eq!(indexed_key("/p/", 42), "/p/0000000042");
         assert!(indexed_key("/p/", 9) < indexed_key("/p/", 10));
-        assert_eq!(prefix_end(b"/p/"), "/p0");
     }
 
     #[test]

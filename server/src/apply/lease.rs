@@ -18,12 +18,11 @@ use crate::lease::Lessor;
 pub(super) fn grant(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     g: &LeaseGrantRequest,
 ) -> Result<Response, EtcdError> {
     let record = leases.grant(g.id, g.ttl)?;
-    let mut txn = store.write(index);
+    let mut txn = store.write();
     if let Some(applied) = applied {
         txn.set_applied_state(applied.clone());
     }
@@ -40,11 +39,10 @@ pub(super) fn grant(
 pub(super) fn revoke(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     r: &LeaseRevokeRequest,
 ) -> Result<Response, EtcdError> {
-    let rev = revoke_one(store, leases, index, applied, r.id)?.ok_or(EtcdError::LeaseNotFound)?;
+    let rev = revoke_one(store, leases, applied, r.id)?.ok_or(EtcdError::LeaseNotFound)?;
     Ok(Response::LeaseRevoke(LeaseRevokeResponse {
         header: header(rev),
     }))
@@ -56,14 +54,13 @@ pub(super) fn revoke(
 pub(super) fn expire(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     e: &ExpiredLeases,
 ) -> Result<Response, EtcdError> {
     let mut revoked = Vec::new();
     for (i, id) in e.ids.iter().enumerate() {
         let last = i + 1 == e.ids.len();
-        if revoke_one(store, leases, index, applied.filter(|_| last), *id)?.is_some() {
+        if revoke_one(store, leases, applied.filter(|_| last), *id)?.is_some() {
             revoked.push(*id);
         }
     }
@@ -78,14 +75,13 @@ pub(super) fn expire(
 fn revoke_one(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     id: i64,
 ) -> Result<Option<i64>, EtcdError> {
     let Some(keys) = leases.keys(id) else {
         return Ok(None);
     };
-    let mut txn = store.write(index);
+    let mut txn = store.write();
     if let Some(applied) = applied {
         txn.set_applied_state(applied.clone());
     }
@@ -100,11 +96,10 @@ fn revoke_one(
 pub(super) fn checkpoint(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     c: &LeaseCheckpointRequest,
 ) -> Result<Response, EtcdError> {
-    let mut txn = store.write(index);
+    let mut txn = store.write();
     if let Some(applied) = applied {
         txn.set_applied_state(applied.clone());
     }
@@ -156,23 +151,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let leases = Lessor::new(1, false);
-        let run = |index: u64, r: Request| apply(&store, &leases, index, None, &r);
-        for (i, id) in [(1, 10), (2, 20)] {
-            run(i, Request::LeaseGrant(LeaseGrantRequest { ttl: 5, id })).unwrap();
+        let run = |r: Request| apply(&store, &leases, None, &r);
+        for id in [10, 20] {
+            run(Request::LeaseGrant(LeaseGrantRequest { ttl: 5, id })).unwrap();
         }
         assert_eq!(store.applied_revision(), 1, "a grant makes no revision");
-        run(3, put("a", 10)).unwrap();
-        run(4, put("b", 10)).unwrap();
-        run(5, put("c", 20)).unwrap();
-        assert!(matches!(
-            run(6, put("d", 30)),
-            Err(EtcdError::LeaseNotFound)
-        ));
+        run(put("a", 10)).unwrap();
+        run(put("b", 10)).unwrap();
+        run(put("c", 20)).unwrap();
+        assert!(matches!(run(put("d", 30)), Err(EtcdError::LeaseNotFound)));
         let expire = Request::LeaseExpire(ExpiredLeases {
             ids: vec![99, 10, 20],
             term: 1,
         });
-        let Response::LeaseExpire(done) = run(7, expire.clone()).unwrap() else {
+        let Response::LeaseExpire(done) = run(expire.clone()).unwrap() else {
             panic!("wrong response");
         };
         assert_eq!(done.ids, vec![10, 20], "the unknown lease is skipped");
@@ -194,7 +186,7 @@ mod tests {
         );
         assert!(keys(&store).is_empty());
         // Applied again (a replay after a crash midway): nothing more changes.
-        let Response::LeaseExpire(again) = run(7, expire).unwrap() else {
+        let Response::LeaseExpire(again) = run(expire).unwrap() else {
             panic!("wrong response");
         };
         assert!(again.ids.is_empty());
@@ -208,29 +200,21 @@ mod tests {
         {
             let store = open(dir.path());
             let leases = Lessor::new(1, true);
-            let run = |index: u64, r: Request| apply(&store, &leases, index, None, &r);
-            run(
-                1,
-                Request::LeaseGrant(LeaseGrantRequest { ttl: 100, id: 7 }),
-            )
-            .unwrap();
-            run(
-                2,
-                Request::LeaseGrant(LeaseGrantRequest { ttl: 100, id: 8 }),
-            )
-            .unwrap();
-            run(3, put("kept", 7)).unwrap();
-            run(4, put("gone", 8)).unwrap();
+            let run = |r: Request| apply(&store, &leases, None, &r);
+            run(Request::LeaseGrant(LeaseGrantRequest { ttl: 100, id: 7 })).unwrap();
+            run(Request::LeaseGrant(LeaseGrantRequest { ttl: 100, id: 8 })).unwrap();
+            run(put("kept", 7)).unwrap();
+            run(put("gone", 8)).unwrap();
             let cp = LeaseCheckpointRequest {
                 checkpoints: vec![LeaseCheckpoint {
                     id: 7,
                     remaining_ttl: 42,
                 }],
             };
-            run(5, Request::LeaseCheckpoint(cp)).unwrap();
-            run(6, Request::LeaseRevoke(LeaseRevokeRequest { id: 8 })).unwrap();
+            run(Request::LeaseCheckpoint(cp)).unwrap();
+            run(Request::LeaseRevoke(LeaseRevokeRequest { id: 8 })).unwrap();
             assert!(matches!(
-                run(7, Request::LeaseRevoke(LeaseRevokeRequest { id: 8 })),
+                run(Request::LeaseRevoke(LeaseRevokeRequest { id: 8 })),
                 Err(EtcdError::LeaseNotFound)
             ));
             let _ = store.commit().unwrap();

@@ -47,22 +47,21 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// Applies one command with log index `index`; `applied` (the state
+/// Applies one command; `applied` (the state
 /// machine's record of it) is stored atomically with the changes. An error
 /// that `is_fatal` means the store can no longer be trusted; any other error
 /// changed nothing.
 pub fn apply(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     request: &Request,
 ) -> Result<Response, EtcdError> {
     match request {
-        Request::LeaseGrant(g) => lease::grant(store, leases, index, applied, g),
-        Request::LeaseRevoke(r) => lease::revoke(store, leases, index, applied, r),
-        Request::LeaseExpire(e) => lease::expire(store, leases, index, applied, e),
-        Request::LeaseCheckpoint(c) => lease::checkpoint(store, leases, index, applied, c),
+        Request::LeaseGrant(g) => lease::grant(store, leases, applied, g),
+        Request::LeaseRevoke(r) => lease::revoke(store, leases, applied, r),
+        Request::LeaseExpire(e) => lease::expire(store, leases, applied, e),
+        Request::LeaseCheckpoint(c) => lease::checkpoint(store, leases, applied, c),
         Request::Compact(c) => {
             store.compact(c.revision)?;
             if let Some(applied) = applied {
@@ -81,22 +80,21 @@ pub fn apply(
             }
             Ok(Response::Published(member.clone()))
         }
-        Request::Put(p) => apply_lone_key_write(store, leases, index, applied, KeyWriteRef::Put(p)),
+        Request::Put(p) => apply_lone_key_write(store, leases, applied, KeyWriteRef::Put(p)),
         Request::DeleteRange(d) => {
-            apply_lone_key_write(store, leases, index, applied, KeyWriteRef::DeleteRange(d))
+            apply_lone_key_write(store, leases, applied, KeyWriteRef::DeleteRange(d))
         }
-        Request::Txn(t) => apply_lone_key_write(store, leases, index, applied, KeyWriteRef::Txn(t)),
+        Request::Txn(t) => apply_lone_key_write(store, leases, applied, KeyWriteRef::Txn(t)),
     }
 }
 
 fn apply_lone_key_write(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     write: KeyWriteRef<'_>,
 ) -> Result<Response, EtcdError> {
-    let mut txn = store.write(index);
+    let mut txn = store.write();
     if let Some(applied) = applied {
         txn.set_applied_state(applied.clone());
     }
@@ -105,7 +103,7 @@ fn apply_lone_key_write(
     Ok(response)
 }
 
-/// Applies the key writes of one log entry (index `index`) in one write txn:
+/// Applies the key writes of one log entry in one write txn:
 /// each at its own revision, in order, and all of them with `applied` in one
 /// backend batch, so after a crash the entry is in the store whole or not at
 /// all. Returns each request's result; an error from this call (or a result
@@ -113,11 +111,10 @@ fn apply_lone_key_write(
 pub fn apply_key_writes<'r>(
     store: &Store,
     leases: &Lessor,
-    index: u64,
     applied: Option<&Bytes>,
     writes: impl IntoIterator<Item = KeyWriteRef<'r>>,
 ) -> Result<Vec<Result<Response, EtcdError>>, EtcdError> {
-    let mut txn = store.write(index);
+    let mut txn = store.write();
     if let Some(applied) = applied {
         txn.set_applied_state(applied.clone());
     }

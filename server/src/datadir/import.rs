@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(leases.len(), 1);
         assert_eq!(leases[0].0, 7);
         // What is imported stays: a second prepare keeps the store.
-        let mut txn = store.write(1);
+        let mut txn = store.write();
         txn.put(Bytes::from_static(b"new"), Bytes::new(), 0);
         txn.end().unwrap();
         let _ = store.commit().unwrap();

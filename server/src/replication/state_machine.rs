@@ -36,7 +36,7 @@ use oxetcd_raft::{LogId, NodeId};
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::log_compaction::AppliedWrites;
 use super::{Entry, TypeConfig};
@@ -49,24 +49,106 @@ use crate::watchdog::Watchdog;
 type Membership = StoredMembership<NodeId, BasicNode>;
 type RaftResult<T> = Result<T, StorageError<NodeId>>;
 
-/// What the store records as applied, in the batch of the changes it covers.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// What the store records as applied, in the batch of the changes it covers:
+/// the last applied log ID and the membership. Written with every applied
+/// entry that changes the store, so it is cheap to encode: the membership's
+/// JSON is made when the membership changes, not at every apply.
+///
+/// Stored form (`RECORD_V2`): byte 2, a log-ID flag byte (0 none, 1 some),
+/// term, node and index as u64 little-endian (24 bytes, zero when none),
+/// then the membership as JSON. Releases before it stored one JSON object
+/// `{"last_applied":..,"membership":..}`; that still reads.
+#[derive(Clone, Debug)]
 struct AppliedRecord {
+    last_applied: Option<LogId>,
+    membership: Membership,
+    /// `membership` as JSON, kept from the last change.
+    membership_json: Bytes,
+}
+
+const RECORD_V2: u8 = 2;
+const LOG_ID_BYTES: usize = 1 + 3 * 8;
+
+/// The record as releases before `RECORD_V2` stored it.
+#[derive(Deserialize)]
+struct AppliedRecordV1 {
     last_applied: Option<LogId>,
     membership: Membership,
 }
 
 impl AppliedRecord {
-    fn encode(&self) -> RaftResult<Bytes> {
-        serde_json::to_vec(self)
+    fn new(last_applied: Option<LogId>, membership: Membership) -> RaftResult<Self> {
+        let membership_json = serde_json::to_vec(&membership)
             .map(Bytes::from)
-            .map_err(|e| write_err(&e))
+            .map_err(|e| write_err(&e))?;
+        Ok(Self {
+            last_applied,
+            membership,
+            membership_json,
+        })
+    }
+
+    fn set_membership(&mut self, membership: Membership) -> RaftResult<()> {
+        *self = Self::new(self.last_applied, membership)?;
+        Ok(())
+    }
+
+    fn encode(&self) -> Bytes {
+        let mut b = Vec::with_capacity(1 + LOG_ID_BYTES + self.membership_json.len());
+        b.push(RECORD_V2);
+        match &self.last_applied {
+            None => b.extend_from_slice(&[0; LOG_ID_BYTES]),
+            Some(id) => {
+                b.push(1);
+                b.extend_from_slice(&id.leader_id.term.to_le_bytes());
+                b.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
+                b.extend_from_slice(&id.index.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(&self.membership_json);
+        Bytes::from(b)
     }
 
     fn decode(raw: Option<Bytes>) -> RaftResult<Self> {
-        match raw {
-            None => Ok(Self::default()),
-            Some(raw) => serde_json::from_slice(&raw).map_err(|e| read_err(&e)),
+        let corrupt = |why: &str| {
+            read_err(&std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("applied record: {why}"),
+            ))
+        };
+        let Some(raw) = raw else {
+            return Self::new(None, Membership::default());
+        };
+        match raw.first() {
+            Some(&RECORD_V2) => {
+                let id = raw
+                    .get(1..1 + LOG_ID_BYTES)
+                    .ok_or_else(|| corrupt("too short"))?;
+                let u64_at = |at: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&id[at..at + 8]);
+                    u64::from_le_bytes(b)
+                };
+                let last_applied = (id[0] == 1).then(|| {
+                    LogId::new(
+                        openraft::CommittedLeaderId::new(u64_at(1), u64_at(9)),
+                        u64_at(17),
+                    )
+                });
+                let membership_json = raw.slice(1 + LOG_ID_BYTES..);
+                let membership =
+                    serde_json::from_slice(&membership_json).map_err(|e| read_err(&e))?;
+                Ok(Self {
+                    last_applied,
+                    membership,
+                    membership_json,
+                })
+            }
+            Some(b'{') => {
+                let v1: AppliedRecordV1 = serde_json::from_slice(&raw).map_err(|e| read_err(&e))?;
+                Self::new(v1.last_applied, v1.membership)
+            }
+            _ => Err(corrupt("unknown format")),
         }
     }
 }
@@ -140,10 +222,11 @@ impl StateMachine {
         let applied = match entry.payload {
             EntryPayload::Blank => Applied::default(),
             EntryPayload::Membership(m) => {
-                self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                self.applied
+                    .set_membership(StoredMembership::new(Some(entry.log_id), m))?;
                 // Membership must survive a restart even though no key changed.
                 self.store
-                    .save_applied_state(self.applied.encode()?)
+                    .save_applied_state(self.applied.encode())
                     .map_err(|e| write_err(&e))?;
                 Applied::default()
             }
@@ -152,7 +235,7 @@ impl StateMachine {
                 let command = logged.command();
                 if !command.batch.is_empty() {
                     writes = command.batch.len() as u64;
-                    self.apply_batch(index, &command.batch)?
+                    self.apply_batch(&command.batch)?
                 } else {
                     match &command.request {
                         Some(Request::LeaseExpire(e)) if e.is_stale(term) => {
@@ -161,7 +244,7 @@ impl StateMachine {
                                 term: e.term,
                             }))])
                         }
-                        Some(request) => self.apply_request(index, request)?,
+                        Some(request) => self.apply_request(request)?,
                         None => Applied::default(),
                     }
                 }
@@ -172,9 +255,9 @@ impl StateMachine {
     }
 
     /// A lone request, its changes stored with the applied record.
-    fn apply_request(&mut self, index: u64, request: &Request) -> RaftResult<Applied> {
-        let record = self.applied.encode()?;
-        let result = apply::apply(&self.store, &self.lessor, index, Some(&record), request);
+    fn apply_request(&mut self, request: &Request) -> RaftResult<Applied> {
+        let record = self.applied.encode();
+        let result = apply::apply(&self.store, &self.lessor, Some(&record), request);
         if let Err(e) = &result {
             if e.is_fatal() {
                 return Err(write_err(e));
@@ -185,7 +268,7 @@ impl StateMachine {
 
     /// A batch entry: its key writes in one store batch with the applied
     /// record, so a crash leaves the entry applied whole or not at all.
-    fn apply_batch(&mut self, index: u64, batch: &[KeyWrite]) -> RaftResult<Applied> {
+    fn apply_batch(&mut self, batch: &[KeyWrite]) -> RaftResult<Applied> {
         let writes = batch
             .iter()
             .map(|w| {
@@ -196,10 +279,9 @@ impl StateMachine {
                 })
             })
             .collect::<RaftResult<Vec<_>>>()?;
-        let record = self.applied.encode()?;
-        let results =
-            apply::apply_key_writes(&self.store, &self.lessor, index, Some(&record), writes)
-                .map_err(|e| write_err(&e))?;
+        let record = self.applied.encode();
+        let results = apply::apply_key_writes(&self.store, &self.lessor, Some(&record), writes)
+            .map_err(|e| write_err(&e))?;
         Ok(Applied(results))
     }
 }
@@ -233,9 +315,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // so a snapshot taken from here on names the last entry it includes.
         // (openraft asks for a builder between applies; a failure here only
         // makes the snapshot name an earlier entry, which replays harmlessly.)
-        if let Ok(record) = self.applied.encode() {
-            let _ = self.store.save_applied_state(record);
-        }
+        let _ = self.store.save_applied_state(self.applied.encode());
         SnapshotBuilder {
             store: self.store.clone(),
             files: self.snapshots.clone(),
@@ -258,12 +338,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| snapshot_err(&e))?
             .map_err(|e| snapshot_err(&e))?;
-        self.applied = AppliedRecord {
-            last_applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
-        };
+        self.applied = AppliedRecord::new(meta.last_log_id, meta.last_membership.clone())?;
         self.store
-            .save_applied_state(self.applied.encode()?)
+            .save_applied_state(self.applied.encode())
             .map_err(|e| write_err(&e))?;
         self.store.flush().map_err(|e| write_err(&e))?;
         self.snapshots.save(meta, &data)?;
@@ -347,17 +424,14 @@ impl SnapshotFiles {
     }
 }
 
+/// A crash leaves the old file or the new one whole, never a mix: the new
+/// contents are fsynced under a temporary name, renamed over, and the
+/// directory fsynced.
 fn write_atomically(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+    file.write_all(data)?;
+    file.commit()
 }
 
 #[cfg(test)]
@@ -423,6 +497,29 @@ mod tests {
         // Entries from before the term was recorded still revoke.
         sm.apply([entry(3, 5, expire(8, 0))]).await.unwrap();
         assert!(!sm.lessor.exists(8));
+    }
+
+    #[test]
+    fn the_applied_record_round_trips_and_reads_the_earlier_json_form() {
+        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(3, 9), 42);
+        let members = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([9u64])],
+            std::collections::BTreeMap::from([(9u64, BasicNode::new("http://a:2380"))]),
+        );
+        let membership = StoredMembership::new(Some(log_id), members);
+        let record = AppliedRecord::new(Some(log_id), membership.clone()).unwrap();
+        let back = AppliedRecord::decode(Some(record.encode())).unwrap();
+        assert_eq!(back.last_applied, Some(log_id));
+        assert_eq!(back.membership, membership);
+        let none = AppliedRecord::new(None, Membership::default()).unwrap();
+        let empty = AppliedRecord::decode(Some(none.encode())).unwrap();
+        assert_eq!(empty.last_applied, None);
+
+        let v1 = serde_json::json!({ "last_applied": log_id, "membership": membership });
+        let old = AppliedRecord::decode(Some(Bytes::from(v1.to_string()))).unwrap();
+        assert_eq!(old.last_applied, Some(log_id));
+        assert_eq!(old.membership, membership);
+        assert!(AppliedRecord::decode(Some(Bytes::from_static(b"\x07"))).is_err());
     }
 
     /// openraft's own conformance suite, against our log and state machine.

@@ -246,11 +246,11 @@ fn store_moves_to_etcd_layout_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let src = store(&dir.path().join("src"));
     for (i, key) in ["a", "b", "a", "c"].iter().enumerate() {
-        let mut txn = src.write(i as u64 + 1);
+        let mut txn = src.write();
         txn.put(Bytes::from(*key), Bytes::from(format!("v{i}")), 0);
         txn.end().unwrap();
     }
-    let mut txn = src.write(5);
+    let mut txn = src.write();
     txn.delete_range(KeyRange::new(b"b", b""));
     txn.put_lease_record(
         7,
@@ -488,7 +488,7 @@ mod real_etcd {
         let dir = tempfile::tempdir().unwrap();
         let src = store(&dir.path().join("src"));
         for i in 0..2000u32 {
-            let mut txn = src.write(u64::from(i) + 1);
+            let mut txn = src.write();
             txn.put(
                 Bytes::from(format!("key-{:04}", i % 500)),
                 Bytes::from(vec![b'v'; (i % 7) as usize * 300]),

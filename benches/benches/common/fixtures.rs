@@ -1,13 +1,15 @@
-//! Fixtures of the criterion benchmarks (`benches/mvcc.rs`): stores preloaded
-//! with Kubernetes-like keys (`/registry/pods/default/pod-000042`), written the
-//! way the server writes them, one write txn (one revision) per put request and
-//! one group commit (one fsync) per batch of requests.
-//!
-//! Everything here is re-exported at the crate root (`oxetcd_benches::key`, ...).
+//! Fixtures of the criterion benchmarks (`benches/mvcc.rs`,
+//! `benches/watch_fanout.rs`): stores preloaded with Kubernetes-like keys
+//! (`/registry/pods/default/pod-000042`), written the way the server writes
+//! them, one write txn (one revision) per put request and one group commit
+//! (one fsync) per batch of requests. They live with the benchmarks, not in
+//! the crate's library, so that the load generator does not link the storage
+//! engine.
 
 use std::path::Path;
 
 use bytes::Bytes;
+pub use oxetcd_proto::prefix_end;
 use oxetcd_storage::{SledBackend, Store, WriteBuffer, FLUSH_INTERVAL};
 
 /// The prefix every fixture key lives under, like a Kubernetes resource list.
@@ -28,19 +30,6 @@ pub fn key(i: usize) -> Bytes {
 /// A `size`-byte value; `seed` varies the content between revisions.
 pub fn value(size: usize, seed: u64) -> Bytes {
     Bytes::from(vec![b'a' + (seed % 26) as u8; size])
-}
-
-/// The range end that makes `[prefix, end)` every key starting with `prefix`
-/// (etcd's `--prefix`).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0] // all-0xff prefix: every key from it on
 }
 
 /// Opens an empty (or existing) store in `dir`, on the engine and write
@@ -67,7 +56,7 @@ pub fn put_all(store: &Store, n: usize, value_size: usize) {
     let seed = store.current_revision() as u64;
     for start in (0..n).step_by(LOAD_BATCH) {
         for i in start..(start + LOAD_BATCH).min(n) {
-            let mut txn = store.write(store.applied_index() + 1);
+            let mut txn = store.write();
             txn.put(key(i), value(value_size, seed + i as u64), 0);
             txn.end().expect("apply put");
         }
@@ -126,70 +115,5 @@ impl KeyPicker {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         (z % self.n) as usize
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use oxetcd_storage::{KeyRange, RangeOptions};
-
-    use super::*;
-
-    #[test]
-    fn keys_sort_in_index_order_under_the_prefix() {
-        assert_eq!(key(42), "/registry/pods/default/pod-000042");
-        assert!(key(9) < key(10));
-        let end = prefix_end(PREFIX.as_bytes());
-        assert_eq!(end, b"/registry/pods/default0");
-        assert!(key(999_999).as_ref() < end.as_slice());
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff"), [0]);
-    }
-
-    #[test]
-    fn fixture_store_holds_every_key_at_one_revision_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let n = LOAD_BATCH + 7; // a partial last batch
-        let empty_rev = open_store(tempfile::tempdir().unwrap().path()).current_revision();
-        let store = store_with_keys(dir.path(), n, 16);
-        assert_eq!(store.current_revision(), empty_rev + n as i64);
-        let end = prefix_end(PREFIX.as_bytes());
-        let all = KeyRange::new(PREFIX.as_bytes(), &end);
-        let opts = RangeOptions {
-            count_only: true,
-            ..RangeOptions::default()
-        };
-        assert_eq!(store.range(all, &opts).unwrap().count, n as i64);
-
-        put_all(&store, n, 16);
-        assert_eq!(store.current_revision(), empty_rev + 2 * n as i64);
-        let got = store
-            .range(KeyRange::new(&key(3), b""), &RangeOptions::default())
-            .unwrap();
-        assert_eq!((got.kvs[0].version, got.kvs[0].value.len()), (2, 16));
-    }
-
-    #[test]
-    fn a_cloned_store_holds_the_template_history() {
-        let template = tempfile::tempdir().unwrap();
-        let (rev, hash) = {
-            let store = store_with_keys(template.path(), 10, 8);
-            put_all(&store, 10, 8);
-            (store.current_revision(), store.hash_kv(0).unwrap())
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let store = clone_store(template.path(), &dir.path().join("store"));
-        assert_eq!(store.current_revision(), rev);
-        assert_eq!(store.hash_kv(0).unwrap(), hash);
-    }
-
-    #[test]
-    fn key_picker_covers_the_key_space() {
-        let mut picker = KeyPicker::new(10);
-        let mut seen = [false; 10];
-        for _ in 0..1_000 {
-            seen[picker.next_index()] = true;
-        }
-        assert!(seen.iter().all(|s| *s));
     }
 }
