@@ -1,0 +1,432 @@
+//! etcd 3.4's command line: the same flags, `ETCD_*` environment variables
+//! and defaults, so `oxetcd` can stand in for the `etcd` binary in scripts
+//! and unit files.
+//!
+//! Every flag etcd 3.4 knows is a row of the flag table (`flags::FLAGS`): its
+//! type, its default and what oxetcd does with it (uses it, accepts it with a
+//! warning because the part it tunes lands later, or refuses to start). The clap
+//! command, the environment variable names and the policy all come from that
+//! one table, so a flag cannot be half-registered.
+//!
+//! The modules, in the order a command line meets them:
+//!
+//! | module | job |
+//! |---|---|
+//! | `flags` | the flag table and help text; Go's flag forms (`--x v`, `--x=v`, `-x v`, booleans) rewritten for clap |
+//! | `values` | each flag's value as given, from the command line or `ETCD_*`, read as its type |
+//! | `policy` | refuses the flags oxetcd cannot honour, warns about the ones it does not act on yet |
+//! | `urls` | listen and advertise URLs ([`ListenUrl`], [`Scheme`]), `--initial-cluster` |
+//! | `bootstrap` | etcd's cross-flag checks before it starts (raft timing, this member in the initial cluster) |
+//! | `tls` | [`TlsSettings`] from the Security flags |
+//! | `go_values` | Go's syntax for booleans, integers and durations, as etcd's flag package reads them |
+//! | `error` | [`ConfigError`], in etcd's words where etcd has them |
+//!
+//! This module holds [`Config`], the result, and [`parse`], which builds it
+//! in etcd's order.
+
+mod bootstrap;
+mod error;
+mod flags;
+mod go_values;
+mod policy;
+#[cfg(test)]
+mod test_support;
+mod tls;
+mod urls;
+mod values;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::error::ErrorKind;
+
+pub use error::ConfigError;
+pub use tls::TlsSettings;
+pub use urls::ListenUrl;
+// The type of `ListenUrl::scheme`; only tests outside this module name it.
+#[cfg_attr(not(test), allow(unused_imports))]
+pub use urls::Scheme;
+
+use values::Values;
+
+/// The etcd version oxetcd claims to speak; the Status RPC reports it and
+/// kube-apiserver requires at least 3.5.13.
+pub const ETCD_API_VERSION: &str = "3.5.16";
+
+/// What the command line asks for.
+// Parsed once at start: boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    /// Start the server.
+    Run(Config),
+    /// `--version`: print [`version_text`] to stdout and exit 0.
+    Version,
+    /// `-h`/`--help`: print this text to stdout and exit 0.
+    Help(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<ListenUrl>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<ListenUrl>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// (member name, peer url); one entry per url, in the order given.
+    pub initial_cluster: Vec<(String, String)>,
+    pub initial_cluster_token: String,
+    pub initial_cluster_state: ClusterState,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    /// --max-concurrent-streams: HTTP/2 streams per client connection, and
+    /// the JSON gateway's calls in flight together (in etcd the gateway
+    /// shares one gRPC connection).
+    pub max_concurrent_streams: u32,
+    pub quota_backend_bytes: i64,
+    /// How often idle watches that asked for it get a progress notification.
+    pub watch_progress_notify_interval: std::time::Duration,
+    /// Raft: heartbeat interval and election timeout (milliseconds in etcd's
+    /// flags), and applied entries between snapshots.
+    pub heartbeat_interval: std::time::Duration,
+    pub election_timeout: std::time::Duration,
+    pub snapshot_count: u64,
+    /// --strict-reconfig-check: refuse membership changes that could cost
+    /// the quorum.
+    pub strict_reconfig_check: bool,
+    /// --experimental-enable-lease-checkpoint: the leader checkpoints
+    /// remaining lease TTLs through the log (always persisted here, as etcd
+    /// does with --experimental-enable-lease-checkpoint-persist).
+    pub lease_checkpoint: bool,
+    pub client_tls: TlsSettings,
+    pub peer_tls: TlsSettings,
+    /// One of debug, info, warn, error, dpanic, panic, fatal.
+    pub log_level: String,
+    /// Flags the user set that oxetcd accepts but does not act on yet, and
+    /// other start-up remarks etcd would log; for the caller to log once
+    /// logging is set up (the log level comes from this config).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// The `--version` text, lines in etcd's `Name: value` style.
+pub fn version_text() -> String {
+    format!(
+        "oxetcd Version: {}\netcd API Version: {}\nGit SHA: Not provided\nOS/Arch: {}/{}\n",
+        env!("CARGO_PKG_VERSION"),
+        ETCD_API_VERSION,
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    )
+}
+
+/// Parses the command line (first item: the program name) and the process
+/// environment.
+pub fn parse<I, T>(args: I) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let env_names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("ETCD_"))
+        .collect();
+    parse_with_env(args, &env_names, &|k| {
+        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+    })
+}
+
+/// [`parse`] with the environment given, so tests need not touch the
+/// process-wide one. `env_names` lists the `ETCD_*` names present (for the
+/// "unrecognized environment variable" remark).
+fn parse_with_env<I, T>(
+    args: I,
+    env_names: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut cmd = flags::command();
+    let matches = match cmd.try_get_matches_from_mut(flags::go_style_args(args)) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::DisplayHelp => {
+            return Ok(Invocation::Help(cmd.render_help().to_string()));
+        }
+        Err(e) => return Err(flags::clap_error(&e)),
+    };
+    let mut vals = Values::collect(&matches, env_names, env);
+    // etcd prints the version before looking at anything else.
+    if vals.bool("version")? {
+        return Ok(Invocation::Version);
+    }
+    build(&mut vals).map(Invocation::Run)
+}
+
+const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "dpanic", "panic", "fatal"];
+
+/// Builds and validates the Config, in etcd's order (the first error etcd
+/// would report is the one reported).
+fn build(v: &mut Values) -> Result<Config, ConfigError> {
+    v.apply_policies()?;
+
+    let name = v.string("name");
+    let data_dir = v
+        .opt_string("data-dir")
+        .map_or_else(|| PathBuf::from(format!("{name}.etcd")), PathBuf::from);
+    let max_request_bytes = v.usize("max-request-bytes")?;
+    let max_txn_ops = v.usize("max-txn-ops")?;
+    let quota_backend_bytes = v.int("quota-backend-bytes", 64)?;
+    let heartbeat_interval = std::time::Duration::from_millis(v.uint("heartbeat-interval", 64)?);
+    let election_timeout = std::time::Duration::from_millis(v.uint("election-timeout", 64)?);
+    let snapshot_count = v.uint("snapshot-count", 64)?;
+    let watch_progress_notify_interval =
+        values::positive_duration(v, "experimental-watch-progress-notify-interval")?;
+
+    let listen_peer_urls = urls::listen_urls(v, "listen-peer-urls")?;
+    let listen_client_urls = urls::listen_urls(v, "listen-client-urls")?;
+    // Only validated: metrics are not served yet.
+    urls::listen_urls(v, "listen-metrics-urls")?;
+    let initial_advertise_peer_urls = urls::advertise_urls(v, "initial-advertise-peer-urls")?;
+    bootstrap::check_advertise_client_urls(v)?;
+    let advertise_client_urls = urls::advertise_urls(v, "advertise-client-urls")?;
+
+    let initial_cluster_state = match v.string("initial-cluster-state").as_str() {
+        "new" => ClusterState::New,
+        "existing" => ClusterState::Existing,
+        _ => {
+            return Err(values::invalid_choice(
+                v,
+                "initial-cluster-state",
+                &["new", "existing"],
+            ));
+        }
+    };
+    bootstrap::check_ticks(v)?;
+    bootstrap::check_auto_compaction(v)?;
+    let logger = v.string("logger");
+    if logger != "capnslog" && logger != "zap" {
+        return Err(ConfigError::Invalid(format!(
+            "unknown logger option {logger:?}"
+        )));
+    }
+    let log_level = if v.bool("debug")? {
+        "debug".to_string()
+    } else {
+        let level = v.string("log-level");
+        if !LOG_LEVELS.contains(&level.as_str()) {
+            return Err(values::invalid_choice(v, "log-level", LOG_LEVELS));
+        }
+        level
+    };
+
+    let initial_cluster = urls::initial_cluster(v, &name, &initial_advertise_peer_urls)?;
+    bootstrap::check_bootstrap(
+        &name,
+        initial_cluster_state,
+        &initial_advertise_peer_urls,
+        &initial_cluster,
+    )?;
+
+    let mut warnings = std::mem::take(&mut v.warnings);
+    let client_tls = tls::client_tls(v, &mut warnings)?;
+    let peer_tls = tls::peer_tls(v, &mut warnings)?;
+    Ok(Config {
+        name,
+        data_dir,
+        listen_client_urls,
+        advertise_client_urls,
+        listen_peer_urls,
+        initial_advertise_peer_urls,
+        initial_cluster,
+        initial_cluster_token: v.string("initial-cluster-token"),
+        initial_cluster_state,
+        max_request_bytes,
+        max_txn_ops,
+        // Uint(32) flags parse within u32.
+        max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams", 32)?)
+            .unwrap_or(u32::MAX),
+        quota_backend_bytes,
+        watch_progress_notify_interval,
+        heartbeat_interval,
+        election_timeout,
+        snapshot_count,
+        strict_reconfig_check: v.bool("strict-reconfig-check")?,
+        lease_checkpoint: v.bool("experimental-enable-lease-checkpoint")?,
+        client_tls,
+        peer_tls,
+        log_level,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::*;
+
+    #[test]
+    fn defaults_are_etcds() {
+        let c = cfg(&[]);
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.listen_client_urls.len(), 1);
+        let l = &c.listen_client_urls[0];
+        assert_eq!(
+            (l.scheme, l.host.as_str(), l.port),
+            (Scheme::Http, "localhost", 2379)
+        );
+        assert_eq!(l.original, "http://localhost:2379");
+        assert_eq!(c.advertise_client_urls, vec!["http://localhost:2379"]);
+        assert_eq!(c.listen_peer_urls[0].port, 2380);
+        assert_eq!(c.initial_advertise_peer_urls, vec!["http://localhost:2380"]);
+        assert_eq!(
+            c.initial_cluster,
+            vec![("default".to_string(), "http://localhost:2380".to_string())]
+        );
+        assert_eq!(c.initial_cluster_token, "etcd-cluster");
+        assert_eq!(c.initial_cluster_state, ClusterState::New);
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.max_concurrent_streams, u32::MAX);
+        assert_eq!(
+            cfg(&["--max-concurrent-streams", "3"]).max_concurrent_streams,
+            3
+        );
+        assert_eq!(c.quota_backend_bytes, 0);
+        assert_eq!(c.client_tls, TlsSettings::default());
+        assert_eq!(c.peer_tls, TlsSettings::default());
+        assert_eq!(c.log_level, "info");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn name_moves_data_dir_and_initial_cluster() {
+        let c = cfg(&["--name", "infra1"]);
+        assert_eq!(c.data_dir, PathBuf::from("infra1.etcd"));
+        assert_eq!(
+            c.initial_cluster,
+            vec![("infra1".to_string(), "http://localhost:2380".to_string())]
+        );
+        let c = cfg(&["--initial-advertise-peer-urls", "http://127.0.0.1:12380"]);
+        assert_eq!(c.initial_cluster[0].1, "http://127.0.0.1:12380");
+    }
+
+    #[test]
+    fn etcd_value_checks() {
+        assert_eq!(
+            err(&["--max-request-bytes", "x"]),
+            "invalid value \"x\" for flag --max-request-bytes: parse error"
+        );
+        assert_eq!(
+            err(&["--max-concurrent-streams", "4294967296"]),
+            "invalid value \"4294967296\" for flag --max-concurrent-streams: value out of range"
+        );
+        assert_eq!(
+            err(&["--grpc-keepalive-timeout", "20"]),
+            "invalid value \"20\" for flag --grpc-keepalive-timeout: parse error"
+        );
+        assert_eq!(
+            err(&["--initial-cluster-state", "old"]),
+            "invalid value \"old\" for flag --initial-cluster-state: valid values are \"new\", \"existing\""
+        );
+        assert!(err(&["--log-level", "loud"]).contains("--log-level"));
+        assert_eq!(cfg(&["--max-txn-ops", "0x100"]).max_txn_ops, 256);
+    }
+
+    #[test]
+    fn log_level_and_debug() {
+        assert_eq!(cfg(&["--log-level", "warn"]).log_level, "warn");
+        assert_eq!(cfg(&["--debug"]).log_level, "debug");
+    }
+
+    #[test]
+    fn etcd_e2e_arguments_parse() {
+        let c = cfg(&[
+            "--name",
+            "testname0",
+            "--listen-client-urls",
+            "https://localhost:20000",
+            "--advertise-client-urls",
+            "https://localhost:20000",
+            "--listen-peer-urls",
+            "https://localhost:20001",
+            "--initial-advertise-peer-urls",
+            "https://localhost:20001",
+            "--initial-cluster-token",
+            "new",
+            "--data-dir",
+            "/tmp/x",
+            "--snapshot-count",
+            "100000",
+            "--cert-file",
+            "a",
+            "--key-file",
+            "b",
+            "--trusted-ca-file",
+            "c",
+            "--client-cert-auth",
+            "--peer-auto-tls",
+            "--initial-cluster",
+            "testname0=https://localhost:20001",
+        ]);
+        assert_eq!(c.name, "testname0");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.initial_cluster_token, "new");
+        assert_eq!(c.listen_client_urls[0].scheme, Scheme::Https);
+        assert_eq!(c.listen_client_urls[0].port, 20000);
+        assert_eq!(
+            c.client_tls,
+            TlsSettings {
+                cert_file: Some("a".into()),
+                key_file: Some("b".into()),
+                trusted_ca_file: Some("c".into()),
+                client_cert_auth: true,
+                ..TlsSettings::default()
+            }
+        );
+        assert!(c.peer_tls.auto_tls);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // Mixed http+https on one port, as the e2e harness also runs it.
+        let both = "http://localhost:20000,https://localhost:20000";
+        let c = cfg(&[
+            "--listen-client-urls",
+            both,
+            "--advertise-client-urls",
+            both,
+        ]);
+        assert_eq!(c.listen_client_urls.len(), 2);
+    }
+
+    #[test]
+    fn version_and_help() {
+        assert_eq!(run(&["--version"]), Ok(Invocation::Version));
+        assert_eq!(run(&["-version"]), Ok(Invocation::Version));
+        let text = version_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!("oxetcd Version: {}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(lines[1], format!("etcd API Version: {ETCD_API_VERSION}"));
+        assert_eq!(lines[2], "Git SHA: Not provided");
+        for h in ["-h", "--help", "-help"] {
+            match run(&[h]) {
+                Ok(Invocation::Help(text)) => {
+                    assert!(text.contains("--listen-client-urls"), "{text}");
+                    assert!(text.contains("ETCD_"), "{text}");
+                }
+                other => panic!("{h}: {other:?}"),
+            }
+        }
+    }
+}
