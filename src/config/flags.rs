@@ -29,7 +29,9 @@ pub(super) enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Policy {
     Supported,
-    /// Accepted; a warning when set to a non-default value.
+    /// Accepted and ignored; when set to a non-default value, a warning
+    /// "--flag=value is ignored: <this text>", which says what oxetcd does
+    /// instead or why the flag does not matter here.
     Warn(&'static str),
     /// Refused when set to a non-default value.
     Reject(&'static str),
@@ -45,14 +47,19 @@ pub(super) struct Flag {
     help: &'static str,
 }
 
-const RAFT_LATER: &str = "raft tuning lands with clustering";
+// Why a flag is refused.
 const NO_V2: &str = "oxetcd serves only the v3 API";
 const NO_DISCOVERY: &str = "discovery bootstrap is not implemented; use --initial-cluster";
 const NO_PROXY: &str = "the v2 proxy is not implemented";
-const NO_GATEWAY: &str = "the HTTP/JSON gateway is not served yet";
-const NO_METRICS: &str = "metrics are not served yet";
-const NO_AUTH_TUNING: &str = "auth lands later";
-const NO_LOG_TUNING: &str = "oxetcd logs to stderr through its own logger";
+// Why an accepted flag is ignored, shared by several rows.
+const BACKEND_BATCH: &str = "the store flushes applied writes every 100ms or 8 MiB, whichever comes first (the Raft log made them durable already)";
+const NO_SERVER_PINGS: &str = "the gRPC server sends no keepalive pings";
+const NO_AUTO_COMPACTION: &str =
+    "oxetcd does not compact on its own; compact with the Compact RPC (etcdctl compact)";
+const NO_AUTH: &str = "auth is not implemented (its RPCs answer Unimplemented)";
+const NO_LOG_TUNING: &str = "oxetcd logs to stderr (level from --log-level, or OXETCD_LOG)";
+const NO_CORRUPT_CHECK: &str =
+    "oxetcd runs no corruption checks (compare members with etcdctl endpoint hashkv)";
 
 macro_rules! flag {
     ($name:literal, $kind:expr, $default:literal, $policy:expr, $heading:literal, $help:literal) => {
@@ -77,24 +84,24 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("config-file", Str, "", Reject("configuration files are not supported; use flags or ETCD_* variables"), "Member", "Path to the server configuration file."),
     flag!("name", Str, "default", Supported, "Member", "Human-readable name for this member."),
     flag!("data-dir", Str, "", Supported, "Member", "Path to the data directory. [default: ${name}.etcd]"),
-    flag!("wal-dir", Str, "", Warn("the write-ahead log lives in --data-dir"), "Member", "Path to the dedicated wal directory."),
+    flag!("wal-dir", Str, "", Warn("the Raft log is kept in --data-dir, under oxetcd/raft/wal"), "Member", "Path to the dedicated wal directory."),
     flag!("snapshot-count", Uint(64), "100000", Supported, "Member", "Number of committed transactions to trigger a snapshot to disk."),
     flag!("heartbeat-interval", Uint(64), "100", Supported, "Member", "Time (in milliseconds) of a heartbeat interval."),
     flag!("election-timeout", Uint(64), "1000", Supported, "Member", "Time (in milliseconds) for an election to timeout."),
-    flag!("initial-election-tick-advance", Bool, "true", Warn(RAFT_LATER), "Member", "Whether to fast-forward initial election ticks on boot for faster election."),
+    flag!("initial-election-tick-advance", Bool, "true", Warn("openraft times elections itself and has no election ticks to fast-forward"), "Member", "Whether to fast-forward initial election ticks on boot for faster election."),
     flag!("listen-peer-urls", Urls, "http://localhost:2380", Supported, "Member", "List of URLs to listen on for peer traffic."),
     flag!("listen-client-urls", Urls, "http://localhost:2379", Supported, "Member", "List of URLs to listen on for client traffic."),
-    flag!("max-snapshots", Uint(64), "5", Warn("raft snapshots land with clustering"), "Member", "Maximum number of snapshot files to retain (0 is unlimited)."),
-    flag!("max-wals", Uint(64), "5", Warn("the write-ahead log is not kept in files"), "Member", "Maximum number of wal files to retain (0 is unlimited)."),
-    flag!("quota-backend-bytes", Int(64), "0", Warn("the backend quota is not enforced yet"), "Member", "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
-    flag!("backend-batch-interval", Dur, "0s", Warn("the backend commits every write"), "Member", "BackendBatchInterval is the maximum time before commit the backend transaction."),
-    flag!("backend-batch-limit", Int(64), "0", Warn("the backend commits every write"), "Member", "BackendBatchLimit is the maximum operations before commit the backend transaction."),
+    flag!("max-snapshots", Uint(64), "5", Warn("oxetcd keeps only its latest Raft snapshot (oxetcd/raft/snapshot in --data-dir)"), "Member", "Maximum number of snapshot files to retain (0 is unlimited)."),
+    flag!("max-wals", Uint(64), "5", Warn("the Raft log deletes the segment files a snapshot covers, less the last 5,000 writes kept for slow followers (see --snapshot-count)"), "Member", "Maximum number of wal files to retain (0 is unlimited)."),
+    flag!("quota-backend-bytes", Int(64), "0", Warn("oxetcd enforces no backend quota and raises no NOSPACE alarm (Status reports the value as the quota)"), "Member", "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
+    flag!("backend-batch-interval", Dur, "0s", Warn(BACKEND_BATCH), "Member", "BackendBatchInterval is the maximum time before commit the backend transaction."),
+    flag!("backend-batch-limit", Int(64), "0", Warn(BACKEND_BATCH), "Member", "BackendBatchLimit is the maximum operations before commit the backend transaction."),
     flag!("max-txn-ops", Uint(64), "128", Supported, "Member", "Maximum number of operations permitted in a transaction."),
     flag!("max-request-bytes", Uint(64), "1572864", Supported, "Member", "Maximum client request size in bytes the server will accept."),
     flag!("max-concurrent-streams", Uint(32), "4294967295", Supported, "Member", "Maximum concurrent streams that each client can open at a time."),
-    flag!("grpc-keepalive-min-time", Dur, "5s", Warn("gRPC keepalive tuning lands later"), "Member", "Minimum duration interval that a client should wait before pinging server."),
-    flag!("grpc-keepalive-interval", Dur, "2h", Warn("gRPC keepalive tuning lands later"), "Member", "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable)."),
-    flag!("grpc-keepalive-timeout", Dur, "20s", Warn("gRPC keepalive tuning lands later"), "Member", "Additional duration of wait before closing a non-responsive connection (0 to disable)."),
+    flag!("grpc-keepalive-min-time", Dur, "5s", Warn("the gRPC server answers client pings however often they come"), "Member", "Minimum duration interval that a client should wait before pinging server."),
+    flag!("grpc-keepalive-interval", Dur, "2h", Warn(NO_SERVER_PINGS), "Member", "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable)."),
+    flag!("grpc-keepalive-timeout", Dur, "20s", Warn(NO_SERVER_PINGS), "Member", "Additional duration of wait before closing a non-responsive connection (0 to disable)."),
     flag!("initial-advertise-peer-urls", Urls, "http://localhost:2380", Supported, "Clustering", "List of this member's peer URLs to advertise to the rest of the cluster."),
     flag!("initial-cluster", Str, "default=http://localhost:2380", Supported, "Clustering", "Initial cluster configuration for bootstrapping."),
     flag!("initial-cluster-state", Str, "new", Supported, "Clustering", "Initial cluster state ('new' or 'existing')."),
@@ -106,9 +113,9 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("discovery-srv", Str, "", Reject(NO_DISCOVERY), "Clustering", "DNS srv domain used to bootstrap the cluster."),
     flag!("discovery-srv-name", Str, "", Reject(NO_DISCOVERY), "Clustering", "Suffix to the dns srv name queried when bootstrapping."),
     flag!("strict-reconfig-check", Bool, "true", Supported, "Clustering", "Reject reconfiguration requests that would cause quorum loss."),
-    flag!("pre-vote", Bool, "false", Warn(RAFT_LATER), "Clustering", "Enable to run an additional Raft election phase."),
-    flag!("auto-compaction-retention", Str, "0", Warn("auto compaction lands later"), "Clustering", "Auto compaction retention length. 0 means disable auto compaction."),
-    flag!("auto-compaction-mode", Str, "periodic", Warn("auto compaction lands later"), "Clustering", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
+    flag!("pre-vote", Bool, "false", Warn("openraft has no pre-vote phase; a follower that hears from its leader refuses vote requests for the leader lease (2/3 of --election-timeout)"), "Clustering", "Enable to run an additional Raft election phase."),
+    flag!("auto-compaction-retention", Str, "0", Warn(NO_AUTO_COMPACTION), "Clustering", "Auto compaction retention length. 0 means disable auto compaction."),
+    flag!("auto-compaction-mode", Str, "periodic", Warn(NO_AUTO_COMPACTION), "Clustering", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     flag!("enable-v2", Bool, "false", Reject(NO_V2), "Clustering", "Accept etcd V2 client requests."),
     flag!("cert-file", Str, "", Supported, "Security", "Path to the client server TLS cert file."),
     flag!("key-file", Str, "", Supported, "Security", "Path to the client server TLS key file."),
@@ -126,39 +133,39 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("peer-auto-tls", Bool, "false", Supported, "Security", "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided."),
     flag!("peer-crl-file", Str, "", Supported, "Security", "Path to the peer certificate revocation list file."),
     flag!("cipher-suites", Str, "", Warn("oxetcd uses rustls' safe default cipher suites"), "Security", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
-    flag!("cors", Str, "*", Warn(NO_GATEWAY), "Security", "Comma-separated whitelist of origins for CORS (empty or * means allow all)."),
-    flag!("host-whitelist", Str, "*", Warn(NO_GATEWAY), "Security", "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."),
-    flag!("auth-token", Str, "simple", Warn(NO_AUTH_TUNING), "Auth", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
-    flag!("bcrypt-cost", Uint(64), "10", Warn(NO_AUTH_TUNING), "Auth", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords."),
-    flag!("auth-token-ttl", Uint(64), "300", Warn(NO_AUTH_TUNING), "Auth", "Time (in seconds) of the auth-token-ttl."),
+    flag!("cors", Str, "*", Warn("the JSON gateway allows every origin (Access-Control-Allow-Origin: *)"), "Security", "Comma-separated whitelist of origins for CORS (empty or * means allow all)."),
+    flag!("host-whitelist", Str, "*", Warn("oxetcd serves HTTP requests for any Host"), "Security", "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."),
+    flag!("auth-token", Str, "simple", Warn(NO_AUTH), "Auth", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
+    flag!("bcrypt-cost", Uint(64), "10", Warn(NO_AUTH), "Auth", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords."),
+    flag!("auth-token-ttl", Uint(64), "300", Warn(NO_AUTH), "Auth", "Time (in seconds) of the auth-token-ttl."),
     flag!("enable-pprof", Bool, "false", Warn("there is no Go runtime to profile"), "Profiling and Monitoring", "Enable runtime profiling data via HTTP server."),
-    flag!("metrics", Str, "basic", Warn(NO_METRICS), "Profiling and Monitoring", "Set level of detail for exported metrics, specify 'extensive' to include histogram metrics."),
-    flag!("listen-metrics-urls", Urls, "", Warn(NO_METRICS), "Profiling and Monitoring", "List of URLs to listen on for the metrics and health endpoints."),
+    flag!("metrics", Str, "basic", Warn("oxetcd serves no metrics"), "Profiling and Monitoring", "Set level of detail for exported metrics, specify 'extensive' to include histogram metrics."),
+    flag!("listen-metrics-urls", Urls, "", Warn("oxetcd serves no metrics, so nothing listens on them (/health is on the client URLs)"), "Profiling and Monitoring", "List of URLs to listen on for the metrics and health endpoints."),
     flag!("logger", Str, "capnslog", Warn(NO_LOG_TUNING), "Logging", "Specify 'zap' for structured logging or 'capnslog'."),
     flag!("log-output", Str, "default", Warn(NO_LOG_TUNING), "Logging", "[TO BE DEPRECATED IN v3.5] use '--log-outputs'."),
     flag!("log-outputs", Str, "default", Warn(NO_LOG_TUNING), "Logging", "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."),
     flag!("log-level", Str, "info", Supported, "Logging", "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     flag!("debug", Bool, "false", Supported, "Logging", "Enable debug-level logging for etcd. Use '--log-level=debug' instead."),
-    flag!("log-package-levels", Str, "", Warn(NO_LOG_TUNING), "Logging", "Specify a particular log level for each etcd package (eg: 'etcdmain=CRITICAL,etcdserver=DEBUG')."),
+    flag!("log-package-levels", Str, "", Warn("set levels per module with OXETCD_LOG (tracing filter syntax, e.g. oxetcd_server=debug)"), "Logging", "Specify a particular log level for each etcd package (eg: 'etcdmain=CRITICAL,etcdserver=DEBUG')."),
     flag!("proxy", Str, "off", Reject(NO_PROXY), "v2 Proxy", "Proxy mode setting ('off', 'readonly' or 'on')."),
     flag!("proxy-failure-wait", Uint(64), "5000", Reject(NO_PROXY), "v2 Proxy", "Time (in milliseconds) an endpoint will be held in a failed state."),
     flag!("proxy-refresh-interval", Uint(64), "30000", Reject(NO_PROXY), "v2 Proxy", "Time (in milliseconds) of the endpoints refresh interval."),
     flag!("proxy-dial-timeout", Uint(64), "1000", Reject(NO_PROXY), "v2 Proxy", "Time (in milliseconds) for a dial to timeout."),
     flag!("proxy-write-timeout", Uint(64), "5000", Reject(NO_PROXY), "v2 Proxy", "Time (in milliseconds) for a write to timeout."),
     flag!("proxy-read-timeout", Uint(64), "0", Reject(NO_PROXY), "v2 Proxy", "Time (in milliseconds) for a read to timeout."),
-    flag!("enable-grpc-gateway", Bool, "true", Warn(NO_GATEWAY), "Experimental feature", "Enable GRPC gateway."),
-    flag!("experimental-initial-corrupt-check", Bool, "false", Warn("corruption checks land later"), "Experimental feature", "Enable to check data corruption before serving any client/peer traffic."),
-    flag!("experimental-corrupt-check-time", Dur, "0s", Warn("corruption checks land later"), "Experimental feature", "Duration of time between cluster corruption check passes."),
+    flag!("enable-grpc-gateway", Bool, "true", Warn("the JSON gateway is always served on the client URLs"), "Experimental feature", "Enable GRPC gateway."),
+    flag!("experimental-initial-corrupt-check", Bool, "false", Warn(NO_CORRUPT_CHECK), "Experimental feature", "Enable to check data corruption before serving any client/peer traffic."),
+    flag!("experimental-corrupt-check-time", Dur, "0s", Warn(NO_CORRUPT_CHECK), "Experimental feature", "Duration of time between cluster corruption check passes."),
     flag!("experimental-enable-v2v3", Str, "", Reject(NO_V2), "Experimental feature", "Serve v2 requests through the v3 backend under a given prefix."),
-    flag!("experimental-backend-bbolt-freelist-type", Str, "array", Warn("oxetcd does not use bbolt"), "Experimental feature", "ExperimentalBackendFreelistType specifies the type of freelist that boltdb backend uses (array and map are supported types)."),
+    flag!("experimental-backend-bbolt-freelist-type", Str, "array", Warn("oxetcd keeps its store in sled, not bbolt"), "Experimental feature", "ExperimentalBackendFreelistType specifies the type of freelist that boltdb backend uses (array and map are supported types)."),
     flag!("experimental-enable-lease-checkpoint", Bool, "false", Supported, "Experimental feature", "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change."),
     flag!("experimental-enable-lease-checkpoint-persist", Bool, "false", Supported, "Experimental feature", "Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases."),
-    flag!("experimental-compaction-batch-limit", Int(64), "1000", Warn("compaction tuning lands later"), "Experimental feature", "Sets the maximum revisions deleted in each compaction batch."),
-    flag!("experimental-peer-skip-client-san-verification", Bool, "false", Warn("peer connections land with clustering"), "Experimental feature", "Skip verification of SAN field in client certificate for peer connections."),
+    flag!("experimental-compaction-batch-limit", Int(64), "1000", Warn("a compaction removes all its revisions in one atomic batch"), "Experimental feature", "Sets the maximum revisions deleted in each compaction batch."),
+    flag!("experimental-peer-skip-client-san-verification", Bool, "false", Warn("oxetcd never checks a peer client certificate's SANs against the peer's address"), "Experimental feature", "Skip verification of SAN field in client certificate for peer connections."),
     flag!("experimental-watch-progress-notify-interval", Dur, "10m", Supported, "Experimental feature", "Duration of periodical watch progress notification."),
-    flag!("experimental-warning-apply-duration", Dur, "100ms", Warn("slow-apply warnings land later"), "Experimental feature", "Warning is generated if requests take more than this duration."),
-    flag!("unsafe-no-fsync", Bool, "false", Warn("durability settings land later"), "Unsafe feature", "Disables fsync, unsafe, will cause data loss."),
-    flag!("force-new-cluster", Bool, "false", Warn("membership changes land with clustering"), "Unsafe feature", "Force to create a new one-member cluster."),
+    flag!("experimental-warning-apply-duration", Dur, "100ms", Warn("oxetcd logs no slow-apply warnings"), "Experimental feature", "Warning is generated if requests take more than this duration."),
+    flag!("unsafe-no-fsync", Bool, "false", Warn("oxetcd always fsyncs the Raft log before it acknowledges a write"), "Unsafe feature", "Disables fsync, unsafe, will cause data loss."),
+    flag!("force-new-cluster", Bool, "false", Warn("oxetcd starts with the membership its data directory holds and cannot force a one-member cluster"), "Unsafe feature", "Force to create a new one-member cluster."),
     flag!("version", Bool, "false", Supported, "", "Print the version and exit."),
     // etcd 0.4 leftovers that etcd 3.4 accepts and ignores.
     flag!("cluster-active-size", Legacy, "", Warn(""), "", ""),

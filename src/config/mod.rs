@@ -3,8 +3,8 @@
 //! and unit files.
 //!
 //! Every flag etcd 3.4 knows is a row of the flag table (`flags::FLAGS`): its
-//! type, its default and what oxetcd does with it (uses it, accepts it with a
-//! warning because the part it tunes lands later, or refuses to start). The clap
+//! type, its default and what oxetcd does with it (uses it, accepts and
+//! ignores it with a warning saying why, or refuses to start). The clap
 //! command, the environment variable names and the policy all come from that
 //! one table, so a flag cannot be half-registered.
 //!
@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `flags` | the flag table and help text; Go's flag forms (`--x v`, `--x=v`, `-x v`, booleans) rewritten for clap |
 //! | `values` | each flag's value as given, from the command line or `ETCD_*`, read as its type |
-//! | `policy` | refuses the flags oxetcd cannot honour, warns about the ones it does not act on yet |
+//! | `policy` | refuses the flags oxetcd cannot honour, warns about the ones it ignores |
 //! | `urls` | listen and advertise URLs ([`ListenUrl`], [`Scheme`]), `--initial-cluster` |
 //! | `bootstrap` | etcd's cross-flag checks before it starts (raft timing, this member in the initial cluster) |
 //! | `tls` | [`TlsSettings`] from the Security flags |
@@ -103,8 +103,8 @@ pub struct Config {
     pub peer_tls: TlsSettings,
     /// One of debug, info, warn, error, dpanic, panic, fatal.
     pub log_level: String,
-    /// Flags the user set that oxetcd accepts but does not act on yet, and
-    /// other start-up remarks etcd would log; for the caller to log once
+    /// Flags the user set that oxetcd accepts but ignores, and other
+    /// start-up remarks etcd would log; for the caller to log once
     /// logging is set up (the log level comes from this config).
     pub warnings: Vec<String>,
 }
@@ -193,7 +193,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
 
     let listen_peer_urls = urls::listen_urls(v, "listen-peer-urls")?;
     let listen_client_urls = urls::listen_urls(v, "listen-client-urls")?;
-    // Only validated: metrics are not served yet.
+    // Only validated: oxetcd serves no metrics.
     urls::listen_urls(v, "listen-metrics-urls")?;
     let initial_advertise_peer_urls = urls::advertise_urls(v, "initial-advertise-peer-urls")?;
     bootstrap::check_advertise_client_urls(v)?;

@@ -1,7 +1,7 @@
 //! What oxetcd does with a flag set away from its default, by its row's
 //! policy: nothing more for a supported flag, refuse to start for one it
-//! cannot honour, and a warning for one it accepts but does not act on
-//! yet.
+//! cannot honour, and a warning saying what oxetcd does instead for one it
+//! accepts but ignores.
 
 use super::flags::{Flag, Kind, Policy, FLAGS};
 use super::go_values::{parse_go_bool, parse_go_duration, parse_go_int, parse_go_uint};
@@ -58,7 +58,7 @@ impl Values {
                     r.label(f.name)
                 )),
                 Policy::Warn(reason) => notes.push(format!(
-                    "{}={} is accepted but has no effect yet: {reason}",
+                    "{}={} is ignored: {reason}",
                     r.label(f.name),
                     r.value
                 )),
@@ -116,7 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn later_features_warn_only_when_changed() {
+    fn ignored_flags_warn_only_when_changed() {
         let c = cfg(&[
             "--snapshot-count",
             "100000",
@@ -168,7 +168,7 @@ mod tests {
         );
         assert_eq!(
             c.warnings[0],
-            "--quota-backend-bytes=8589934592 is accepted but has no effect yet: the backend quota is not enforced yet"
+            "--quota-backend-bytes=8589934592 is ignored: oxetcd enforces no backend quota and raises no NOSPACE alarm (Status reports the value as the quota)"
         );
     }
 }
