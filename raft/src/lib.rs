@@ -1,8 +1,11 @@
 //! oxetcd's Raft layer, on [openraft] 0.9.
 //!
-//! - [`TypeConfig`]: the openraft types. An entry carries a [`Request`], a
-//!   command the server has already encoded (a prost `Command`); applying one
-//!   yields a [`Response`], the encoded result. This crate never decodes them.
+//! - [`Types`]: the openraft types over a [`Payload`], what a normal entry
+//!   carries: the server's typed command, which the WAL stores by
+//!   [`Payload::encode`] and reads back by [`Payload::decode`], and the network
+//!   carries through serde. This crate never looks inside a payload.
+//!   [`TypeConfig`] is the configuration over [`Request`], opaque bytes, for
+//!   this crate's tests and benchmarks.
 //! - [`Wal`]: the Raft log on disk, segment files of checksummed records with
 //!   group commit. The documentation of its module, `src/wal/mod.rs` (`cargo
 //!   doc --document-private-items`), describes the on-disk format byte by byte,

@@ -473,8 +473,9 @@ impl PeerClient {
         self
     }
 
-    /// Hands an encoded command to the leader `leader` at `node`, which
-    /// proposes it and answers with the encoded response once it is applied.
+    /// Hands a request of the server's (its own encoding: a write, a
+    /// membership change, a lease call) to the leader `leader` at `node`,
+    /// which answers with the encoded result.
     /// A [`PeerError::NotLeader`] names the leader to try instead.
     pub async fn forward(
         &self,

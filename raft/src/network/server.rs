@@ -28,8 +28,9 @@ use crate::types::{NodeId, Payload, Types};
 /// [`PeerError::NotLeader`] (what `?` on openraft's `ForwardToLeader` gives).
 #[async_trait::async_trait]
 pub trait LeaderDuties: Send + Sync + 'static {
-    /// Proposes an encoded command (a follower's client's write) and returns
-    /// the encoded response once it is applied: `Raft::client_write`.
+    /// Answers a follower's request, in the server's own encoding (a
+    /// client's write to propose, a membership change, a lease call), with
+    /// its encoded result.
     async fn forward(&self, command: Bytes) -> Result<Bytes, PeerError>;
 
     /// Confirms leadership with a quorum and returns the log index a
