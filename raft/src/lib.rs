@@ -27,7 +27,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let wal = Wal::open(dir.path(), WalOptions::default())?;
+//! let wal: Wal<Request> = Wal::open(dir.path(), WalOptions::default())?;
 //!
 //! // Append two entries; `wait` returns once they are fsynced.
 //! let entries = (1..=2).map(|index| Entry {
@@ -39,7 +39,7 @@
 //! drop(wal);
 //!
 //! // Reopening replays the segments.
-//! let wal = Wal::open(dir.path(), WalOptions::default())?;
+//! let wal: Wal<Request> = Wal::open(dir.path(), WalOptions::default())?;
 //! assert_eq!(wal.log_state().1.map(|id| id.index), Some(2));
 //! assert_eq!(wal.vote(), None::<Vote>);
 //! # Ok(())
