@@ -30,6 +30,8 @@ pub enum JepsenError {
         #[source]
         source: io::Error,
     },
+    #[error("the power-loss file system: {0}")]
+    PowerFs(String),
     #[error("drawing the plots: {0}")]
     Plot(String),
 }

@@ -25,7 +25,8 @@
 //! Modules: [`history`] (operations, JSON lines), [`check`] (the checkers),
 //! [`cluster`] (member processes, network namespaces, faults), [`nemesis`]
 //! (the seeded fault schedule), [`client`] (gRPC connections),
-//! [`convergence`] (the members agree at the end),
+//! [`convergence`] (the members agree at the end), [`powerfs`] (a FUSE file
+//! system that loses unsynced writes on a power cut),
 //! [`workload`] (what the clients do), [`report`] (the run directory and its
 //! HTML page), [`run`] (a whole run, top to bottom).
 
@@ -36,6 +37,7 @@ pub mod convergence;
 pub mod error;
 pub mod history;
 pub mod nemesis;
+pub mod powerfs;
 pub mod report;
 pub mod run;
 pub mod workload;
