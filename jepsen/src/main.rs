@@ -38,7 +38,7 @@ struct Cli {
     #[arg(long, default_value = "register")]
     workload: String,
     /// Comma-separated fault kinds: kill, pause, partition, member, wal,
-    /// compact, slow, lossy, clock (or none).
+    /// compact, slow, lossy, clock, power (or none).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause,partition")]
     nemesis: Vec<String>,
     /// Seeds the clients' and the nemesis' choices (default: from the clock).

@@ -15,6 +15,7 @@
 //! | `slow` | delay every chunk on the peer links into one member, or into all, by 20-400 ms plus jitter ([`crate::cluster::proxy`]) |
 //! | `lossy` | make the peer links into one member, or into all, lose 5-40 % of their chunks: retransmission stalls and resets ([`crate::cluster::proxy`]) |
 //! | `clock` | jump one member's wall clock by up to an hour either way ([`crate::cluster::clock`]); back to true time when the window ends |
+//! | `power` | kill -9 one member or all, and cut the power of their disks: every write not fsynced, and every directory change whose directory was not fsynced, is lost; half the time a torn cut also leaves a prefix of each file's last unsynced write ([`crate::powerfs`], [`crate::cluster::power`]); restarted when the window ends |
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -40,12 +41,18 @@ pub enum FaultKind {
     Slow,
     Lossy,
     Clock,
+    Power,
 }
 
 impl FaultKind {
     /// Link faults: the members' peer ports go behind proxies.
     pub fn needs_proxies(self) -> bool {
         matches!(self, FaultKind::Slow | FaultKind::Lossy)
+    }
+
+    /// Power cuts: the members' data dirs go on the power-loss file system.
+    pub fn needs_power_fs(self) -> bool {
+        self == FaultKind::Power
     }
 }
 
@@ -62,8 +69,9 @@ impl FromStr for FaultKind {
             "slow" => Ok(FaultKind::Slow),
             "lossy" => Ok(FaultKind::Lossy),
             "clock" => Ok(FaultKind::Clock),
+            "power" => Ok(FaultKind::Power),
             other => Err(JepsenError::Usage(format!(
-                "unknown nemesis {other:?} (kill, pause, partition, member, wal, compact, slow, lossy, clock)"
+                "unknown nemesis {other:?} (kill, pause, partition, member, wal, compact, slow, lossy, clock, power)"
             ))),
         }
     }
@@ -135,6 +143,11 @@ pub enum Fault {
         member: usize,
         offset_s: i64,
     },
+    /// Kill these members and cut the power of their disks.
+    PowerCut {
+        members: Vec<usize>,
+        tear: bool,
+    },
 }
 
 /// Picks the next fault of `kind` for an `n`-member cluster.
@@ -181,6 +194,10 @@ pub fn pick(kind: FaultKind, n: usize, rng: &mut ChaCha8Rng) -> Fault {
             }
         }
         FaultKind::Compact => Fault::Compact(order[0]),
+        FaultKind::Power => Fault::PowerCut {
+            members: one_or_all(order, rng),
+            tear: rng.random_bool(0.5),
+        },
         FaultKind::Wal => Fault::DamageWal {
             member: order[0],
             damage: wal::Damage {
@@ -338,6 +355,11 @@ async fn apply(cluster: &mut Cluster, fault: &Fault) -> Result<(String, String),
             cluster.shift_clock(*member, *offset_s)?;
             let target = format!("{}: {offset_s:+} s", names(&[*member]));
             ("clock".into(), target)
+        }
+        Fault::PowerCut { members, tear } => {
+            let said = cluster.power_cut(members, *tear)?;
+            let how = if *tear { "torn cut" } else { "cut" };
+            ("power".into(), format!("{how} {}: {said}", names(members)))
         }
         Fault::Cut { name, links } => {
             cluster.cut(links)?;
@@ -523,6 +545,26 @@ mod tests {
             })
             .collect();
         assert_eq!(ways.len(), 2);
+    }
+
+    #[test]
+    fn power_cuts_take_one_member_or_all_torn_or_not() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            match pick(FaultKind::Power, 3, &mut rng) {
+                Fault::PowerCut { members, tear } => {
+                    assert!(members.iter().all(|&m| m < 3));
+                    seen.insert((members.len(), tear));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let all: std::collections::BTreeSet<_> = [(1, false), (1, true), (3, false), (3, true)]
+            .into_iter()
+            .collect();
+        assert_eq!(seen, all);
+        assert_eq!("power".parse::<FaultKind>().unwrap(), FaultKind::Power);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::cluster::{clock, netns::Netns, Cluster, ClusterConfig};
 use crate::convergence;
 use crate::error::JepsenError;
 use crate::nemesis::{self, FaultKind, NemesisConfig};
+use crate::powerfs::PowerFs;
 use crate::report;
 use crate::workload::{self, Workload};
 
@@ -103,6 +104,12 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
     } else {
         None
     };
+    let power_fs = kinds.iter().any(|k| k.needs_power_fs());
+    if let Some(why) = power_fs.then(PowerFs::unavailable).flatten() {
+        return Err(JepsenError::Usage(format!(
+            "the power nemesis needs FUSE: {why}"
+        )));
+    }
     // Members started on another run's data would not form this cluster.
     if config.out.join("members").exists() {
         return Err(JepsenError::Usage(format!(
@@ -122,6 +129,7 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
         env: config.server_env.clone(),
         proxies: kinds.iter().any(|k| k.needs_proxies()),
         faketime,
+        power_fs,
     })
     .await?;
     let urls: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();

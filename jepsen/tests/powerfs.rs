@@ -26,19 +26,8 @@ impl Mounted {
     }
 }
 
-fn missing() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if !Path::new("/usr/bin/fusermount3").exists() {
-        return Some("no fusermount3 (apt-get install fuse3)".into());
-    }
-    PowerFs::unavailable()
-}
-
 fn mount() -> Option<Mounted> {
-    if let Some(why) = missing() {
+    if let Some(why) = PowerFs::unavailable() {
         assert_ne!(
             std::env::var("CI").as_deref(),
             Ok("true"),

@@ -22,7 +22,8 @@ use std::process::Command;
 use oxetcd_jepsen::check::Validity;
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::nemesis::{preview, Fault, FaultKind, NemesisConfig};
-use oxetcd_jepsen::run::{run, RunConfig};
+use oxetcd_jepsen::powerfs::PowerFs;
+use oxetcd_jepsen::run::{run, Outcome, RunConfig};
 
 const ETCD: &str = "/usr/bin/etcd";
 
@@ -124,6 +125,18 @@ async fn passes_without(server: PathBuf, workload: &str, seed: u64, without: &[&
     assert!(page.contains("<svg") && page.contains("valid"));
 }
 
+/// Makes a run while no other cluster runs: its outcome and the faults
+/// it recorded.
+async fn run_alone(config: RunConfig) -> (Outcome, Vec<serde_json::Value>) {
+    let out = config.out.clone();
+    let outcome = {
+        let _one = ONE_CLUSTER.lock().await;
+        run(config).await.expect("the run")
+    };
+    let faults = std::fs::read(out.join("faults.json")).unwrap();
+    (outcome, serde_json::from_slice(&faults).unwrap())
+}
+
 /// Seed 11 once caught a deposed leader (isolated by a partition) still
 /// answering keep-alives with a full TTL while the new leader expired the
 /// lease (`vanished-early`, `expired-early`); renewals now confirm
@@ -145,13 +158,7 @@ async fn oxetcd_passes_link_and_clock_faults() {
     } else {
         eprintln!("no clock faults: libfaketime is not installed (apt-get install faketime)");
     }
-    let out = config.out.clone();
-    let outcome = {
-        let _one = ONE_CLUSTER.lock().await;
-        run(config).await.expect("the run")
-    };
-    let faults: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(out.join("faults.json")).unwrap()).unwrap();
+    let (outcome, faults) = run_alone(config).await;
     assert!(!faults.is_empty(), "no faults injected");
     for fault in &faults {
         let kind = fault["kind"].as_str().unwrap();
@@ -166,6 +173,43 @@ async fn oxetcd_passes_link_and_clock_faults() {
             outcome.verdicts
         );
     }
+}
+
+/// Power cuts: every member's data dir on the power-loss file system,
+/// one member or all killed and their unsynced writes dropped. The run must
+/// be made and its faults be power cuts that dropped something; its verdict
+/// is printed, not asserted: oxetcd does not yet fsync all it relies on
+/// (docs/jepsen.md, Findings). Needs FUSE: fails under CI=true without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn power_cuts_are_made_on_oxetcd() {
+    if let Some(why) = PowerFs::unavailable() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let (mut config, dir) = config(oxetcd(), "register", 5);
+    config.nemesis = vec!["power".into()];
+    let (outcome, faults) = run_alone(config).await;
+    assert!(!faults.is_empty(), "no power cut made");
+    for fault in &faults {
+        assert_eq!(fault["kind"], "power", "{fault}");
+        let target = fault["target"].as_str().unwrap();
+        assert!(target.contains("unsynced data of"), "{target}");
+    }
+    assert!(
+        outcome.operations > 100,
+        "{} operations",
+        outcome.operations
+    );
+    // An invalid run's report is kept: it is the evidence of a finding.
+    let kept = match outcome.validity {
+        Validity::Valid => "not kept".to_owned(),
+        _ => format!("kept in {}", dir.keep().join("run").display()),
+    };
+    eprintln!(
+        "power cuts on oxetcd: {:?} (report {kept}): {:#?}",
+        outcome.validity, outcome.verdicts
+    );
 }
 
 fn etcd() -> Option<PathBuf> {

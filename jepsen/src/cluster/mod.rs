@@ -9,8 +9,10 @@
 //!
 //! Faults on processes: kill -9 and restart on the same data dir,
 //! SIGSTOP / SIGCONT, damage to the tail of a killed member's WAL
-//! ([`wal`]); membership changes: remove a member, add it back empty
-//! ([`membership`]); compaction and defragmentation ([`maintenance`]).
+//! ([`wal`]), power cuts on a member's disk ([`power`]: its data dir on a
+//! file system that loses unsynced writes); membership changes: remove a
+//! member, add it back empty ([`membership`]); compaction and
+//! defragmentation ([`maintenance`]).
 //! Faults on links and clocks, when asked for: every member's peer port
 //! behind a fault-injecting proxy ([`proxy`]), every member's wall clock
 //! shifted through libfaketime ([`clock`]).
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod maintenance;
 pub mod membership;
 pub mod netns;
+pub mod power;
 pub mod proxy;
 pub mod wal;
 
@@ -33,6 +36,7 @@ use oxetcd_proto::etcdserverpb::StatusRequest;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::JepsenError;
+use crate::powerfs::PowerFs;
 use netns::Netns;
 use proxy::{LinkFault, Proxy};
 
@@ -69,6 +73,9 @@ pub struct ClusterConfig {
     pub proxies: bool,
     /// libfaketime, preloaded into every member (for clock faults).
     pub faketime: Option<PathBuf>,
+    /// Every member's data dir on a power-loss file system ([`power`]),
+    /// for power cuts.
+    pub power_fs: bool,
 }
 
 /// One member process.
@@ -92,6 +99,10 @@ pub struct Member {
     removals: u32,
     /// Add it back as a learner, then promote it (else as a voter).
     rejoin_as_learner: bool,
+    /// The file system its data dir is on, when power cuts are asked for.
+    /// Dropped after the process is killed ([`Cluster`]'s drop stops the
+    /// members before its fields go).
+    disk: Option<PowerFs>,
 }
 
 impl Member {
@@ -157,6 +168,12 @@ impl Cluster {
                 let upstream = SocketAddr::from((ip, PEER_PORT));
                 proxies.push(Proxy::start(listen, upstream, i as u64).await?);
             }
+            let (disk, data_dir) = if config.power_fs {
+                let (disk, data_dir) = power::mount(&dir, i as u64)?;
+                (Some(disk), data_dir)
+            } else {
+                (None, dir.join("data"))
+            };
             let clock_file = dir.join("faketime");
             if config.faketime.is_some() {
                 clock::set_offset(&clock_file, 0)?;
@@ -166,7 +183,7 @@ impl Cluster {
                 ip,
                 proxy_ip: config.proxies.then_some(proxy_ip),
                 clock_file,
-                data_dir: dir.join("data"),
+                data_dir,
                 log: dir.join("log"),
                 child: None,
                 paused: false,
@@ -174,6 +191,7 @@ impl Cluster {
                 joined: None,
                 removals: 0,
                 rejoin_as_learner: false,
+                disk,
             });
         }
         let mut cluster = Cluster {
@@ -329,6 +347,26 @@ impl Cluster {
         let member = &self.members[i];
         let done = wal::damage(&member.data_dir, damage)?;
         Ok(format!("{}: {done}", member.name))
+    }
+
+    /// kill -9 each of `members`, then cuts the power of their disks (with
+    /// `tear`, a torn last write per file); says what each lost. They are
+    /// restarted by [`Cluster::recover`].
+    pub fn power_cut(&mut self, members: &[usize], tear: bool) -> Result<String, JepsenError> {
+        for &m in members {
+            self.kill(m)?;
+        }
+        let mut said = Vec::new();
+        for &m in members {
+            let member = &self.members[m];
+            let Some(disk) = &member.disk else {
+                return Err(JepsenError::Usage(
+                    "power cuts need the members' data dirs on the power-loss file system".into(),
+                ));
+            };
+            said.push(format!("{}: {}", member.name, disk.power_cut(tear)?));
+        }
+        Ok(said.join("; "))
     }
 
     /// kill -9, then reaps the process.

@@ -128,19 +128,21 @@ impl PowerFs {
             .map_err(JepsenError::io(&self.mountpoint))
     }
 
-    /// Why power cuts cannot be made here, if they cannot: mounting needs
-    /// /dev/fuse, and either root or Debian's fusermount3 (package fuse3).
+    /// Why power cuts cannot be made here, if they cannot: they need
+    /// /dev/fuse, root (to mount, and for the members' namespaces) and
+    /// Debian's fusermount3 (package fuse3), which fuser mounts through
+    /// when mount(2) is refused.
     pub fn unavailable() -> Option<String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Some("not root".into());
+        }
         if !Path::new("/dev/fuse").exists() {
             return Some("no /dev/fuse".into());
         }
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let fusermount = ["/usr/bin/fusermount3", "/bin/fusermount3"]
-            .iter()
-            .any(|p| Path::new(p).exists());
-        if !root && !fusermount {
-            return Some("not root, and no fusermount3 (apt-get install fuse3)".into());
+        let fusermount = ["/usr/bin/fusermount3", "/bin/fusermount3"];
+        if !fusermount.iter().any(|p| Path::new(p).exists()) {
+            return Some("no fusermount3 (apt-get install fuse3)".into());
         }
         None
     }

@@ -552,16 +552,38 @@ impl Tree {
         Ok(())
     }
 
+    /// Where the process sees `ino` (for what a cut says it dropped);
+    /// `?` for a file without a name.
+    fn visible_path(&self, ino: u64) -> String {
+        let Some(inode) = self.inodes.get(&ino).filter(|i| i.linked) else {
+            return "?".into();
+        };
+        let parent = inode.parent;
+        let name = self
+            .children(parent)
+            .ok()
+            .and_then(|c| c.iter().find(|(_, &i)| i == ino))
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "?".into());
+        if parent == ROOT {
+            name
+        } else {
+            format!("{}/{name}", self.visible_path(parent))
+        }
+    }
+
     /// The power goes: every unsynced write and journal entry is lost
     /// (with `tear`, a prefix of each file's last unsynced write reaches
     /// its backing file first); the tree is read again from the backing
     /// directory. Says what it dropped.
     pub fn power_cut(&mut self, tear: Option<&mut ChaCha8Rng>) -> io::Result<String> {
-        let dirty = self
+        let mut dirty: Vec<String> = self
             .inodes
-            .values()
-            .filter(|i| matches!(&i.body, Body::File { pages, .. } if pages.is_dirty()))
-            .count();
+            .iter()
+            .filter(|(_, i)| matches!(&i.body, Body::File { pages, .. } if pages.is_dirty()))
+            .map(|(&ino, _)| self.visible_path(ino))
+            .collect();
+        dirty.sort();
         let journal = self.journal.len();
         let mut torn = String::new();
         if let Some(rng) = tear {
@@ -577,7 +599,9 @@ impl Tree {
         }
         self.reload()?;
         Ok(format!(
-            "{dirty} files with unsynced data, {journal} unsynced directory changes dropped{torn}"
+            "unsynced data of {} files [{}] and {journal} unsynced directory changes dropped{torn}",
+            dirty.len(),
+            dirty.join(" ")
         ))
     }
 }
