@@ -66,7 +66,13 @@ impl DataDir {
             }
             import::import(path, &db)?;
         }
-        fs::create_dir_all(&ours).map_err(io_err)?;
+        if !ours.exists() {
+            fs::create_dir_all(&ours).map_err(io_err)?;
+            // The new directory's name must survive a power cut too.
+            fs::File::open(path)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io_err)?;
+        }
         set_private(path).map_err(io_err)?;
         let format_file = ours.join("FORMAT");
         match fs::read_to_string(&format_file) {
@@ -77,8 +83,11 @@ impl DataDir {
                     found: found.trim().to_string(),
                 })
             }
+            // Written whole and durable (fsync, rename, directory fsync): a
+            // power cut after a plain write left an empty FORMAT, and a member
+            // that could not start (found by the Jepsen power nemesis).
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::write(&format_file, FORMAT).map_err(io_err)?
+                write_atomically(&format_file, FORMAT.as_bytes()).map_err(io_err)?
             }
             Err(e) => return Err(io_err(e)),
         }
@@ -145,6 +154,16 @@ impl Staging {
         fs::rename(&self.staging, self.root.join("oxetcd"))?;
         fs::File::open(&self.root)?.sync_all()
     }
+}
+
+/// Replaces `path` with `data` so that a crash or a power cut leaves the old
+/// file or the new one whole, never a mix: fsynced under a temporary name,
+/// renamed over, the directory fsynced.
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+    file.write_all(data)?;
+    file.commit()
 }
 
 /// etcd keeps its data directory private (0700).

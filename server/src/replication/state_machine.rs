@@ -42,6 +42,7 @@ use super::log_compaction::AppliedWrites;
 use super::{Entry, TypeConfig};
 use crate::apply;
 use crate::command::{self, Applied, ExpiredLeases, KeyWrite, Request, Response as WriteResponse};
+use crate::datadir;
 use crate::error::EtcdError;
 use crate::lease::{self, Lessor};
 use crate::watchdog::Watchdog;
@@ -404,8 +405,10 @@ impl SnapshotFiles {
         let meta = serde_json::to_vec(meta).map_err(|e| snapshot_err(&e))?;
         std::fs::create_dir_all(&self.dir).map_err(|e| snapshot_err(&e))?;
         // Data first: a meta file never names data that is not there.
-        write_atomically(&self.dir.join("snapshot.data"), data).map_err(|e| snapshot_err(&e))?;
-        write_atomically(&self.dir.join("snapshot.meta"), &meta).map_err(|e| snapshot_err(&e))
+        datadir::write_atomically(&self.dir.join("snapshot.data"), data)
+            .map_err(|e| snapshot_err(&e))?;
+        datadir::write_atomically(&self.dir.join("snapshot.meta"), &meta)
+            .map_err(|e| snapshot_err(&e))
     }
 
     fn load(&self) -> RaftResult<Option<Snapshot<TypeConfig>>> {
@@ -422,16 +425,6 @@ impl SnapshotFiles {
             snapshot: Box::new(Cursor::new(data)),
         }))
     }
-}
-
-/// A crash leaves the old file or the new one whole, never a mix: the new
-/// contents are fsynced under a temporary name, renamed over, and the
-/// directory fsynced.
-fn write_atomically(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
-    file.write_all(data)?;
-    file.commit()
 }
 
 #[cfg(test)]
