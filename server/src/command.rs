@@ -4,10 +4,14 @@
 //! Every mutation is one [`Command`], a protobuf message, so that what a state
 //! machine applies is exactly what a log holds. In memory an entry's command
 //! is a typed value ([`LogCommand`]): the proposer builds it, Raft carries it,
-//! the state machine applies it, and nothing on that path encodes or decodes
-//! it except where bytes must exist: the WAL writes it (encoded once, and the
-//! same bytes go to every follower) and a follower decodes what the network
-//! brought (once). [`command_decodes`] counts the decodes.
+//! the state machine applies it. Each write is encoded once, by its proposer
+//! (the batch's encoding is its writes' put together, and the same bytes go
+//! to the WAL and to every follower), and decoded once per member: the leader
+//! decodes its proposer's own bytes once, so that the typed write holds
+//! compact buffers rather than the client's receive buffers (which it would
+//! keep alive in the WAL's cache); a follower decodes what the network
+//! brought. [`command_decodes`] counts the decodes, [`applied_commands`] the
+//! applies.
 //!
 //! # Log format (version 1, `<data-dir>/oxetcd/FORMAT`)
 //! A normal entry's body in the WAL (`oxetcd_raft`'s entry record, kind 1) is
@@ -52,6 +56,9 @@ pub struct Command {
     #[prost(message, repeated, tag = "16")]
     pub batch: Vec<KeyWrite>,
 }
+
+/// The field number of [`Command::batch`].
+pub(crate) const BATCH_TAG: u32 = 16;
 
 /// One key write of a batch: wire-compatible with a [`Command`] holding a
 /// put, a delete or a txn.
@@ -304,27 +311,55 @@ impl Command {
     }
 }
 
-/// Commands decoded by this process: the write path's check that each
-/// command is decoded once per member (a follower decodes what replication
-/// brings; the leader decodes nothing it proposed itself).
+/// Commands (a batch counts each of its writes) decoded by this process: the
+/// write path's check that each command is decoded once per member.
 static COMMAND_DECODES: AtomicU64 = AtomicU64::new(0);
 
-/// Entries with a command that this process applied: what the decodes are
-/// counted against.
-static APPLIED_COMMAND_ENTRIES: AtomicU64 = AtomicU64::new(0);
+/// Commands this process applied: what the decodes are counted against.
+static APPLIED_COMMANDS: AtomicU64 = AtomicU64::new(0);
 
-/// How many log commands this process has decoded (see [`COMMAND_DECODES`]).
+/// How many commands this process has decoded (see [`COMMAND_DECODES`]).
 pub fn command_decodes() -> u64 {
     COMMAND_DECODES.load(Ordering::Relaxed)
 }
 
-/// How many entries with a command this process has applied.
-pub fn applied_command_entries() -> u64 {
-    APPLIED_COMMAND_ENTRIES.load(Ordering::Relaxed)
+/// How many commands this process has applied.
+pub fn applied_commands() -> u64 {
+    APPLIED_COMMANDS.load(Ordering::Relaxed)
 }
 
-pub(crate) fn count_applied_entry() {
-    APPLIED_COMMAND_ENTRIES.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn count_applied(command: &Command) {
+    APPLIED_COMMANDS.fetch_add(command.commands(), Ordering::Relaxed);
+}
+
+impl Command {
+    /// How many commands this is: a batch's writes, or one request.
+    fn commands(&self) -> u64 {
+        match self.request {
+            Some(_) => 1,
+            None => self.batch.len() as u64,
+        }
+    }
+
+    /// Decodes `encoded` (counted), its fields sharing that buffer.
+    pub(crate) fn decode_counted(encoded: Bytes) -> Result<Command, prost::DecodeError> {
+        let command = Command::decode(encoded)?;
+        COMMAND_DECODES.fetch_add(command.commands(), Ordering::Relaxed);
+        Ok(command)
+    }
+}
+
+impl KeyWrite {
+    /// The write and its encoding, the write's fields in that one compact
+    /// buffer: encoded, then decoded from it (counted), so that nothing of the
+    /// buffers it was built from (a client's request) stays alive with it.
+    pub(crate) fn compact(self) -> Result<(KeyWrite, Bytes), prost::DecodeError> {
+        let encoded = Bytes::from(self.encode_to_vec());
+        drop(self);
+        let compact = KeyWrite::decode(encoded.clone())?;
+        COMMAND_DECODES.fetch_add(1, Ordering::Relaxed);
+        Ok((compact, encoded))
+    }
 }
 
 /// A log entry's command, typed, with its encoding once it has one: the
@@ -346,6 +381,16 @@ impl LogCommand {
         LogCommand(Arc::new(Logged {
             command,
             encoded: OnceLock::new(),
+        }))
+    }
+
+    /// A command with its encoding made already (`encoded` must be what
+    /// encoding `command` gives): the batcher puts a batch's together from
+    /// its writes', which their proposers encoded in parallel.
+    pub(crate) fn with_encoding(command: Command, encoded: Bytes) -> Self {
+        LogCommand(Arc::new(Logged {
+            command,
+            encoded: OnceLock::from(encoded),
         }))
     }
 
@@ -382,8 +427,7 @@ impl Payload for LogCommand {
     }
 
     fn decode(bytes: Bytes) -> Result<Self, String> {
-        COMMAND_DECODES.fetch_add(1, Ordering::Relaxed);
-        let command = Command::decode(bytes.clone()).map_err(|e| e.to_string())?;
+        let command = Command::decode_counted(bytes.clone()).map_err(|e| e.to_string())?;
         Ok(LogCommand(Arc::new(Logged {
             command,
             encoded: OnceLock::from(bytes),

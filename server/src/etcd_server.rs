@@ -530,11 +530,10 @@ impl EtcdServer {
     /// the response of its own kind.
     async fn propose<P: Proposal>(&self, proposal: P) -> Result<P::Response, EtcdError> {
         let request = proposal.into_request();
-        let size = request.encoded_len();
-        if size > self.config.max_request_bytes {
+        if request.encoded_len() > self.config.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
-        let response = self.replication.propose(request, size).await?;
+        let response = self.replication.propose(request).await?;
         P::response(response)
     }
 
@@ -543,8 +542,7 @@ impl EtcdServer {
     /// after.
     async fn publish(&self, attributes: MemberAttributes) {
         let publish = Request::Publish(attributes);
-        let size = publish.encoded_len();
-        while let Err(e) = self.replication.propose(publish.clone(), size).await {
+        while let Err(e) = self.replication.propose(publish.clone()).await {
             warn!(error = %e, "cannot publish this member's attributes yet; retrying");
             tokio::time::sleep(START_RETRY).await;
         }

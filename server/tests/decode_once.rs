@@ -1,15 +1,16 @@
-//! The write path decodes each log command at most once per member: the
-//! leader applies the typed commands it proposed without decoding them, and
-//! a follower decodes what replication brought once (the WAL and the state
-//! machine share that value). Counted by `command_decodes` against
-//! `applied_command_entries`, both per process, so everything here runs in
-//! one test: one member first, then three members in this process.
+//! The write path decodes each command once per member: the leader decodes
+//! its proposer's (or a forwarding follower's) encoding once, into a compact
+//! buffer, and applies that typed value; a follower decodes what replication
+//! brought once; the WAL and the state machine share the value. Counted by
+//! `command_decodes` against `applied_commands`, both per process, so
+//! everything here runs in one test: one member first, then three members in
+//! this process.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use oxetcd_proto::etcdserverpb::PutRequest;
-use oxetcd_server::command::{applied_command_entries, command_decodes};
+use oxetcd_server::command::{applied_commands, command_decodes};
 use oxetcd_server::{EtcdServer, ServerConfig};
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -97,32 +98,41 @@ async fn three_members(dir: &std::path::Path) -> Vec<Arc<EtcdServer>> {
 async fn each_member_decodes_each_command_at_most_once() {
     let dir = tempfile::tempdir().unwrap();
 
-    // One member: it leads, so it never decodes what it applies.
+    // One member: each put decoded once (by its proposer) and applied once.
     let one = EtcdServer::start(ServerConfig::single_member(&dir.path().join("one")))
         .await
         .expect("start");
-    let (decodes, applied) = (command_decodes(), applied_command_entries());
+    let (decodes, applied) = (command_decodes(), applied_commands());
     write_through(std::slice::from_ref(&one)).await;
-    let applied_here = applied_command_entries() - applied;
-    assert!(applied_here > 0, "the puts were applied");
-    assert_eq!(command_decodes() - decodes, 0, "the leader decodes nothing");
+    assert_eq!(
+        applied_commands() - applied,
+        WRITES as u64,
+        "every put applied once"
+    );
+    assert_eq!(
+        command_decodes() - decodes,
+        WRITES as u64,
+        "every put decoded once"
+    );
     one.stop().await;
 
     // Three members: writes through each (a follower's go to the leader).
-    // Every entry is applied three times and decoded at most twice, once by
-    // each follower.
+    // Every put is applied by each member, and decoded once by each: by the
+    // leader from its proposer's or the forwarding follower's encoding, by
+    // each follower from what replication brought.
     let servers = three_members(dir.path()).await;
     wait_applied(&servers).await;
-    let (decodes, applied) = (command_decodes(), applied_command_entries());
+    let (decodes, applied) = (command_decodes(), applied_commands());
     write_through(&servers).await;
     wait_applied(&servers).await;
-    let applied_entries = applied_command_entries() - applied;
+    let applied_here = applied_commands() - applied;
     let decoded = command_decodes() - decodes;
-    assert!(applied_entries >= 3, "every member applied the writes");
-    assert!(
-        decoded * 3 <= applied_entries * 2,
-        "{decoded} decodes for {applied_entries} applied entries on 3 members"
+    assert_eq!(
+        applied_here,
+        3 * WRITES as u64,
+        "every member applied every put"
     );
+    assert_eq!(decoded, applied_here, "each member decoded each put once");
     for s in &servers {
         assert_eq!(
             s.range(oxetcd_proto::etcdserverpb::RangeRequest {

@@ -424,10 +424,7 @@ impl LeaderDuties for Duties {
         let forwarded =
             Forwarded::decode(payload).map_err(|e| PeerError::Rejected(e.to_string()))?;
         match forwarded.what {
-            Some(Forward::Command(Command {
-                request: Some(request),
-                ..
-            })) => {
+            Some(Forward::Command(received)) => {
                 let not_leader = || PeerError::NotLeader {
                     leader_id: None,
                     leader_node: None,
@@ -435,8 +432,14 @@ impl LeaderDuties for Duties {
                 let Some(_admitted) = self.transfers.admit() else {
                     return Err(not_leader());
                 };
-                let size = request.encoded_len();
-                match write_here(&self.raft, &self.proposals, request, size).await {
+                // A buffer of its own: the request lives on in the log's cache,
+                // and must not keep the whole received message alive.
+                let encoded = Bytes::copy_from_slice(&received);
+                let request = Command::decode_counted(encoded.clone())
+                    .map_err(|e| PeerError::Rejected(e.to_string()))?
+                    .request
+                    .ok_or_else(|| PeerError::Rejected("empty forwarded command".to_string()))?;
+                match write_here(&self.raft, &self.proposals, request, Some(encoded)).await {
                     Ok(result) => Ok(Outcome::from_result(result).encode_to_vec().into()),
                     // No longer the leader: the follower asks again.
                     Err(_unproposed) => Err(not_leader()),

@@ -34,8 +34,10 @@ use openraft::{BasicNode, Raft};
 use oxetcd_raft::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
+use bytes::Bytes;
+
 use super::TypeConfig;
-use crate::command::{Applied, Command, KeyWrite, LogCommand, Response};
+use crate::command::{Applied, Command, KeyWrite, LogCommand, Response, BATCH_TAG};
 use crate::error::EtcdError;
 
 /// A batch takes at most this many writes...
@@ -101,8 +103,10 @@ impl Log for Raft<TypeConfig> {
 
 struct Proposal {
     write: KeyWrite,
-    /// Its encoded size, for the batch's byte limit.
-    size: usize,
+    /// `write` encoded, by the proposer's own task: writes are encoded in
+    /// parallel, and the batch's encoding is theirs put together. `write`'s
+    /// fields share this buffer (see `KeyWrite::compact`).
+    encoded: Bytes,
     reply: oneshot::Sender<Written>,
 }
 
@@ -119,13 +123,24 @@ impl Proposals {
         Self { queue }
     }
 
-    /// Proposes `write` (`size` bytes encoded) and returns its result once
-    /// applied.
-    pub(super) async fn write(&self, write: KeyWrite, size: usize) -> Written {
+    /// Proposes `write` and returns its result once applied.
+    pub(super) async fn write(&self, write: KeyWrite) -> Written {
+        match write.compact() {
+            Ok((write, encoded)) => self.write_compact(write, encoded).await,
+            Err(e) => Err(WriteError::Failed(format!("a write does not decode: {e}"))),
+        }
+    }
+
+    /// Proposes `write`, whose fields share `encoded`, its encoding.
+    pub(super) async fn write_compact(&self, write: KeyWrite, encoded: Bytes) -> Written {
         let (reply, result) = oneshot::channel();
         let stopped = || WriteError::Failed(RaftError::<NodeId>::Fatal(Fatal::Stopped).to_string());
         self.queue
-            .send(Proposal { write, size, reply })
+            .send(Proposal {
+                write,
+                encoded,
+                reply,
+            })
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
     }
@@ -133,12 +148,12 @@ impl Proposals {
 
 async fn run<L: Log>(log: L, mut arrived: mpsc::UnboundedReceiver<Proposal>) {
     while let Some(first) = arrived.recv().await {
-        let (writes, replies) = gather(first, &mut arrived);
+        let (writes, encoded, replies) = gather(first, &mut arrived);
         if writes.is_empty() {
             continue;
         }
         // Kept to give the writes back if Raft refuses them unproposed.
-        let command = LogCommand::new(Command::batch(writes));
+        let command = LogCommand::with_encoding(Command::batch(writes), encoded);
         let applied = match log.submit(command.clone()).await {
             Ok(pending) => pending.await,
             Err(e) => Err(e),
@@ -147,17 +162,25 @@ async fn run<L: Log>(log: L, mut arrived: mpsc::UnboundedReceiver<Proposal>) {
     }
 }
 
-/// `first` and what else has arrived, within the limits, split into the
-/// writes and their answer channels. Writes whose caller gave up are left
-/// out: never proposed, they never happen.
+/// `first` and what else has arrived, within the limits: the writes, the
+/// batch command's encoding (each write's as a `batch` field, which is what
+/// encoding `Command::batch(writes)` gives) and the answer channels. Writes
+/// whose caller gave up are left out: never proposed, they never happen.
 fn gather(
     first: Proposal,
     arrived: &mut mpsc::UnboundedReceiver<Proposal>,
-) -> (Vec<KeyWrite>, Vec<oneshot::Sender<Written>>) {
-    let mut bytes = first.size;
-    let (mut writes, mut replies) = (Vec::new(), Vec::new());
+) -> (Vec<KeyWrite>, Bytes, Vec<oneshot::Sender<Written>>) {
+    let mut bytes = first.encoded.len();
+    let (mut writes, mut encoded, mut replies) = (Vec::new(), Vec::new(), Vec::new());
     let mut take = |p: Proposal| {
         if !p.reply.is_closed() {
+            prost::encoding::encode_key(
+                BATCH_TAG,
+                prost::encoding::WireType::LengthDelimited,
+                &mut encoded,
+            );
+            prost::encoding::encode_varint(p.encoded.len() as u64, &mut encoded);
+            encoded.extend_from_slice(&p.encoded);
             writes.push(p.write);
             replies.push(p.reply);
         }
@@ -168,11 +191,11 @@ fn gather(
         let Ok(next) = arrived.try_recv() else {
             break;
         };
-        bytes += next.size;
+        bytes += next.encoded.len();
         count += 1;
         take(next);
     }
-    (writes, replies)
+    (writes, Bytes::from(encoded), replies)
 }
 
 /// Each write's own result; or, when the batch got none, the same error for
@@ -214,7 +237,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use bytes::Bytes;
     use oxetcd_proto::etcdserverpb::{PutRequest, PutResponse, ResponseHeader};
     use parking_lot::Mutex;
     use prost::Message;
@@ -262,6 +284,13 @@ mod tests {
 
     fn keys(command: &Command) -> Vec<String> {
         assert!(command.request.is_none(), "key writes go as a batch");
+        let mut encoded = Vec::new();
+        oxetcd_raft::Payload::encode(&LogCommand::new(command.clone()), &mut encoded);
+        assert_eq!(
+            encoded,
+            command.encode_to_vec(),
+            "the batch's encoding is the command's"
+        );
         command
             .batch
             .iter()
@@ -312,8 +341,7 @@ mod tests {
 
     fn spawn_write(p: &Arc<Proposals>, write: KeyWrite) -> tokio::task::JoinHandle<Written> {
         let p = p.clone();
-        let size = write.encoded_len();
-        tokio::spawn(async move { p.write(write, size).await })
+        tokio::spawn(async move { p.write(write).await })
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use prost::Message;
 
 use super::proposals::{Proposals, WriteError};
 use super::{membership, Replication, TypeConfig, REQUEST_TIMEOUT, RETRY_PAUSE};
-use crate::command::{Command, LogCommand, Outcome, Request, Response};
+use crate::command::{LogCommand, Outcome, Request, Response};
 use crate::error::EtcdError;
 
 /// What a follower asks the leader to do: the Forward RPC's payload. Log
@@ -38,8 +38,10 @@ pub(super) struct Forwarded {
 
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub(super) enum Forward {
-    #[prost(message, tag = "1")]
-    Command(Command),
+    /// A client's request, as an encoded [`Command`] (wire-compatible with
+    /// the message): the leader decodes it once, into a buffer of its own.
+    #[prost(bytes = "bytes", tag = "1")]
+    Command(Bytes),
     #[prost(message, tag = "2")]
     Members(membership::MemberChange),
     /// Only the leader renews leases: a keep-alive a follower received.
@@ -57,9 +59,11 @@ pub(super) enum Route {
     NoLeader,
 }
 
-/// The one leader lookup: by Raft's view now.
+/// The one leader lookup: by Raft's view now. It reads Raft's server
+/// metrics, which change with the role and the leader only (its full metrics
+/// change with every write, and every request would contend with them).
 pub(super) fn route(raft: &Raft<TypeConfig>) -> Route {
-    let metrics = raft.metrics();
+    let metrics = raft.server_metrics();
     let metrics = metrics.borrow();
     match metrics.current_leader {
         Some(leader) if leader == metrics.id => Route::Here,
@@ -79,16 +83,16 @@ enum Attempt {
 }
 
 impl Replication {
-    /// Applies `request` (`size` bytes encoded) through the log, on whichever
-    /// member leads; answers once this member's leader has applied it.
-    pub async fn propose(&self, request: Request, size: usize) -> Result<Response, EtcdError> {
+    /// Applies `request` through the log, on whichever member leads; answers
+    /// once this member's leader has applied it.
+    pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let mut request = request;
         loop {
             // A leader cut off from its quorum never commits: answer as etcd
             // does after its request timeout. The write may still commit later
             // (the client cannot know), as with etcd.
-            let attempt = tokio::time::timeout_at(deadline, self.propose_once(request, size));
+            let attempt = tokio::time::timeout_at(deadline, self.propose_once(request));
             match attempt.await {
                 Err(_) => return Err(EtcdError::RequestTimedOut),
                 Ok(Attempt::Done(result)) => return result,
@@ -101,7 +105,7 @@ impl Replication {
         }
     }
 
-    async fn propose_once(&self, request: Request, size: usize) -> Attempt {
+    async fn propose_once(&self, request: Request) -> Attempt {
         match route(&self.raft) {
             Route::Here => {
                 // Refused while leadership moves away: by the next try the
@@ -110,24 +114,21 @@ impl Replication {
                 let Some(_admitted) = self.transfers.admit() else {
                     return Attempt::Retry(request);
                 };
-                match write_here(&self.raft, &self.proposals, request, size).await {
+                match write_here(&self.raft, &self.proposals, request, None).await {
                     Ok(result) => Attempt::Done(result),
                     Err(back) => Attempt::Retry(back),
                 }
             }
             Route::Leader(leader, node) => {
+                // The request's oneof encoded alone is the Command holding it.
+                let mut command = Vec::with_capacity(request.encoded_len());
+                request.encode(&mut command);
                 let forwarded = Forwarded {
-                    what: Some(Forward::Command(Command::from(request))),
+                    what: Some(Forward::Command(Bytes::from(command))),
                 };
                 match self.forward(leader, &node, &forwarded).await {
                     Ok(answer) => Attempt::Done(decode_outcome(answer)),
-                    Err(EtcdError::NoLeader) => match forwarded.what {
-                        Some(Forward::Command(Command {
-                            request: Some(request),
-                            ..
-                        })) => Attempt::Retry(request),
-                        _ => Attempt::Done(Err(EtcdError::NoLeader)),
-                    },
+                    Err(EtcdError::NoLeader) => Attempt::Retry(request),
                     Err(e) => Attempt::Done(Err(e)),
                 }
             }
@@ -170,19 +171,25 @@ impl Replication {
     }
 }
 
-/// Writes `request` (`size` bytes encoded) through this member's log: key
+/// Writes `request` through this member's log: key
 /// writes with others that arrive together, anything else alone. The request
 /// comes back when this member does not lead after all (Raft refused it
-/// unproposed).
+/// unproposed). `encoded`, when given, is the request's encoding, which its
+/// fields share (a forwarded request): it is not encoded again.
 pub(super) async fn write_here(
     raft: &Raft<TypeConfig>,
     proposals: &Proposals,
     request: Request,
-    size: usize,
+    encoded: Option<Bytes>,
 ) -> Result<Result<Response, EtcdError>, Request> {
     let request = match request.into_key_write() {
         Ok(write) => {
-            return match proposals.write(write, size).await {
+            let written = match encoded {
+                // A Command holding one key write is that write's encoding.
+                Some(encoded) => proposals.write_compact(write, encoded).await,
+                None => proposals.write(write).await,
+            };
+            return match written {
                 Ok(result) => Ok(result),
                 Err(WriteError::NotLeader(write)) => match write.into_request() {
                     Some(request) => Err(request),

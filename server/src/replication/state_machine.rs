@@ -232,8 +232,8 @@ impl StateMachine {
                 Applied::default()
             }
             EntryPayload::Normal(logged) => {
-                command::count_applied_entry();
                 let command = logged.command();
+                command::count_applied(command);
                 if !command.batch.is_empty() {
                     writes = command.batch.len() as u64;
                     self.apply_batch(&command.batch)?
