@@ -175,10 +175,6 @@ impl Opened {
         self.replication.peer_service()
     }
 
-    pub fn member_id(&self) -> u64 {
-        self.member_id
-    }
-
     /// Waits for a leader, publishes this member's attributes, and returns
     /// the member ready for requests.
     pub async fn serve(self) -> Result<Arc<EtcdServer>, StartError> {
