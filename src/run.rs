@@ -62,6 +62,7 @@ fn server_config(
         lease_checkpoint: config.lease_checkpoint,
         watch_progress_notify_interval: config.watch_progress_notify_interval,
         max_txn_ops: config.max_txn_ops,
+        compaction_batch_limit: config.compaction_batch_limit,
         max_request_bytes: config.max_request_bytes,
         quota_backend_bytes: config.quota_backend_bytes,
         peer_client_tls,

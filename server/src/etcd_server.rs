@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::apply;
 use crate::command::{LogCommand, MemberAttributes, Proposal, Request};
+use crate::compactor::{self, DEFAULT_COMPACTION_BATCH_LIMIT};
 use crate::datadir::{DataDir, DataDirError};
 use crate::error::EtcdError;
 use crate::ids::{self, IdGenerator};
@@ -37,6 +38,8 @@ use crate::validate;
 
 /// sled's page cache.
 const STORE_CACHE_BYTES: u64 = 512 << 20;
+/// How often a physical Compact looks whether the compactor is done.
+const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 /// Between tries of a start-up step that waits for the cluster.
 const START_RETRY: Duration = Duration::from_millis(500);
 
@@ -65,6 +68,9 @@ pub struct ServerConfig {
     pub lease_checkpoint: bool,
     pub watch_progress_notify_interval: Duration,
     pub max_txn_ops: usize,
+    /// Revisions the compactor deletes per batch
+    /// (--experimental-compaction-batch-limit).
+    pub compaction_batch_limit: usize,
     pub max_request_bytes: usize,
     pub quota_backend_bytes: i64,
     /// TLS for requests to other members; None for plain HTTP/2.
@@ -95,6 +101,7 @@ impl ServerConfig {
             lease_checkpoint: false,
             watch_progress_notify_interval: Duration::from_secs(600),
             max_txn_ops: 128,
+            compaction_batch_limit: DEFAULT_COMPACTION_BATCH_LIMIT,
             max_request_bytes: 1536 * 1024,
             quota_backend_bytes: 0,
             peer_client_tls: None,
@@ -253,6 +260,7 @@ impl EtcdServer {
         let engine = SledBackend::open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
         let backend = WriteBuffer::new(Box::new(engine), FLUSH_INTERVAL)?;
         let store = Arc::new(Store::open(Box::new(backend))?);
+        compactor::spawn(&store, config.compaction_batch_limit)?;
         let watch_config = WatchConfig {
             progress_notify_interval: config.watch_progress_notify_interval,
             ..WatchConfig::default()
@@ -422,9 +430,19 @@ impl EtcdServer {
         Ok(resp)
     }
 
-    /// Compaction is always physical here: it is done when it is applied.
+    /// Compacts once the compaction is applied (reads below it fail from
+    /// then on); the history is deleted in the background. With `physical`,
+    /// as in etcd, it answers only once this member has deleted it.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+        let (physical, revision) = (req.physical, req.revision);
         let mut resp = self.propose(req).await?;
+        if physical {
+            // A follower may apply it after the leader has answered.
+            while self.store.compacted_revision() < revision || self.store.compaction_backlog() > 0
+            {
+                tokio::time::sleep(PHYSICAL_COMPACTION_POLL).await;
+            }
+        }
         self.stamp(&mut resp.header);
         Ok(resp)
     }

@@ -45,6 +45,7 @@
 
 mod apply;
 pub mod command;
+mod compactor;
 mod datadir;
 pub mod error;
 mod etcd_server;
@@ -55,6 +56,7 @@ pub mod validate;
 mod watchdog;
 
 pub use apply::{range, recorded_cluster_id, Reader};
+pub use compactor::DEFAULT_COMPACTION_BATCH_LIMIT;
 pub use datadir::{DataDir, DataDirError};
 pub use error::EtcdError;
 pub use etcd_server::{EtcdServer, Opened, ServerConfig, StartError};

@@ -160,7 +160,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("experimental-backend-bbolt-freelist-type", Str, "array", Warn("oxetcd keeps its store in sled, not bbolt"), "Experimental feature", "ExperimentalBackendFreelistType specifies the type of freelist that boltdb backend uses (array and map are supported types)."),
     flag!("experimental-enable-lease-checkpoint", Bool, "false", Supported, "Experimental feature", "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change."),
     flag!("experimental-enable-lease-checkpoint-persist", Bool, "false", Supported, "Experimental feature", "Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases."),
-    flag!("experimental-compaction-batch-limit", Int(64), "1000", Warn("a compaction removes all its revisions in one atomic batch"), "Experimental feature", "Sets the maximum revisions deleted in each compaction batch."),
+    flag!("experimental-compaction-batch-limit", Int(64), "1000", Supported, "Experimental feature", "Sets the maximum revisions deleted in each compaction batch."),
     flag!("experimental-peer-skip-client-san-verification", Bool, "false", Warn("oxetcd never checks a peer client certificate's SANs against the peer's address"), "Experimental feature", "Skip verification of SAN field in client certificate for peer connections."),
     flag!("experimental-watch-progress-notify-interval", Dur, "10m", Supported, "Experimental feature", "Duration of periodical watch progress notification."),
     flag!("experimental-warning-apply-duration", Dur, "100ms", Warn("oxetcd logs no slow-apply warnings"), "Experimental feature", "Warning is generated if requests take more than this duration."),

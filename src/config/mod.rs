@@ -47,6 +47,7 @@ pub use urls::ListenUrl;
 #[cfg_attr(not(test), allow(unused_imports))]
 pub use urls::Scheme;
 
+use oxetcd_server::DEFAULT_COMPACTION_BATCH_LIMIT;
 use values::Values;
 
 /// The etcd version oxetcd claims to speak; the Status RPC reports it and
@@ -80,6 +81,8 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// Revisions a compaction deletes per batch in the background.
+    pub compaction_batch_limit: usize,
     /// --max-concurrent-streams: HTTP/2 streams per client connection, and
     /// the JSON gateway's calls in flight together (in etcd the gateway
     /// shares one gRPC connection).
@@ -184,6 +187,11 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         .map_or_else(|| PathBuf::from(format!("{name}.etcd")), PathBuf::from);
     let max_request_bytes = v.usize("max-request-bytes")?;
     let max_txn_ops = v.usize("max-txn-ops")?;
+    // As in etcd, 0 (or less) means the default.
+    let compaction_batch_limit = match v.int("experimental-compaction-batch-limit", 64)? {
+        n if n <= 0 => DEFAULT_COMPACTION_BATCH_LIMIT,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
     let quota_backend_bytes = v.int("quota-backend-bytes", 64)?;
     let heartbeat_interval = std::time::Duration::from_millis(v.uint("heartbeat-interval", 64)?);
     let election_timeout = std::time::Duration::from_millis(v.uint("election-timeout", 64)?);
@@ -251,6 +259,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         initial_cluster_state,
         max_request_bytes,
         max_txn_ops,
+        compaction_batch_limit,
         // Uint(32) flags parse within u32.
         max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams", 32)?)
             .unwrap_or(u32::MAX),
@@ -340,6 +349,16 @@ mod tests {
         );
         assert!(err(&["--log-level", "loud"]).contains("--log-level"));
         assert_eq!(cfg(&["--max-txn-ops", "0x100"]).max_txn_ops, 256);
+        assert_eq!(cfg(&[]).compaction_batch_limit, 1000);
+        assert_eq!(
+            cfg(&["--experimental-compaction-batch-limit", "50"]).compaction_batch_limit,
+            50
+        );
+        assert_eq!(
+            cfg(&["--experimental-compaction-batch-limit", "0"]).compaction_batch_limit,
+            1000,
+            "0 means the default, as in etcd"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use parking_lot::RwLock;
 use prost::Message;
 
 use crate::backend::{Backend, Bucket, WriteBatch};
+use crate::compaction::RemovalQueue;
 use crate::error::{Result, StorageError};
 use crate::index::{KeyRange, TreeIndex};
 use crate::revision::Revision;
@@ -84,6 +85,8 @@ pub(crate) struct State {
     pub(crate) pending_events: Vec<Event>,
     /// The state machine's record of what it applied (see META_APPLIED_STATE).
     pub(crate) applied_state: Option<Bytes>,
+    /// Compacted revisions still in the backend (see `compaction`).
+    pub(crate) removals: RemovalQueue,
 }
 
 /// What a publish (or a commit) made visible. Its events are handed out once:
@@ -100,10 +103,11 @@ pub struct Committed {
 /// The MVCC key-value store.
 pub struct Store {
     pub(crate) backend: Box<dyn Backend>,
-    /// Index and counters. The single writer holds it for write for one txn or one
-    /// compaction (backend batch included); a reader holds it for read for its
-    /// whole read, so it sees one revision and no compaction midway. The only
-    /// lock in the store.
+    /// Index, counters and the compaction queue. The single writer holds it
+    /// for write for one txn or one compaction step (the index pass, or one
+    /// batch of deletions; backend batch included); a reader holds it for read
+    /// for its whole read, so it sees one revision and no compaction midway.
+    /// The only lock in the store.
     pub(crate) state: RwLock<State>,
     /// Highest revision published; "latest" for readers.
     visible_rev: AtomicI64,
@@ -288,7 +292,8 @@ impl Store {
     }
 
     /// A checksum of every stored change at or below `rev` (0 = latest), to compare
-    /// members holding the same history.
+    /// members holding the same history. Changes compacted away but not yet
+    /// deleted are left out, so members agree whatever their compaction's progress.
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
         let state = self.state.read();
         let latest = self.current_revision();
@@ -298,6 +303,11 @@ impl Store {
         let end = Revision::scan_start(rev + 1);
         for entry in self.backend.scan(Bucket::Key, &[], Some(&end)) {
             let (k, v) = entry?;
+            let (r, _) = Revision::from_key(&k)
+                .ok_or_else(|| StorageError::Corrupt(format!("bad revision key {k:x?}")))?;
+            if state.removals.contains(r) {
+                continue;
+            }
             hasher.update(&k);
             hasher.update(&v);
         }
@@ -322,7 +332,8 @@ pub(crate) fn lease_record_key(id: i64) -> Bytes {
 }
 
 /// Rebuilds the in-memory state (index, revisions, applied state) from what
-/// the backend holds.
+/// the backend holds, and queues again what an unfinished compaction (one cut
+/// off by a crash, or caught midway by a snapshot) left to delete.
 pub(crate) fn load_state(backend: &dyn Backend) -> Result<State> {
     let read_meta = |key: &[u8]| -> Result<i64> {
         match backend.get(Bucket::Meta, key)? {
@@ -352,6 +363,10 @@ pub(crate) fn load_state(backend: &dyn Backend) -> Result<State> {
         state.current_rev = state.current_rev.max(rev.main);
     }
     state.current_rev = state.current_rev.max(state.compact_rev);
+    if state.compact_rev > 0 {
+        let unfinished = state.index.compact(state.compact_rev);
+        state.removals.extend(unfinished);
+    }
     Ok(state)
 }
 

@@ -52,6 +52,8 @@ const SCHEDULED_COMPACT_REV: &[u8] = b"scheduledCompactRev";
 const CLUSTER_VERSION: &[u8] = b"clusterVersion";
 /// Backend batch size while importing.
 const IMPORT_BATCH: usize = 10_000;
+/// Deletions per batch when an import finishes the compaction etcd left.
+const IMPORT_COMPACTION_BATCH: usize = 10_000;
 
 /// etcd's `leasepb.Lease`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -140,8 +142,17 @@ impl Store {
         let mut w = Writer::new(out)?;
         let end = Revision::scan_start(revision + 1);
         let mut revisions = 0u64;
-        let keys = self.backend.scan(Bucket::Key, &[], Some(&end)).map(
-            |entry| -> std::result::Result<_, BboltError> {
+        // Revisions a compaction queued but has not deleted yet are not
+        // history any more: etcd would find them as kept ones.
+        let not_queued = |entry: &Result<(Bytes, Bytes)>| match entry {
+            Ok((k, _)) => Revision::from_key(k).is_none_or(|(r, _)| !state.removals.contains(r)),
+            Err(_) => true,
+        };
+        let keys = self
+            .backend
+            .scan(Bucket::Key, &[], Some(&end))
+            .filter(not_queued)
+            .map(|entry| -> std::result::Result<_, BboltError> {
                 let (k, v) = entry.map_err(|e| BboltError::Source(e.to_string()))?;
                 let (rev, tombstone) = Revision::from_key(&k)
                     .ok_or_else(|| BboltError::Source(format!("bad revision key {k:x?}")))?;
@@ -159,8 +170,7 @@ impl Store {
                     v.to_vec()
                 };
                 Ok((etcd_revision_key(rev, tombstone), value))
-            },
-        );
+            });
         w.bucket(KEY_BUCKET, keys)?;
         summary.revisions = revisions;
 
@@ -240,6 +250,7 @@ impl Store {
         let store = Store::open(backend)?;
         if summary.scheduled_compact_revision > summary.compact_revision {
             store.compact(summary.scheduled_compact_revision)?;
+            store.finish_compaction(IMPORT_COMPACTION_BATCH)?;
             store.flush()?;
         }
         Ok((store, summary))
