@@ -45,3 +45,5 @@ pub use dialer::{tls_connector, Dialer, Io};
 pub use error::{DialError, Error, UrlError};
 pub use pem::Pem;
 pub use target::{Dial, Target};
+/// What a [`Dialer`] does its handshakes with ([`tls_connector`] makes one).
+pub use tokio_rustls::TlsConnector;

@@ -14,10 +14,9 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
-use oxetcd_tls::{tls_connector, Dialer, Target};
+use oxetcd_tls::{tls_connector, Dialer, Target, TlsConnector};
 use parking_lot::Mutex;
 use rustls::ClientConfig;
-use tokio_rustls::TlsConnector;
 use tonic::transport::Channel;
 
 use super::call_stream::CallStreams;
