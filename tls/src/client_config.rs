@@ -12,7 +12,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::verifier::{AnyServer, CheckedServer};
+use crate::verifier::Verifier;
 use crate::{Error, Pem};
 
 /// Whose certificates a server's must chain to.
@@ -121,21 +121,24 @@ fn verifier(
     options: &ClientTlsOptions,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, Error> {
-    let inner: Arc<dyn ServerCertVerifier> = match &options.trust {
-        Trust::InsecureSkipVerify => Arc::new(AnyServer(provider)),
-        trust => {
-            let roots = match trust {
-                Trust::Cas(cas) => ca_roots(cas)?,
-                _ => system_roots()?,
-            };
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?
-        }
+    let roots = match &options.trust {
+        Trust::Cas(cas) => Some(ca_roots(cas)?),
+        Trust::System => Some(system_roots()?),
+        Trust::InsecureSkipVerify => None,
     };
-    Ok(match &options.check {
-        None => inner,
-        Some(check) => Arc::new(CheckedServer {
-            inner,
+    let chain = match roots {
+        Some(roots) => Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()?,
+        ),
+        None => None,
+    };
+    Ok(match (chain, &options.check) {
+        (Some(chain), None) => chain,
+        (chain, check) => Arc::new(Verifier {
+            chain,
             check: check.clone(),
+            algorithms: provider.signature_verification_algorithms,
         }),
     })
 }

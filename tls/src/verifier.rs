@@ -1,30 +1,43 @@
-//! The two server certificate verifiers rustls does not have: one that
-//! accepts any certificate ([`crate::Trust::InsecureSkipVerify`]) and one
-//! that adds a [`CertCheck`] to another.
+//! The server certificate verifier rustls does not have: the chain checked
+//! by rustls's own verifier, or not at all ([`crate::Trust::InsecureSkipVerify`]),
+//! then a [`CertCheck`] on the end-entity certificate.
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::CertCheck;
 
-/// Any certificate, but the handshake signatures are still checked: the
-/// connection is encrypted, just not authenticated.
 #[derive(Debug)]
-pub(crate) struct AnyServer(pub(crate) Arc<CryptoProvider>);
+pub(crate) struct Verifier {
+    /// The chain and name check; None accepts any certificate (the
+    /// connection is encrypted, just not authenticated).
+    pub(crate) chain: Option<Arc<WebPkiServerVerifier>>,
+    pub(crate) check: Option<Arc<dyn CertCheck>>,
+    /// The provider's: the handshake signatures are checked in every case,
+    /// as rustls's verifier checks them.
+    pub(crate) algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for AnyServer {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(chain) = &self.chain {
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        }
+        if let Some(check) = &self.check {
+            check.check(end_entity)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -34,8 +47,7 @@ impl ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -44,65 +56,10 @@ impl ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `inner`'s verification, then `check` on the end-entity certificate.
-#[derive(Debug)]
-pub(crate) struct CheckedServer {
-    pub(crate) inner: Arc<dyn ServerCertVerifier>,
-    pub(crate) check: Arc<dyn CertCheck>,
-}
-
-impl ServerCertVerifier for CheckedServer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        self.check.check(end_entity)?;
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        self.inner.requires_raw_public_keys()
+        self.algorithms.supported_schemes()
     }
 }
