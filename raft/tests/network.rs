@@ -21,13 +21,9 @@ use oxetcd_raft::{
     LeaderDuties, LogStore, Network, NodeId, PeerError, PeerService, Request, TypeConfig, Wal,
     WalOptions,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use oxetcd_tls::test_pki::Ca;
+use oxetcd_tls::{ClientTlsOptions, Identity, Pem, Trust};
+use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -58,74 +54,15 @@ impl LeaderDuties for Duties {
 // SANs 127.0.0.1 and localhost), mutual authentication as etcd's
 // --peer-client-cert-auth.
 
-struct Pki {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        Pki {
-            issuer: CertifiedIssuer::self_signed(params, key).unwrap(),
-        }
-    }
-
-    fn roots(&self) -> Arc<RootCertStore> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).unwrap();
-        Arc::new(roots)
-    }
-
-    fn leaf(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-    }
-
-    fn server_config(&self, cn: &str) -> Arc<ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots(), provider.clone())
-            .build()
-            .unwrap();
-        let (chain, key) = self.leaf(cn);
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Arc::new(config)
-    }
-
-    /// Without ALPN: `Network` offers h2 itself.
-    fn client_config(&self, cn: &str) -> Arc<ClientConfig> {
-        let (chain, key) = self.leaf(cn);
-        let config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(self.roots())
-                .with_client_auth_cert(chain, key)
-                .unwrap();
-        Arc::new(config)
-    }
+/// What a member dials its peers with: its own certificate, trusting `ca`.
+fn client_config(ca: &Ca, cn: &str) -> Arc<ClientConfig> {
+    let (cert, key) = ca.leaf(cn, 1);
+    let options = ClientTlsOptions::new(Trust::Cas(vec![Pem::bytes("peer CA", ca.pem())]))
+        .identity(Identity {
+            cert: Pem::bytes(cn, cert),
+            key: Pem::bytes(cn, key),
+        });
+    oxetcd_tls::client_config(&options).unwrap()
 }
 
 /// An accepted TLS connection, for tonic's `serve_with_incoming`.
@@ -196,7 +133,7 @@ impl Member {
 struct Cluster {
     dir: tempfile::TempDir,
     config: Arc<Config>,
-    pki: Option<Pki>,
+    pki: Option<Ca>,
     nodes: BTreeMap<NodeId, BasicNode>,
     members: BTreeMap<NodeId, Member>,
     /// Connections the members' peer servers accepted (TLS: handshaken).
@@ -224,7 +161,7 @@ fn config(snapshots: bool) -> Arc<Config> {
 impl Cluster {
     /// Three members on 127.0.0.1 (https if `tls`), started, not initialized.
     async fn start(snapshots: bool, tls: bool) -> Cluster {
-        let pki = tls.then(|| Pki::new("peer ca"));
+        let pki = tls.then(|| Ca::new("peer ca"));
         let mut listeners = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         for id in 1..=3 {
@@ -260,7 +197,7 @@ impl Cluster {
         let client_tls = self
             .pki
             .as_ref()
-            .map(|pki| pki.client_config(&format!("member-{id}")));
+            .map(|ca| client_config(ca, &format!("member-{id}")));
         let network = Network::new(id, client_tls);
         let raft = Raft::new(
             id,
@@ -293,8 +230,9 @@ impl Cluster {
                 (server, None)
             }
             Some(pki) => {
-                let acceptor =
-                    tokio_rustls::TlsAcceptor::from(pki.server_config(&format!("member-{id}")));
+                let acceptor = tokio_rustls::TlsAcceptor::from(
+                    pki.server_config(&format!("member-{id}"), true),
+                );
                 let (tx, rx) = mpsc::channel::<std::io::Result<TlsConn>>(16);
                 let accepted = self.accepted.clone();
                 let accept_loop = tokio::spawn(async move {
@@ -704,14 +642,14 @@ async fn cluster_over_mutual_tls() {
 
     // A member that trusts another CA cannot talk to them; neither can one
     // without TLS.
-    let stranger = Pki::new("other ca");
-    let outsider = Network::new(9, Some(stranger.client_config("outsider"))).peer_client();
+    let stranger = Ca::new("other ca");
+    let outsider = Network::new(9, Some(client_config(&stranger, "outsider"))).peer_client();
     let err = outsider.read_index(leader, &leader_node).await.unwrap_err();
     assert!(matches!(err, PeerError::Unreachable { .. }), "{err}");
     let plain = Network::new(9, None).peer_client();
     let err = plain.read_index(leader, &leader_node).await.unwrap_err();
     assert!(
-        matches!(&err, PeerError::Unreachable { reason, .. } if reason.contains("no peer TLS")),
+        matches!(&err, PeerError::Unreachable { reason, .. } if reason.contains("needs TLS")),
         "{err}"
     );
 

@@ -3,11 +3,12 @@
 //!
 //! - `server`: the config a listener serves with: client certificates
 //!   checked against the trusted CA and CRL, and etcd's allowed CN / hostname.
-//! - `peer_client`: the config a member dials its peers with.
+//! - `peer_client`: the config a member dials its peers with (built by
+//!   `oxetcd_tls`, which also reads every PEM file here).
 //! - `auto`: auto-TLS, self-signed certificates kept under the data dir.
 //! - `names`: the subject CommonName of a certificate.
 //! - `handshake_error`: failed handshakes in etcd's (Go's) words.
-//! - here: [`TlsError`] and loading PEM files.
+//! - here: [`TlsError`].
 
 mod auto;
 mod handshake_error;
@@ -17,12 +18,8 @@ mod server;
 #[cfg(test)]
 pub(crate) mod test_pki;
 
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::PathBuf;
 
 pub use handshake_error::handshake_error_text;
 pub use names::common_name;
@@ -34,18 +31,10 @@ pub enum TlsError {
     /// etcd's words.
     #[error("KeyFile and CertFile must both be present[key: {key}, cert: {cert}]")]
     IncompletePair { cert: String, key: String },
-    #[error("cannot read {what} {}: {source}", path.display())]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("invalid {what} {}: {reason}", path.display())]
-    Parse {
-        what: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
+    /// A file that cannot be read or parsed, a key that is not the
+    /// certificate's.
+    #[error(transparent)]
+    Load(#[from] oxetcd_tls::Error),
     #[error("{kind} client certificate authentication needs a trusted CA file (--{flag})")]
     NoTrustedCa { kind: String, flag: &'static str },
     /// etcd's words.
@@ -55,51 +44,10 @@ pub enum TlsError {
     CnAndHostname { cn: String, hostname: String },
     #[error("invalid allowed hostname {0:?} for client certificates")]
     AllowedHostname(String),
-    #[error("cannot use certificate {} with key {}: {source}", cert.display(), key.display())]
-    KeyPair {
-        cert: PathBuf,
-        key: PathBuf,
-        source: rustls::Error,
-    },
     #[error("cannot generate the self-signed {kind} certificate: {reason}")]
     SelfCert { kind: String, reason: String },
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
-}
-
-fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn parse_error(path: &Path, what: &'static str, reason: impl ToString) -> TlsError {
-    TlsError::Parse {
-        what,
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Every certificate in a PEM file.
-fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path, what)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| parse_error(path, what, e))?;
-    if certs.is_empty() {
-        return Err(parse_error(path, what, "no PEM certificate found"));
-    }
-    Ok(certs)
-}
-
-/// The first private key in a PEM file: PKCS#1 RSA, PKCS#8 or SEC1 EC.
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    const WHAT: &str = "key file";
-    let pem = read(path, WHAT)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| parse_error(path, WHAT, e))
 }

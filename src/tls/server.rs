@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use oxetcd_tls::{CertCheck, Pem};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -18,7 +19,7 @@ use rustls::{
 
 use super::auto::self_cert;
 use super::names::common_name;
-use super::{load_certs, load_key, parse_error, read, TlsError};
+use super::TlsError;
 use crate::config::TlsSettings;
 
 /// The server side of one of etcd's TLS setups; `kind` is "client" or
@@ -49,8 +50,9 @@ pub fn server_config(
             });
         }
     };
-    let chain = load_certs(&cert_path, "certificate file")?;
-    let key = load_key(&key_path)?;
+    let (cert_pem, key_pem) = (Pem::file(cert_path), Pem::file(key_path));
+    let chain = cert_pem.certs("certificate file")?;
+    let key = key_pem.private_key()?;
     // etcd's auto-TLS replaces the whole TLS setup, CA and client auth too.
     let wants_client_certs =
         !auto && (settings.client_cert_auth || settings.trusted_ca_file.is_some());
@@ -63,9 +65,9 @@ pub fn server_config(
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|source| TlsError::KeyPair {
-            cert: cert_path.clone(),
-            key: key_path.clone(),
+        .map_err(|source| oxetcd_tls::Error::KeyPair {
+            cert: cert_pem.to_string(),
+            key: key_pem.to_string(),
             source,
         })?;
     // gRPC clients negotiate h2; http/1.1 is for the JSON gateway to come.
@@ -76,15 +78,17 @@ pub fn server_config(
 /// CRLs in PEM, or one in DER (etcd's fixtures ship DER).
 fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     const WHAT: &str = "CRL file";
-    let data = read(path, WHAT)?;
+    let data = Pem::file(path).contents(WHAT)?.into_owned();
     if !data.starts_with(b"-----BEGIN") && !data.is_empty() {
         return Ok(vec![CertificateRevocationListDer::from(data)]);
     }
+    let invalid =
+        |reason: &dyn std::fmt::Display| oxetcd_tls::Error::parse(path.display(), WHAT, reason);
     let crls = CertificateRevocationListDer::pem_slice_iter(&data)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| parse_error(path, WHAT, e))?;
+        .map_err(|e| invalid(&e))?;
     if crls.is_empty() {
-        return Err(parse_error(path, WHAT, "no CRL found"));
+        return Err(invalid(&"no CRL found").into());
     }
     Ok(crls)
 }
@@ -107,8 +111,10 @@ fn client_verifier(
         });
     };
     let mut roots = RootCertStore::empty();
-    for cert in load_certs(ca_path, WHAT)? {
-        roots.add(cert).map_err(|e| parse_error(ca_path, WHAT, e))?;
+    for cert in Pem::file(ca_path).certs(WHAT)? {
+        roots
+            .add(cert)
+            .map_err(|e| oxetcd_tls::Error::parse(ca_path.display(), WHAT, e))?;
     }
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     if let Some(crl_path) = &settings.crl_file {
@@ -120,7 +126,7 @@ fn client_verifier(
     }
     let inner = builder.build().map_err(|e| {
         let path = settings.crl_file.as_deref().unwrap_or(ca_path);
-        parse_error(path, "CA or CRL file", e)
+        oxetcd_tls::Error::parse(path.display(), "CA or CRL file", e)
     })?;
     match name_rule(settings)? {
         None => Ok(inner),
@@ -154,12 +160,14 @@ pub(super) enum NameRule {
     Hostname(ServerName<'static>),
 }
 
-impl NameRule {
+impl CertCheck for NameRule {
     /// Ok, or the error whose alert is the one Go sends when its
     /// VerifyPeerCertificate hook fails: bad_certificate. rustls's own name
     /// check reports the name it expected, so [`handshake_error_text`] can
     /// tell this one apart.
-    pub(super) fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    ///
+    /// [`handshake_error_text`]: super::handshake_error_text
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let allowed = match self {
             NameRule::CommonName(cn) => common_name(end_entity).as_deref() == Some(cn.as_str()),
             NameRule::Hostname(name) => webpki::EndEntityCert::try_from(end_entity)
@@ -395,9 +403,9 @@ mod tests {
         );
         assert!(handshake(server, no_cn).await);
 
-        let cert = load_certs(&f("server.crt"), "cert").unwrap();
+        let cert = Pem::file(f("server.crt")).certs("cert").unwrap();
         assert_eq!(common_name(&cert[0]).as_deref(), Some("example.com"));
-        let nocn = load_certs(&f("client-nocn.crt"), "cert").unwrap();
+        let nocn = Pem::file(f("client-nocn.crt")).certs("cert").unwrap();
         assert_eq!(common_name(&nocn[0]), None);
 
         // The SEC1 EC key of the ECDSA server certificate.

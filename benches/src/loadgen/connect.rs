@@ -4,31 +4,23 @@
 //! shared round-robin by the clients: client `i` sends on connection
 //! `i % conns`, as etcd's `benchmark` does.
 //!
-//! **TLS.** The workspace's tonic is built without its TLS features, and its
-//! `ClientTlsConfig` could not express `--insecure-skip-tls-verify` anyway. So
-//! the tool dials TCP and runs the rustls handshake itself (ALPN `h2`), then
-//! hands tonic the encrypted stream through `connect_with_connector`. Tonic
-//! refuses `https://` URIs when built without TLS, so it is given the
-//! endpoint as `http://host:port`: only the `:scheme` pseudo-header says
-//! `http`, which neither etcd (grpc-go) nor oxetcd checks. This keeps tonic's
-//! features (and so the server's build) unchanged.
+//! **TLS.** Connections are dialed through oxetcd-tls's [`Dialer`], which
+//! runs the rustls handshake itself (ALPN `h2`) and hands tonic the encrypted
+//! stream: tonic's `ClientTlsConfig` could not express
+//! `--insecure-skip-tls-verify`, and the workspace's tonic stays without its
+//! TLS features.
 
 use std::error::Error as StdError;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
 use oxetcd_proto::etcdserverpb::StatusRequest;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tonic::transport::{Channel, Endpoint, Uri};
+use oxetcd_tls::{tls_connector, Dialer, TlsConnector};
+use tonic::transport::Channel;
 
 use super::error::BenchError;
 use super::tls::{self, TlsOptions};
@@ -52,11 +44,8 @@ pub struct ConnOptions {
 pub struct Target {
     /// As given on the command line.
     pub endpoint: String,
-    /// `host:port`, what TCP dials.
-    pub addr: String,
-    /// The host alone (brackets of an IPv6 address removed), the TLS server name.
-    pub host: String,
-    pub https: bool,
+    /// What is dialed, and the TLS server name for https.
+    pub url: oxetcd_tls::Target,
 }
 
 /// Parses `http://host:port`, `https://host:port` or `host:port` (http).
@@ -77,15 +66,19 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Target, BenchError> {
     }
     let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
     port.parse::<u16>().map_err(|_| bad("bad port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
+    if host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .is_empty()
+    {
         return Err(bad("no host"));
     }
+    let scheme = if https { "https" } else { "http" };
+    let url =
+        oxetcd_tls::Target::parse(&format!("{scheme}://{addr}")).map_err(|e| bad(&e.reason))?;
     Ok(Target {
         endpoint: endpoint.to_owned(),
-        addr: addr.to_owned(),
-        host: host.to_owned(),
-        https,
+        url,
     })
 }
 
@@ -113,8 +106,8 @@ impl Pool {
             .iter()
             .map(|e| parse_endpoint(e))
             .collect::<Result<Vec<_>, _>>()?;
-        let tls = if targets.iter().any(|t| t.https) {
-            Some(TlsConnector::from(tls::client_config(&opts.tls)?))
+        let tls = if targets.iter().any(|t| t.url.uses_tls()) {
+            Some(tls_connector(tls::client_config(&opts.tls)?))
         } else {
             None
         };
@@ -238,62 +231,25 @@ async fn find_roles(targets: &[Target], tls: Option<&TlsConnector>, timeout: Dur
     roles
 }
 
-/// A byte stream tonic can speak HTTP/2 over: plain TCP or TLS over TCP.
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-/// Dials one target for tonic: TCP (no Nagle), then the TLS handshake for
-/// `https` targets.
-#[derive(Clone)]
-struct Dialer {
-    addr: String,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
-}
-
-impl Dialer {
-    async fn dial(self) -> io::Result<TokioIo<Box<dyn Io>>> {
-        let tcp = TcpStream::connect(&self.addr).await?;
-        tcp.set_nodelay(true)?;
-        let io: Box<dyn Io> = match self.tls {
-            Some((connector, name)) => Box::new(connector.connect(name, tcp).await?),
-            None => Box::new(tcp),
-        };
-        Ok(TokioIo::new(io))
-    }
-}
-
+/// A connection to `target` (TLS for https), made now.
 async fn dial(
     target: &Target,
     tls: Option<&TlsConnector>,
     timeout: Duration,
 ) -> Result<Channel, BenchError> {
-    let connect_error = |reason: String| BenchError::Connect {
+    let dialer = Dialer::new(vec![target.url.clone()], tls.cloned());
+    let endpoint = dialer.endpoint().map_err(|e| BenchError::Endpoint {
         endpoint: target.endpoint.clone(),
-        reason,
-    };
-    let tls = match (target.https, tls) {
-        (true, Some(connector)) => {
-            let name = ServerName::try_from(target.host.clone())
-                .map_err(|e| BenchError::Tls(format!("server name {}: {e}", target.host)))?;
-            Some((connector.clone(), name))
-        }
-        _ => None,
-    };
-    let dialer = Dialer {
-        addr: target.addr.clone(),
-        tls,
-    };
-    let uri: Uri = format!("http://{}", target.addr)
-        .parse()
-        .map_err(|e| BenchError::Endpoint {
-            endpoint: target.endpoint.clone(),
-            reason: format!("{e}"),
-        })?;
-    Endpoint::from(uri)
+        reason: e.reason,
+    })?;
+    endpoint
         .connect_timeout(timeout)
-        .connect_with_connector(tower::service_fn(move |_: Uri| dialer.clone().dial()))
+        .connect_with_connector(dialer)
         .await
-        .map_err(|e| connect_error(error_chain(&e)))
+        .map_err(|e| BenchError::Connect {
+            endpoint: target.endpoint.clone(),
+            reason: error_chain(&e),
+        })
 }
 
 /// An error and its sources, `outer: inner: innermost`.
@@ -317,15 +273,25 @@ mod tests {
 
     #[test]
     fn endpoints_parse_like_etcd_clients_take_them() {
+        let parts = |t: Target| {
+            let host = match t.url.dial() {
+                oxetcd_tls::Dial::Tcp { host, .. } => host.clone(),
+                other => panic!("{other:?}"),
+            };
+            (t.url.authority(), host, t.url.uses_tls())
+        };
         let t = parse_endpoint("http://127.0.0.1:2379").unwrap();
         assert_eq!(
-            (t.addr.as_str(), t.host.as_str(), t.https),
-            ("127.0.0.1:2379", "127.0.0.1", false)
+            parts(t),
+            ("127.0.0.1:2379".into(), "127.0.0.1".into(), false)
         );
         let t = parse_endpoint("https://localhost:2379/").unwrap();
-        assert_eq!((t.addr.as_str(), t.https), ("localhost:2379", true));
+        assert_eq!(
+            parts(t),
+            ("localhost:2379".into(), "localhost".into(), true)
+        );
         let t = parse_endpoint("[::1]:2379").unwrap();
-        assert_eq!((t.host.as_str(), t.https), ("::1", false));
+        assert_eq!(parts(t), ("[::1]:2379".into(), "::1".into(), false));
         assert!(parse_endpoint("unix://x:1").is_err());
         assert!(parse_endpoint("http://host").is_err());
         assert!(parse_endpoint("http://host:1/v3").is_err());

@@ -21,7 +21,7 @@ pub enum BenchError {
     #[error("cannot connect to {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] oxetcd_tls::Error),
     #[error("reading {path}: {source}")]
     ReadFile {
         path: PathBuf,

@@ -14,13 +14,13 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use oxetcd_tls::{tls_connector, Dialer, Target, TlsConnector};
 use parking_lot::Mutex;
 use rustls::ClientConfig;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use super::call_stream::CallStreams;
 use super::cluster_tag::ClusterTag;
-use super::dial::{parse_peer_urls, Connector};
 use super::error::{AddrError, CallError, PeerError};
 use super::pb::raft_client::RaftClient;
 use super::pb::{
@@ -103,7 +103,7 @@ impl Activity {
 
 struct Shared {
     id: NodeId,
-    tls: Option<Arc<ClientConfig>>,
+    tls: Option<TlsConnector>,
     options: NetworkOptions,
     peers: Mutex<HashMap<NodeId, Peer>>,
     activity: Activity,
@@ -153,16 +153,12 @@ impl Shared {
             .await
     }
 
+    /// A lazily connecting channel to a member's peer URLs (one or more,
+    /// separated by commas, tried in order).
     fn connect(&self, addr: &str) -> Result<RaftClient<Channel>, AddrError> {
-        let urls = parse_peer_urls(addr)?;
-        let first = &urls[0];
-        let placeholder = format!("http://{}", first.authority());
-        let bad = |e: &dyn std::fmt::Display| AddrError {
-            url: first.url.clone(),
-            reason: e.to_string(),
-        };
-        let mut endpoint = Endpoint::from_shared(placeholder.clone())
-            .map_err(|e| bad(&e))?
+        let dialer = Dialer::new(Target::parse_list(addr)?, self.tls.clone());
+        let endpoint = dialer
+            .endpoint()?
             .connect_timeout(self.options.connect_timeout)
             .http2_keep_alive_interval(self.options.keepalive_interval)
             .keep_alive_timeout(self.options.keepalive_timeout)
@@ -170,13 +166,7 @@ impl Shared {
             // Snapshots and large batches: let hyper size the flow-control
             // windows to the link.
             .http2_adaptive_window(true);
-        if first.tls.is_some() {
-            let origin: Uri = format!("https://{}", first.authority())
-                .parse()
-                .map_err(|e| bad(&e))?;
-            endpoint = endpoint.origin(origin);
-        }
-        let channel = endpoint.connect_with_connector_lazy(Connector::new(urls, self.tls.clone()));
+        let channel = endpoint.connect_with_connector_lazy(dialer);
         Ok(RaftClient::new(channel)
             .max_decoding_message_size(self.options.max_message_bytes)
             .max_encoding_message_size(self.options.max_message_bytes))
@@ -214,15 +204,7 @@ impl Network {
         tls: Option<Arc<ClientConfig>>,
         options: NetworkOptions,
     ) -> Network {
-        let tls = tls.map(|config| {
-            if config.alpn_protocols.is_empty() {
-                let mut config = (*config).clone();
-                config.alpn_protocols = vec![b"h2".to_vec()];
-                Arc::new(config)
-            } else {
-                config
-            }
-        });
+        let tls = tls.map(tls_connector);
         Network {
             shared: Arc::new(Shared {
                 id,

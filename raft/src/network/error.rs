@@ -126,6 +126,15 @@ pub struct AddrError {
     pub reason: String,
 }
 
+impl From<oxetcd_tls::UrlError> for AddrError {
+    fn from(e: oxetcd_tls::UrlError) -> Self {
+        AddrError {
+            url: e.url,
+            reason: e.reason,
+        }
+    }
+}
+
 /// A payload that cannot be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {verb} {what}: {source}")]

@@ -67,7 +67,6 @@
 mod call_stream;
 mod client;
 mod cluster_tag;
-mod dial;
 mod error;
 mod server;
 
