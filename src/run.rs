@@ -64,6 +64,7 @@ fn server_config(
         max_txn_ops: config.max_txn_ops,
         max_request_bytes: config.max_request_bytes,
         quota_backend_bytes: config.quota_backend_bytes,
+        backend: config.backend,
         peer_client_tls,
         failpoint_stale_reads: std::env::var_os("OXETCD_FAILPOINT_STALE_READS")
             .is_some_and(|v| v == "1"),
