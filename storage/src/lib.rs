@@ -9,8 +9,9 @@
 //!   ([`Store::history`]), checksums ([`Store::hash_kv`]) and whole-store
 //!   snapshots ([`Store::snapshot_to`], [`Store::install_snapshot`]).
 //! - [`Backend`]: the narrow on-disk interface (ordered buckets, atomic batches,
-//!   flush, sizes, defragment); [`SledBackend`] implements it on sled,
-//!   [`RedbBackend`] on redb ([`Engine`] names them and opens one), and
+//!   flush, sizes, defragment); [`RedbBackend`] implements it on redb (the
+//!   default engine), [`SledBackend`] on sled ([`Engine`] names them and
+//!   opens one), and
 //!   [`WriteBuffer`] keeps applied batches in memory and hands them to an
 //!   engine together.
 //! - [`Revision`], [`KeyRange`]: the vocabulary of requests.

@@ -97,12 +97,12 @@ mod tests {
     }
 
     #[test]
-    fn a_new_store_without_a_request_gets_the_default() {
+    fn a_new_store_without_a_request_gets_redb() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ours = ours(dir.path());
         assert_eq!(
             settle(dir.path(), &ours, None).expect("settle"),
-            Engine::DEFAULT
+            Engine::Redb
         );
     }
 
