@@ -65,6 +65,7 @@ fn server_config(
         compaction_batch_limit: config.compaction_batch_limit,
         max_request_bytes: config.max_request_bytes,
         quota_backend_bytes: config.quota_backend_bytes,
+        backend: config.backend,
         peer_client_tls,
         failpoint_stale_reads: std::env::var_os("OXETCD_FAILPOINT_STALE_READS")
             .is_some_and(|v| v == "1"),

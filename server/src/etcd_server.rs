@@ -21,7 +21,7 @@ use oxetcd_proto::etcdserverpb::{
     RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use oxetcd_raft::{NodeId, PeerService};
-use oxetcd_storage::{SledBackend, StorageError, Store, WriteBuffer, FLUSH_INTERVAL};
+use oxetcd_storage::{Engine, StorageError, Store, WriteBuffer, FLUSH_INTERVAL};
 use oxetcd_watch::{WatchConfig, WatchHub};
 use prost::Message;
 use tracing::{info, warn};
@@ -36,7 +36,7 @@ use crate::lease::{self, Lessor};
 use crate::replication::{Change, LeaderSeen, RaftSettings, Replication, ReplicationError};
 use crate::validate;
 
-/// sled's page cache.
+/// The storage engine's page cache.
 const STORE_CACHE_BYTES: u64 = 512 << 20;
 /// How often a physical Compact looks whether the compactor is done.
 const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
@@ -73,6 +73,10 @@ pub struct ServerConfig {
     pub compaction_batch_limit: usize,
     pub max_request_bytes: usize,
     pub quota_backend_bytes: i64,
+    /// --experimental-backend: the storage engine of a new data dir; on an
+    /// existing one it must be the engine the data was written with. None:
+    /// the data dir's engine, or the default for a new one.
+    pub backend: Option<Engine>,
     /// TLS for requests to other members; None for plain HTTP/2.
     pub peer_client_tls: Option<Arc<rustls::ClientConfig>>,
     /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READS=1 in the front end):
@@ -104,6 +108,7 @@ impl ServerConfig {
             compaction_batch_limit: DEFAULT_COMPACTION_BATCH_LIMIT,
             max_request_bytes: 1536 * 1024,
             quota_backend_bytes: 0,
+            backend: None,
             peer_client_tls: None,
             failpoint_stale_reads: false,
         }
@@ -256,9 +261,12 @@ impl EtcdServer {
     /// Opens the member's data and starts Raft; see [`Opened`]. A cluster of
     /// several members needs the peer service served before [`Opened::serve`].
     pub async fn open(config: ServerConfig) -> Result<Opened, StartError> {
-        let data_dir = DataDir::prepare(&config.data_dir)?;
-        let engine = SledBackend::open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
-        let backend = WriteBuffer::new(Box::new(engine), FLUSH_INTERVAL)?;
+        let data_dir = DataDir::prepare(&config.data_dir, config.backend)?;
+        info!(engine = %data_dir.engine(), "opening the store");
+        let engine = data_dir
+            .engine()
+            .open(&data_dir.kv_path(), STORE_CACHE_BYTES)?;
+        let backend = WriteBuffer::new(engine, FLUSH_INTERVAL)?;
         let store = Arc::new(Store::open(Box::new(backend))?);
         compactor::spawn(&store, config.compaction_batch_limit)?;
         let watch_config = WatchConfig {

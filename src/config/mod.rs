@@ -39,6 +39,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::error::ErrorKind;
+use oxetcd_storage::Engine;
 
 pub use error::ConfigError;
 pub use tls::TlsSettings;
@@ -88,6 +89,9 @@ pub struct Config {
     /// shares one gRPC connection).
     pub max_concurrent_streams: u32,
     pub quota_backend_bytes: i64,
+    /// --experimental-backend: the storage engine of a new data dir (None:
+    /// the data dir's own, or the default for a new one).
+    pub backend: Option<Engine>,
     /// How often idle watches that asked for it get a progress notification.
     pub watch_progress_notify_interval: std::time::Duration,
     /// Raft: heartbeat interval and election timeout (milliseconds in etcd's
@@ -207,6 +211,13 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     bootstrap::check_advertise_client_urls(v)?;
     let advertise_client_urls = urls::advertise_urls(v, "advertise-client-urls")?;
 
+    let backend = match v.opt_string("experimental-backend") {
+        None => None,
+        Some(name) => Some(Engine::from_name(&name).ok_or_else(|| {
+            let names = Engine::ALL.map(Engine::name);
+            values::invalid_choice(v, "experimental-backend", &names)
+        })?),
+    };
     let initial_cluster_state = match v.string("initial-cluster-state").as_str() {
         "new" => ClusterState::New,
         "existing" => ClusterState::Existing,
@@ -264,6 +275,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams", 32)?)
             .unwrap_or(u32::MAX),
         quota_backend_bytes,
+        backend,
         watch_progress_notify_interval,
         heartbeat_interval,
         election_timeout,
@@ -311,6 +323,7 @@ mod tests {
             3
         );
         assert_eq!(c.quota_backend_bytes, 0);
+        assert_eq!(c.backend, None);
         assert_eq!(c.client_tls, TlsSettings::default());
         assert_eq!(c.peer_tls, TlsSettings::default());
         assert_eq!(c.log_level, "info");
@@ -330,6 +343,17 @@ mod tests {
     }
 
     #[test]
+    fn experimental_backend_names_an_engine() {
+        assert_eq!(
+            cfg(&["--experimental-backend", "redb"]).backend,
+            Some(Engine::Redb)
+        );
+        let c = cfg_env(&[], &[("ETCD_EXPERIMENTAL_BACKEND", "sled")]);
+        assert_eq!(c.backend, Some(Engine::Sled));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
     fn etcd_value_checks() {
         assert_eq!(
             err(&["--max-request-bytes", "x"]),
@@ -346,6 +370,10 @@ mod tests {
         assert_eq!(
             err(&["--initial-cluster-state", "old"]),
             "invalid value \"old\" for flag --initial-cluster-state: valid values are \"new\", \"existing\""
+        );
+        assert_eq!(
+            err(&["--experimental-backend", "bbolt"]),
+            "invalid value \"bbolt\" for flag --experimental-backend: valid values are \"sled\", \"redb\""
         );
         assert!(err(&["--log-level", "loud"]).contains("--log-level"));
         assert_eq!(cfg(&["--max-txn-ops", "0x100"]).max_txn_ops, 256);

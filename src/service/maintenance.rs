@@ -57,7 +57,19 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = &self.node;
-        let db_size = node.store().size_on_disk().map_err(EtcdError::from)? as i64;
+        // redb counts its pages in use in a write transaction, which waits
+        // for the store's flusher: off the async workers.
+        let sizes = {
+            let node = node.clone();
+            tokio::task::spawn_blocking(move || {
+                let store = node.store();
+                Ok::<_, oxetcd_storage::StorageError>((store.size_on_disk()?, store.size_in_use()?))
+            })
+        };
+        let (db_size, db_size_in_use) = sizes
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(EtcdError::from)?;
         let raft = node.raft_metrics();
         let quota_backend_bytes = node.config().quota_backend_bytes;
         let quota = if quota_backend_bytes > 0 {
@@ -68,14 +80,14 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(StatusResponse {
             header: node.current_header(),
             version: ETCD_API_VERSION.to_string(),
-            db_size,
+            db_size: db_size as i64,
             leader: raft.current_leader.unwrap_or(0),
             raft_index: raft.last_log_index.unwrap_or(0),
             raft_term: raft.current_term,
             raft_applied_index: raft.last_applied.map_or(0, |l| l.index),
             errors: Vec::new(),
-            // sled keeps no free-page count; its own GC reclaims space.
-            db_size_in_use: db_size,
+            // sled keeps no count of its free space: there it equals db_size.
+            db_size_in_use: db_size_in_use as i64,
             is_learner: false,
             db_size_quota: quota,
             ..Default::default()
@@ -86,13 +98,14 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        // sled reclaims space continuously in the background; defragmenting
-        // means making what it holds durable and compact now. Only the state
-        // machine publishes: a publish here would take the changes of the
-        // batch being applied away from the watchers (a Jepsen watch run
-        // found exactly that: events lost on the defragmented member).
+        // The store makes what it holds durable, then the engine shrinks its
+        // file (redb compacts it; sled, which reclaims space in the
+        // background, cannot). Only the state machine publishes: a publish
+        // here would take the changes of the batch being applied away from
+        // the watchers (a Jepsen watch run found exactly that: events lost
+        // on the defragmented member).
         let node = self.node.clone();
-        tokio::task::spawn_blocking(move || node.store().flush())
+        tokio::task::spawn_blocking(move || node.store().defragment())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(EtcdError::from)?;

@@ -1,5 +1,6 @@
 //! The narrow interface MVCC needs from an on-disk engine: ordered buckets of
-//! byte keys, atomic batches, a durable flush, and the size on disk.
+//! byte keys, atomic batches, a durable flush, the size on disk and in use,
+//! and defragmenting.
 //!
 //! Keeping it this small means an engine can be swapped and measured without
 //! touching MVCC code; `conformance` holds the tests every engine must pass.
@@ -72,8 +73,23 @@ pub trait Backend: Send + Sync + 'static {
     /// Makes every applied batch durable (fsync) before returning.
     fn flush(&self) -> Result<()>;
 
-    /// Bytes the engine occupies on disk.
+    /// Bytes the engine occupies on disk (etcd's Status dbSize).
     fn size_on_disk(&self) -> Result<u64>;
+
+    /// Bytes of `size_on_disk` that hold data rather than free space the
+    /// engine would reuse or a defragment would give back (etcd's Status
+    /// dbSizeInUse). At most `size_on_disk`. By default all of it: what an
+    /// engine that keeps no count of its free space can say.
+    fn size_in_use(&self) -> Result<u64> {
+        self.size_on_disk()
+    }
+
+    /// Makes every applied batch durable, then gives free space back to the
+    /// file system as far as the engine can (etcd's Defragment). By default
+    /// only the first half: what an engine that cannot shrink on request can do.
+    fn defragment(&self) -> Result<()> {
+        self.flush()
+    }
 }
 
 /// Tests every `Backend` must pass; each engine's test module calls `run_all`.
@@ -141,9 +157,36 @@ pub(crate) mod conformance {
         assert!(b.size_on_disk().unwrap() > 0);
     }
 
+    pub fn defragment_keeps_every_entry(b: &dyn Backend) {
+        let mut batch = WriteBatch::default();
+        for i in 0..200u32 {
+            batch.put(Bucket::Key, i.to_be_bytes().to_vec(), vec![b'v'; 512]);
+        }
+        b.apply(batch).unwrap();
+        b.flush().unwrap();
+        let mut batch = WriteBatch::default();
+        for i in (0..200u32).filter(|i| i % 2 == 0) {
+            batch.delete(Bucket::Key, i.to_be_bytes().to_vec());
+        }
+        b.apply(batch).unwrap();
+        b.defragment().unwrap();
+        let keys: Vec<Vec<u8>> = collect(b, Bucket::Key, b"", None)
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        let want: Vec<Vec<u8>> = (0..200u32)
+            .filter(|i| i % 2 == 1)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        assert_eq!(keys, want);
+        let (in_use, size) = (b.size_in_use().unwrap(), b.size_on_disk().unwrap());
+        assert!(in_use > 0 && in_use <= size, "in use {in_use}, size {size}");
+    }
+
     pub fn run_all(make: &dyn Fn() -> Box<dyn Backend>) {
         buckets_are_separate(make().as_ref());
         scan_is_ordered_and_bounded(make().as_ref());
         batch_applies_in_order(make().as_ref());
+        defragment_keeps_every_entry(make().as_ref());
     }
 }

@@ -9,8 +9,11 @@
 //!   ([`Store::history`]), checksums ([`Store::hash_kv`]) and whole-store
 //!   snapshots ([`Store::snapshot_to`], [`Store::install_snapshot`]).
 //! - [`Backend`]: the narrow on-disk interface (ordered buckets, atomic batches,
-//!   flush, size); [`SledBackend`] implements it on sled, and [`WriteBuffer`]
-//!   keeps applied batches in memory and hands them to an engine together.
+//!   flush, sizes, defragment); [`RedbBackend`] implements it on redb (the
+//!   default engine), [`SledBackend`] on sled ([`Engine`] names them and
+//!   opens one), and
+//!   [`WriteBuffer`] keeps applied batches in memory and hands them to an
+//!   engine together.
 //! - [`Revision`], [`KeyRange`]: the vocabulary of requests.
 //!
 //! A write txn cannot be rolled back: callers validate a request completely
@@ -41,10 +44,14 @@
 mod backend;
 pub mod bbolt;
 mod compaction;
+mod defragment;
+mod engine;
 mod error;
+mod fsync;
 mod index;
 mod key_index;
 mod mvcc_txn;
+mod redb_backend;
 mod revision;
 mod sled_backend;
 mod snapshot;
@@ -52,9 +59,11 @@ mod store;
 mod write_buffer;
 
 pub use backend::{Backend, BatchOp, Bucket, Entry, WriteBatch};
+pub use engine::Engine;
 pub use error::{Result, StorageError};
 pub use index::KeyRange;
 pub use mvcc_txn::WriteTxn;
+pub use redb_backend::RedbBackend;
 pub use revision::Revision;
 pub use sled_backend::SledBackend;
 pub use store::{Committed, HashKv, RangeOptions, RangeResult, Store};

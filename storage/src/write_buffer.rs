@@ -285,6 +285,18 @@ impl Backend for WriteBuffer {
         let buffered = self.shared.buffered.read().active_bytes as u64;
         Ok(self.shared.engine.size_on_disk()? + buffered)
     }
+
+    /// The engine's, plus what is buffered for it (as `size_on_disk`).
+    fn size_in_use(&self) -> Result<u64> {
+        let buffered = self.shared.buffered.read().active_bytes as u64;
+        Ok(self.shared.engine.size_in_use()? + buffered)
+    }
+
+    /// Hands the buffer to the engine first, so that nothing is left out.
+    fn defragment(&self) -> Result<()> {
+        self.shared.flush_active()?;
+        self.shared.engine.defragment()
+    }
 }
 
 /// The engine's entries with the buffered changes laid over them.

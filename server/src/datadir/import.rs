@@ -24,14 +24,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use oxetcd_storage::bbolt::{parse_etcd_revision_key, BboltError, EtcdLease, Reader};
-use oxetcd_storage::{SledBackend, StorageError, Store};
+use oxetcd_storage::{Engine, StorageError, Store};
 use prost::Message;
 use tracing::info;
 
 use super::etcd_wal::{DbFacts, Tail, WalError};
 use super::Staging;
 
-/// sled's page cache while importing.
+/// The engine's page cache while importing.
 const IMPORT_CACHE_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +56,9 @@ pub enum ImportError {
     },
 }
 
-/// Imports etcd's database `db` of data dir `root` into a new oxetcd store.
-pub fn import(root: &Path, db: &Path) -> Result<(), ImportError> {
+/// Imports etcd's database `db` of data dir `root` into a new oxetcd store
+/// on `engine`.
+pub fn import(root: &Path, db: &Path, engine: Engine) -> Result<(), ImportError> {
     let open_err = |source| ImportError::Open {
         path: db.to_path_buf(),
         source,
@@ -78,7 +79,7 @@ pub fn import(root: &Path, db: &Path) -> Result<(), ImportError> {
         }
     }
     info!(db = %db.display(), "importing etcd's database into a new oxetcd store");
-    let staging = Staging::create(root).map_err(|source| ImportError::Io {
+    let staging = Staging::create(root, engine).map_err(|source| ImportError::Io {
         path: root.to_path_buf(),
         source,
     })?;
@@ -86,9 +87,11 @@ pub fn import(root: &Path, db: &Path) -> Result<(), ImportError> {
         path: db.to_path_buf(),
         source,
     };
-    let backend = SledBackend::open(&staging.kv_path(), IMPORT_CACHE_BYTES).map_err(store_err)?;
+    let backend = engine
+        .open(&staging.kv_path(), IMPORT_CACHE_BYTES)
+        .map_err(store_err)?;
     let (store, summary) =
-        Store::import_etcd_db(Box::new(backend), &reader, &lease_record).map_err(store_err)?;
+        Store::import_etcd_db(backend, &reader, &lease_record).map_err(store_err)?;
     store.flush().map_err(store_err)?;
     drop(store);
     staging.commit().map_err(|source| ImportError::Io {
@@ -209,19 +212,26 @@ mod tests {
 
     #[test]
     fn an_etcd_data_dir_is_imported_once_and_left_unchanged() {
+        for engine in Engine::ALL {
+            imported_once_and_left_unchanged(engine);
+        }
+    }
+
+    fn imported_once_and_left_unchanged(engine: Engine) {
         let dir = etcd_dir(5);
         let before = fs::read(dir.path().join("member/snap/db")).unwrap();
         // A crashed earlier import left a partial staging dir.
         fs::create_dir_all(dir.path().join("oxetcd.import/kv")).unwrap();
-        let data = DataDir::prepare(dir.path()).unwrap();
+        let data = DataDir::prepare(dir.path(), Some(engine)).unwrap();
+        assert_eq!(data.engine(), engine);
         assert!(!dir.path().join("oxetcd.import").exists());
         assert!(data.imported_store_needs_snapshot());
         data.imported_store_snapshotted().unwrap();
         assert!(!data.imported_store_needs_snapshot());
         assert_eq!(fs::read(dir.path().join("member/snap/db")).unwrap(), before);
 
-        let backend = SledBackend::open(&data.kv_path(), 1 << 20).unwrap();
-        let store = Store::open(Box::new(backend)).unwrap();
+        let backend = data.engine().open(&data.kv_path(), 1 << 20).unwrap();
+        let store = Store::open(backend).unwrap();
         assert_eq!(store.current_revision(), 3);
         let got = store
             .range(KeyRange::new(b"foo", b""), &RangeOptions::default())
@@ -236,12 +246,10 @@ mod tests {
         txn.end().unwrap();
         let _ = store.commit().unwrap();
         drop(store);
-        let data = DataDir::prepare(dir.path()).unwrap();
-        let backend = SledBackend::open(&data.kv_path(), 1 << 20).unwrap();
-        assert_eq!(
-            Store::open(Box::new(backend)).unwrap().current_revision(),
-            4
-        );
+        let data = DataDir::prepare(dir.path(), None).unwrap();
+        assert_eq!(data.engine(), engine);
+        let backend = data.engine().open(&data.kv_path(), 1 << 20).unwrap();
+        assert_eq!(Store::open(backend).unwrap().current_revision(), 4);
     }
 
     fn wal_with_put_at_6() -> Vec<u8> {
@@ -258,7 +266,7 @@ mod tests {
             wal_with_put_at_6(),
         )
         .unwrap();
-        let err = DataDir::prepare(dir.path()).err().unwrap();
+        let err = DataDir::prepare(dir.path(), None).err().unwrap();
         assert!(
             matches!(
                 err,
@@ -281,6 +289,6 @@ mod tests {
             wal_with_put_at_6(),
         )
         .unwrap();
-        DataDir::prepare(dir6.path()).unwrap();
+        DataDir::prepare(dir6.path(), None).unwrap();
     }
 }

@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! <data-dir>/oxetcd/FORMAT   "1": the layout version below
-//! <data-dir>/oxetcd/kv/      the sled database of the MVCC store
+//! <data-dir>/oxetcd/ENGINE   "sled" or "redb": the MVCC store's engine (see
+//!                            `engine`; absent before engines were recorded:
+//!                            then sled)
+//! <data-dir>/oxetcd/kv/      the MVCC store's database: sled's files, or
+//!                            redb's one file (data.redb)
 //! <data-dir>/oxetcd/raft/    the Raft log (wal/) and the last snapshot (snapshot/)
 //! <data-dir>/oxetcd/IMPORTED present from an import from etcd until the first
 //!                            start has put the imported store in a snapshot
@@ -17,12 +21,15 @@
 //! restore`) without `oxetcd/` is imported first; one without a database is
 //! refused with a clear message rather than misread.
 
+mod engine;
 mod etcd_wal;
 mod import;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use oxetcd_storage::Engine;
 
 pub use import::ImportError;
 
@@ -42,18 +49,29 @@ pub enum DataDirError {
         "data-dir {path:?} has oxetcd layout version {found:?}, this oxetcd reads version {FORMAT}"
     )]
     Format { path: PathBuf, found: String },
+    #[error("data-dir {path:?} holds a store written with the {recorded} engine; --experimental-backend={requested} cannot open it (omit the flag, or give --experimental-backend={recorded})")]
+    EngineMismatch {
+        path: PathBuf,
+        recorded: Engine,
+        requested: Engine,
+    },
+    #[error("data-dir {path:?} names storage engine {found:?} in oxetcd/ENGINE; this oxetcd has sled and redb")]
+    UnknownEngine { path: PathBuf, found: String },
     #[error("cannot prepare data-dir {path:?}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
 
 pub struct DataDir {
     root: PathBuf,
+    engine: Engine,
 }
 
 impl DataDir {
     /// Checks `path` and creates our layout in it, importing etcd's data
     /// first if it is an etcd data directory we have not imported yet.
-    pub fn prepare(path: &Path) -> Result<Self, DataDirError> {
+    /// `engine` is --experimental-backend: the engine of a new store, and
+    /// of an existing one if given (see `engine`).
+    pub fn prepare(path: &Path, engine: Option<Engine>) -> Result<Self, DataDirError> {
         let io_err = |source| DataDirError::Io {
             path: path.to_path_buf(),
             source,
@@ -64,7 +82,7 @@ impl DataDir {
             if !db.is_file() {
                 return Err(DataDirError::Etcd(path.to_path_buf()));
             }
-            import::import(path, &db)?;
+            import::import(path, &db, engine.unwrap_or(Engine::DEFAULT))?;
         }
         if !ours.exists() {
             fs::create_dir_all(&ours).map_err(io_err)?;
@@ -91,7 +109,13 @@ impl DataDir {
             }
             Err(e) => return Err(io_err(e)),
         }
-        Ok(Self { root: ours })
+        let engine = engine::settle(path, &ours, engine)?;
+        Ok(Self { root: ours, engine })
+    }
+
+    /// The engine the MVCC store in `kv_path` is written with.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Where the Raft log (wal/) and the last snapshot (snapshot/) live.
@@ -127,15 +151,16 @@ struct Staging {
 }
 
 impl Staging {
-    /// A fresh staging dir in data dir `root` (a leftover of a crashed
-    /// import is removed).
-    fn create(root: &Path) -> io::Result<Self> {
+    /// A fresh staging dir in data dir `root` for a store of `engine` (a
+    /// leftover of a crashed import is removed).
+    fn create(root: &Path, engine: Engine) -> io::Result<Self> {
         let staging = root.join(STAGING);
         if staging.exists() {
             fs::remove_dir_all(&staging)?;
         }
         fs::create_dir_all(&staging)?;
         fs::write(staging.join("FORMAT"), FORMAT)?;
+        fs::write(staging.join(engine::ENGINE_FILE), engine.name())?;
         fs::write(staging.join(IMPORTED), "")?;
         Ok(Self {
             root: root.to_path_buf(),
@@ -150,6 +175,7 @@ impl Staging {
     /// Renames the staging dir to `oxetcd/`, durably.
     fn commit(self) -> io::Result<()> {
         fs::File::open(self.staging.join("FORMAT"))?.sync_all()?;
+        fs::File::open(self.staging.join(engine::ENGINE_FILE))?.sync_all()?;
         fs::File::open(&self.staging)?.sync_all()?;
         fs::rename(&self.staging, self.root.join("oxetcd"))?;
         fs::File::open(&self.root)?.sync_all()
@@ -181,7 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("member/wal")).unwrap();
         assert!(matches!(
-            DataDir::prepare(dir.path()),
+            DataDir::prepare(dir.path(), None),
             Err(DataDirError::Etcd(_))
         ));
 
@@ -189,7 +215,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("oxetcd")).unwrap();
         fs::write(dir.path().join("oxetcd/FORMAT"), "99").unwrap();
         assert!(matches!(
-            DataDir::prepare(dir.path()),
+            DataDir::prepare(dir.path(), None),
             Err(DataDirError::Format { .. })
         ));
     }
@@ -197,8 +223,8 @@ mod tests {
     #[test]
     fn prepares_a_fresh_dir_and_accepts_it_again() {
         let dir = tempfile::tempdir().unwrap();
-        DataDir::prepare(dir.path()).unwrap();
-        let again = DataDir::prepare(dir.path()).unwrap();
+        DataDir::prepare(dir.path(), None).unwrap();
+        let again = DataDir::prepare(dir.path(), None).unwrap();
         assert!(again.kv_path().starts_with(dir.path()));
     }
 }
