@@ -44,12 +44,37 @@ fn certificate(flags: &Flags) -> Result<(PathBuf, PathBuf), Error> {
     }
 }
 
+/// An exclusive flock(2) on `<data-dir>/.setup.lock`, released on drop: the
+/// server and `kubeconfig` started together generate the CA and the token
+/// once, and neither reads the other's half-written files.
+struct SetupLock(std::fs::File);
+
+impl SetupLock {
+    fn take(data_dir: &std::path::Path) -> Result<Self, Error> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(data_dir)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join(".setup.lock"))?;
+        // SAFETY: flock on a descriptor this File owns for the call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(SetupLock(file))
+    }
+}
+
 pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
     if let Some(why) = flags.unsupported() {
         return Err(why.into());
     }
+    let setup = SetupLock::take(&flags.data_dir)?;
     let tokens = tokens(&flags)?;
     let (cert, key) = certificate(&flags)?;
+    // Closing the file releases the lock.
+    drop(setup.0);
     if let Some(Command::Kubeconfig { server }) = command {
         let server = server
             .unwrap_or_else(|| kubeconfig::server_url(&flags.bind_address, flags.secure_port));
