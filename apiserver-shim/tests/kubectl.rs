@@ -14,23 +14,30 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oxetcd-apiserver");
 
-/// A port of the range this test may use that is free now.
-fn free_port() -> u16 {
-    (26500..27000)
+/// A port free now among the hundred from `from` (each test has its own
+/// hundred, so that tests running in parallel do not pick the same one).
+fn free_port(from: u16) -> u16 {
+    (from..from + 100)
         .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in 26500..27000")
+        .expect("a free port")
 }
 
 struct Server {
     child: Child,
     data_dir: PathBuf,
     port: u16,
+    etcd: Option<String>,
 }
 
 impl Server {
-    fn start(data_dir: &Path, port: u16) -> Self {
+    /// The server on `data_dir`, over `etcd` (a URL) or its embedded store.
+    fn start(data_dir: &Path, port: u16, etcd: Option<&str>) -> Self {
         let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(url) = etcd {
+            cmd.arg(format!("--etcd-servers={url}"));
+        }
+        let child = cmd
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--secure-port={port}"))
             .arg("--bind-address=127.0.0.1")
@@ -42,6 +49,7 @@ impl Server {
             child,
             data_dir: data_dir.to_path_buf(),
             port,
+            etcd: etcd.map(String::from),
         }
     }
 
@@ -179,11 +187,81 @@ fn kubectl_drives_the_api_over_an_embedded_store() {
         eprintln!("kubectl not found: skipped (CI=true makes this a failure)");
         return;
     }
+    scenario(None, 26500);
+}
+
+/// Debian's etcd 3.4 on a temporary data dir, killed on drop.
+struct Etcd(Child);
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kubectl_drives_the_api_over_etcd() {
+    if !kubectl_present() {
+        eprintln!("kubectl not found: skipped (CI=true makes this a failure)");
+        return;
+    }
+    if Command::new("etcd").arg("--version").output().is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "etcd is required under CI=true"
+        );
+        eprintln!("etcd not found: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let client = free_port(26800);
+    let peer = free_port(client + 1);
+    let url = format!("http://127.0.0.1:{client}");
+    let _etcd = Etcd(
+        Command::new("etcd")
+            .arg(format!("--data-dir={}", dir.path().display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    scenario(Some(&url), 26600);
+    // What a real kube-apiserver would read: JSON at its key.
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &url,
+            "get",
+            "/registry/namespaces/team-a",
+            "--print-value-only",
+        ])
+        .output()
+        .unwrap();
+    let stored: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stored["kind"], "Namespace");
+    assert_eq!(stored["metadata"]["name"], "team-a");
+    assert!(
+        stored["metadata"].get("resourceVersion").is_none(),
+        "never stored"
+    );
+}
+
+fn scenario(etcd: Option<&str>, ports: u16) {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let port = free_port();
-    let mut server = Server::start(&data_dir, port);
+    let port = free_port(ports);
+    let mut server = Server::start(&data_dir, port, etcd);
     let k = Kubectl {
         kubeconfig: dir.path().join("kubeconfig"),
         cache: dir.path().join("cache"),
@@ -453,7 +531,7 @@ fn kubectl_drives_the_api_over_an_embedded_store() {
     // data is still there.
     k.ok(&["create", "--validate=false", "-f", "-"], Some(NAMESPACE));
     server.stop();
-    let _server = Server::start(&data_dir, port);
+    let _server = Server::start(&data_dir, port, server.etcd.as_deref());
     wait_ready(&k);
     let ns = k.json(&["get", "ns", "team-a"]);
     assert_eq!(ns["metadata"]["name"], "team-a");
