@@ -110,6 +110,17 @@ fn resource_entries(k: &Kind) -> Vec<Value> {
             "verbs": STATUS_VERBS,
         }));
     }
+    if k.scale {
+        out.push(json!({
+            "name": format!("{}/scale", k.resource),
+            "singularName": "",
+            "namespaced": k.namespaced,
+            "group": "autoscaling",
+            "version": "v1",
+            "kind": "Scale",
+            "verbs": STATUS_VERBS,
+        }));
+    }
     out
 }
 
@@ -154,6 +165,15 @@ mod tests {
             .unwrap()
             .contains(&json!("watch")));
         assert!(res.iter().any(|r| r["name"] == "deployments/status"));
+        let scale = res
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
+        assert_eq!(
+            (scale["group"].as_str(), scale["kind"].as_str()),
+            (Some("autoscaling"), Some("Scale"))
+        );
+        assert!(!res.iter().any(|r| r["name"] == "daemonsets/scale"));
         let core = resources("", "v1").unwrap();
         let ns = core["resources"]
             .as_array()

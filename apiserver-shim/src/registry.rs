@@ -42,6 +42,8 @@ pub struct Kind {
     pub storage: Option<&'static str>,
     /// Serves `<resource>/status`.
     pub status: bool,
+    /// Serves `<resource>/scale` (autoscaling/v1 Scale over spec.replicas).
+    pub scale: bool,
     /// metadata.generation is 1 on create and bumped on spec changes.
     pub generation: bool,
     pub status_on_create: StatusOnCreate,
@@ -113,6 +115,7 @@ const fn row(
         categories: &[],
         storage: None,
         status: false,
+        scale: false,
         generation: false,
         status_on_create: StatusOnCreate::Keep,
         names: NameRule::Subdomain,
@@ -237,6 +240,7 @@ pub static KINDS: &[Kind] = &[
     },
     // apps/v1
     Kind {
+        scale: true,
         short_names: &["deploy"],
         categories: ALL,
         status: true,
@@ -245,6 +249,7 @@ pub static KINDS: &[Kind] = &[
         ..row("apps", "deployments", "deployment", "Deployment", true)
     },
     Kind {
+        scale: true,
         short_names: &["rs"],
         categories: ALL,
         status: true,
@@ -253,6 +258,7 @@ pub static KINDS: &[Kind] = &[
         ..row("apps", "replicasets", "replicaset", "ReplicaSet", true)
     },
     Kind {
+        scale: true,
         short_names: &["sts"],
         categories: ALL,
         status: true,

@@ -181,6 +181,28 @@ data:
   color: blue
 ";
 
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: team-a
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+status:
+  replicas: 9
+";
+
 #[test]
 fn kubectl_drives_the_api_over_an_embedded_store() {
     if !kubectl_present() {
@@ -471,6 +493,46 @@ fn scenario(etcd: Option<&str>, ports: u16) {
     assert!(
         err.contains("Error from server (NotFound)")
             && err.contains("namespaces \"nope\" not found"),
+        "{err}"
+    );
+
+    // A Deployment scaled through /scale: spec.replicas and generation move,
+    // status is the status subresource's and stays as it was.
+    let out = k.ok(&["create", "--validate=false", "-f", "-"], Some(DEPLOYMENT));
+    assert_eq!(out.trim(), "deployment.apps/web created");
+    let d = k.json(&["get", "deploy", "web", "-n", "team-a"]);
+    assert_eq!(
+        (
+            d["spec"]["replicas"].as_i64(),
+            d["metadata"]["generation"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert!(d.get("status").is_none(), "status dropped on create: {d}");
+    let out = k.ok(
+        &["scale", "deploy", "web", "-n", "team-a", "--replicas=3"],
+        None,
+    );
+    assert_eq!(out.trim(), "deployment.apps/web scaled");
+    let d = k.json(&["get", "deploy", "web", "-n", "team-a"]);
+    assert_eq!(
+        (
+            d["spec"]["replicas"].as_i64(),
+            d["metadata"]["generation"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+    let err = k.fails(
+        &["scale", "deploy", "web", "-n", "team-a", "--replicas=-1"],
+        None,
+    );
+    assert!(err.contains("must be greater than or equal to 0"), "{err}");
+    let err = k.fails(
+        &["scale", "cm", "settings", "-n", "team-a", "--replicas=2"],
+        None,
+    );
+    assert!(
+        err.contains("could not find the requested resource") || err.contains("NotFound"),
         "{err}"
     );
 

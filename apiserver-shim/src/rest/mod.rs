@@ -5,6 +5,7 @@
 //! - `watch`: watch streams;
 //! - `create`, `update` (PUT, PATCH, /status, and the guarded update loop
 //!   every write shares), `delete` (DELETE, deletecollection, finalizers);
+//! - `scale`: the /scale subresource (autoscaling/v1 Scale);
 //! - `namespaces`: the default namespaces and namespace termination;
 //! - `object`, `query`, `continue_token`: the pieces they share.
 
@@ -15,6 +16,7 @@ pub mod namespaces;
 pub mod object;
 mod query;
 mod read;
+mod scale;
 mod update;
 mod watch;
 
@@ -110,6 +112,7 @@ impl Api {
         match sub {
             None => {}
             Some("status") if kind.status => {}
+            Some("scale") if kind.scale => {}
             Some(_) => return Err(ApiError::UnknownPath),
         }
         if matches!(
@@ -127,6 +130,12 @@ impl Api {
                 resource: kind.qualified_resource(),
             }),
             (&Method::GET, None) => ok(read::list(self, &target, &req.query).await?),
+            (&Method::GET, Some(name)) if sub == Some("scale") => {
+                ok(scale::get(self, &target, name).await?)
+            }
+            (&Method::PUT | &Method::PATCH, Some(name)) if sub == Some("scale") => {
+                ok(scale::write(self, &target, name, &req).await?)
+            }
             (&Method::GET, Some(name)) => ok(read::get(self, &target, name).await?),
             (&Method::POST, None) => {
                 let obj = create::create(self, &target, &req).await?;

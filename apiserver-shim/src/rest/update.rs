@@ -232,7 +232,7 @@ fn merge_rules(
 }
 
 /// Refuses a write based on an older resourceVersion than `current`'s.
-fn check_fresh(kind: &Kind, current: &Value, wanted: &Value) -> Result<(), ApiError> {
+pub(super) fn check_fresh(kind: &Kind, current: &Value, wanted: &Value) -> Result<(), ApiError> {
     let name = object::name(current);
     match (
         object::resource_version(wanted)?,
@@ -285,14 +285,27 @@ pub async fn put(
 }
 
 /// The patch types served: RFC 6902 and RFC 7386.
-enum Patch {
+pub(super) enum Patch {
     Json(json_patch::Patch),
     Merge(Value),
 }
 
+impl Patch {
+    /// The patched copy of `doc`.
+    pub(super) fn apply(&self, doc: &Value) -> Result<Value, ApiError> {
+        let mut out = doc.clone();
+        match self {
+            Patch::Json(p) => json_patch::patch(&mut out, p)
+                .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
+            Patch::Merge(m) => json_patch::merge(&mut out, m),
+        }
+        Ok(out)
+    }
+}
+
 const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json";
 
-fn parse_patch(req: &Request) -> Result<Patch, ApiError> {
+pub(super) fn parse_patch(req: &Request) -> Result<Patch, ApiError> {
     let bad = |e: serde_json::Error| ApiError::BadRequest(format!("error decoding patch: {e}"));
     match req.content_type.as_deref() {
         Some("application/json-patch+json") => {
