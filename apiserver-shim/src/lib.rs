@@ -1,0 +1,32 @@
+//! oxetcd-apiserver: a thin Kubernetes API server that keeps its objects in
+//! an etcd-API store, at kube-apiserver's keys and with its transaction
+//! shapes, so that kubectl and Kubernetes clients work against it.
+//!
+//! By module:
+//! - [`store`]: the store trait, embedded oxetcd and remote etcd;
+//! - [`registry`]: the table of kinds; [`route`]: what a path names;
+//! - [`rest`]: the verbs (get, list, watch, create, update, patch, delete);
+//! - [`discovery`]: /version, /api, /apis and the resource lists;
+//! - [`selector`], [`names`]: label/field selectors and name rules;
+//! - [`error`]: every error as a Status, mapped to HTTP in one place;
+//! - [`http`]: HTTPS (hyper 1 over rustls), authentication, negotiation;
+//! - [`auth`], [`pki`], [`kubeconfig`], [`cli`], [`run`]: credentials,
+//!   certificates, the printed kubeconfig, flags and start-up.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod auth;
+pub mod cli;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod kubeconfig;
+pub mod names;
+pub mod pki;
+pub mod registry;
+pub mod rest;
+pub mod route;
+pub mod run;
+pub mod selector;
+pub mod store;

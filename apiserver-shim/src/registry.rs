@@ -1,0 +1,396 @@
+//! Every kind the server serves, in one table: where it lives in the URL
+//! space and in etcd, and the few behaviours that differ between kinds.
+//! Discovery, routing, keys and the write paths all read this table; no kind
+//! has a module of its own.
+
+/// How a kind's metadata.name is checked on create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain (most kinds).
+    Subdomain,
+    /// RFC 1123 label (namespaces).
+    Label,
+    /// RFC 1035 label (services).
+    Rfc1035Label,
+}
+
+/// What create does with a client-sent .status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusOnCreate {
+    /// Kept as sent (kinds without a status subresource, and nodes).
+    Keep,
+    /// Dropped: the status subresource sets it.
+    Clear,
+    /// Replaced by {"phase": <this>}.
+    Phase(&'static str),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Kind {
+    /// "" for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// The plural resource name in URLs.
+    pub resource: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// The key segment under --etcd-prefix when it is not `resource`
+    /// (kube-apiserver's exceptions: nodes -> minions, services -> services/specs).
+    pub storage: Option<&'static str>,
+    /// Serves `<resource>/status`.
+    pub status: bool,
+    /// Serves `<resource>/scale` (autoscaling/v1 Scale over spec.replicas).
+    pub scale: bool,
+    /// metadata.generation is 1 on create and bumped on spec changes.
+    pub generation: bool,
+    pub status_on_create: StatusOnCreate,
+    pub names: NameRule,
+    /// DELETE answers the deleted object rather than a Status (pods,
+    /// services, namespaces, persistent volumes and claims).
+    pub delete_returns_object: bool,
+    /// DELETE of a scheduled object waits out a grace period (pods: the
+    /// kubelet finishes the deletion).
+    pub graceful: bool,
+    /// Fields a fieldSelector may name besides metadata.name and
+    /// metadata.namespace (kube-apiserver's per-kind field label sets).
+    pub fields: &'static [&'static str],
+}
+
+impl Kind {
+    /// "v1" or "apps/v1".
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The resource as Kubernetes names it in messages: "pods",
+    /// "deployments.apps".
+    pub fn qualified_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+
+    /// The kind as Kubernetes names it in Invalid messages: "Pod",
+    /// "Deployment.apps".
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    pub fn storage_segment(&self) -> &'static str {
+        self.storage.unwrap_or(self.resource)
+    }
+}
+
+const ALL: &[&str] = &["all"];
+
+/// A row with the common defaults; the table below overrides what differs.
+const fn row(
+    group: &'static str,
+    resource: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> Kind {
+    Kind {
+        group,
+        version: "v1",
+        resource,
+        singular,
+        kind,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        storage: None,
+        status: false,
+        scale: false,
+        generation: false,
+        status_on_create: StatusOnCreate::Keep,
+        names: NameRule::Subdomain,
+        delete_returns_object: false,
+        graceful: false,
+        fields: &[],
+    }
+}
+
+/// The table. Order within a group is the order discovery lists.
+pub static KINDS: &[Kind] = &[
+    // core/v1
+    Kind {
+        short_names: &["ns"],
+        status: true,
+        status_on_create: StatusOnCreate::Phase("Active"),
+        names: NameRule::Label,
+        fields: &["status.phase"],
+        delete_returns_object: true,
+        ..row("", "namespaces", "namespace", "Namespace", false)
+    },
+    Kind {
+        short_names: &["po"],
+        categories: ALL,
+        status: true,
+        status_on_create: StatusOnCreate::Phase("Pending"),
+        delete_returns_object: true,
+        graceful: true,
+        fields: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ..row("", "pods", "pod", "Pod", true)
+    },
+    Kind {
+        short_names: &["svc"],
+        categories: ALL,
+        storage: Some("services/specs"),
+        status: true,
+        status_on_create: StatusOnCreate::Clear,
+        names: NameRule::Rfc1035Label,
+        delete_returns_object: true,
+        ..row("", "services", "service", "Service", true)
+    },
+    Kind {
+        short_names: &["ep"],
+        storage: Some("services/endpoints"),
+        ..row("", "endpoints", "endpoints", "Endpoints", true)
+    },
+    Kind {
+        short_names: &["cm"],
+        ..row("", "configmaps", "configmap", "ConfigMap", true)
+    },
+    Kind {
+        fields: &["type"],
+        ..row("", "secrets", "secret", "Secret", true)
+    },
+    Kind {
+        short_names: &["no"],
+        storage: Some("minions"),
+        status: true,
+        fields: &["spec.unschedulable"],
+        ..row("", "nodes", "node", "Node", false)
+    },
+    Kind {
+        short_names: &["ev"],
+        fields: &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "type",
+        ],
+        ..row("", "events", "event", "Event", true)
+    },
+    Kind {
+        short_names: &["sa"],
+        ..row(
+            "",
+            "serviceaccounts",
+            "serviceaccount",
+            "ServiceAccount",
+            true,
+        )
+    },
+    Kind {
+        short_names: &["pv"],
+        status: true,
+        status_on_create: StatusOnCreate::Phase("Pending"),
+        delete_returns_object: true,
+        ..row(
+            "",
+            "persistentvolumes",
+            "persistentvolume",
+            "PersistentVolume",
+            false,
+        )
+    },
+    Kind {
+        short_names: &["pvc"],
+        status: true,
+        status_on_create: StatusOnCreate::Phase("Pending"),
+        delete_returns_object: true,
+        ..row(
+            "",
+            "persistentvolumeclaims",
+            "persistentvolumeclaim",
+            "PersistentVolumeClaim",
+            true,
+        )
+    },
+    // apps/v1
+    Kind {
+        scale: true,
+        short_names: &["deploy"],
+        categories: ALL,
+        status: true,
+        generation: true,
+        status_on_create: StatusOnCreate::Clear,
+        ..row("apps", "deployments", "deployment", "Deployment", true)
+    },
+    Kind {
+        scale: true,
+        short_names: &["rs"],
+        categories: ALL,
+        status: true,
+        generation: true,
+        status_on_create: StatusOnCreate::Clear,
+        ..row("apps", "replicasets", "replicaset", "ReplicaSet", true)
+    },
+    Kind {
+        scale: true,
+        short_names: &["sts"],
+        categories: ALL,
+        status: true,
+        generation: true,
+        status_on_create: StatusOnCreate::Clear,
+        ..row("apps", "statefulsets", "statefulset", "StatefulSet", true)
+    },
+    Kind {
+        short_names: &["ds"],
+        categories: ALL,
+        status: true,
+        generation: true,
+        status_on_create: StatusOnCreate::Clear,
+        ..row("apps", "daemonsets", "daemonset", "DaemonSet", true)
+    },
+    // batch/v1
+    Kind {
+        categories: ALL,
+        status: true,
+        generation: true,
+        status_on_create: StatusOnCreate::Clear,
+        fields: &["status.successful"],
+        ..row("batch", "jobs", "job", "Job", true)
+    },
+    Kind {
+        short_names: &["cj"],
+        categories: ALL,
+        status: true,
+        generation: true,
+        status_on_create: StatusOnCreate::Clear,
+        ..row("batch", "cronjobs", "cronjob", "CronJob", true)
+    },
+    // coordination.k8s.io/v1
+    row("coordination.k8s.io", "leases", "lease", "Lease", true),
+    // discovery.k8s.io/v1
+    Kind {
+        generation: true,
+        ..row(
+            "discovery.k8s.io",
+            "endpointslices",
+            "endpointslice",
+            "EndpointSlice",
+            true,
+        )
+    },
+];
+
+/// The kind served at (group, version, resource), if any.
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.resource == resource)
+}
+
+/// The groups other than core, in table order, each once.
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for k in KINDS.iter().filter(|k| !k.group.is_empty()) {
+        if !out.contains(&k.group) {
+            out.push(k.group);
+        }
+    }
+    out
+}
+
+/// The versions served for `group`, preferred first.
+pub fn versions(group: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for k in KINDS.iter().filter(|k| k.group == group) {
+        if !out.contains(&k.version) {
+            out.push(k.version);
+        }
+    }
+    out
+}
+
+pub fn namespaces() -> &'static Kind {
+    // The table's first row; the test below keeps it so.
+    &KINDS[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_apiservers_storage_exceptions_are_in_the_table() {
+        assert_eq!(
+            find("", "v1", "services").unwrap().storage_segment(),
+            "services/specs"
+        );
+        assert_eq!(
+            find("", "v1", "endpoints").unwrap().storage_segment(),
+            "services/endpoints"
+        );
+        assert_eq!(
+            find("", "v1", "nodes").unwrap().storage_segment(),
+            "minions"
+        );
+        assert_eq!(
+            find("apps", "v1", "deployments").unwrap().storage_segment(),
+            "deployments"
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_namespaces_come_first() {
+        assert_eq!(namespaces().resource, "namespaces");
+        for (i, a) in KINDS.iter().enumerate() {
+            for b in &KINDS[i + 1..] {
+                assert!(
+                    (a.group, a.version, a.resource) != (b.group, b.version, b.resource),
+                    "{} twice",
+                    a.resource
+                );
+                for s in a.short_names {
+                    assert!(!b.short_names.contains(s), "short name {s} twice");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn messages_qualify_non_core_resources_with_their_group() {
+        let d = find("apps", "v1", "deployments").unwrap();
+        assert_eq!(d.qualified_resource(), "deployments.apps");
+        assert_eq!(d.qualified_kind(), "Deployment.apps");
+        assert_eq!(d.api_version(), "apps/v1");
+        assert_eq!(find("", "v1", "pods").unwrap().qualified_resource(), "pods");
+        assert_eq!(
+            groups(),
+            ["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"]
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! get and list (reference: kubernetes-apiserver.md §2: list pages, the
+//! continue token, resourceVersion and resourceVersionMatch rules).
+
+use serde_json::{json, Value};
+
+use super::{continue_token, object, Api, Query, Target};
+use crate::error::ApiError;
+use crate::selector::Selector;
+use crate::store::{prefix_end, StoreError};
+
+/// Largest page asked of the store while a selector filters short pages.
+const MAX_PAGE: i64 = 10_000;
+
+pub async fn get(api: &Api, t: &Target<'_>, name: &str) -> Result<Value, ApiError> {
+    let key = api.key(t.kind, t.namespace, name);
+    let (kv, _) = api.store.get(key.as_bytes()).await?;
+    let kv = kv.ok_or_else(|| ApiError::not_found(t.kind, name))?;
+    object::decode(&kv)
+}
+
+/// Which revision a list reads at, from resourceVersion(Match) and continue.
+enum ReadAt {
+    /// The latest revision; with `min` = the revision it must not be older than.
+    Latest {
+        min: Option<i64>,
+    },
+    Exact(i64),
+}
+
+fn read_at(q: &Query, limit: i64) -> Result<ReadAt, ApiError> {
+    let rv = q.get("resourceVersion");
+    let rvm = q.get("resourceVersionMatch");
+    let n = |rv: &str| {
+        rv.parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::BadRequest(format!("invalid resourceVersion: {rv:?}")))
+    };
+    match (rv, rvm) {
+        (None, None) | (Some("0"), None | Some("NotOlderThan")) => Ok(ReadAt::Latest { min: None }),
+        (None, Some(_)) => Err(ApiError::Unprocessable(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+        )),
+        (Some("0"), Some("Exact")) => Err(ApiError::Unprocessable(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+        )),
+        (Some(rv), Some("Exact")) => Ok(ReadAt::Exact(n(rv)?)),
+        (Some(rv), Some("NotOlderThan")) => Ok(ReadAt::Latest { min: Some(n(rv)?) }),
+        // Legacy: an RV with a limit is exact, without one "not older than".
+        (Some(rv), None) if limit > 0 => Ok(ReadAt::Exact(n(rv)?)),
+        (Some(rv), None) => Ok(ReadAt::Latest { min: Some(n(rv)?) }),
+        (_, Some(other)) => Err(ApiError::Unprocessable(format!(
+            "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+        ))),
+    }
+}
+
+pub async fn list(api: &Api, t: &Target<'_>, q: &Query) -> Result<Value, ApiError> {
+    if q.flag("sendInitialEvents")? {
+        return Err(ApiError::Unprocessable(
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list".into(),
+        ));
+    }
+    let selector = Selector::parse(t.kind, q.get("labelSelector"), q.get("fieldSelector"))?;
+    let limit = q.int("limit")?.unwrap_or(0).max(0);
+    let prefix = api.collection(t.kind, t.namespace);
+    // metadata.name=x in a namespace (kubectl wait, delete --wait) reads one key.
+    let pinned = match (
+        selector.pinned_name(),
+        t.namespace.is_some() || !t.kind.namespaced,
+    ) {
+        (Some(name), true) => Some(format!("{prefix}{name}")),
+        _ => None,
+    };
+    let end = match &pinned {
+        Some(key) => format!("{key}\0").into_bytes(),
+        None => prefix_end(prefix.as_bytes()),
+    };
+    let (mut revision, mut start, min, continuing) = match q.get("continue") {
+        Some(token) => {
+            if !matches!(q.get("resourceVersion"), None | Some("0")) {
+                return Err(ApiError::BadRequest(
+                    "specifying resource version is not allowed when using continue".into(),
+                ));
+            }
+            let (rv, rel) = continue_token::decode(token)?;
+            (rv.max(0), format!("{prefix}{rel}").into_bytes(), None, true)
+        }
+        None => {
+            let start = pinned
+                .clone()
+                .unwrap_or_else(|| prefix.clone())
+                .into_bytes();
+            match read_at(q, limit)? {
+                ReadAt::Latest { min } => (0, start, min, false),
+                ReadAt::Exact(rv) => (rv, start, None, false),
+            }
+        }
+    };
+
+    let mut items = Vec::new();
+    let mut page_limit = limit;
+    let mut more = false;
+    let mut last_key: Option<Vec<u8>> = None;
+    let mut first_count = None;
+    loop {
+        let page = match api.store.list(&start, &end, page_limit, revision).await {
+            Ok(p) => p,
+            Err(StoreError::Compacted { .. }) if continuing => return Err(ApiError::Expired(
+                "The provided continue parameter is too old to display a consistent list result. \
+                     You can start a new list without the continue parameter."
+                    .into(),
+            )),
+            Err(e) => return Err(e.into()),
+        };
+        if revision == 0 {
+            revision = page.revision;
+            if let Some(min) = min.filter(|m| *m > revision) {
+                return Err(ApiError::Timeout(format!(
+                    "Too large resource version: {min}, current: {revision}"
+                )));
+            }
+        }
+        first_count.get_or_insert(page.count);
+        let returned = page.kvs.len();
+        let mut filled = false;
+        for (i, kv) in page.kvs.iter().enumerate() {
+            last_key = Some(kv.key.to_vec());
+            let obj = object::decode(kv)?;
+            if selector.matches(&obj) {
+                items.push(obj);
+            }
+            if limit > 0 && items.len() as i64 == limit {
+                more = i + 1 < returned || page.more;
+                filled = true;
+                break;
+            }
+        }
+        if filled || !page.more || limit == 0 {
+            break;
+        }
+        match &last_key {
+            Some(k) => {
+                start = k.clone();
+                start.push(0);
+            }
+            None => break,
+        }
+        page_limit = (page_limit * 2).min(MAX_PAGE);
+    }
+
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if more {
+        if let Some(k) = last_key {
+            let rel = String::from_utf8_lossy(&k[prefix.len().min(k.len())..]).to_string();
+            meta["continue"] = json!(continue_token::encode(revision, &format!("{rel}\0")));
+            if selector.is_empty() {
+                if let Some(count) = first_count {
+                    meta["remainingItemCount"] = json!(count - items.len() as i64);
+                }
+            }
+        }
+    }
+    Ok(json!({
+        "kind": format!("{}List", t.kind.kind),
+        "apiVersion": t.kind.api_version(),
+        "metadata": meta,
+        "items": items,
+    }))
+}

@@ -1,0 +1,148 @@
+//! The embedded store: a one-member oxetcd started in this process (the
+//! zero-setup path: no etcd to run). Reads and writes go through
+//! [`EtcdServer`]'s request router, watches through its watch hub.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream;
+use oxetcd_proto::etcdserverpb::CompactionRequest;
+use oxetcd_server::{EtcdError, EtcdServer, ServerConfig, StartError};
+use oxetcd_watch::{DeliveryKind, WatchSpec, WatchStream};
+
+use super::{txn, Event, EventStream, Kv, Page, Store, StoreError, Written};
+
+pub struct Embedded {
+    server: Arc<EtcdServer>,
+}
+
+impl Embedded {
+    /// Starts a one-member oxetcd with its data in `data_dir`.
+    pub async fn start(data_dir: &Path) -> Result<Self, StartError> {
+        let server = EtcdServer::start(ServerConfig::single_member(data_dir)).await?;
+        Ok(Self { server })
+    }
+
+    /// Stops the member; every acknowledged write is already durable.
+    pub async fn stop(&self) {
+        self.server.stop().await;
+    }
+}
+
+impl From<EtcdError> for StoreError {
+    fn from(e: EtcdError) -> Self {
+        match e {
+            EtcdError::Compacted => StoreError::Compacted {
+                compact_revision: None,
+            },
+            EtcdError::FutureRevision => StoreError::FutureRevision,
+            EtcdError::RequestTooLarge => StoreError::TooLarge,
+            EtcdError::NoLeader
+            | EtcdError::NotLeader
+            | EtcdError::Stopped
+            | EtcdError::RequestTimedOut
+            | EtcdError::Unhealthy => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Embedded {
+    async fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64), StoreError> {
+        let page = txn::page(self.server.range(txn::get(key)).await?);
+        Ok((page.kvs.into_iter().next(), page.revision))
+    }
+
+    async fn list(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: i64,
+        revision: i64,
+    ) -> Result<Page, StoreError> {
+        let req = txn::list(start, end, limit, revision);
+        Ok(txn::page(self.server.range(req).await?))
+    }
+
+    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError> {
+        txn::written(self.server.txn(txn::create(key, value)).await?)
+    }
+
+    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError> {
+        txn::written(self.server.txn(txn::update(key, value, expected)).await?)
+    }
+
+    async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
+        txn::written(self.server.txn(txn::delete(key, expected)).await?)
+    }
+
+    async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
+        let hub_stream = self.server.watch_hub().open_stream();
+        hub_stream.control().create(WatchSpec {
+            key: Bytes::copy_from_slice(start),
+            range_end: Bytes::copy_from_slice(end),
+            start_revision: from,
+            prev_kv: true,
+            ..Default::default()
+        });
+        let state = HubWatch {
+            stream: hub_stream,
+            server: self.server.clone(),
+            done: false,
+        };
+        // Dropping the returned stream drops the hub stream, which cancels
+        // the watch in the hub.
+        Ok(Box::pin(stream::unfold(state, |mut s| async move {
+            let item = s.next().await?;
+            Some((item, s))
+        })))
+    }
+
+    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        let req = CompactionRequest {
+            revision,
+            physical: true,
+        };
+        self.server.compact(req).await?;
+        Ok(())
+    }
+}
+
+/// One hub watch, read as a stream of event batches.
+struct HubWatch {
+    stream: WatchStream,
+    server: Arc<EtcdServer>,
+    done: bool,
+}
+
+impl HubWatch {
+    async fn next(&mut self) -> Option<Result<Vec<Event>, StoreError>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let delivery = self.stream.next().await?;
+            match delivery.kind {
+                DeliveryKind::Created | DeliveryKind::Progress => continue,
+                DeliveryKind::Events(events) => {
+                    let events = events.with_prev_kv(self.server.store());
+                    return Some(Ok(events.iter().filter_map(txn::event).collect()));
+                }
+                DeliveryKind::Compacted(rev) => {
+                    self.done = true;
+                    return Some(Err(StoreError::Compacted {
+                        compact_revision: Some(rev),
+                    }));
+                }
+                DeliveryKind::Refused(why) => {
+                    self.done = true;
+                    return Some(Err(StoreError::Other(why)));
+                }
+                DeliveryKind::Canceled => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The remote store: an etcd v3 gRPC client of `--etcd-servers` (oxetcd, or
+//! etcd itself), plain HTTP/2 for now. Several endpoints are balanced over by
+//! tonic's channel.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use oxetcd_proto::etcdserverpb::kv_client::KvClient;
+use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
+use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
+use oxetcd_proto::etcdserverpb::{CompactionRequest, WatchCreateRequest, WatchRequest};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use super::{txn, Event, EventStream, Kv, Page, Store, StoreError, Written};
+
+pub struct Remote {
+    channel: Channel,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("--etcd-servers: {0:?} is not a valid endpoint: {1}")]
+    BadEndpoint(String, String),
+    #[error("--etcd-servers: {0:?}: only http:// endpoints are supported so far (TLS to etcd is not built yet)")]
+    NotHttp(String),
+    #[error("--etcd-servers is empty")]
+    Empty,
+}
+
+impl Remote {
+    /// A client of `servers` (http://host:port each). Connects lazily: the
+    /// first request finds out whether the store is there.
+    pub fn connect(servers: &[String]) -> Result<Self, RemoteError> {
+        if servers.is_empty() {
+            return Err(RemoteError::Empty);
+        }
+        let mut endpoints = Vec::new();
+        for s in servers {
+            if !s.starts_with("http://") {
+                return Err(RemoteError::NotHttp(s.clone()));
+            }
+            let e = Endpoint::from_shared(s.clone())
+                .map_err(|e| RemoteError::BadEndpoint(s.clone(), e.to_string()))?;
+            endpoints.push(e);
+        }
+        Ok(Self {
+            channel: Channel::balance_list(endpoints.into_iter()),
+        })
+    }
+
+    fn kv(&self) -> KvClient<Channel> {
+        KvClient::new(self.channel.clone())
+    }
+}
+
+/// kube-apiserver's metadata on every call: fail rather than hang when the
+/// cluster has no leader.
+fn with_leader<T>(msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert(
+        "hasleader",
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    req
+}
+
+/// etcd's errors travel as gRPC statuses; their words say which one.
+fn store_error(s: Status) -> StoreError {
+    let msg = s.message();
+    if msg.contains("required revision has been compacted") {
+        StoreError::Compacted {
+            compact_revision: None,
+        }
+    } else if msg.contains("required revision is a future revision") {
+        StoreError::FutureRevision
+    } else if msg.contains("request is too large") {
+        StoreError::TooLarge
+    } else if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) {
+        StoreError::Unavailable(format!("etcd: {msg}"))
+    } else {
+        StoreError::Other(format!("etcd: {:?}: {msg}", s.code()))
+    }
+}
+
+#[async_trait]
+impl Store for Remote {
+    async fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64), StoreError> {
+        let resp = self.kv().range(with_leader(txn::get(key))).await;
+        let page = txn::page(resp.map_err(store_error)?.into_inner());
+        Ok((page.kvs.into_iter().next(), page.revision))
+    }
+
+    async fn list(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: i64,
+        revision: i64,
+    ) -> Result<Page, StoreError> {
+        let req = with_leader(txn::list(start, end, limit, revision));
+        let resp = self.kv().range(req).await.map_err(store_error)?;
+        Ok(txn::page(resp.into_inner()))
+    }
+
+    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError> {
+        let resp = self.kv().txn(with_leader(txn::create(key, value))).await;
+        txn::written(resp.map_err(store_error)?.into_inner())
+    }
+
+    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError> {
+        let req = with_leader(txn::update(key, value, expected));
+        let resp = self.kv().txn(req).await.map_err(store_error)?;
+        txn::written(resp.into_inner())
+    }
+
+    async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
+        let resp = self.kv().txn(with_leader(txn::delete(key, expected))).await;
+        txn::written(resp.map_err(store_error)?.into_inner())
+    }
+
+    async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
+        let create = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: Bytes::copy_from_slice(start),
+                range_end: Bytes::copy_from_slice(end),
+                start_revision: from,
+                prev_kv: true,
+                ..Default::default()
+            })),
+        };
+        // The request side stays open (pending) for as long as the watch is
+        // read: etcd ends the call when the client drops it.
+        let requests = stream::once(async move { create }).chain(stream::pending());
+        let mut client = WatchClient::new(self.channel.clone());
+        let responses = client
+            .watch(with_leader(requests))
+            .await
+            .map_err(store_error)?
+            .into_inner();
+        let state = (responses, false);
+        Ok(Box::pin(stream::unfold(
+            state,
+            |(mut responses, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let resp = match responses.message().await {
+                        Ok(Some(r)) => r,
+                        Ok(None) => return None,
+                        Err(s) => return Some((Err(store_error(s)), (responses, true))),
+                    };
+                    if resp.compact_revision > 0 {
+                        let err = StoreError::Compacted {
+                            compact_revision: Some(resp.compact_revision),
+                        };
+                        return Some((Err(err), (responses, true)));
+                    }
+                    if resp.canceled {
+                        let why = format!("etcd canceled the watch: {}", resp.cancel_reason);
+                        return Some((Err(StoreError::Other(why)), (responses, true)));
+                    }
+                    if resp.events.is_empty() {
+                        // Created, or a progress notification.
+                        continue;
+                    }
+                    let events: Vec<Event> = resp.events.iter().filter_map(txn::event).collect();
+                    return Some((Ok(events), (responses, false)));
+                }
+            },
+        )))
+    }
+
+    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        let req = CompactionRequest {
+            revision,
+            physical: true,
+        };
+        self.kv()
+            .compact(with_leader(req))
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_statuses_map_to_store_errors_by_their_words() {
+        let compacted =
+            Status::out_of_range("etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(
+            store_error(compacted),
+            StoreError::Compacted {
+                compact_revision: None
+            }
+        );
+        let big = Status::invalid_argument("etcdserver: request is too large");
+        assert_eq!(store_error(big), StoreError::TooLarge);
+        assert!(matches!(
+            store_error(Status::unavailable("etcdserver: no leader")),
+            StoreError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn only_plain_http_endpoints_are_accepted() {
+        assert!(matches!(
+            Remote::connect(&["https://127.0.0.1:2379".into()]),
+            Err(RemoteError::NotHttp(_))
+        ));
+        assert!(matches!(Remote::connect(&[]), Err(RemoteError::Empty)));
+    }
+}

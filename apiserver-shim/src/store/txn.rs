@@ -1,0 +1,175 @@
+//! kube-apiserver's request shapes (reference: kubernetes-apiserver.md §2),
+//! built and read here once for both stores:
+//! - create: Txn If(mod_revision(key) == 0) Then(Put), no Else;
+//! - update: Txn If(mod_revision == rev) Then(Put) Else(Range key);
+//! - delete: Txn If(mod_revision == rev) Then(DeleteRange key) Else(Range key).
+
+use bytes::Bytes;
+use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use oxetcd_proto::etcdserverpb::request_op::Request;
+use oxetcd_proto::etcdserverpb::response_op::Response;
+use oxetcd_proto::etcdserverpb::{
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    TxnResponse,
+};
+use oxetcd_proto::mvccpb;
+use oxetcd_proto::mvccpb::event::EventType;
+
+use super::{Event, Kv, Page, StoreError, Written};
+
+pub(super) fn get(key: &[u8]) -> RangeRequest {
+    RangeRequest {
+        key: Bytes::copy_from_slice(key),
+        limit: 1,
+        ..Default::default()
+    }
+}
+
+pub(super) fn list(start: &[u8], end: &[u8], limit: i64, revision: i64) -> RangeRequest {
+    RangeRequest {
+        key: Bytes::copy_from_slice(start),
+        range_end: Bytes::copy_from_slice(end),
+        limit,
+        revision,
+        ..Default::default()
+    }
+}
+
+fn mod_revision_is(key: &[u8], revision: i64) -> Compare {
+    Compare {
+        result: CompareResult::Equal as i32,
+        target: CompareTarget::Mod as i32,
+        key: Bytes::copy_from_slice(key),
+        target_union: Some(TargetUnion::ModRevision(revision)),
+        ..Default::default()
+    }
+}
+
+fn put(key: &[u8], value: Bytes) -> RequestOp {
+    RequestOp {
+        request: Some(Request::RequestPut(PutRequest {
+            key: Bytes::copy_from_slice(key),
+            value,
+            ..Default::default()
+        })),
+    }
+}
+
+fn range_op(key: &[u8]) -> RequestOp {
+    RequestOp {
+        request: Some(Request::RequestRange(get(key))),
+    }
+}
+
+pub(super) fn create(key: &[u8], value: Bytes) -> TxnRequest {
+    TxnRequest {
+        compare: vec![mod_revision_is(key, 0)],
+        success: vec![put(key, value)],
+        failure: vec![],
+    }
+}
+
+pub(super) fn update(key: &[u8], value: Bytes, expected: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![mod_revision_is(key, expected)],
+        success: vec![put(key, value)],
+        failure: vec![range_op(key)],
+    }
+}
+
+pub(super) fn delete(key: &[u8], expected: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![mod_revision_is(key, expected)],
+        success: vec![RequestOp {
+            request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
+                key: Bytes::copy_from_slice(key),
+                ..Default::default()
+            })),
+        }],
+        failure: vec![range_op(key)],
+    }
+}
+
+pub(super) fn kv(kv: mvccpb::KeyValue) -> Kv {
+    Kv {
+        key: kv.key,
+        value: kv.value,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+    }
+}
+
+pub(super) fn page(resp: RangeResponse) -> Page {
+    Page {
+        revision: resp.header.map(|h| h.revision).unwrap_or_default(),
+        more: resp.more,
+        count: resp.count,
+        kvs: resp.kvs.into_iter().map(kv).collect(),
+    }
+}
+
+/// What a guarded write's response says: applied at the header revision, or
+/// the key as the Else branch read it (a create has no Else: the key exists).
+pub(super) fn written(resp: TxnResponse) -> Result<Written, StoreError> {
+    let revision = resp.header.map(|h| h.revision).unwrap_or_default();
+    if resp.succeeded {
+        return Ok(Written::Done { revision });
+    }
+    let current = resp
+        .responses
+        .into_iter()
+        .find_map(|op| match op.response {
+            Some(Response::ResponseRange(r)) => Some(r.kvs),
+            _ => None,
+        })
+        .and_then(|kvs| kvs.into_iter().next())
+        .map(kv);
+    Ok(Written::Conflict { current })
+}
+
+/// The store-neutral form of an etcd watch event.
+pub(super) fn event(e: &mvccpb::Event) -> Option<Event> {
+    let current = e.kv.clone()?;
+    let prev = e.prev_kv.clone().map(kv);
+    if e.r#type == EventType::Delete as i32 {
+        Some(Event::Delete {
+            key: current.key,
+            revision: current.mod_revision,
+            prev,
+        })
+    } else {
+        Some(Event::Put {
+            kv: kv(current),
+            prev,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_compares_mod_revision_zero_without_else() {
+        let t = create(b"/registry/configmaps/default/a", Bytes::from_static(b"{}"));
+        assert_eq!(t.compare.len(), 1);
+        assert_eq!(t.compare[0].target, CompareTarget::Mod as i32);
+        assert_eq!(t.compare[0].target_union, Some(TargetUnion::ModRevision(0)));
+        assert!(matches!(
+            t.success[0].request,
+            Some(Request::RequestPut(ref p)) if p.key == "/registry/configmaps/default/a"
+        ));
+        assert!(t.failure.is_empty());
+    }
+
+    #[test]
+    fn update_and_delete_read_the_key_when_the_guard_fails() {
+        for t in [update(b"k", Bytes::from_static(b"v"), 7), delete(b"k", 7)] {
+            assert_eq!(t.compare[0].target_union, Some(TargetUnion::ModRevision(7)));
+            assert!(matches!(
+                t.failure[0].request,
+                Some(Request::RequestRange(ref r)) if r.key == "k" && r.limit == 1
+            ));
+        }
+    }
+}
