@@ -25,8 +25,8 @@ const LOADERS: usize = 8;
 /// Clients putting while the compaction runs.
 const CLIENTS: usize = 100;
 
-fn history_key(i: usize) -> Vec<u8> {
-    format!("/registry/history/{i:08}").into_bytes()
+fn history_key(i: usize) -> bytes::Bytes {
+    format!("/registry/history/{i:08}").into()
 }
 
 /// Writes VERSIONS versions of every history key, in txns of TXN_PUTS puts
@@ -44,7 +44,7 @@ async fn load_history(server: &Server) -> i64 {
                         .map(|i| RequestOp {
                             request: Some(Op::RequestPut(PutRequest {
                                 key: history_key(i),
-                                value: vec![b'a' + version as u8; 128],
+                                value: vec![b'a' + version as u8; 128].into(),
                                 ..Default::default()
                             })),
                         })
@@ -83,8 +83,8 @@ async fn puts_from_100_clients_never_fail_while_600k_revisions_are_compacted() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let put = PutRequest {
-                    key: format!("/registry/live/{c:03}/{:02}", i % 16).into_bytes(),
-                    value: vec![b'v'; 128],
+                    key: format!("/registry/live/{c:03}/{:02}", i % 16).into(),
+                    value: vec![b'v'; 128].into(),
                     ..Default::default()
                 };
                 match kv.put(put).await {
@@ -117,7 +117,7 @@ async fn puts_from_100_clients_never_fail_while_600k_revisions_are_compacted() {
         c.await.expect("client");
     }
 
-    let errors = errors.lock().expect("errors");
+    let errors = errors.lock().expect("errors").clone();
     assert!(
         errors.is_empty(),
         "{} of {} puts failed during the compaction, first: {:?}",

@@ -4,6 +4,7 @@
 //! earlier (which carries the CA) stays valid across restarts. The serving
 //! certificate is re-issued by the same CA when the names it must cover change.
 
+use oxetcd_tls::Pem;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,10 +18,10 @@ pub enum PkiError {
     Io(PathBuf, io::Error),
     #[error("generating a certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error(transparent)]
+    Pem(#[from] oxetcd_tls::Error),
     #[error("{0}: no certificate in the file")]
     NoCertificate(PathBuf),
-    #[error("{0}: no private key in the file")]
-    NoKey(PathBuf),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -137,15 +138,9 @@ pub fn default_hosts(bind: &str) -> Vec<String> {
 /// A rustls server config for `cert` (a PEM chain) and `key`, speaking
 /// HTTP/2 and HTTP/1.1 (ALPN).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &read(cert)?[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| PkiError::Io(cert.to_path_buf(), e))?;
-    if chain.is_empty() {
-        return Err(PkiError::NoCertificate(cert.to_path_buf()));
-    }
-    let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &read(key)?[..])
-        .map_err(|e| PkiError::Io(key.to_path_buf(), e))?
-        .ok_or_else(|| PkiError::NoKey(key.to_path_buf()))?;
+    // oxetcd-tls reads PEM for every crate, with etcd's error wording.
+    let chain: Vec<CertificateDer<'static>> = Pem::file(cert).certs("cert file")?;
+    let key_der: PrivateKeyDer<'static> = Pem::file(key).private_key()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
