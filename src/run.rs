@@ -67,9 +67,14 @@ fn server_config(
         quota_backend_bytes: config.quota_backend_bytes,
         backend: config.backend,
         peer_client_tls,
-        failpoint_stale_reads: std::env::var_os("OXETCD_FAILPOINT_STALE_READS")
-            .is_some_and(|v| v == "1"),
+        failpoint_stale_reads: failpoint("OXETCD_FAILPOINT_STALE_READS"),
+        failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
     }
+}
+
+/// Whether the test failpoint `name` is set (to 1) in the environment.
+fn failpoint(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
 }
 
 /// Runs a member until SIGINT or SIGTERM.

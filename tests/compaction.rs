@@ -1,7 +1,7 @@
 //! Compaction under load, against the real binary: a compaction of a long
 //! history must never hold the write path long enough for a put to fail
 //! (issue 18; kube-apiserver compacts every 5 minutes). How long puts wait
-//! is a benchmark's question (`benches/compaction-stall`), not this test's.
+//! is a benchmark's question (`benches/write-stall`), not this test's.
 
 mod support;
 

@@ -56,6 +56,13 @@ struct Cli {
     /// A request not answered within this is indeterminate (ms).
     #[arg(long, default_value_t = 2000)]
     op_timeout_ms: u64,
+    /// Quiet time between faults, LO-HI ms (uniform).
+    #[arg(long, value_name = "LO-HI", default_value = "2000-5000", value_parser = parse_ms_range)]
+    fault_interval_ms: (u64, u64),
+    /// How long each fault is held, LO-HI ms (uniform); e.g. 100-300 with
+    /// an interval of 100-300 makes about a hundred power cuts a minute.
+    #[arg(long, value_name = "LO-HI", default_value = "2000-6000", value_parser = parse_ms_range)]
+    fault_hold_ms: (u64, u64),
     /// Run members on 127.x loopback addresses even as root (no partitions).
     #[arg(long)]
     no_namespaces: bool,
@@ -97,6 +104,8 @@ async fn main() -> ExitCode {
         concurrency: cli.concurrency,
         rate: cli.rate,
         op_timeout_ms: cli.op_timeout_ms,
+        fault_interval_ms: cli.fault_interval_ms,
+        fault_hold_ms: cli.fault_hold_ms,
         out,
         namespaces: !cli.no_namespaces && Netns::available(),
         progress: !cli.quiet,
@@ -163,6 +172,20 @@ async fn interrupted() -> (&'static str, u8) {
 
 fn parse_server_env(text: &str) -> Result<(String, String), String> {
     run::parse_env(text).map_err(|e| e.to_string())
+}
+
+/// `LO-HI` milliseconds, LO <= HI.
+fn parse_ms_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("wants LO-HI in ms (e.g. 2000-5000), not {text:?}");
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let (lo, hi): (u64, u64) = (
+        lo.parse().map_err(|_| bad())?,
+        hi.parse().map_err(|_| bad())?,
+    );
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 /// Re-checks a stored history; prints the verdicts as JSON.

@@ -87,13 +87,25 @@ pub struct NemesisConfig {
     pub hold: (Duration, Duration),
 }
 
+/// The default quiet time between faults and hold of a fault, in ms.
+pub const DEFAULT_INTERVAL_MS: (u64, u64) = (2000, 5000);
+pub const DEFAULT_HOLD_MS: (u64, u64) = (2000, 6000);
+
+impl NemesisConfig {
+    /// `kinds`, with quiet times and holds drawn from these ranges (ms).
+    pub fn new(kinds: Vec<FaultKind>, interval_ms: (u64, u64), hold_ms: (u64, u64)) -> Self {
+        let range = |(lo, hi): (u64, u64)| (Duration::from_millis(lo), Duration::from_millis(hi));
+        NemesisConfig {
+            kinds,
+            interval: range(interval_ms),
+            hold: range(hold_ms),
+        }
+    }
+}
+
 impl Default for NemesisConfig {
     fn default() -> Self {
-        NemesisConfig {
-            kinds: Vec::new(),
-            interval: (Duration::from_secs(2), Duration::from_secs(5)),
-            hold: (Duration::from_secs(2), Duration::from_secs(6)),
-        }
+        NemesisConfig::new(Vec::new(), DEFAULT_INTERVAL_MS, DEFAULT_HOLD_MS)
     }
 }
 

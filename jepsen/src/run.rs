@@ -34,6 +34,10 @@ pub struct RunConfig {
     /// Operations per second over all clients.
     pub rate: u32,
     pub op_timeout_ms: u64,
+    /// Quiet time between faults, drawn uniformly from this range (ms).
+    pub fault_interval_ms: (u64, u64),
+    /// How long each fault is held, drawn uniformly from this range (ms).
+    pub fault_hold_ms: (u64, u64),
     pub out: PathBuf,
     /// Members in network namespaces (root), else on 127.x loopback.
     pub namespaces: bool,
@@ -151,10 +155,7 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
     // The nemesis' RNG is the seed itself (see nemesis::preview); clients
     // draw from seed + 1 + i.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let nemesis_config = NemesisConfig {
-        kinds,
-        ..NemesisConfig::default()
-    };
+    let nemesis_config = NemesisConfig::new(kinds, config.fault_interval_ms, config.fault_hold_ms);
     let faults = nemesis::run(
         &mut cluster,
         &nemesis_config,

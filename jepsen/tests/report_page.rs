@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use oxetcd_jepsen::check::{register, Validity};
 use oxetcd_jepsen::history::{Call, FaultWindow, Op, Outcome};
+use oxetcd_jepsen::nemesis;
 use oxetcd_jepsen::report;
 use oxetcd_jepsen::run::RunConfig;
 
@@ -139,6 +140,8 @@ fn config(out: &Path) -> RunConfig {
         concurrency: 3,
         rate: 60,
         op_timeout_ms: 2000,
+        fault_interval_ms: nemesis::DEFAULT_INTERVAL_MS,
+        fault_hold_ms: nemesis::DEFAULT_HOLD_MS,
         out: out.to_owned(),
         namespaces: true,
         progress: false,

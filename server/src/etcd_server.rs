@@ -83,6 +83,10 @@ pub struct ServerConfig {
     /// linearizable reads skip ReadIndex and read whatever this member has, so
     /// that the Jepsen tester can show it catches stale reads.
     pub failpoint_stale_reads: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_SKIP_WAL_FSYNC=1 in the front
+    /// end): the Raft log is never fsynced, so a power cut loses acknowledged
+    /// writes; the power-loss tests must catch it.
+    pub failpoint_skip_wal_fsync: bool,
 }
 
 impl ServerConfig {
@@ -111,6 +115,7 @@ impl ServerConfig {
             backend: None,
             peer_client_tls: None,
             failpoint_stale_reads: false,
+            failpoint_skip_wal_fsync: false,
         }
     }
 }
@@ -219,6 +224,9 @@ impl Opened {
         if config.failpoint_stale_reads {
             warn!("OXETCD_FAILPOINT_STALE_READS is set: linearizable reads may be stale (a test failpoint)");
         }
+        if config.failpoint_skip_wal_fsync {
+            warn!("OXETCD_FAILPOINT_SKIP_WAL_FSYNC is set: the Raft log is not fsynced, a power cut loses acknowledged writes (a test failpoint)");
+        }
         let server = Arc::new(EtcdServer {
             store,
             hub,
@@ -282,6 +290,7 @@ impl EtcdServer {
             election_timeout: config.election_timeout,
             snapshot_count: config.snapshot_count,
             strict_reconfig_check: config.strict_reconfig_check,
+            skip_wal_fsync: config.failpoint_skip_wal_fsync,
         };
         // Members of a new cluster bootstrap it together; a member joining an
         // existing one waits to be added (MemberAdd on the cluster).

@@ -131,6 +131,11 @@ pub struct PutArgs {
     /// With --clients 1: skip the fsync probe.
     #[arg(long)]
     pub no_fsync_probe: bool,
+    /// Grant each put a lease of this many seconds first and attach the key
+    /// to it (etcdctl's `lease grant` + `put --lease`): a load of leases that
+    /// expire together, for a lease-expiry storm. 0: no leases.
+    #[arg(long, default_value_t = 0)]
+    pub lease_ttl: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

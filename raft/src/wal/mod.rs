@@ -167,6 +167,10 @@ pub struct WalOptions {
     pub segment_size: u64,
     /// Bytes of recent entries kept in memory after they are written.
     pub cache_bytes: usize,
+    /// A failpoint for fault tests (oxetcd's `OXETCD_FAILPOINT_SKIP_WAL_FSYNC`):
+    /// appends complete without fdatasync, so a power cut loses writes that
+    /// were acknowledged. Never set otherwise.
+    pub skip_fsync: bool,
     /// Test-only fault injection on the segment files.
     #[cfg(test)]
     pub(crate) faults: Option<Arc<segment::Faults>>,
@@ -177,6 +181,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_size: SEGMENT_SIZE,
             cache_bytes: CACHE_BYTES,
+            skip_fsync: false,
             #[cfg(test)]
             faults: None,
         }
@@ -342,6 +347,7 @@ impl<P: Payload> Wal<P> {
             carried: replayed.carried,
             next_index: replayed.next_index,
             dirty: false,
+            skip_fsync: options.skip_fsync,
             failed: None,
             buf: Vec::new(),
         };

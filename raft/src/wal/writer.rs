@@ -62,6 +62,8 @@ pub(crate) struct Writer<P: Payload> {
     pub(crate) next_index: u64,
     /// Written since the last fsync.
     pub(crate) dirty: bool,
+    /// [`super::WalOptions::skip_fsync`]: the failpoint.
+    pub(crate) skip_fsync: bool,
     /// The first error; once set nothing more is written.
     pub(crate) failed: Option<WalError>,
     pub(crate) buf: Vec<u8>,
@@ -159,7 +161,9 @@ impl<P: Payload> Writer<P> {
         }
         self.flush_buf()?;
         if need_sync && self.dirty {
-            self.active.sync()?;
+            if !self.skip_fsync {
+                self.active.sync()?;
+            }
             self.dirty = false;
         }
         let counters = &self.shared.counters;

@@ -68,6 +68,8 @@ pub struct RaftSettings {
     pub snapshot_count: u64,
     /// --strict-reconfig-check: see [`reconfig`].
     pub strict_reconfig_check: bool,
+    /// The failpoint [`ServerConfig::failpoint_skip_wal_fsync`](crate::ServerConfig).
+    pub skip_wal_fsync: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +119,9 @@ impl Replication {
         let id = settings.id;
         let started_members = store.clone();
         let raft_err = |e: &dyn std::fmt::Display| ReplicationError::Raft(e.to_string());
-        let wal = Wal::open(dir.join("wal"), WalOptions::default())?;
+        let mut wal_options = WalOptions::default();
+        wal_options.skip_fsync = settings.skip_wal_fsync;
+        let wal = Wal::open(dir.join("wal"), wal_options)?;
         let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
             tracing::error!(?busy, "applying one batch of writes is stuck (storage engine hang?): stopping so that a restart recovers the last durable state");
             std::process::exit(1);

@@ -5,15 +5,25 @@
 //! so applying does not fsync the store. Each entry that changes the store
 //! records what was applied (log id + membership) in the same atomic batch as
 //! its changes, so after a crash the store says exactly which entry it holds
-//! last and openraft replays the log from there. A snapshot is built only from
-//! flushed store contents, and openraft purges only logs a snapshot covers, so
-//! no entry the store may have lost is ever purged:
+//! last and openraft replays the log from there. The store's durable point is
+//! its last `Backend::flush` (an fsync, or redb's durable commit): a snapshot
+//! is built only after one, under the store's read lock so that nothing is
+//! applied between the flush and the copy (`Store::snapshot_to`), and is
+//! itself written and fsynced before openraft purges the logs it covers. So
+//! the log is purged only below a point that is durable twice over, and every
+//! entry the store may lose in a crash is still in the log:
 //!
 //! ```text
-//! log:    1 2 3 4 5 6 7 8          (durable, quorum)
-//! store:  applied 1..6, flushed up to 4 (5, 6 lost if we crash now)
-//! crash -> store says "applied 4" -> openraft re-applies 5 6 7 8
+//! log:      1 2 3 4 5 6 7 8        (durable on a quorum before 1..8 apply)
+//! store:    applied 1..6; durable up to 4 (the last flush)
+//! snapshot: flush -> durable up to 6 -> snapshot.data/meta fsynced (covers 1..6)
+//!           -> purge 1..6 (never past 6: the snapshot's last log id)
+//! crash before the snapshot: store says "applied 4" -> openraft re-applies 5..8
+//! crash after the purge:     store says "applied 6" (flushed) -> re-applies 7 8
 //! ```
+//!
+//! The power-loss tests in jepsen/ (powerfs, engine_power_cuts) drop whatever
+//! was not fsynced and check that no acknowledged write is lost.
 //!
 //! Entries that change nothing (a failed compare, a blank entry) are not
 //! recorded: replaying them changes nothing again.

@@ -7,6 +7,10 @@
 //! run came: a server that makes each put durable before answering cannot
 //! beat it with one client. Only meaningful when the server's data is on this
 //! machine's disk (`--fsync-dir` names where).
+//!
+//! With `--lease-ttl` each operation is a LeaseGrant then the put attached to
+//! that lease (its latency covers both), so the keys disappear when the
+//! leases expire, all within the load's span of each other.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
-use oxetcd_proto::etcdserverpb::PutRequest;
+use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_proto::etcdserverpb::{LeaseGrantRequest, PutRequest};
 use tonic::transport::Channel;
 
 use super::Env;
@@ -37,6 +42,8 @@ enum Keys {
 
 struct PutClient {
     kv: KvClient<Channel>,
+    /// With `--lease-ttl`: the client that grants each put's lease, and the TTL.
+    lease: Option<(LeaseClient<Channel>, i64)>,
     stats: Arc<Stats>,
     timeout: Duration,
     keys: Keys,
@@ -51,11 +58,18 @@ impl Client for PutClient {
             Keys::Sequential(next) => next.fetch_add(1, Ordering::Relaxed) % self.key_space,
             Keys::Random(rng) => rng.below(self.key_space),
         };
-        let put = PutRequest {
+        let mut put = PutRequest {
             key: etcd_key(index, self.key_size),
             value: self.value.clone(),
             ..Default::default()
         };
+        if let Some((lease, ttl)) = &mut self.lease {
+            let grant = LeaseGrantRequest { ttl: *ttl, id: 0 };
+            match call(self.timeout, lease.lease_grant(grant)).await {
+                Ok(granted) => put.lease = granted.id,
+                Err(e) => return self.stats.outcome("put", start, Err(e)),
+            }
+        }
         let result = call(self.timeout, self.kv.put(put)).await.map(|_| ());
         self.stats.outcome("put", start, result)
     }
@@ -67,11 +81,15 @@ pub async fn run(env: &Env, args: &PutArgs) -> Result<Summary, BenchError> {
             "--key-space-size and --key-size must be at least 1".into(),
         ));
     }
+    if args.lease_ttl < 0 {
+        return Err(BenchError::Usage("--lease-ttl must not be negative".into()));
+    }
     let value = random_bytes(args.val_size, 1);
     let next = Arc::new(AtomicU64::new(0));
     let clients = (0..env.plan.clients)
         .map(|i| PutClient {
             kv: env.pool.kv(i),
+            lease: (args.lease_ttl > 0).then(|| (env.pool.lease(i), args.lease_ttl)),
             stats: env.stats.clone(),
             timeout: env.timeout,
             keys: if args.sequential_keys {
