@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 
-use crate::authority::AuthorityFix;
+use crate::authority::{forward_async_write, AuthorityFix};
 use crate::config::ListenUrl;
 
 /// Longest a client may take from connect to finished TLS handshake.
@@ -570,35 +570,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+forward_async_write!(Replay);
 
 // ---------------------------------------------------------------------------
 // Connections.
@@ -766,6 +738,16 @@ mod tests {
         tokio_rustls::TlsConnector::from(client_config(ca, cert))
     }
 
+    /// The server side of `p`'s certificates, no client certificates asked.
+    fn server_tls(p: &crate::tls::test_pki::Pki) -> Option<Arc<rustls::ServerConfig>> {
+        let settings = TlsSettings {
+            cert_file: Some(p.server.0.clone()),
+            key_file: Some(p.server.1.clone()),
+            ..TlsSettings::default()
+        };
+        crate::tls::server_config(&settings, p.dir.path(), "client", &[]).unwrap()
+    }
+
     fn localhost() -> ServerName<'static> {
         ServerName::try_from("localhost").unwrap()
     }
@@ -773,12 +755,7 @@ mod tests {
     #[tokio::test]
     async fn http_and_https_share_one_port() {
         let p = pki();
-        let settings = TlsSettings {
-            cert_file: Some(p.server.0.clone()),
-            key_file: Some(p.server.1.clone()),
-            ..TlsSettings::default()
-        };
-        let tls = crate::tls::server_config(&settings, p.dir.path(), "client", &[]).unwrap();
+        let tls = server_tls(&p);
         let urls = [
             url(Scheme::Http, "127.0.0.1", 0),
             url(Scheme::Https, "127.0.0.1", 0),
@@ -849,12 +826,7 @@ mod tests {
     #[tokio::test]
     async fn broken_and_slow_tls_clients_do_not_block_others() {
         let p = pki();
-        let settings = TlsSettings {
-            cert_file: Some(p.server.0.clone()),
-            key_file: Some(p.server.1.clone()),
-            ..TlsSettings::default()
-        };
-        let tls = crate::tls::server_config(&settings, p.dir.path(), "client", &[]).unwrap();
+        let tls = server_tls(&p);
         let listeners = bind(&[url(Scheme::Https, "127.0.0.1", 0)], tls, "client")
             .await
             .unwrap();
@@ -888,12 +860,7 @@ mod tests {
     #[tokio::test]
     async fn unix_sockets_plain_and_tls_on_one_path() {
         let p = pki();
-        let settings = TlsSettings {
-            cert_file: Some(p.server.0.clone()),
-            key_file: Some(p.server.1.clone()),
-            ..TlsSettings::default()
-        };
-        let tls = crate::tls::server_config(&settings, p.dir.path(), "client", &[]).unwrap();
+        let tls = server_tls(&p);
         let sock = p.dir.path().join("localhost:2379");
         let urls = [
             unix_url(Scheme::Unix, &sock),
@@ -983,12 +950,7 @@ mod tests {
     async fn tonic_serves_the_incoming_stream() {
         use tonic::codegen::Service;
         let p = pki();
-        let settings = TlsSettings {
-            cert_file: Some(p.server.0.clone()),
-            key_file: Some(p.server.1.clone()),
-            ..TlsSettings::default()
-        };
-        let tls = crate::tls::server_config(&settings, p.dir.path(), "client", &[]).unwrap();
+        let tls = server_tls(&p);
         let urls = [
             url(Scheme::Http, "127.0.0.1", 0),
             url(Scheme::Https, "127.0.0.1", 0),

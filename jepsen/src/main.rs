@@ -140,11 +140,7 @@ async fn main() -> ExitCode {
                 outcome.faults,
                 outcome.report.join("index.html").display()
             );
-            match outcome.validity {
-                Validity::Valid => ExitCode::SUCCESS,
-                Validity::Invalid => ExitCode::from(1),
-                Validity::Unknown => ExitCode::from(3),
-            }
+            exit_code(outcome.validity)
         }
         Err(e) => {
             eprintln!("oxetcd-jepsen: {e}");
@@ -172,6 +168,15 @@ async fn interrupted() -> (&'static str, u8) {
 
 fn parse_server_env(text: &str) -> Result<(String, String), String> {
     run::parse_env(text).map_err(|e| e.to_string())
+}
+
+/// The exit code of a verdict (see the top of this file).
+fn exit_code(validity: Validity) -> ExitCode {
+    match validity {
+        Validity::Valid => ExitCode::SUCCESS,
+        Validity::Invalid => ExitCode::from(1),
+        Validity::Unknown => ExitCode::from(3),
+    }
 }
 
 /// `LO-HI` milliseconds, LO <= HI.
@@ -203,11 +208,7 @@ fn check_history(path: &Path, workload: &str) -> ExitCode {
                 "{}",
                 serde_json::to_string_pretty(&verdicts).unwrap_or_default()
             );
-            match run::overall(&verdicts) {
-                Validity::Valid => ExitCode::SUCCESS,
-                Validity::Invalid => ExitCode::from(1),
-                Validity::Unknown => ExitCode::from(3),
-            }
+            exit_code(run::overall(&verdicts))
         }
         Err(e) => {
             eprintln!("oxetcd-jepsen: {e}");

@@ -6,6 +6,8 @@
 //! Like tests/powerfs.rs these need /dev/fuse, root and fusermount3; without
 //! them they skip with the reason, except under CI=true, where they fail.
 
+mod support;
+
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -24,13 +26,7 @@ impl Mounted {
 }
 
 fn mount(seed: u64) -> Option<Mounted> {
-    if let Some(why) = PowerFs::unavailable() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "power-loss file system tests cannot run: {why}"
-        );
-        eprintln!("skipped: {why}");
+    if !support::power_fs_available() {
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");

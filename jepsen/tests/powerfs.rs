@@ -6,6 +6,8 @@
 //! Without them they skip with the reason, except under CI=true, where
 //! they fail: CI installs what they need.
 
+mod support;
+
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -27,13 +29,7 @@ impl Mounted {
 }
 
 fn mount() -> Option<Mounted> {
-    if let Some(why) = PowerFs::unavailable() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "power-loss file system tests cannot run: {why}"
-        );
-        eprintln!("skipped: {why}");
+    if !support::power_fs_available() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -19,13 +19,14 @@
 //! overrides it. Partitions need root (network namespaces); without root
 //! the runs use kill and pause only.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use oxetcd_jepsen::check::Validity;
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::nemesis::{self, preview, Fault, FaultKind, NemesisConfig};
-use oxetcd_jepsen::powerfs::PowerFs;
 use oxetcd_jepsen::run::{run, Outcome, RunConfig};
 
 const ETCD: &str = "/usr/bin/etcd";
@@ -180,19 +181,6 @@ async fn oxetcd_passes_link_and_clock_faults() {
     }
 }
 
-/// Whether the power-loss file system can be mounted here; under CI=true
-/// it must be.
-fn power_fs_available() -> bool {
-    match PowerFs::unavailable() {
-        None => true,
-        Some(why) => {
-            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{why}");
-            eprintln!("skipped: {why}");
-            false
-        }
-    }
-}
-
 /// A `set` run whose only faults are power cuts, made fast (quiet for
 /// 100-300 ms, held for 100-300 ms): every member's data dir on the
 /// power-loss file system; one member or all killed with -9 and their
@@ -276,28 +264,28 @@ async fn a_log_without_fsync_is_caught(nodes: usize, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_member_survives_100_power_cuts() {
-    if power_fs_available() {
+    if support::power_fs_available() {
         survives_power_cuts(1, 5, 100).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_members_survive_100_power_cuts() {
-    if power_fs_available() {
+    if support::power_fs_available() {
         survives_power_cuts(3, 6, 100).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_member_without_log_fsync_is_caught_by_power_cuts() {
-    if power_fs_available() {
+    if support::power_fs_available() {
         a_log_without_fsync_is_caught(1, 7).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_members_without_log_fsync_are_caught_by_power_cuts() {
-    if power_fs_available() {
+    if support::power_fs_available() {
         a_log_without_fsync_is_caught(3, 8).await;
     }
 }
