@@ -66,6 +66,15 @@ pub trait Backend: Send + Sync + 'static {
         to: Option<&[u8]>,
     ) -> Box<dyn Iterator<Item = Result<Entry>> + 'a>;
 
+    /// Whether a scan reads the contents as of its call: batches applied
+    /// while its iterator lives do not change what it yields (redb: each scan
+    /// owns a read transaction). A snapshot of the store then copies them
+    /// without keeping the writer out. By default no (sled's iterators see
+    /// later changes).
+    fn scans_are_point_in_time(&self) -> bool {
+        false
+    }
+
     /// Applies `batch` atomically. After a crash either all of it or none of it is
     /// there, and batches survive in the order they were applied.
     fn apply(&self, batch: WriteBatch) -> Result<()>;
@@ -183,8 +192,49 @@ pub(crate) mod conformance {
         assert!(in_use > 0 && in_use <= size, "in use {in_use}, size {size}");
     }
 
+    /// For an engine that says its scans are point-in-time: a scan started
+    /// before a batch yields what was there before it, whatever the batch
+    /// puts or deletes.
+    pub fn point_in_time_scans_ignore_later_batches(b: &dyn Backend) {
+        if !b.scans_are_point_in_time() {
+            return;
+        }
+        // Enough keys that an engine reading lazily has to go back to its
+        // tree after the batch.
+        let key = |i: u32| Bytes::from(format!("k{i:05}"));
+        let mut batch = WriteBatch::default();
+        for i in 0..5000 {
+            batch.put(Bucket::Key, key(i), &b"old"[..]);
+        }
+        b.apply(batch).unwrap();
+        let mut scan = b.scan(Bucket::Key, b"", None);
+        let first = scan.next().unwrap().unwrap();
+        let mut later = WriteBatch::default();
+        later.delete(Bucket::Key, key(2500));
+        later.put(Bucket::Key, key(4999), &b"new"[..]);
+        later.put(Bucket::Key, key(5000), &b"new"[..]);
+        b.apply(later).unwrap();
+        let rest: Vec<Entry> = scan.collect::<Result<_>>().unwrap();
+        assert_eq!(first, (key(0), Bytes::from_static(b"old")));
+        assert_eq!(
+            rest.len(),
+            4999,
+            "a key deleted or added after the scan began"
+        );
+        assert!(
+            rest.iter().all(|(_, v)| v.as_ref() == b"old"),
+            "a value changed after the scan began"
+        );
+        assert_eq!(
+            collect(b, Bucket::Key, b"", None).len(),
+            5000,
+            "one key fewer, one more"
+        );
+    }
+
     pub fn run_all(make: &dyn Fn() -> Box<dyn Backend>) {
         buckets_are_separate(make().as_ref());
+        point_in_time_scans_ignore_later_batches(make().as_ref());
         scan_is_ordered_and_bounded(make().as_ref());
         batch_applies_in_order(make().as_ref());
         defragment_keeps_every_entry(make().as_ref());

@@ -138,6 +138,12 @@ impl Backend for RedbBackend {
         }
     }
 
+    /// Each scan owns a read transaction: redb's MVCC keeps its pages as
+    /// they were while later commits write elsewhere.
+    fn scans_are_point_in_time(&self) -> bool {
+        true
+    }
+
     fn apply(&self, batch: WriteBatch) -> Result<()> {
         self.commit_with(Durability::None, |txn| {
             let mut key = txn.open_table(KEY_TABLE).map_err(redb_err)?;

@@ -58,18 +58,23 @@ impl Store {
     /// durable first: the Raft log it covers may be purged once it exists.
     pub fn snapshot_to(&self, out: impl Write) -> Result<Option<Bytes>> {
         let io = |e: std::io::Error| StorageError::Backend(format!("writing snapshot: {e}"));
-        // The read lock keeps the single writer (and compaction) out, from the
-        // flush to the end: a change applied after the flush and read into
-        // the snapshot would be in no durable copy once the log is purged.
+        // The read lock keeps the single writer (and compaction) out from the
+        // flush until the scans start: a change applied after the flush and
+        // read into the snapshot would be in no durable copy once the log is
+        // purged. An engine whose scans are point-in-time lets the writer go
+        // on from there; with any other, it waits until the copy ends.
         let state = self.state.read();
         self.backend.flush()?;
+        let applied = state.applied_state.clone();
+        let scans = [Bucket::Meta, Bucket::Key].map(|b| (b, self.backend.scan(b, &[], None)));
+        let _writer_kept_out = (!self.backend.scans_are_point_in_time()).then_some(state);
         let mut w = Checksummed {
             out,
             crc: crc32fast::Hasher::new(),
         };
         w.put(MAGIC).map_err(io)?;
-        for bucket in [Bucket::Meta, Bucket::Key] {
-            for entry in self.backend.scan(bucket, &[], None) {
+        for (bucket, scan) in scans {
+            for entry in scan {
                 let (k, v) = entry?;
                 if bucket == Bucket::Meta && k.as_ref() == META_RESTORING {
                     continue;
@@ -85,7 +90,7 @@ impl Store {
         let crc = w.crc.clone().finalize();
         w.out.write_all(&crc.to_le_bytes()).map_err(io)?;
         w.out.flush().map_err(io)?;
-        Ok(state.applied_state.clone())
+        Ok(applied)
     }
 
     /// Replaces the whole store with `snapshot` (as written by `snapshot_to`),

@@ -805,3 +805,62 @@ fn a_snapshot_holds_only_what_is_durable() {
         "the snapshot holds an applied state no flush made durable"
     );
 }
+
+/// What a snapshot's sink does at its first write: a put from another
+/// thread, which must finish while the copy is under way.
+struct PutDuringCopy {
+    store: std::sync::Arc<Store>,
+    put_finished: Option<bool>,
+    data: Vec<u8>,
+}
+
+impl std::io::Write for PutDuringCopy {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.put_finished.is_none() {
+            let store = std::sync::Arc::clone(&self.store);
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                fill(&store, &[("during", "the copy")]);
+                let _ = done.send(());
+            });
+            let waited = finished.recv_timeout(std::time::Duration::from_secs(5));
+            self.put_finished = Some(waited.is_ok());
+        }
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_snapshot_on_redb_lets_the_writer_go_on_and_holds_only_what_came_before() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let redb = |dir: &Path| {
+        let engine = crate::RedbBackend::open(dir, 8 << 20).unwrap();
+        let buffered =
+            crate::WriteBuffer::new(Box::new(engine), std::time::Duration::from_secs(3600))
+                .unwrap();
+        Store::open(Box::new(buffered)).unwrap()
+    };
+    let source = std::sync::Arc::new(redb(d1.path()));
+    fill(&source, &[("a", "1"), ("b", "2")]);
+    let before = all_at(&source, 0);
+    let mut sink = PutDuringCopy {
+        store: std::sync::Arc::clone(&source),
+        put_finished: None,
+        data: Vec::new(),
+    };
+    source.snapshot_to(&mut sink).unwrap();
+    assert_eq!(
+        sink.put_finished,
+        Some(true),
+        "the put waited for the snapshot's copy to end"
+    );
+    assert_eq!(all_at(&source, 0).len(), 3, "the put is in the store");
+    let target = redb(d2.path());
+    target.install_snapshot(&sink.data).unwrap();
+    assert_eq!(all_at(&target, 0), before, "the snapshot holds the put");
+}

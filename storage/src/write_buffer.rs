@@ -257,6 +257,12 @@ impl Backend for WriteBuffer {
         })
     }
 
+    /// A scan copies the buffered changes in its range when it starts, so it
+    /// is point-in-time when the engine's scans are.
+    fn scans_are_point_in_time(&self) -> bool {
+        self.shared.engine.scans_are_point_in_time()
+    }
+
     fn apply(&self, batch: WriteBatch) -> Result<()> {
         let bytes = {
             let mut b = self.shared.buffered.write();
