@@ -4,8 +4,6 @@
 //! the REST layer over the embedded store, where kubectl cannot reach:
 //! continue tokens and a watch from a compacted resourceVersion.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +16,9 @@ use oxetcd_apiserver::store::embedded::Embedded;
 use oxetcd_apiserver::store::remote::Remote;
 use oxetcd_apiserver::store::{prefix_end, Event, Store, StoreError, Written};
 use serde_json::{json, Value};
+use support::etcd::{self, Etcd};
+
+mod support;
 
 async fn next_batch(
     events: &mut oxetcd_apiserver::store::EventStream,
@@ -129,52 +130,13 @@ async fn the_embedded_store_conforms() {
     store.stop().await;
 }
 
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port(from: u16) -> u16 {
-    (from..from + 100)
-        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port")
-}
-
 #[tokio::test]
 async fn the_remote_store_conforms_against_etcd() {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "etcd is required under CI=true"
-        );
-        eprintln!("etcd not found: skipped");
+    if !etcd::present() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let client = free_port(26700);
-    let peer = free_port(client + 1);
-    let url = format!("http://127.0.0.1:{client}");
-    let _etcd = Etcd(
-        Command::new("etcd")
-            .arg(format!("--data-dir={}", dir.path().display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-            ))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let store = Remote::connect(&[url]).unwrap();
+    let etcd = Etcd::start(43300);
+    let store = Remote::connect(&[etcd.url.clone()]).unwrap();
     // Wait for etcd to answer.
     for _ in 0..100 {
         if store.get(b"/ready").await.is_ok() {

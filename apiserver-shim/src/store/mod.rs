@@ -1,12 +1,13 @@
 //! The store the API keeps its objects in, as kube-apiserver uses etcd
 //! (reference: kubernetes-apiserver.md §2): one trait, [`Store`], with the
-//! operations the REST layer needs, and two implementations that differ only
-//! in transport:
+//! operations the REST layer needs, implemented once (in `txn`) for any
+//! [`Transport`], the etcd requests carried; two transports:
 //! - [`embedded::Embedded`]: an oxetcd member started in this process;
 //! - [`remote::Remote`]: a gRPC client of `--etcd-servers` (oxetcd or etcd).
 //!
 //! The request shapes (create = txn if mod_revision == 0; update and delete
-//! guarded by mod_revision with a Range in Else) live once, in `txn`.
+//! guarded by mod_revision with a Range in Else) are built and read only in
+//! `txn`; a transport only carries them.
 
 pub mod embedded;
 pub mod remote;
@@ -17,6 +18,9 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
+use oxetcd_proto::etcdserverpb::{
+    CompactionRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest,
+};
 
 /// One stored key-value, as much of etcd's KeyValue as the API uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +130,18 @@ pub trait Store: Send + Sync {
     /// Compacts history up to `revision` (what kube-apiserver's compactor and
     /// the tests ask for).
     async fn compact(&self, revision: i64) -> Result<(), StoreError>;
+}
+
+/// How a store reaches etcd: each call carries one etcd request as built by
+/// `txn` and hands back etcd's answer. [`Store`] is implemented for every
+/// transport in terms of these.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError>;
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError>;
+    async fn compaction(&self, req: CompactionRequest) -> Result<(), StoreError>;
+    /// Opens a watch; the stream ends after its first error.
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError>;
 }
 
 /// The end of a prefix range: every key that starts with `prefix`.

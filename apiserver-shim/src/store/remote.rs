@@ -3,16 +3,18 @@
 //! tonic's channel.
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
-use oxetcd_proto::etcdserverpb::{CompactionRequest, WatchCreateRequest, WatchRequest};
+use oxetcd_proto::etcdserverpb::{
+    CompactionRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest,
+    WatchRequest,
+};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use super::{txn, Event, EventStream, Kv, Page, Store, StoreError, Written};
+use super::{txn, Event, EventStream, StoreError, Transport};
 
 pub struct Remote {
     channel: Channel,
@@ -84,50 +86,26 @@ fn store_error(s: Status) -> StoreError {
 }
 
 #[async_trait]
-impl Store for Remote {
-    async fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64), StoreError> {
-        let resp = self.kv().range(with_leader(txn::get(key))).await;
-        let page = txn::page(resp.map_err(store_error)?.into_inner());
-        Ok((page.kvs.into_iter().next(), page.revision))
+impl Transport for Remote {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        let resp = self.kv().range(with_leader(req)).await;
+        Ok(resp.map_err(store_error)?.into_inner())
     }
 
-    async fn list(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: i64,
-        revision: i64,
-    ) -> Result<Page, StoreError> {
-        let req = with_leader(txn::list(start, end, limit, revision));
-        let resp = self.kv().range(req).await.map_err(store_error)?;
-        Ok(txn::page(resp.into_inner()))
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {
+        let resp = self.kv().txn(with_leader(req)).await;
+        Ok(resp.map_err(store_error)?.into_inner())
     }
 
-    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError> {
-        let resp = self.kv().txn(with_leader(txn::create(key, value))).await;
-        txn::written(resp.map_err(store_error)?.into_inner())
+    async fn compaction(&self, req: CompactionRequest) -> Result<(), StoreError> {
+        let resp = self.kv().compact(with_leader(req)).await;
+        resp.map_err(store_error)?;
+        Ok(())
     }
 
-    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError> {
-        let req = with_leader(txn::update(key, value, expected));
-        let resp = self.kv().txn(req).await.map_err(store_error)?;
-        txn::written(resp.into_inner())
-    }
-
-    async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
-        let resp = self.kv().txn(with_leader(txn::delete(key, expected))).await;
-        txn::written(resp.map_err(store_error)?.into_inner())
-    }
-
-    async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError> {
         let create = WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                key: Bytes::copy_from_slice(start),
-                range_end: Bytes::copy_from_slice(end),
-                start_revision: from,
-                prev_kv: true,
-                ..Default::default()
-            })),
+            request_union: Some(RequestUnion::CreateRequest(req)),
         };
         // The request side stays open (pending) for as long as the watch is
         // read: etcd ends the call when the client drops it.
@@ -170,18 +148,6 @@ impl Store for Remote {
                 }
             },
         )))
-    }
-
-    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        let req = CompactionRequest {
-            revision,
-            physical: true,
-        };
-        self.kv()
-            .compact(with_leader(req))
-            .await
-            .map_err(store_error)?;
-        Ok(())
     }
 }
 

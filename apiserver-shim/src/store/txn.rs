@@ -1,23 +1,74 @@
 //! kube-apiserver's request shapes (reference: kubernetes-apiserver.md §2),
-//! built and read here once for both stores:
+//! built and read here once for both stores, and [`Store`] in their terms
+//! for every [`Transport`]:
 //! - create: Txn If(mod_revision(key) == 0) Then(Put), no Else;
 //! - update: Txn If(mod_revision == rev) Then(Put) Else(Range key);
 //! - delete: Txn If(mod_revision == rev) Then(DeleteRange key) Else(Range key).
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd_proto::etcdserverpb::request_op::Request;
 use oxetcd_proto::etcdserverpb::response_op::Response;
 use oxetcd_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
-    TxnResponse,
+    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse,
+    RequestOp, TxnRequest, TxnResponse, WatchCreateRequest,
 };
 use oxetcd_proto::mvccpb;
 use oxetcd_proto::mvccpb::event::EventType;
 
-use super::{Event, Kv, Page, StoreError, Written};
+use super::{Event, EventStream, Kv, Page, Store, StoreError, Transport, Written};
 
-pub(super) fn get(key: &[u8]) -> RangeRequest {
+#[async_trait]
+impl<T: Transport + ?Sized> Store for T {
+    async fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64), StoreError> {
+        let page = page(self.range(get(key)).await?);
+        Ok((page.kvs.into_iter().next(), page.revision))
+    }
+
+    async fn list(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: i64,
+        revision: i64,
+    ) -> Result<Page, StoreError> {
+        Ok(page(self.range(list(start, end, limit, revision)).await?))
+    }
+
+    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError> {
+        written(self.txn(create(key, value)).await?)
+    }
+
+    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError> {
+        written(self.txn(update(key, value, expected)).await?)
+    }
+
+    async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
+        written(self.txn(delete(key, expected)).await?)
+    }
+
+    async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
+        let req = WatchCreateRequest {
+            key: Bytes::copy_from_slice(start),
+            range_end: Bytes::copy_from_slice(end),
+            start_revision: from,
+            prev_kv: true,
+            ..Default::default()
+        };
+        self.open_watch(req).await
+    }
+
+    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        let req = CompactionRequest {
+            revision,
+            physical: true,
+        };
+        self.compaction(req).await
+    }
+}
+
+fn get(key: &[u8]) -> RangeRequest {
     RangeRequest {
         key: Bytes::copy_from_slice(key),
         limit: 1,
@@ -25,7 +76,7 @@ pub(super) fn get(key: &[u8]) -> RangeRequest {
     }
 }
 
-pub(super) fn list(start: &[u8], end: &[u8], limit: i64, revision: i64) -> RangeRequest {
+fn list(start: &[u8], end: &[u8], limit: i64, revision: i64) -> RangeRequest {
     RangeRequest {
         key: Bytes::copy_from_slice(start),
         range_end: Bytes::copy_from_slice(end),
@@ -61,7 +112,7 @@ fn range_op(key: &[u8]) -> RequestOp {
     }
 }
 
-pub(super) fn create(key: &[u8], value: Bytes) -> TxnRequest {
+fn create(key: &[u8], value: Bytes) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, 0)],
         success: vec![put(key, value)],
@@ -69,7 +120,7 @@ pub(super) fn create(key: &[u8], value: Bytes) -> TxnRequest {
     }
 }
 
-pub(super) fn update(key: &[u8], value: Bytes, expected: i64) -> TxnRequest {
+fn update(key: &[u8], value: Bytes, expected: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, expected)],
         success: vec![put(key, value)],
@@ -77,7 +128,7 @@ pub(super) fn update(key: &[u8], value: Bytes, expected: i64) -> TxnRequest {
     }
 }
 
-pub(super) fn delete(key: &[u8], expected: i64) -> TxnRequest {
+fn delete(key: &[u8], expected: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, expected)],
         success: vec![RequestOp {
@@ -90,7 +141,7 @@ pub(super) fn delete(key: &[u8], expected: i64) -> TxnRequest {
     }
 }
 
-pub(super) fn kv(kv: mvccpb::KeyValue) -> Kv {
+fn kv(kv: mvccpb::KeyValue) -> Kv {
     Kv {
         key: kv.key,
         value: kv.value,
@@ -99,7 +150,7 @@ pub(super) fn kv(kv: mvccpb::KeyValue) -> Kv {
     }
 }
 
-pub(super) fn page(resp: RangeResponse) -> Page {
+fn page(resp: RangeResponse) -> Page {
     Page {
         revision: resp.header.map(|h| h.revision).unwrap_or_default(),
         more: resp.more,
@@ -110,7 +161,7 @@ pub(super) fn page(resp: RangeResponse) -> Page {
 
 /// What a guarded write's response says: applied at the header revision, or
 /// the key as the Else branch read it (a create has no Else: the key exists).
-pub(super) fn written(resp: TxnResponse) -> Result<Written, StoreError> {
+fn written(resp: TxnResponse) -> Result<Written, StoreError> {
     let revision = resp.header.map(|h| h.revision).unwrap_or_default();
     if resp.succeeded {
         return Ok(Written::Done { revision });

@@ -1,0 +1,6 @@
+//! Helpers the integration tests share; each test file includes this
+//! directory with `mod support;` and uses what it needs.
+
+#![allow(dead_code)]
+
+pub mod etcd;
