@@ -2,6 +2,7 @@
 //! (`--etcd-servers=http://a:2379,http://b:2379`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -61,9 +62,22 @@ pub struct Flags {
     /// Default: one admin token generated into --data-dir.
     #[arg(long, global = true)]
     pub token_auth_file: Option<PathBuf>,
+    /// How often the store is compacted (kube-apiserver's compactor: the
+    /// history of one to two intervals survives); 0 disables it.
+    #[arg(long, default_value = "5m", value_parser = go_duration, global = true)]
+    pub etcd_compaction_interval: Duration,
     /// The embedded store's data, the generated certificates and token.
     #[arg(long, default_value = "oxetcd-apiserver-data", global = true)]
     pub data_dir: PathBuf,
+}
+
+/// A duration as kube-apiserver's flags take it (Go's syntax: "5m0s",
+/// "1h", "500ms", "0").
+fn go_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 impl Flags {
@@ -101,5 +115,19 @@ mod tests {
         let cli = Cli::parse_from(["oxetcd-apiserver", "--etcd-cafile=/ca.pem"]);
         assert!(cli.flags.unsupported().unwrap().contains("--etcd-cafile"));
         assert!(Cli::try_parse_from(["oxetcd-apiserver", "--tls-cert-file=/c"]).is_err());
+    }
+
+    #[test]
+    fn durations_in_go_syntax() {
+        let cli = Cli::parse_from(["oxetcd-apiserver"]);
+        assert_eq!(cli.flags.etcd_compaction_interval, Duration::from_secs(300));
+        for (arg, want) in [("5m0s", 300), ("1h", 3600), ("0", 0), ("90s", 90)] {
+            let cli = Cli::parse_from([
+                "oxetcd-apiserver",
+                &format!("--etcd-compaction-interval={arg}"),
+            ]);
+            assert_eq!(cli.flags.etcd_compaction_interval.as_secs(), want, "{arg}");
+        }
+        assert!(Cli::try_parse_from(["oxetcd-apiserver", "--etcd-compaction-interval=5"]).is_err());
     }
 }

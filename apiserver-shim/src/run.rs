@@ -1,5 +1,6 @@
-//! Start-up, top to bottom: flags, credentials, certificate, store, the
-//! default namespaces, the listener; then serve until SIGINT/SIGTERM.
+//! Start-up, top to bottom: flags, credentials, certificate, store, its
+//! compactor, the default namespaces, the listener; then serve until
+//! SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::http::{self, App};
 use crate::kubeconfig;
 use crate::pki::{self, Generated};
 use crate::rest::{namespaces, Api};
+use crate::store::compactor;
 use crate::store::embedded::Embedded;
 use crate::store::remote::Remote;
 use crate::store::Store;
@@ -95,6 +97,10 @@ pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
         info!(servers = ?flags.etcd_servers, "using etcd");
         Arc::new(Remote::connect(&flags.etcd_servers)?)
     };
+    let compactor = (!flags.etcd_compaction_interval.is_zero()).then(|| {
+        let interval = flags.etcd_compaction_interval;
+        tokio::spawn(compactor::run(store.clone(), interval))
+    });
     let api = Api::new(store, &flags.etcd_prefix);
     bootstrap(&api).await?;
 
@@ -116,6 +122,9 @@ pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
     }
     info!("stopping");
     server.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
     if let Some(e) = embedded {
         e.stop().await;
     }

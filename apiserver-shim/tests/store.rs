@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use hyper::Method;
 use oxetcd_apiserver::rest::{namespaces, Api, Query, Reply, Request};
 use oxetcd_apiserver::route::{self, Route};
+use oxetcd_apiserver::store::compactor::{Compactor, COMPACT_REV_KEY};
 use oxetcd_apiserver::store::embedded::Embedded;
 use oxetcd_apiserver::store::remote::Remote;
 use oxetcd_apiserver::store::{prefix_end, Event, Store, StoreError, Written};
@@ -120,6 +121,44 @@ async fn conformance(store: &dyn Store) {
         Err(StoreError::Compacted { compact_revision }) => assert_eq!(compact_revision, Some(r4)),
         other => panic!("watch from a compacted revision: {other:?}"),
     }
+
+    // kube-apiserver's compactor: the first round only records the
+    // revision, the next compacts to it; a server that expects an older
+    // version of compact_rev_key loses its round and adopts the version.
+    let mut compactor = Compactor::default();
+    assert_eq!(compactor.round(store).await.unwrap(), None);
+    let recorded = compactor.revision;
+    assert_eq!(compactor.version, 1);
+    store
+        .create(b"/t/items/c", Bytes::from_static(b"4"))
+        .await
+        .unwrap();
+    assert_eq!(compactor.round(store).await.unwrap(), Some(recorded));
+    assert_eq!(compactor.version, 2);
+    let (key, _) = store.get(COMPACT_REV_KEY.as_bytes()).await.unwrap();
+    assert_eq!(key.unwrap().value, recorded.to_string());
+    assert!(matches!(
+        store.list(b"/t/items/", &end, 0, recorded - 1).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    assert_eq!(
+        store
+            .list(b"/t/items/", &end, 0, recorded)
+            .await
+            .unwrap()
+            .kvs
+            .len(),
+        1
+    );
+    let mut late_server = Compactor::default();
+    assert_eq!(late_server.round(store).await.unwrap(), None);
+    assert_eq!(late_server.version, 2);
+    let (key, _) = store.get(COMPACT_REV_KEY.as_bytes()).await.unwrap();
+    assert_eq!(
+        key.unwrap().value,
+        recorded.to_string(),
+        "the loser wrote nothing"
+    );
 }
 
 #[tokio::test]

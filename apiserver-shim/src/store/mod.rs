@@ -9,6 +9,7 @@
 //! guarded by mod_revision with a Range in Else) are built and read only in
 //! `txn`; a transport only carries them.
 
+pub mod compactor;
 pub mod embedded;
 pub mod remote;
 mod txn;
@@ -50,6 +51,18 @@ pub enum Written {
     Done { revision: i64 },
     /// The guard failed; `current` is the key's value now (None: absent).
     Conflict { current: Option<Kv> },
+}
+
+/// The outcome of a compaction claim (see [`compactor`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    /// This round's claim took the key: compact now.
+    pub won: bool,
+    /// The key's version after the claim (the round counter all API servers
+    /// sharing the store agree on).
+    pub version: i64,
+    /// The claim's header revision: what the next round compacts to.
+    pub revision: i64,
 }
 
 /// One change seen by a watch.
@@ -130,6 +143,15 @@ pub trait Store: Send + Sync {
     /// Compacts history up to `revision` (what kube-apiserver's compactor and
     /// the tests ask for).
     async fn compact(&self, revision: i64) -> Result<(), StoreError>;
+
+    /// kube-apiserver's compaction claim: Txn If(version(`key`) == `version`)
+    /// Then(Put `key` = `revision`) Else(Range `key`).
+    async fn claim_compaction(
+        &self,
+        key: &[u8],
+        version: i64,
+        revision: i64,
+    ) -> Result<Claim, StoreError>;
 }
 
 /// How a store reaches etcd: each call carries one etcd request as built by

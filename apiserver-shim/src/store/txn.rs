@@ -17,7 +17,7 @@ use oxetcd_proto::etcdserverpb::{
 use oxetcd_proto::mvccpb;
 use oxetcd_proto::mvccpb::event::EventType;
 
-use super::{Event, EventStream, Kv, Page, Store, StoreError, Transport, Written};
+use super::{Claim, Event, EventStream, Kv, Page, Store, StoreError, Transport, Written};
 
 #[async_trait]
 impl<T: Transport + ?Sized> Store for T {
@@ -65,6 +65,29 @@ impl<T: Transport + ?Sized> Store for T {
             physical: true,
         };
         self.compaction(req).await
+    }
+
+    async fn claim_compaction(
+        &self,
+        key: &[u8],
+        version: i64,
+        revision: i64,
+    ) -> Result<Claim, StoreError> {
+        let resp = self.txn(claim(key, version, revision)).await?;
+        let header = resp.header.map(|h| h.revision).unwrap_or_default();
+        if resp.succeeded {
+            return Ok(Claim {
+                won: true,
+                version: version + 1,
+                revision: header,
+            });
+        }
+        let current = else_range(resp.responses).map_or(0, |kv| kv.version);
+        Ok(Claim {
+            won: false,
+            version: current,
+            revision: header,
+        })
     }
 }
 
@@ -141,6 +164,34 @@ fn delete(key: &[u8], expected: i64) -> TxnRequest {
     }
 }
 
+/// The compactor's claim (kube-apiserver's etcd3/compact.go): If(version ==
+/// v) Then(Put key = revision) Else(Range key). The Put bumps the version,
+/// which is what makes exactly one API server win each round.
+fn claim(key: &[u8], version: i64, revision: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Version as i32,
+            key: Bytes::copy_from_slice(key),
+            target_union: Some(TargetUnion::Version(version)),
+            ..Default::default()
+        }],
+        success: vec![put(key, Bytes::from(revision.to_string()))],
+        failure: vec![range_op(key)],
+    }
+}
+
+/// The key an Else(Range key) read, if it exists.
+fn else_range(responses: Vec<oxetcd_proto::etcdserverpb::ResponseOp>) -> Option<mvccpb::KeyValue> {
+    responses
+        .into_iter()
+        .find_map(|op| match op.response {
+            Some(Response::ResponseRange(r)) => Some(r.kvs),
+            _ => None,
+        })
+        .and_then(|kvs| kvs.into_iter().next())
+}
+
 fn kv(kv: mvccpb::KeyValue) -> Kv {
     Kv {
         key: kv.key,
@@ -166,15 +217,7 @@ fn written(resp: TxnResponse) -> Result<Written, StoreError> {
     if resp.succeeded {
         return Ok(Written::Done { revision });
     }
-    let current = resp
-        .responses
-        .into_iter()
-        .find_map(|op| match op.response {
-            Some(Response::ResponseRange(r)) => Some(r.kvs),
-            _ => None,
-        })
-        .and_then(|kvs| kvs.into_iter().next())
-        .map(kv);
+    let current = else_range(resp.responses).map(kv);
     Ok(Written::Conflict { current })
 }
 
