@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use crate::auth::Tokens;
+use crate::auth::{self, Tokens, User};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::rest::{Api, Query, Reply, Request};
@@ -65,9 +65,19 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: A
                     return;
                 }
             };
+            // A client certificate here has been verified against
+            // --client-ca-file by the handshake.
+            let cert_user: Option<Arc<User>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(auth::certificate_user)
+                .map(Arc::new);
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(req).await) }
+                let cert_user = cert_user.clone();
+                async move { Ok::<_, Infallible>(app.handle(req, cert_user.as_deref()).await) }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
@@ -133,10 +143,14 @@ fn media_type(v: Option<&HeaderValue>) -> Option<String> {
 }
 
 impl App {
-    async fn handle(&self, req: hyper::Request<Incoming>) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        cert_user: Option<&User>,
+    ) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let resp = match self.route(req).await {
+        let resp = match self.route(req, cert_user).await {
             Ok(r) => r,
             Err(e) => error(&e),
         };
@@ -144,17 +158,21 @@ impl App {
         resp
     }
 
-    async fn route(&self, req: hyper::Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn route(
+        &self,
+        req: hyper::Request<Incoming>,
+        cert_user: Option<&User>,
+    ) -> Result<Response<Body>, ApiError> {
         let route = route::parse(req.uri().path());
         let public = matches!(route, Route::Version | Route::Health);
-        if !public {
-            let auth = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            if self.tokens.authenticate(auth).is_none() {
-                return Err(ApiError::Unauthorized);
-            }
+        // kube-apiserver's order: the client certificate, then the token.
+        let auth = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let user = cert_user.or_else(|| self.tokens.authenticate(auth));
+        if !public && user.is_none() {
+            return Err(ApiError::Unauthorized);
         }
         match route {
             Route::Health => return Ok(self.health().await),
@@ -186,6 +204,18 @@ impl App {
                 discovery_only(discovery::resources(&group, &version))
             }
             Route::Health | Route::Unknown => Err(ApiError::UnknownPath),
+            Route::Resource(path) if auth::is_self_subject_review(&path) => {
+                if req.method() != Method::POST {
+                    return Err(ApiError::MethodNotAllowed {
+                        verb: req.method().to_string(),
+                        resource: "selfsubjectreviews.authentication.k8s.io".into(),
+                    });
+                }
+                match user {
+                    Some(u) => Ok(json(201, &auth::self_subject_review(u))),
+                    None => Err(ApiError::Unauthorized),
+                }
+            }
             Route::Resource(path) => {
                 let method = req.method().clone();
                 let query = Query::parse(req.uri().query());

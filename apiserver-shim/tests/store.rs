@@ -33,13 +33,14 @@ async fn next_batch(
 /// What the API relies on, for any store.
 async fn conformance(store: &dyn Store) {
     let (a, b) = (b"/t/items/a".as_slice(), b"/t/items/b".as_slice());
-    let Written::Done { revision: r1 } = store.create(a, Bytes::from_static(b"1")).await.unwrap()
+    let Written::Done { revision: r1 } =
+        store.create(a, Bytes::from_static(b"1"), 0).await.unwrap()
     else {
         panic!("create of a new key")
     };
     // Create is If(mod_revision == 0): a second create fails, no Else.
     assert_eq!(
-        store.create(a, Bytes::from_static(b"x")).await.unwrap(),
+        store.create(a, Bytes::from_static(b"x"), 0).await.unwrap(),
         Written::Conflict { current: None }
     );
     let (kv, rev) = store.get(a).await.unwrap();
@@ -57,19 +58,21 @@ async fn conformance(store: &dyn Store) {
 
     // Update guarded by mod_revision: stale -> the current value from Else.
     match store
-        .update(a, Bytes::from_static(b"2"), r1 - 1)
+        .update(a, Bytes::from_static(b"2"), r1 - 1, 0)
         .await
         .unwrap()
     {
         Written::Conflict { current: Some(cur) } => assert_eq!(cur.mod_revision, r1),
         other => panic!("stale update: {other:?}"),
     }
-    let Written::Done { revision: r2 } =
-        store.update(a, Bytes::from_static(b"2"), r1).await.unwrap()
+    let Written::Done { revision: r2 } = store
+        .update(a, Bytes::from_static(b"2"), r1, 0)
+        .await
+        .unwrap()
     else {
         panic!("fresh update")
     };
-    store.create(b, Bytes::from_static(b"3")).await.unwrap();
+    store.create(b, Bytes::from_static(b"3"), 0).await.unwrap();
 
     // Lists: pages, count, more, and reads at an older revision.
     let end = prefix_end(b"/t/items/");
@@ -130,7 +133,7 @@ async fn conformance(store: &dyn Store) {
     let recorded = compactor.revision;
     assert_eq!(compactor.version, 1);
     store
-        .create(b"/t/items/c", Bytes::from_static(b"4"))
+        .create(b"/t/items/c", Bytes::from_static(b"4"), 0)
         .await
         .unwrap();
     assert_eq!(compactor.round(store).await.unwrap(), Some(recorded));
@@ -175,7 +178,7 @@ async fn the_remote_store_conforms_against_etcd() {
         return;
     }
     let etcd = Etcd::start(43300);
-    let store = Remote::connect(&[etcd.url.clone()]).unwrap();
+    let store = Remote::connect(&[etcd.url.clone()], None).unwrap();
     // Wait for etcd to answer.
     for _ in 0..100 {
         if store.get(b"/ready").await.is_ok() {

@@ -26,9 +26,10 @@ pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, A
             (None, _) => Ok(obj),
         };
     }
+    let lease = api.lease(t.kind).await?;
     match api
         .store
-        .create(key.as_bytes(), object::encode(&obj))
+        .create(key.as_bytes(), object::encode(&obj), lease)
         .await?
     {
         Written::Done { revision } => {

@@ -68,9 +68,10 @@ where
         if dry_run {
             return Ok(new);
         }
+        let lease = api.lease(kind).await?;
         match api
             .store
-            .update(key.as_bytes(), object::encode(&new), kv.mod_revision)
+            .update(key.as_bytes(), object::encode(&new), kv.mod_revision, lease)
             .await?
         {
             Written::Conflict { .. } => continue,

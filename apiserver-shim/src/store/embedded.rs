@@ -8,7 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::stream;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest,
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest,
 };
 use oxetcd_server::{EtcdError, EtcdServer, ServerConfig, StartError};
 use oxetcd_watch::{DeliveryKind, WatchSpec, WatchStream};
@@ -63,6 +64,10 @@ impl Transport for Embedded {
     async fn compaction(&self, req: CompactionRequest) -> Result<(), StoreError> {
         self.server.compact(req).await?;
         Ok(())
+    }
+
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<i64, StoreError> {
+        Ok(self.server.lease_grant(req).await?.id)
     }
 
     async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError> {

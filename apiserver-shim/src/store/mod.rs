@@ -11,6 +11,7 @@
 
 pub mod compactor;
 pub mod embedded;
+pub mod lease;
 pub mod remote;
 mod txn;
 
@@ -20,7 +21,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest,
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest,
 };
 
 /// One stored key-value, as much of etcd's KeyValue as the API uses.
@@ -127,11 +129,22 @@ pub trait Store: Send + Sync {
         revision: i64,
     ) -> Result<Page, StoreError>;
 
-    /// Writes `value` only if `key` does not exist (Txn If mod_revision == 0).
-    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError>;
+    /// Writes `value` only if `key` does not exist (Txn If mod_revision ==
+    /// 0), attached to `lease` (0: none).
+    async fn create(&self, key: &[u8], value: Bytes, lease: i64) -> Result<Written, StoreError>;
 
-    /// Writes `value` only if `key`'s mod_revision is `expected`.
-    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError>;
+    /// Writes `value` only if `key`'s mod_revision is `expected`, attached to
+    /// `lease` (0: none).
+    async fn update(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        expected: i64,
+        lease: i64,
+    ) -> Result<Written, StoreError>;
+
+    /// Grants a lease of `ttl` seconds; returns its ID.
+    async fn grant_lease(&self, ttl: i64) -> Result<i64, StoreError>;
 
     /// Deletes `key` only if its mod_revision is `expected`.
     async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError>;
@@ -162,6 +175,8 @@ pub trait Transport: Send + Sync {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError>;
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError>;
     async fn compaction(&self, req: CompactionRequest) -> Result<(), StoreError>;
+    /// Returns the granted lease's ID.
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<i64, StoreError>;
     /// Opens a watch; the stream ends after its first error.
     async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError>;
 }

@@ -1,17 +1,19 @@
 //! The remote store: an etcd v3 gRPC client of `--etcd-servers` (oxetcd, or
-//! etcd itself), plain HTTP/2 for now. Several endpoints are balanced over by
-//! tonic's channel.
+//! etcd itself), over plain HTTP/2 or TLS (oxetcd-tls's Dialer, configured
+//! from --etcd-cafile/--etcd-certfile/--etcd-keyfile).
 
 use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
+use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest,
-    WatchRequest,
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use oxetcd_tls::{Dialer, Target, TlsConnector, UrlError};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use super::{txn, Event, EventStream, StoreError, Transport};
@@ -22,32 +24,33 @@ pub struct Remote {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("--etcd-servers: {0:?} is not a valid endpoint: {1}")]
-    BadEndpoint(String, String),
-    #[error("--etcd-servers: {0:?}: only http:// endpoints are supported so far (TLS to etcd is not built yet)")]
-    NotHttp(String),
+    #[error("--etcd-servers: {0}")]
+    BadEndpoint(#[from] UrlError),
+    #[error("--etcd-servers: {0:?} is https:// but no TLS configuration was given")]
+    NoTls(String),
     #[error("--etcd-servers is empty")]
     Empty,
 }
 
 impl Remote {
-    /// A client of `servers` (http://host:port each). Connects lazily: the
-    /// first request finds out whether the store is there.
-    pub fn connect(servers: &[String]) -> Result<Self, RemoteError> {
+    /// A client of `servers` (http:// or https:// each), TLS configured by
+    /// `tls` (from --etcd-cafile/--etcd-certfile/--etcd-keyfile). Connects
+    /// lazily: the first request finds out whether the store is there; the
+    /// servers are dialed in order until one answers (oxetcd-tls's Dialer).
+    pub fn connect(servers: &[String], tls: Option<TlsConnector>) -> Result<Self, RemoteError> {
         if servers.is_empty() {
             return Err(RemoteError::Empty);
         }
-        let mut endpoints = Vec::new();
-        for s in servers {
-            if !s.starts_with("http://") {
-                return Err(RemoteError::NotHttp(s.clone()));
+        let targets = Target::parse_list(&servers.join(","))?;
+        if tls.is_none() {
+            if let Some(t) = targets.iter().find(|t| t.uses_tls()) {
+                return Err(RemoteError::NoTls(t.url().to_string()));
             }
-            let e = Endpoint::from_shared(s.clone())
-                .map_err(|e| RemoteError::BadEndpoint(s.clone(), e.to_string()))?;
-            endpoints.push(e);
         }
+        let dialer = Dialer::new(targets, tls);
+        let endpoint = dialer.endpoint()?;
         Ok(Self {
-            channel: Channel::balance_list(endpoints.into_iter()),
+            channel: endpoint.connect_with_connector_lazy(dialer),
         })
     }
 
@@ -101,6 +104,13 @@ impl Transport for Remote {
         let resp = self.kv().compact(with_leader(req)).await;
         resp.map_err(store_error)?;
         Ok(())
+    }
+
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<i64, StoreError> {
+        let resp = LeaseClient::new(self.channel.clone())
+            .lease_grant(with_leader(req))
+            .await;
+        Ok(resp.map_err(store_error)?.into_inner().id)
     }
 
     async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError> {
@@ -173,12 +183,20 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn only_plain_http_endpoints_are_accepted() {
+    #[tokio::test]
+    async fn https_endpoints_need_a_tls_configuration() {
         assert!(matches!(
-            Remote::connect(&["https://127.0.0.1:2379".into()]),
-            Err(RemoteError::NotHttp(_))
+            Remote::connect(&["https://127.0.0.1:2379".into()], None),
+            Err(RemoteError::NoTls(_))
         ));
-        assert!(matches!(Remote::connect(&[]), Err(RemoteError::Empty)));
+        assert!(matches!(
+            Remote::connect(&["ftp://127.0.0.1:2379".into()], None),
+            Err(RemoteError::BadEndpoint(_))
+        ));
+        assert!(matches!(
+            Remote::connect(&[], None),
+            Err(RemoteError::Empty)
+        ));
+        assert!(Remote::connect(&["http://127.0.0.1:2379".into()], None).is_ok());
     }
 }

@@ -11,8 +11,8 @@ use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUn
 use oxetcd_proto::etcdserverpb::request_op::Request;
 use oxetcd_proto::etcdserverpb::response_op::Response;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse,
-    RequestOp, TxnRequest, TxnResponse, WatchCreateRequest,
+    CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
+    RangeResponse, RequestOp, TxnRequest, TxnResponse, WatchCreateRequest,
 };
 use oxetcd_proto::mvccpb;
 use oxetcd_proto::mvccpb::event::EventType;
@@ -36,12 +36,22 @@ impl<T: Transport + ?Sized> Store for T {
         Ok(page(self.range(list(start, end, limit, revision)).await?))
     }
 
-    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError> {
-        written(self.txn(create(key, value)).await?)
+    async fn create(&self, key: &[u8], value: Bytes, lease: i64) -> Result<Written, StoreError> {
+        written(self.txn(create(key, value, lease)).await?)
     }
 
-    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError> {
-        written(self.txn(update(key, value, expected)).await?)
+    async fn update(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        expected: i64,
+        lease: i64,
+    ) -> Result<Written, StoreError> {
+        written(self.txn(update(key, value, expected, lease)).await?)
+    }
+
+    async fn grant_lease(&self, ttl: i64) -> Result<i64, StoreError> {
+        self.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await
     }
 
     async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
@@ -119,11 +129,12 @@ fn mod_revision_is(key: &[u8], revision: i64) -> Compare {
     }
 }
 
-fn put(key: &[u8], value: Bytes) -> RequestOp {
+fn put(key: &[u8], value: Bytes, lease: i64) -> RequestOp {
     RequestOp {
         request: Some(Request::RequestPut(PutRequest {
             key: Bytes::copy_from_slice(key),
             value,
+            lease,
             ..Default::default()
         })),
     }
@@ -135,18 +146,18 @@ fn range_op(key: &[u8]) -> RequestOp {
     }
 }
 
-fn create(key: &[u8], value: Bytes) -> TxnRequest {
+fn create(key: &[u8], value: Bytes, lease: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, 0)],
-        success: vec![put(key, value)],
+        success: vec![put(key, value, lease)],
         failure: vec![],
     }
 }
 
-fn update(key: &[u8], value: Bytes, expected: i64) -> TxnRequest {
+fn update(key: &[u8], value: Bytes, expected: i64, lease: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, expected)],
-        success: vec![put(key, value)],
+        success: vec![put(key, value, lease)],
         failure: vec![range_op(key)],
     }
 }
@@ -176,7 +187,7 @@ fn claim(key: &[u8], version: i64, revision: i64) -> TxnRequest {
             target_union: Some(TargetUnion::Version(version)),
             ..Default::default()
         }],
-        success: vec![put(key, Bytes::from(revision.to_string()))],
+        success: vec![put(key, Bytes::from(revision.to_string()), 0)],
         failure: vec![range_op(key)],
     }
 }
@@ -245,7 +256,11 @@ mod tests {
 
     #[test]
     fn create_compares_mod_revision_zero_without_else() {
-        let t = create(b"/registry/configmaps/default/a", Bytes::from_static(b"{}"));
+        let t = create(
+            b"/registry/configmaps/default/a",
+            Bytes::from_static(b"{}"),
+            0,
+        );
         assert_eq!(t.compare.len(), 1);
         assert_eq!(t.compare[0].target, CompareTarget::Mod as i32);
         assert_eq!(t.compare[0].target_union, Some(TargetUnion::ModRevision(0)));
@@ -258,7 +273,10 @@ mod tests {
 
     #[test]
     fn update_and_delete_read_the_key_when_the_guard_fails() {
-        for t in [update(b"k", Bytes::from_static(b"v"), 7), delete(b"k", 7)] {
+        for t in [
+            update(b"k", Bytes::from_static(b"v"), 7, 0),
+            delete(b"k", 7),
+        ] {
             assert_eq!(t.compare[0].target_union, Some(TargetUnion::ModRevision(7)));
             assert!(matches!(
                 t.failure[0].request,

@@ -19,16 +19,7 @@ pub fn free_port(from: u16) -> u16 {
 /// True when `etcd` runs; false (the caller skips) when it is missing,
 /// unless CI=true, where a missing etcd is a failure.
 pub fn present() -> bool {
-    if Command::new("etcd").arg("--version").output().is_ok() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "etcd is required under CI=true"
-    );
-    eprintln!("etcd not found: skipped");
-    false
+    super::tools::present("etcd", &["--version"])
 }
 
 /// The files of a TLS etcd: its serving certificate and key, and the CA
@@ -44,6 +35,9 @@ pub struct Etcd {
     _dir: tempfile::TempDir,
     /// The client URL (http:// or https://).
     pub url: String,
+    /// etcdctl's --cacert/--cert/--key flags for a TLS etcd (its own
+    /// certificate is a client certificate too).
+    etcdctl_tls: Vec<String>,
 }
 
 impl Etcd {
@@ -90,23 +84,43 @@ impl Etcd {
             assert!(Instant::now() < deadline, "etcd did not listen on {client}");
             sleep(Duration::from_millis(50));
         }
+        let etcdctl_tls = tls.map_or_else(Vec::new, |t| {
+            vec![
+                format!("--cacert={}", t.ca.display()),
+                format!("--cert={}", t.cert.display()),
+                format!("--key={}", t.key.display()),
+            ]
+        });
         Etcd {
             child,
             _dir: dir,
             url,
+            etcdctl_tls,
         }
     }
 
-    /// `etcdctl get <key> --print-value-only` against this etcd (plain
-    /// HTTP only): what is stored, read around the API.
+    /// `etcdctl get <key> --print-value-only`: what is stored, read around
+    /// the API (empty: no such key).
     pub fn get(&self, key: &str) -> Vec<u8> {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &self.url, "get", key, "--print-value-only"])
-            .output()
-            .expect("run etcdctl");
-        assert!(out.status.success(), "etcdctl get {key}: {out:?}");
+        self.etcdctl(&["get", key, "--print-value-only"])
+    }
+
+    /// etcdctl against this etcd; its stdout, which it must succeed.
+    pub fn etcdctl(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.try_etcdctl(args);
+        assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
         out.stdout
+    }
+
+    /// etcdctl against this etcd, success or not.
+    pub fn try_etcdctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.url))
+            .args(&self.etcdctl_tls)
+            .args(args)
+            .output()
+            .expect("run etcdctl")
     }
 }
 

@@ -3,4 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod apiserver;
+pub mod certs;
 pub mod etcd;
+pub mod tools;
