@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
@@ -34,6 +34,35 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// kube-apiserver's cap on request bodies (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// How much of an oversized body is read and dropped before the 413 is
+/// sent: a client still sending when the server answers and closes would
+/// otherwise lose the answer to a connection reset.
+const MAX_DRAINED: usize = 64 * 1024 * 1024;
+
+/// The request body, at most [`MAX_BODY`] bytes; over that a 413, after
+/// draining up to [`MAX_DRAINED`] of what the client still sends.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut data = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        seen += chunk.len();
+        if seen > MAX_DRAINED {
+            break;
+        }
+        if seen <= MAX_BODY {
+            data.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    Ok(Bytes::from(data))
+}
 
 pub struct App {
     pub api: Api,
@@ -220,11 +249,7 @@ impl App {
                 let method = req.method().clone();
                 let query = Query::parse(req.uri().query());
                 let content_type = media_type(req.headers().get(CONTENT_TYPE));
-                let body = Limited::new(req.into_body(), MAX_BODY)
-                    .collect()
-                    .await
-                    .map_err(|_| ApiError::TooLarge(MAX_BODY))?
-                    .to_bytes();
+                let body = read_body(req.into_body()).await?;
                 let request = Request {
                     method,
                     path,

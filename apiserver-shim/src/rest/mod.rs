@@ -205,11 +205,13 @@ fn field_validation(q: &Query) -> Result<(), ApiError> {
     }
 }
 
-/// Content types the write verbs read.
-fn require_json(req: &Request) -> Result<(), ApiError> {
+/// Content types the write verbs read whole objects in.
+fn require_object_body(req: &Request) -> Result<(), ApiError> {
     match req.content_type.as_deref() {
-        None | Some("application/json") => Ok(()),
-        Some(_) => Err(ApiError::UnsupportedMediaType("application/json".into())),
+        None | Some("application/json" | "application/yaml") => Ok(()),
+        Some(_) => Err(ApiError::UnsupportedMediaType(
+            "application/json, application/yaml".into(),
+        )),
     }
 }
 

@@ -79,7 +79,11 @@ fn store_error(s: Status) -> StoreError {
         }
     } else if msg.contains("required revision is a future revision") {
         StoreError::FutureRevision
-    } else if msg.contains("request is too large") {
+    } else if msg.contains("request is too large")
+        || (s.code() == Code::ResourceExhausted && msg.contains("larger than max"))
+    {
+        // etcd's --max-request-bytes (1.5 MiB), or its gRPC message cap
+        // (that + 512 KiB) reached first: too large either way.
         StoreError::TooLarge
     } else if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) {
         StoreError::Unavailable(format!("etcd: {msg}"))
@@ -177,6 +181,10 @@ mod tests {
         );
         let big = Status::invalid_argument("etcdserver: request is too large");
         assert_eq!(store_error(big), StoreError::TooLarge);
+        let bigger = Status::resource_exhausted(
+            "grpc: received message larger than max (2097431 vs. 2097152)",
+        );
+        assert_eq!(store_error(bigger), StoreError::TooLarge);
         assert!(matches!(
             store_error(Status::unavailable("etcdserver: no leader")),
             StoreError::Unavailable(_)
