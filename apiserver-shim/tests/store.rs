@@ -178,7 +178,7 @@ async fn the_remote_store_conforms_against_etcd() {
         return;
     }
     let etcd = Etcd::start(43300);
-    let store = Remote::connect(&[etcd.url.clone()], None).unwrap();
+    let store = Remote::connect(std::slice::from_ref(&etcd.url), None).unwrap();
     // Wait for etcd to answer.
     for _ in 0..100 {
         if store.get(b"/ready").await.is_ok() {
