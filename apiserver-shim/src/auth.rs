@@ -1,7 +1,11 @@
-//! Authentication by bearer token. Tokens come from --token-auth-file
-//! (kube-apiserver's CSV: `token,user,uid[,"group1,group2"]`) or, without
-//! it, from one admin token generated into `<data-dir>/admin-token`.
-//! Every authenticated user may do everything (no authorization yet).
+//! Authentication by bearer token or client certificate. Tokens come from
+//! --token-auth-file (kube-apiserver's CSV: `token,user,uid[,"group1,group2"]`)
+//! or, without it, from one admin token generated into
+//! `<data-dir>/admin-token`. With --client-ca-file, a client certificate
+//! that chains to it (checked in the TLS handshake) authenticates its
+//! subject: the CN is the user, the O's the groups, as kube-apiserver's x509
+//! authenticator reads them. Every authenticated user may do everything (no
+//! authorization yet).
 
 use std::collections::HashMap;
 use std::fs;
@@ -10,6 +14,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
+use rustls::pki_types::CertificateDer;
+use serde_json::{json, Value};
+use x509_parser::certificate::X509CertificateParser;
+use x509_parser::nom::Parser;
+
+use crate::route::ResourcePath;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -138,9 +148,93 @@ impl Tokens {
     }
 }
 
+/// POST /apis/authentication.k8s.io/v1/selfsubjectreviews (`kubectl auth
+/// whoami`): who the request authenticated as. Served here, beside
+/// authentication, rather than as a stored kind.
+pub fn is_self_subject_review(path: &ResourcePath) -> bool {
+    path.group == "authentication.k8s.io"
+        && path.version == "v1"
+        && path.resource == "selfsubjectreviews"
+        && path.namespace.is_none()
+        && path.name.is_none()
+}
+
+/// The SelfSubjectReview for `user`, with the group kube-apiserver adds to
+/// every authenticated user.
+pub fn self_subject_review(user: &User) -> Value {
+    let mut groups = user.groups.clone();
+    groups.push("system:authenticated".into());
+    let mut info = json!({"username": user.name, "groups": groups});
+    if !user.uid.is_empty() {
+        info["uid"] = json!(user.uid);
+    }
+    json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": info},
+    })
+}
+
+/// The user a verified client certificate names: CN and O's of its
+/// subject. None when it has no CN (kube-apiserver refuses those too).
+pub fn certificate_user(cert: &CertificateDer<'_>) -> Option<User> {
+    let mut parser = X509CertificateParser::new().with_deep_parse_extensions(false);
+    let (_, cert) = parser.parse(cert.as_ref()).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .last()?
+        .as_str()
+        .ok()?
+        .to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    Some(User {
+        name,
+        uid: String::new(),
+        groups,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_names_its_user_by_cn_and_groups_by_o() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "jane");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "dev");
+        // A second O: rcgen keeps one attribute per type, so O's OID again.
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 10]), "ops");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let user = certificate_user(cert.der()).unwrap();
+        assert_eq!(
+            (user.name.as_str(), user.groups),
+            ("jane", vec!["dev".to_string(), "ops".into()])
+        );
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "dev");
+        let cert = params.self_signed(&key).unwrap();
+        assert!(certificate_user(cert.der()).is_none(), "no CN, no user");
+    }
 
     #[test]
     fn reads_kube_apiservers_token_file() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use crate::auth::Tokens;
+use crate::auth::{self, Tokens, User};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::rest::{Api, Query, Reply, Request};
@@ -34,6 +34,35 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// kube-apiserver's cap on request bodies (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// How much of an oversized body is read and dropped before the 413 is
+/// sent: a client still sending when the server answers and closes would
+/// otherwise lose the answer to a connection reset.
+const MAX_DRAINED: usize = 64 * 1024 * 1024;
+
+/// The request body, at most [`MAX_BODY`] bytes; over that a 413, after
+/// draining up to [`MAX_DRAINED`] of what the client still sends.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut data = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        seen += chunk.len();
+        if seen > MAX_DRAINED {
+            break;
+        }
+        if seen <= MAX_BODY {
+            data.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    Ok(Bytes::from(data))
+}
 
 pub struct App {
     pub api: Api,
@@ -65,9 +94,19 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: A
                     return;
                 }
             };
+            // A client certificate here has been verified against
+            // --client-ca-file by the handshake.
+            let cert_user: Option<Arc<User>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(auth::certificate_user)
+                .map(Arc::new);
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(req).await) }
+                let cert_user = cert_user.clone();
+                async move { Ok::<_, Infallible>(app.handle(req, cert_user.as_deref()).await) }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
@@ -133,10 +172,14 @@ fn media_type(v: Option<&HeaderValue>) -> Option<String> {
 }
 
 impl App {
-    async fn handle(&self, req: hyper::Request<Incoming>) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        cert_user: Option<&User>,
+    ) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let resp = match self.route(req).await {
+        let resp = match self.route(req, cert_user).await {
             Ok(r) => r,
             Err(e) => error(&e),
         };
@@ -144,17 +187,21 @@ impl App {
         resp
     }
 
-    async fn route(&self, req: hyper::Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn route(
+        &self,
+        req: hyper::Request<Incoming>,
+        cert_user: Option<&User>,
+    ) -> Result<Response<Body>, ApiError> {
         let route = route::parse(req.uri().path());
         let public = matches!(route, Route::Version | Route::Health);
-        if !public {
-            let auth = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            if self.tokens.authenticate(auth).is_none() {
-                return Err(ApiError::Unauthorized);
-            }
+        // kube-apiserver's order: the client certificate, then the token.
+        let auth = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let user = cert_user.or_else(|| self.tokens.authenticate(auth));
+        if !public && user.is_none() {
+            return Err(ApiError::Unauthorized);
         }
         match route {
             Route::Health => return Ok(self.health().await),
@@ -186,15 +233,23 @@ impl App {
                 discovery_only(discovery::resources(&group, &version))
             }
             Route::Health | Route::Unknown => Err(ApiError::UnknownPath),
+            Route::Resource(path) if auth::is_self_subject_review(&path) => {
+                if req.method() != Method::POST {
+                    return Err(ApiError::MethodNotAllowed {
+                        verb: req.method().to_string(),
+                        resource: "selfsubjectreviews.authentication.k8s.io".into(),
+                    });
+                }
+                match user {
+                    Some(u) => Ok(json(201, &auth::self_subject_review(u))),
+                    None => Err(ApiError::Unauthorized),
+                }
+            }
             Route::Resource(path) => {
                 let method = req.method().clone();
                 let query = Query::parse(req.uri().query());
                 let content_type = media_type(req.headers().get(CONTENT_TYPE));
-                let body = Limited::new(req.into_body(), MAX_BODY)
-                    .collect()
-                    .await
-                    .map_err(|_| ApiError::TooLarge(MAX_BODY))?
-                    .to_bytes();
+                let body = read_body(req.into_body()).await?;
                 let request = Request {
                     method,
                     path,

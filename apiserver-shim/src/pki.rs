@@ -24,6 +24,8 @@ pub enum PkiError {
     NoCertificate(PathBuf),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("--client-ca-file {0}: {1}")]
+    ClientCa(PathBuf, String),
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PkiError> {
@@ -136,16 +138,39 @@ pub fn default_hosts(bind: &str) -> Vec<String> {
 }
 
 /// A rustls server config for `cert` (a PEM chain) and `key`, speaking
-/// HTTP/2 and HTTP/1.1 (ALPN).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+/// HTTP/2 and HTTP/1.1 (ALPN). With `client_ca` (--client-ca-file) clients
+/// may present a certificate, which must chain to it (as Go's
+/// VerifyClientCertIfGiven: a client without one still connects, to
+/// authenticate with a token).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
     // oxetcd-tls reads PEM for every crate, with etcd's error wording.
     let chain: Vec<CertificateDer<'static>> = Pem::file(cert).certs("cert file")?;
     let key_der: PrivateKeyDer<'static> = Pem::file(key).private_key()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in Pem::file(ca).certs("client CA file")? {
+                roots.add(c)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| PkiError::ClientCa(ca.to_path_buf(), e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -178,6 +203,7 @@ mod tests {
         assert_ne!(fs::read(g.cert()).unwrap(), cert, "new name: re-issued");
         assert_eq!(fs::read(g.ca_cert()).unwrap(), ca, "by the same CA");
         assert_eq!(trust_anchor_pem(&g.cert()).unwrap().as_bytes(), &ca[..]);
-        server_config(&g.cert(), &g.key()).unwrap();
+        server_config(&g.cert(), &g.key(), None).unwrap();
+        server_config(&g.cert(), &g.key(), Some(&g.ca_cert())).unwrap();
     }
 }

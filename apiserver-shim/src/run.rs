@@ -1,5 +1,6 @@
-//! Start-up, top to bottom: flags, credentials, certificate, store, the
-//! default namespaces, the listener; then serve until SIGINT/SIGTERM.
+//! Start-up, top to bottom: flags, credentials, certificate, store, its
+//! compactor, the default namespaces, the listener; then serve until
+//! SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::http::{self, App};
 use crate::kubeconfig;
 use crate::pki::{self, Generated};
 use crate::rest::{namespaces, Api};
+use crate::store::compactor;
 use crate::store::embedded::Embedded;
 use crate::store::remote::Remote;
 use crate::store::Store;
@@ -67,7 +69,7 @@ impl SetupLock {
 }
 
 pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
-    if let Some(why) = flags.unsupported() {
+    if let Some(why) = flags.conflicts() {
         return Err(why.into());
     }
     let setup = SetupLock::take(&flags.data_dir)?;
@@ -82,7 +84,7 @@ pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
         print!("{}", kubeconfig::render(&server, &ca, tokens.admin_token()));
         return Ok(());
     }
-    let tls = pki::server_config(&cert, &key)?;
+    let tls = pki::server_config(&cert, &key, flags.client_ca_file.as_deref())?;
 
     let mut embedded = None;
     let store: Arc<dyn Store> = if flags.etcd_servers.is_empty() {
@@ -93,9 +95,19 @@ pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
         e
     } else {
         info!(servers = ?flags.etcd_servers, "using etcd");
-        Arc::new(Remote::connect(&flags.etcd_servers)?)
+        let tls = flags
+            .etcd_servers
+            .iter()
+            .any(|s| s.starts_with("https://"))
+            .then(|| flags.etcd_tls())
+            .transpose()?;
+        Arc::new(Remote::connect(&flags.etcd_servers, tls)?)
     };
-    let api = Api::new(store, &flags.etcd_prefix);
+    let compactor = (!flags.etcd_compaction_interval.is_zero()).then(|| {
+        let interval = flags.etcd_compaction_interval;
+        tokio::spawn(compactor::run(store.clone(), interval))
+    });
+    let api = Api::new(store, &flags.etcd_prefix).with_event_ttl(flags.event_ttl);
     bootstrap(&api).await?;
 
     let listener = TcpListener::bind((flags.bind_address.as_str(), flags.secure_port)).await?;
@@ -116,6 +128,9 @@ pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
     }
     info!("stopping");
     server.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
     if let Some(e) = embedded {
         e.stop().await;
     }

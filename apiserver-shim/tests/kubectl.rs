@@ -4,23 +4,17 @@
 //! Without kubectl the test is skipped, except under CI=true where it fails.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::etcd::{self, free_port, Etcd};
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oxetcd-apiserver");
-
-/// A port free now among the hundred from `from` (each test has its own
-/// hundred, so that tests running in parallel do not pick the same one).
-fn free_port(from: u16) -> u16 {
-    (from..from + 100)
-        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port")
-}
 
 struct Server {
     child: Child,
@@ -209,17 +203,7 @@ fn kubectl_drives_the_api_over_an_embedded_store() {
         eprintln!("kubectl not found: skipped (CI=true makes this a failure)");
         return;
     }
-    scenario(None, 26500);
-}
-
-/// Debian's etcd 3.4 on a temporary data dir, killed on drop.
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    scenario(None, 43000);
 }
 
 #[test]
@@ -228,48 +212,13 @@ fn kubectl_drives_the_api_over_etcd() {
         eprintln!("kubectl not found: skipped (CI=true makes this a failure)");
         return;
     }
-    if Command::new("etcd").arg("--version").output().is_err() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "etcd is required under CI=true"
-        );
-        eprintln!("etcd not found: skipped");
+    if !etcd::present() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let client = free_port(26800);
-    let peer = free_port(client + 1);
-    let url = format!("http://127.0.0.1:{client}");
-    let _etcd = Etcd(
-        Command::new("etcd")
-            .arg(format!("--data-dir={}", dir.path().display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-            ))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    scenario(Some(&url), 26600);
+    let etcd = Etcd::start(43200);
+    scenario(Some(&etcd.url), 43100);
     // What a real kube-apiserver would read: JSON at its key.
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &url,
-            "get",
-            "/registry/namespaces/team-a",
-            "--print-value-only",
-        ])
-        .output()
-        .unwrap();
-    let stored: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored: Value = serde_json::from_slice(&etcd.get("/registry/namespaces/team-a")).unwrap();
     assert_eq!(stored["kind"], "Namespace");
     assert_eq!(stored["metadata"]["name"], "team-a");
     assert!(

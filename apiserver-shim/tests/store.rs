@@ -4,8 +4,6 @@
 //! the REST layer over the embedded store, where kubectl cannot reach:
 //! continue tokens and a watch from a compacted resourceVersion.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +12,14 @@ use futures_util::StreamExt;
 use hyper::Method;
 use oxetcd_apiserver::rest::{namespaces, Api, Query, Reply, Request};
 use oxetcd_apiserver::route::{self, Route};
+use oxetcd_apiserver::store::compactor::{Compactor, COMPACT_REV_KEY};
 use oxetcd_apiserver::store::embedded::Embedded;
 use oxetcd_apiserver::store::remote::Remote;
 use oxetcd_apiserver::store::{prefix_end, Event, Store, StoreError, Written};
 use serde_json::{json, Value};
+use support::etcd::{self, Etcd};
+
+mod support;
 
 async fn next_batch(
     events: &mut oxetcd_apiserver::store::EventStream,
@@ -31,13 +33,14 @@ async fn next_batch(
 /// What the API relies on, for any store.
 async fn conformance(store: &dyn Store) {
     let (a, b) = (b"/t/items/a".as_slice(), b"/t/items/b".as_slice());
-    let Written::Done { revision: r1 } = store.create(a, Bytes::from_static(b"1")).await.unwrap()
+    let Written::Done { revision: r1 } =
+        store.create(a, Bytes::from_static(b"1"), 0).await.unwrap()
     else {
         panic!("create of a new key")
     };
     // Create is If(mod_revision == 0): a second create fails, no Else.
     assert_eq!(
-        store.create(a, Bytes::from_static(b"x")).await.unwrap(),
+        store.create(a, Bytes::from_static(b"x"), 0).await.unwrap(),
         Written::Conflict { current: None }
     );
     let (kv, rev) = store.get(a).await.unwrap();
@@ -55,19 +58,21 @@ async fn conformance(store: &dyn Store) {
 
     // Update guarded by mod_revision: stale -> the current value from Else.
     match store
-        .update(a, Bytes::from_static(b"2"), r1 - 1)
+        .update(a, Bytes::from_static(b"2"), r1 - 1, 0)
         .await
         .unwrap()
     {
         Written::Conflict { current: Some(cur) } => assert_eq!(cur.mod_revision, r1),
         other => panic!("stale update: {other:?}"),
     }
-    let Written::Done { revision: r2 } =
-        store.update(a, Bytes::from_static(b"2"), r1).await.unwrap()
+    let Written::Done { revision: r2 } = store
+        .update(a, Bytes::from_static(b"2"), r1, 0)
+        .await
+        .unwrap()
     else {
         panic!("fresh update")
     };
-    store.create(b, Bytes::from_static(b"3")).await.unwrap();
+    store.create(b, Bytes::from_static(b"3"), 0).await.unwrap();
 
     // Lists: pages, count, more, and reads at an older revision.
     let end = prefix_end(b"/t/items/");
@@ -119,6 +124,44 @@ async fn conformance(store: &dyn Store) {
         Err(StoreError::Compacted { compact_revision }) => assert_eq!(compact_revision, Some(r4)),
         other => panic!("watch from a compacted revision: {other:?}"),
     }
+
+    // kube-apiserver's compactor: the first round only records the
+    // revision, the next compacts to it; a server that expects an older
+    // version of compact_rev_key loses its round and adopts the version.
+    let mut compactor = Compactor::default();
+    assert_eq!(compactor.round(store).await.unwrap(), None);
+    let recorded = compactor.revision;
+    assert_eq!(compactor.version, 1);
+    store
+        .create(b"/t/items/c", Bytes::from_static(b"4"), 0)
+        .await
+        .unwrap();
+    assert_eq!(compactor.round(store).await.unwrap(), Some(recorded));
+    assert_eq!(compactor.version, 2);
+    let (key, _) = store.get(COMPACT_REV_KEY.as_bytes()).await.unwrap();
+    assert_eq!(key.unwrap().value, recorded.to_string());
+    assert!(matches!(
+        store.list(b"/t/items/", &end, 0, recorded - 1).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    assert_eq!(
+        store
+            .list(b"/t/items/", &end, 0, recorded)
+            .await
+            .unwrap()
+            .kvs
+            .len(),
+        1
+    );
+    let mut late_server = Compactor::default();
+    assert_eq!(late_server.round(store).await.unwrap(), None);
+    assert_eq!(late_server.version, 2);
+    let (key, _) = store.get(COMPACT_REV_KEY.as_bytes()).await.unwrap();
+    assert_eq!(
+        key.unwrap().value,
+        recorded.to_string(),
+        "the loser wrote nothing"
+    );
 }
 
 #[tokio::test]
@@ -129,52 +172,13 @@ async fn the_embedded_store_conforms() {
     store.stop().await;
 }
 
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port(from: u16) -> u16 {
-    (from..from + 100)
-        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port")
-}
-
 #[tokio::test]
 async fn the_remote_store_conforms_against_etcd() {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "etcd is required under CI=true"
-        );
-        eprintln!("etcd not found: skipped");
+    if !etcd::present() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let client = free_port(26700);
-    let peer = free_port(client + 1);
-    let url = format!("http://127.0.0.1:{client}");
-    let _etcd = Etcd(
-        Command::new("etcd")
-            .arg(format!("--data-dir={}", dir.path().display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-            ))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let store = Remote::connect(&[url]).unwrap();
+    let etcd = Etcd::start(43300);
+    let store = Remote::connect(std::slice::from_ref(&etcd.url), None).unwrap();
     // Wait for etcd to answer.
     for _ in 0..100 {
         if store.get(b"/ready").await.is_ok() {

@@ -3,16 +3,16 @@
 
 use serde_json::{json, Value};
 
-use super::{object, require_json, Api, Request, Target};
+use super::{object, require_object_body, Api, Request, Target};
 use crate::error::{ApiError, Cause};
 use crate::names;
 use crate::registry::{self, Kind, StatusOnCreate};
 use crate::store::Written;
 
 pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, ApiError> {
-    require_json(req)?;
+    require_object_body(req)?;
     let dry_run = req.query.dry_run()?;
-    let mut obj = object::parse_body(&req.body)?;
+    let mut obj = object::parse_body(&req.body, req.content_type.as_deref())?;
     object::check_type(t.kind, &mut obj)?;
     prepare(t, &mut obj)?;
     let name = object::name(&obj).to_string();
@@ -26,9 +26,10 @@ pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, A
             (None, _) => Ok(obj),
         };
     }
+    let lease = api.lease(t.kind).await?;
     match api
         .store
-        .create(key.as_bytes(), object::encode(&obj))
+        .create(key.as_bytes(), object::encode(&obj), lease)
         .await?
     {
         Written::Done { revision } => {

@@ -160,9 +160,15 @@ pub(super) async fn delete_object(
         if opts.dry_run() {
             return Ok((marked, false));
         }
+        let lease = api.lease(kind).await?;
         match api
             .store
-            .update(key.as_bytes(), object::encode(&marked), kv.mod_revision)
+            .update(
+                key.as_bytes(),
+                object::encode(&marked),
+                kv.mod_revision,
+                lease,
+            )
             .await?
         {
             Written::Done { revision } => {

@@ -21,6 +21,7 @@ mod update;
 mod watch;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -30,13 +31,18 @@ pub use self::query::Query;
 use crate::error::ApiError;
 use crate::registry::{self, Kind};
 use crate::route::ResourcePath;
+use crate::store::lease::Leases;
 use crate::store::Store;
 
-/// The API's state: its store and the key prefix (--etcd-prefix).
+/// The API's state: its store, the key prefix (--etcd-prefix), and the
+/// leases of objects with a TTL.
 #[derive(Clone)]
 pub struct Api {
     store: Arc<dyn Store>,
     prefix: String,
+    /// --event-ttl: how long core/v1 events live (None: for ever).
+    event_ttl: Option<Duration>,
+    leases: Arc<Leases>,
 }
 
 /// One resource request, as the HTTP layer hands it over.
@@ -75,6 +81,29 @@ impl Api {
         Self {
             store,
             prefix: prefix.trim_end_matches('/').to_string(),
+            event_ttl: None,
+            leases: Arc::default(),
+        }
+    }
+
+    /// Events written from now on live `ttl` (kube-apiserver's --event-ttl).
+    pub fn with_event_ttl(self, ttl: Duration) -> Self {
+        Self {
+            event_ttl: Some(ttl),
+            ..self
+        }
+    }
+
+    /// The lease a write of a `kind` object attaches (0: none). As in
+    /// kube-apiserver only events have a TTL, given on every create and
+    /// update.
+    pub(crate) async fn lease(&self, kind: &Kind) -> Result<i64, ApiError> {
+        let is_event = kind.group.is_empty() && kind.resource == "events";
+        match self.event_ttl {
+            Some(ttl) if is_event && ttl.as_secs() > 0 => {
+                Ok(self.leases.lease(self.store.as_ref(), ttl).await?)
+            }
+            _ => Ok(0),
         }
     }
 
@@ -176,11 +205,13 @@ fn field_validation(q: &Query) -> Result<(), ApiError> {
     }
 }
 
-/// Content types the write verbs read.
-fn require_json(req: &Request) -> Result<(), ApiError> {
+/// Content types the write verbs read whole objects in.
+fn require_object_body(req: &Request) -> Result<(), ApiError> {
     match req.content_type.as_deref() {
-        None | Some("application/json") => Ok(()),
-        Some(_) => Err(ApiError::UnsupportedMediaType("application/json".into())),
+        None | Some("application/json" | "application/yaml") => Ok(()),
+        Some(_) => Err(ApiError::UnsupportedMediaType(
+            "application/json, application/yaml".into(),
+        )),
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn bootstrap(api: &Api) -> Result<(), ApiError> {
         let key = api.key(ns_kind, None, name);
         if let Written::Done { .. } = api
             .store
-            .create(key.as_bytes(), object::encode(&obj))
+            .create(key.as_bytes(), object::encode(&obj), 0)
             .await?
         {
             info!(namespace = name, "created");

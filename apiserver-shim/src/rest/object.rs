@@ -122,10 +122,16 @@ pub fn in_seconds(seconds: u64) -> String {
     timestamp(SystemTime::now() + Duration::from_secs(seconds))
 }
 
-/// Parses a JSON request body into an object.
-pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the object provided is unrecognized: {e}")))?;
+/// Parses a request body, JSON or (Content-Type application/yaml) YAML,
+/// into an object.
+pub fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
+    let unrecognized = |e: &dyn std::fmt::Display| {
+        ApiError::BadRequest(format!("the object provided is unrecognized: {e}"))
+    };
+    let v: Value = match content_type {
+        Some("application/yaml") => serde_saphyr::from_slice(body).map_err(|e| unrecognized(&e))?,
+        _ => serde_json::from_slice(body).map_err(|e| unrecognized(&e))?,
+    };
     if !v.is_object() {
         return Err(ApiError::BadRequest(
             "the object provided is unrecognized: not a JSON object".into(),
@@ -233,6 +239,18 @@ mod tests {
             e.to_string(),
             "the kind in the data (Secret) does not match the expected kind (ConfigMap)"
         );
+    }
+
+    #[test]
+    fn bodies_are_json_or_yaml() {
+        let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n";
+        let o = parse_body(yaml, Some("application/yaml")).unwrap();
+        assert_eq!(o["metadata"]["name"], "c");
+        assert_eq!(o["data"]["a"], "1");
+        let e = parse_body(b"metadata: [unclosed", Some("application/yaml")).unwrap_err();
+        assert_eq!(e.code(), 400);
+        assert_eq!(parse_body(b"{\"a\":", None).unwrap_err().code(), 400);
+        assert_eq!(parse_body(b"[1]", None).unwrap_err().code(), 400);
     }
 
     #[test]

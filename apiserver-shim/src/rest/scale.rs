@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::update::{check_fresh, guaranteed_update, parse_patch, Patch, Scope};
-use super::{object, read, require_json, Api, Request, Target};
+use super::{object, read, require_object_body, Api, Request, Target};
 use crate::error::{ApiError, Cause};
 
 /// The Scale of `obj`.
@@ -112,8 +112,8 @@ pub async fn write(
 ) -> Result<Value, ApiError> {
     let dry_run = req.query.dry_run()?;
     let change: Change = if req.method == hyper::Method::PUT {
-        require_json(req)?;
-        Change::Replace(object::parse_body(&req.body)?)
+        require_object_body(req)?;
+        Change::Replace(object::parse_body(&req.body, req.content_type.as_deref())?)
     } else {
         Change::Patch(parse_patch(req)?)
     };

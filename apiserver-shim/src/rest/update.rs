@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::{object, require_json, Api, Request, Target};
+use super::{object, require_object_body, Api, Request, Target};
 use crate::error::{ApiError, Cause};
 use crate::registry::{self, Kind};
 use crate::store::Written;
@@ -68,9 +68,10 @@ where
         if dry_run {
             return Ok(new);
         }
+        let lease = api.lease(kind).await?;
         match api
             .store
-            .update(key.as_bytes(), object::encode(&new), kv.mod_revision)
+            .update(key.as_bytes(), object::encode(&new), kv.mod_revision, lease)
             .await?
         {
             Written::Conflict { .. } => continue,
@@ -250,9 +251,9 @@ pub async fn put(
     sub: Option<&str>,
     req: &Request,
 ) -> Result<Value, ApiError> {
-    require_json(req)?;
+    require_object_body(req)?;
     let dry_run = req.query.dry_run()?;
-    let mut body = object::parse_body(&req.body)?;
+    let mut body = object::parse_body(&req.body, req.content_type.as_deref())?;
     object::check_type(t.kind, &mut body)?;
     let in_body = object::name(&body).to_string();
     if !in_body.is_empty() && in_body != name {

@@ -1,18 +1,20 @@
 //! The embedded store: a one-member oxetcd started in this process (the
-//! zero-setup path: no etcd to run). Reads and writes go through
-//! [`EtcdServer`]'s request router, watches through its watch hub.
+//! zero-setup path: no etcd to run). Requests go through [`EtcdServer`]'s
+//! request router, watches through its watch hub.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::stream;
-use oxetcd_proto::etcdserverpb::CompactionRequest;
+use oxetcd_proto::etcdserverpb::{
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest,
+};
 use oxetcd_server::{EtcdError, EtcdServer, ServerConfig, StartError};
 use oxetcd_watch::{DeliveryKind, WatchSpec, WatchStream};
 
-use super::{txn, Event, EventStream, Kv, Page, Store, StoreError, Written};
+use super::{txn, Event, EventStream, StoreError, Transport};
 
 pub struct Embedded {
     server: Arc<EtcdServer>,
@@ -50,42 +52,31 @@ impl From<EtcdError> for StoreError {
 }
 
 #[async_trait]
-impl Store for Embedded {
-    async fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64), StoreError> {
-        let page = txn::page(self.server.range(txn::get(key)).await?);
-        Ok((page.kvs.into_iter().next(), page.revision))
+impl Transport for Embedded {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        Ok(self.server.range(req).await?)
     }
 
-    async fn list(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: i64,
-        revision: i64,
-    ) -> Result<Page, StoreError> {
-        let req = txn::list(start, end, limit, revision);
-        Ok(txn::page(self.server.range(req).await?))
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {
+        Ok(self.server.txn(req).await?)
     }
 
-    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError> {
-        txn::written(self.server.txn(txn::create(key, value)).await?)
+    async fn compaction(&self, req: CompactionRequest) -> Result<(), StoreError> {
+        self.server.compact(req).await?;
+        Ok(())
     }
 
-    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError> {
-        txn::written(self.server.txn(txn::update(key, value, expected)).await?)
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<i64, StoreError> {
+        Ok(self.server.lease_grant(req).await?.id)
     }
 
-    async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
-        txn::written(self.server.txn(txn::delete(key, expected)).await?)
-    }
-
-    async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError> {
         let hub_stream = self.server.watch_hub().open_stream();
         hub_stream.control().create(WatchSpec {
-            key: Bytes::copy_from_slice(start),
-            range_end: Bytes::copy_from_slice(end),
-            start_revision: from,
-            prev_kv: true,
+            key: req.key,
+            range_end: req.range_end,
+            start_revision: req.start_revision,
+            prev_kv: req.prev_kv,
             ..Default::default()
         });
         let state = HubWatch {
@@ -99,15 +90,6 @@ impl Store for Embedded {
             let item = s.next().await?;
             Some((item, s))
         })))
-    }
-
-    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        let req = CompactionRequest {
-            revision,
-            physical: true,
-        };
-        self.server.compact(req).await?;
-        Ok(())
     }
 }
 

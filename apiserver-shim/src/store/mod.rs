@@ -1,14 +1,17 @@
 //! The store the API keeps its objects in, as kube-apiserver uses etcd
 //! (reference: kubernetes-apiserver.md §2): one trait, [`Store`], with the
-//! operations the REST layer needs, and two implementations that differ only
-//! in transport:
+//! operations the REST layer needs, implemented once (in `txn`) for any
+//! [`Transport`], the etcd requests carried; two transports:
 //! - [`embedded::Embedded`]: an oxetcd member started in this process;
 //! - [`remote::Remote`]: a gRPC client of `--etcd-servers` (oxetcd or etcd).
 //!
 //! The request shapes (create = txn if mod_revision == 0; update and delete
-//! guarded by mod_revision with a Range in Else) live once, in `txn`.
+//! guarded by mod_revision with a Range in Else) are built and read only in
+//! `txn`; a transport only carries them.
 
+pub mod compactor;
 pub mod embedded;
+pub mod lease;
 pub mod remote;
 mod txn;
 
@@ -17,6 +20,10 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
+use oxetcd_proto::etcdserverpb::{
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest,
+};
 
 /// One stored key-value, as much of etcd's KeyValue as the API uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +53,18 @@ pub enum Written {
     Done { revision: i64 },
     /// The guard failed; `current` is the key's value now (None: absent).
     Conflict { current: Option<Kv> },
+}
+
+/// The outcome of a compaction claim (see [`compactor`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    /// This round's claim took the key: compact now.
+    pub won: bool,
+    /// The key's version after the claim (the round counter all API servers
+    /// sharing the store agree on).
+    pub version: i64,
+    /// The claim's header revision: what the next round compacts to.
+    pub revision: i64,
 }
 
 /// One change seen by a watch.
@@ -110,11 +129,22 @@ pub trait Store: Send + Sync {
         revision: i64,
     ) -> Result<Page, StoreError>;
 
-    /// Writes `value` only if `key` does not exist (Txn If mod_revision == 0).
-    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError>;
+    /// Writes `value` only if `key` does not exist (Txn If mod_revision ==
+    /// 0), attached to `lease` (0: none).
+    async fn create(&self, key: &[u8], value: Bytes, lease: i64) -> Result<Written, StoreError>;
 
-    /// Writes `value` only if `key`'s mod_revision is `expected`.
-    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError>;
+    /// Writes `value` only if `key`'s mod_revision is `expected`, attached to
+    /// `lease` (0: none).
+    async fn update(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        expected: i64,
+        lease: i64,
+    ) -> Result<Written, StoreError>;
+
+    /// Grants a lease of `ttl` seconds; returns its ID.
+    async fn grant_lease(&self, ttl: i64) -> Result<i64, StoreError>;
 
     /// Deletes `key` only if its mod_revision is `expected`.
     async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError>;
@@ -126,6 +156,29 @@ pub trait Store: Send + Sync {
     /// Compacts history up to `revision` (what kube-apiserver's compactor and
     /// the tests ask for).
     async fn compact(&self, revision: i64) -> Result<(), StoreError>;
+
+    /// kube-apiserver's compaction claim: Txn If(version(`key`) == `version`)
+    /// Then(Put `key` = `revision`) Else(Range `key`).
+    async fn claim_compaction(
+        &self,
+        key: &[u8],
+        version: i64,
+        revision: i64,
+    ) -> Result<Claim, StoreError>;
+}
+
+/// How a store reaches etcd: each call carries one etcd request as built by
+/// `txn` and hands back etcd's answer. [`Store`] is implemented for every
+/// transport in terms of these.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError>;
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError>;
+    async fn compaction(&self, req: CompactionRequest) -> Result<(), StoreError>;
+    /// Returns the granted lease's ID.
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<i64, StoreError>;
+    /// Opens a watch; the stream ends after its first error.
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError>;
 }
 
 /// The end of a prefix range: every key that starts with `prefix`.

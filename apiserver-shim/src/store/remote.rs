@@ -1,18 +1,22 @@
 //! The remote store: an etcd v3 gRPC client of `--etcd-servers` (oxetcd, or
-//! etcd itself), plain HTTP/2 for now. Several endpoints are balanced over by
-//! tonic's channel.
+//! etcd itself), over plain HTTP/2 or TLS (oxetcd-tls's Dialer, configured
+//! from --etcd-cafile/--etcd-certfile/--etcd-keyfile).
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
+use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
-use oxetcd_proto::etcdserverpb::{CompactionRequest, WatchCreateRequest, WatchRequest};
-use tonic::transport::{Channel, Endpoint};
+use oxetcd_proto::etcdserverpb::{
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchRequest,
+};
+use oxetcd_tls::{Dialer, Target, TlsConnector, UrlError};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use super::{txn, Event, EventStream, Kv, Page, Store, StoreError, Written};
+use super::{txn, Event, EventStream, StoreError, Transport};
 
 pub struct Remote {
     channel: Channel,
@@ -20,32 +24,33 @@ pub struct Remote {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("--etcd-servers: {0:?} is not a valid endpoint: {1}")]
-    BadEndpoint(String, String),
-    #[error("--etcd-servers: {0:?}: only http:// endpoints are supported so far (TLS to etcd is not built yet)")]
-    NotHttp(String),
+    #[error("--etcd-servers: {0}")]
+    BadEndpoint(#[from] UrlError),
+    #[error("--etcd-servers: {0:?} is https:// but no TLS configuration was given")]
+    NoTls(String),
     #[error("--etcd-servers is empty")]
     Empty,
 }
 
 impl Remote {
-    /// A client of `servers` (http://host:port each). Connects lazily: the
-    /// first request finds out whether the store is there.
-    pub fn connect(servers: &[String]) -> Result<Self, RemoteError> {
+    /// A client of `servers` (http:// or https:// each), TLS configured by
+    /// `tls` (from --etcd-cafile/--etcd-certfile/--etcd-keyfile). Connects
+    /// lazily: the first request finds out whether the store is there; the
+    /// servers are dialed in order until one answers (oxetcd-tls's Dialer).
+    pub fn connect(servers: &[String], tls: Option<TlsConnector>) -> Result<Self, RemoteError> {
         if servers.is_empty() {
             return Err(RemoteError::Empty);
         }
-        let mut endpoints = Vec::new();
-        for s in servers {
-            if !s.starts_with("http://") {
-                return Err(RemoteError::NotHttp(s.clone()));
+        let targets = Target::parse_list(&servers.join(","))?;
+        if tls.is_none() {
+            if let Some(t) = targets.iter().find(|t| t.uses_tls()) {
+                return Err(RemoteError::NoTls(t.url().to_string()));
             }
-            let e = Endpoint::from_shared(s.clone())
-                .map_err(|e| RemoteError::BadEndpoint(s.clone(), e.to_string()))?;
-            endpoints.push(e);
         }
+        let dialer = Dialer::new(targets, tls);
+        let endpoint = dialer.endpoint()?;
         Ok(Self {
-            channel: Channel::balance_list(endpoints.into_iter()),
+            channel: endpoint.connect_with_connector_lazy(dialer),
         })
     }
 
@@ -74,7 +79,11 @@ fn store_error(s: Status) -> StoreError {
         }
     } else if msg.contains("required revision is a future revision") {
         StoreError::FutureRevision
-    } else if msg.contains("request is too large") {
+    } else if msg.contains("request is too large")
+        || (s.code() == Code::ResourceExhausted && msg.contains("larger than max"))
+    {
+        // etcd's --max-request-bytes (1.5 MiB), or its gRPC message cap
+        // (that + 512 KiB) reached first: too large either way.
         StoreError::TooLarge
     } else if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) {
         StoreError::Unavailable(format!("etcd: {msg}"))
@@ -84,50 +93,33 @@ fn store_error(s: Status) -> StoreError {
 }
 
 #[async_trait]
-impl Store for Remote {
-    async fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64), StoreError> {
-        let resp = self.kv().range(with_leader(txn::get(key))).await;
-        let page = txn::page(resp.map_err(store_error)?.into_inner());
-        Ok((page.kvs.into_iter().next(), page.revision))
+impl Transport for Remote {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        let resp = self.kv().range(with_leader(req)).await;
+        Ok(resp.map_err(store_error)?.into_inner())
     }
 
-    async fn list(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: i64,
-        revision: i64,
-    ) -> Result<Page, StoreError> {
-        let req = with_leader(txn::list(start, end, limit, revision));
-        let resp = self.kv().range(req).await.map_err(store_error)?;
-        Ok(txn::page(resp.into_inner()))
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {
+        let resp = self.kv().txn(with_leader(req)).await;
+        Ok(resp.map_err(store_error)?.into_inner())
     }
 
-    async fn create(&self, key: &[u8], value: Bytes) -> Result<Written, StoreError> {
-        let resp = self.kv().txn(with_leader(txn::create(key, value))).await;
-        txn::written(resp.map_err(store_error)?.into_inner())
+    async fn compaction(&self, req: CompactionRequest) -> Result<(), StoreError> {
+        let resp = self.kv().compact(with_leader(req)).await;
+        resp.map_err(store_error)?;
+        Ok(())
     }
 
-    async fn update(&self, key: &[u8], value: Bytes, expected: i64) -> Result<Written, StoreError> {
-        let req = with_leader(txn::update(key, value, expected));
-        let resp = self.kv().txn(req).await.map_err(store_error)?;
-        txn::written(resp.into_inner())
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<i64, StoreError> {
+        let resp = LeaseClient::new(self.channel.clone())
+            .lease_grant(with_leader(req))
+            .await;
+        Ok(resp.map_err(store_error)?.into_inner().id)
     }
 
-    async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
-        let resp = self.kv().txn(with_leader(txn::delete(key, expected))).await;
-        txn::written(resp.map_err(store_error)?.into_inner())
-    }
-
-    async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError> {
         let create = WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                key: Bytes::copy_from_slice(start),
-                range_end: Bytes::copy_from_slice(end),
-                start_revision: from,
-                prev_kv: true,
-                ..Default::default()
-            })),
+            request_union: Some(RequestUnion::CreateRequest(req)),
         };
         // The request side stays open (pending) for as long as the watch is
         // read: etcd ends the call when the client drops it.
@@ -171,18 +163,6 @@ impl Store for Remote {
             },
         )))
     }
-
-    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        let req = CompactionRequest {
-            revision,
-            physical: true,
-        };
-        self.kv()
-            .compact(with_leader(req))
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -201,18 +181,30 @@ mod tests {
         );
         let big = Status::invalid_argument("etcdserver: request is too large");
         assert_eq!(store_error(big), StoreError::TooLarge);
+        let bigger = Status::resource_exhausted(
+            "grpc: received message larger than max (2097431 vs. 2097152)",
+        );
+        assert_eq!(store_error(bigger), StoreError::TooLarge);
         assert!(matches!(
             store_error(Status::unavailable("etcdserver: no leader")),
             StoreError::Unavailable(_)
         ));
     }
 
-    #[test]
-    fn only_plain_http_endpoints_are_accepted() {
+    #[tokio::test]
+    async fn https_endpoints_need_a_tls_configuration() {
         assert!(matches!(
-            Remote::connect(&["https://127.0.0.1:2379".into()]),
-            Err(RemoteError::NotHttp(_))
+            Remote::connect(&["https://127.0.0.1:2379".into()], None),
+            Err(RemoteError::NoTls(_))
         ));
-        assert!(matches!(Remote::connect(&[]), Err(RemoteError::Empty)));
+        assert!(matches!(
+            Remote::connect(&["ftp://127.0.0.1:2379".into()], None),
+            Err(RemoteError::BadEndpoint(_))
+        ));
+        assert!(matches!(
+            Remote::connect(&[], None),
+            Err(RemoteError::Empty)
+        ));
+        assert!(Remote::connect(&["http://127.0.0.1:2379".into()], None).is_ok());
     }
 }

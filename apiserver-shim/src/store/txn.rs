@@ -1,23 +1,107 @@
 //! kube-apiserver's request shapes (reference: kubernetes-apiserver.md §2),
-//! built and read here once for both stores:
+//! built and read here once for both stores, and [`Store`] in their terms
+//! for every [`Transport`]:
 //! - create: Txn If(mod_revision(key) == 0) Then(Put), no Else;
 //! - update: Txn If(mod_revision == rev) Then(Put) Else(Range key);
 //! - delete: Txn If(mod_revision == rev) Then(DeleteRange key) Else(Range key).
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd_proto::etcdserverpb::request_op::Request;
 use oxetcd_proto::etcdserverpb::response_op::Response;
 use oxetcd_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
-    TxnResponse,
+    CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
+    RangeResponse, RequestOp, TxnRequest, TxnResponse, WatchCreateRequest,
 };
 use oxetcd_proto::mvccpb;
 use oxetcd_proto::mvccpb::event::EventType;
 
-use super::{Event, Kv, Page, StoreError, Written};
+use super::{Claim, Event, EventStream, Kv, Page, Store, StoreError, Transport, Written};
 
-pub(super) fn get(key: &[u8]) -> RangeRequest {
+#[async_trait]
+impl<T: Transport + ?Sized> Store for T {
+    async fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64), StoreError> {
+        let page = page(self.range(get(key)).await?);
+        Ok((page.kvs.into_iter().next(), page.revision))
+    }
+
+    async fn list(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: i64,
+        revision: i64,
+    ) -> Result<Page, StoreError> {
+        Ok(page(self.range(list(start, end, limit, revision)).await?))
+    }
+
+    async fn create(&self, key: &[u8], value: Bytes, lease: i64) -> Result<Written, StoreError> {
+        written(self.txn(create(key, value, lease)).await?)
+    }
+
+    async fn update(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        expected: i64,
+        lease: i64,
+    ) -> Result<Written, StoreError> {
+        written(self.txn(update(key, value, expected, lease)).await?)
+    }
+
+    async fn grant_lease(&self, ttl: i64) -> Result<i64, StoreError> {
+        self.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await
+    }
+
+    async fn delete(&self, key: &[u8], expected: i64) -> Result<Written, StoreError> {
+        written(self.txn(delete(key, expected)).await?)
+    }
+
+    async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
+        let req = WatchCreateRequest {
+            key: Bytes::copy_from_slice(start),
+            range_end: Bytes::copy_from_slice(end),
+            start_revision: from,
+            prev_kv: true,
+            ..Default::default()
+        };
+        self.open_watch(req).await
+    }
+
+    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        let req = CompactionRequest {
+            revision,
+            physical: true,
+        };
+        self.compaction(req).await
+    }
+
+    async fn claim_compaction(
+        &self,
+        key: &[u8],
+        version: i64,
+        revision: i64,
+    ) -> Result<Claim, StoreError> {
+        let resp = self.txn(claim(key, version, revision)).await?;
+        let header = resp.header.map(|h| h.revision).unwrap_or_default();
+        if resp.succeeded {
+            return Ok(Claim {
+                won: true,
+                version: version + 1,
+                revision: header,
+            });
+        }
+        let current = else_range(resp.responses).map_or(0, |kv| kv.version);
+        Ok(Claim {
+            won: false,
+            version: current,
+            revision: header,
+        })
+    }
+}
+
+fn get(key: &[u8]) -> RangeRequest {
     RangeRequest {
         key: Bytes::copy_from_slice(key),
         limit: 1,
@@ -25,7 +109,7 @@ pub(super) fn get(key: &[u8]) -> RangeRequest {
     }
 }
 
-pub(super) fn list(start: &[u8], end: &[u8], limit: i64, revision: i64) -> RangeRequest {
+fn list(start: &[u8], end: &[u8], limit: i64, revision: i64) -> RangeRequest {
     RangeRequest {
         key: Bytes::copy_from_slice(start),
         range_end: Bytes::copy_from_slice(end),
@@ -45,11 +129,12 @@ fn mod_revision_is(key: &[u8], revision: i64) -> Compare {
     }
 }
 
-fn put(key: &[u8], value: Bytes) -> RequestOp {
+fn put(key: &[u8], value: Bytes, lease: i64) -> RequestOp {
     RequestOp {
         request: Some(Request::RequestPut(PutRequest {
             key: Bytes::copy_from_slice(key),
             value,
+            lease,
             ..Default::default()
         })),
     }
@@ -61,23 +146,23 @@ fn range_op(key: &[u8]) -> RequestOp {
     }
 }
 
-pub(super) fn create(key: &[u8], value: Bytes) -> TxnRequest {
+fn create(key: &[u8], value: Bytes, lease: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, 0)],
-        success: vec![put(key, value)],
+        success: vec![put(key, value, lease)],
         failure: vec![],
     }
 }
 
-pub(super) fn update(key: &[u8], value: Bytes, expected: i64) -> TxnRequest {
+fn update(key: &[u8], value: Bytes, expected: i64, lease: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, expected)],
-        success: vec![put(key, value)],
+        success: vec![put(key, value, lease)],
         failure: vec![range_op(key)],
     }
 }
 
-pub(super) fn delete(key: &[u8], expected: i64) -> TxnRequest {
+fn delete(key: &[u8], expected: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_revision_is(key, expected)],
         success: vec![RequestOp {
@@ -90,7 +175,35 @@ pub(super) fn delete(key: &[u8], expected: i64) -> TxnRequest {
     }
 }
 
-pub(super) fn kv(kv: mvccpb::KeyValue) -> Kv {
+/// The compactor's claim (kube-apiserver's etcd3/compact.go): If(version ==
+/// v) Then(Put key = revision) Else(Range key). The Put bumps the version,
+/// which is what makes exactly one API server win each round.
+fn claim(key: &[u8], version: i64, revision: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Version as i32,
+            key: Bytes::copy_from_slice(key),
+            target_union: Some(TargetUnion::Version(version)),
+            ..Default::default()
+        }],
+        success: vec![put(key, Bytes::from(revision.to_string()), 0)],
+        failure: vec![range_op(key)],
+    }
+}
+
+/// The key an Else(Range key) read, if it exists.
+fn else_range(responses: Vec<oxetcd_proto::etcdserverpb::ResponseOp>) -> Option<mvccpb::KeyValue> {
+    responses
+        .into_iter()
+        .find_map(|op| match op.response {
+            Some(Response::ResponseRange(r)) => Some(r.kvs),
+            _ => None,
+        })
+        .and_then(|kvs| kvs.into_iter().next())
+}
+
+fn kv(kv: mvccpb::KeyValue) -> Kv {
     Kv {
         key: kv.key,
         value: kv.value,
@@ -99,7 +212,7 @@ pub(super) fn kv(kv: mvccpb::KeyValue) -> Kv {
     }
 }
 
-pub(super) fn page(resp: RangeResponse) -> Page {
+fn page(resp: RangeResponse) -> Page {
     Page {
         revision: resp.header.map(|h| h.revision).unwrap_or_default(),
         more: resp.more,
@@ -110,20 +223,12 @@ pub(super) fn page(resp: RangeResponse) -> Page {
 
 /// What a guarded write's response says: applied at the header revision, or
 /// the key as the Else branch read it (a create has no Else: the key exists).
-pub(super) fn written(resp: TxnResponse) -> Result<Written, StoreError> {
+fn written(resp: TxnResponse) -> Result<Written, StoreError> {
     let revision = resp.header.map(|h| h.revision).unwrap_or_default();
     if resp.succeeded {
         return Ok(Written::Done { revision });
     }
-    let current = resp
-        .responses
-        .into_iter()
-        .find_map(|op| match op.response {
-            Some(Response::ResponseRange(r)) => Some(r.kvs),
-            _ => None,
-        })
-        .and_then(|kvs| kvs.into_iter().next())
-        .map(kv);
+    let current = else_range(resp.responses).map(kv);
     Ok(Written::Conflict { current })
 }
 
@@ -151,7 +256,11 @@ mod tests {
 
     #[test]
     fn create_compares_mod_revision_zero_without_else() {
-        let t = create(b"/registry/configmaps/default/a", Bytes::from_static(b"{}"));
+        let t = create(
+            b"/registry/configmaps/default/a",
+            Bytes::from_static(b"{}"),
+            0,
+        );
         assert_eq!(t.compare.len(), 1);
         assert_eq!(t.compare[0].target, CompareTarget::Mod as i32);
         assert_eq!(t.compare[0].target_union, Some(TargetUnion::ModRevision(0)));
@@ -164,7 +273,10 @@ mod tests {
 
     #[test]
     fn update_and_delete_read_the_key_when_the_guard_fails() {
-        for t in [update(b"k", Bytes::from_static(b"v"), 7), delete(b"k", 7)] {
+        for t in [
+            update(b"k", Bytes::from_static(b"v"), 7, 0),
+            delete(b"k", 7),
+        ] {
             assert_eq!(t.compare[0].target_union, Some(TargetUnion::ModRevision(7)));
             assert!(matches!(
                 t.failure[0].request,
