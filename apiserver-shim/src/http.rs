@@ -176,14 +176,17 @@ impl App {
             }
             doc.map(|d| json(200, &d)).ok_or(ApiError::UnknownPath)
         };
+        let kinds = self.api.registry().kinds();
         match route {
             Route::Version => discovery_only(Some(discovery::version())),
-            Route::CoreVersions => discovery_only(Some(discovery::core_versions(&self.address))),
-            Route::Groups => discovery_only(Some(discovery::groups())),
-            Route::Group(g) => discovery_only(discovery::group(&g)),
+            Route::CoreVersions => {
+                discovery_only(Some(discovery::core_versions(&kinds, &self.address)))
+            }
+            Route::Groups => discovery_only(Some(discovery::groups(&kinds))),
+            Route::Group(g) => discovery_only(discovery::group(&kinds, &g)),
             Route::Resources { group, version } => {
                 // /api/{v} is the core group only; /apis/{g}/{v} never is.
-                discovery_only(discovery::resources(&group, &version))
+                discovery_only(discovery::resources(&kinds, &group, &version))
             }
             Route::Health | Route::Unknown => Err(ApiError::UnknownPath),
             Route::Resource(path) => {

@@ -4,7 +4,8 @@
 //!
 //! By module:
 //! - [`store`]: the store trait, embedded oxetcd and remote etcd;
-//! - [`registry`]: the table of kinds; [`route`]: what a path names;
+//! - [`registry`]: the kinds served; [`route`]: what a path names;
+//! - [`crd`]: CustomResourceDefinitions and their resources' schemas;
 //! - [`rest`]: the verbs (get, list, watch, create, update, patch, delete);
 //! - [`discovery`]: /version, /api, /apis and the resource lists;
 //! - [`selector`], [`names`]: label/field selectors and name rules;
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod http;

@@ -109,7 +109,7 @@ pub async fn watch(api: &Api, t: &Target<'_>, q: &Query) -> Result<Reply, ApiErr
             let page = api.store.list(&plan.start, &plan.end, 0, 0).await?;
             let mut objs = Vec::new();
             for kv in &page.kvs {
-                let obj = object::decode(kv)?;
+                let obj = object::decode_as(plan.kind, kv)?;
                 if plan.selector.matches(&obj) {
                     objs.push(obj);
                 }
@@ -210,10 +210,14 @@ fn translate(plan: &Plan, e: &Event) -> Option<Bytes> {
     let decode_prev = |prev: &Option<crate::store::Kv>, rev: i64| {
         prev.as_ref()
             .and_then(|p| object::decode_at(&p.value, &p.key, rev).ok())
+            .map(|mut o| {
+                crate::crd::serve(plan.kind, &mut o);
+                o
+            })
     };
     match e {
         Event::Put { kv, prev } => {
-            let obj = object::decode(kv).ok()?;
+            let obj = object::decode_as(plan.kind, kv).ok()?;
             let old = decode_prev(prev, kv.mod_revision);
             let now_in = plan.selector.matches(&obj);
             let was_in = old.as_ref().is_some_and(|o| plan.selector.matches(o));
