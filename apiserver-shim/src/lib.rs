@@ -8,6 +8,7 @@
 //! - [`crd`]: CustomResourceDefinitions and their resources' schemas;
 //! - [`rest`]: the verbs (get, list, watch, create, update, patch, delete);
 //! - [`discovery`]: /version, /api, /apis and the resource lists;
+//! - [`table`]: meta.k8s.io Table responses (what kubectl get prints);
 //! - [`selector`], [`names`]: label/field selectors and name rules;
 //! - [`error`]: every error as a Status, mapped to HTTP in one place;
 //! - [`http`]: HTTPS (hyper 1 over rustls), authentication, negotiation;
@@ -32,3 +33,4 @@ pub mod route;
 pub mod run;
 pub mod selector;
 pub mod store;
+pub mod table;

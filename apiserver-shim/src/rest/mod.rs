@@ -33,6 +33,7 @@ use crate::error::ApiError;
 use crate::registry::{self, Kind, Registry};
 use crate::route::ResourcePath;
 use crate::store::Store;
+use crate::table;
 
 /// The API's state: its store, the key prefix (--etcd-prefix) and the kinds
 /// served.
@@ -104,6 +105,17 @@ impl Api {
 
     /// Serves one resource request.
     pub async fn handle(&self, req: Request) -> Result<Reply, ApiError> {
+        self.handle_as(req, None).await
+    }
+
+    /// Serves one resource request; `table`: the client asked for a
+    /// meta.k8s.io Table of this version, which reads (get, list, watch)
+    /// answer with.
+    pub async fn handle_as(
+        &self,
+        req: Request,
+        table: Option<&'static str>,
+    ) -> Result<Reply, ApiError> {
         let p = &req.path;
         let kind = self
             .registry
@@ -136,7 +148,26 @@ impl Api {
             field_validation(&req.query)?;
         }
         let watch = p.watch || req.query.flag("watch")?;
-        let reply = self.verb(&req, &target, watch).await?;
+        let table = match table {
+            Some(v) if req.method == hyper::Method::GET && sub != Some("scale") => {
+                Some(table::Options::parse(v, &req.query)?)
+            }
+            _ => None,
+        };
+        let reply = match self.verb(&req, &target, watch, table).await? {
+            Reply::Json { code, body } => match table {
+                Some(opts) if target.name.is_none() => Reply::Json {
+                    code,
+                    body: table::list(kind, &body, opts),
+                },
+                Some(opts) => Reply::Json {
+                    code,
+                    body: table::one(kind, &body, opts, true),
+                },
+                None => Reply::Json { code, body },
+            },
+            stream => stream,
+        };
         // A CRD written here is reconciled before the answer, so that its
         // resources are served by the time the client sees it.
         if std::ptr::eq(kind, registry::crds()) && req.method != hyper::Method::GET {
@@ -151,11 +182,12 @@ impl Api {
         req: &Request,
         target: &Target<'_>,
         watch: bool,
+        table: Option<table::Options>,
     ) -> Result<Reply, ApiError> {
         let (p, kind, sub) = (&req.path, target.kind, req.path.subresource.as_deref());
         use hyper::Method;
         match (&req.method, target.name) {
-            (&Method::GET, None) if watch => watch::watch(self, target, &req.query).await,
+            (&Method::GET, None) if watch => watch::watch(self, target, &req.query, table).await,
             (_, _) if p.watch => Err(ApiError::MethodNotAllowed {
                 verb: req.method.to_string(),
                 resource: kind.qualified_resource(),
