@@ -345,7 +345,17 @@ mod tests {
         assert_eq!(conds[0]["reason"], "NoConflicts");
         assert_eq!(conds[1]["message"], "the initial names have been accepted");
         // Unchanged conditions keep their time: a second pass changes nothing.
-        assert_eq!(wanted_status(&s, None), s);
+        let mut old = s.clone();
+        for c in old["status"]["conditions"].as_array_mut().unwrap() {
+            c["lastTransitionTime"] = json!("2020-01-01T00:00:00Z");
+        }
+        assert_eq!(wanted_status(&old, None), old);
+        // A condition that changes gets a new time.
+        let conflicted = wanted_status(&old, Some("as"));
+        assert_ne!(
+            conflicted["status"]["conditions"][0]["lastTransitionTime"],
+            "2020-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -169,9 +169,13 @@ impl Api {
             stream => stream,
         };
         // A CRD written here is reconciled before the answer, so that its
-        // resources are served by the time the client sees it.
+        // resources are served by the time the client sees it. The write
+        // itself succeeded: a failed reconciliation is left to the CRD
+        // watch, which reconciles again.
         if std::ptr::eq(kind, registry::crds()) && req.method != hyper::Method::GET {
-            crds::reconcile(self).await?;
+            if let Err(e) = crds::reconcile(self).await {
+                tracing::warn!("reconciling CRDs after a write: {e}");
+            }
         }
         Ok(reply)
     }
