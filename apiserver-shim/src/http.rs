@@ -135,7 +135,7 @@ fn error(e: &ApiError) -> Response<Body> {
     json(e.code(), &e.status())
 }
 
-fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &'static str) -> Response<Body> {
     let frames = stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -143,25 +143,75 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
     });
     let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
     r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
-/// True when the client takes plain JSON: no Accept, or an entry for
-/// application/json (or a wildcard) that does not ask for another shape
-/// (as=Table, as=APIGroupDiscoveryList: not served).
-fn accepts_json(accept: Option<&str>) -> bool {
+/// A response shape a client may ask for in Accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Json,
+    /// meta.k8s.io Table, of this version (v1 or v1beta1).
+    Table(&'static str),
+    /// apidiscovery.k8s.io APIGroupDiscoveryList, of this version (v2 or
+    /// v2beta1).
+    Discovery(&'static str),
+}
+
+impl Shape {
+    fn content_type(self) -> &'static str {
+        match self {
+            Shape::Json => "application/json",
+            Shape::Table("v1beta1") => "application/json;as=Table;v=v1beta1;g=meta.k8s.io",
+            Shape::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
+            Shape::Discovery("v2beta1") => {
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            }
+            Shape::Discovery(_) => {
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            }
+        }
+    }
+
+    fn same_kind(self, other: Shape) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
+/// The first entry of Accept this route can answer with (no Accept: plain
+/// JSON); None: 406. Entries asking for other shapes (protobuf, YAML,
+/// PartialObjectMetadata) are passed over, so their JSON fallback applies.
+fn negotiate(accept: Option<&str>, offered: &[Shape]) -> Option<Shape> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
-        return true;
+        return Some(Shape::Json);
     };
-    accept.split(',').any(|entry| {
+    accept.split(',').find_map(|entry| {
         let mut parts = entry.split(';').map(str::trim);
         let media = parts.next().unwrap_or("").to_ascii_lowercase();
-        let reshaped = parts.any(|p| {
-            let key = p.split('=').next().unwrap_or("").trim();
-            matches!(key, "as" | "g" | "v")
-        });
-        matches!(media.as_str(), "application/json" | "*/*" | "application/*") && !reshaped
+        let (mut as_, mut g, mut v) = (None, None, None);
+        for p in parts {
+            let (key, value) = p.split_once('=').unwrap_or((p, ""));
+            match key.trim() {
+                "as" => as_ = Some(value.trim()),
+                "g" => g = Some(value.trim()),
+                "v" => v = Some(value.trim()),
+                _ => {}
+            }
+        }
+        let json = matches!(media.as_str(), "application/json" | "*/*" | "application/*");
+        let shape = match (json, as_, g, v) {
+            (true, None, None, None) => Shape::Json,
+            (true, Some("Table"), Some("meta.k8s.io"), Some("v1")) => Shape::Table("v1"),
+            (true, Some("Table"), Some("meta.k8s.io"), Some("v1beta1")) => Shape::Table("v1beta1"),
+            (true, Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => {
+                Shape::Discovery("v2")
+            }
+            (true, Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2beta1")) => {
+                Shape::Discovery("v2beta1")
+            }
+            _ => return None,
+        };
+        offered.iter().find(|o| o.same_kind(shape)).map(|_| shape)
     })
 }
 
@@ -211,9 +261,12 @@ impl App {
             _ => {}
         }
         let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-        if !accepts_json(accept) {
-            return Err(ApiError::NotAcceptable);
-        }
+        let offered: &[Shape] = match route {
+            Route::Resource(_) => &[Shape::Json, Shape::Table("v1")],
+            Route::CoreVersions | Route::Groups => &[Shape::Json, Shape::Discovery("v2")],
+            _ => &[Shape::Json],
+        };
+        let shape = negotiate(accept, offered).ok_or(ApiError::NotAcceptable)?;
         let discovery_only = |doc: Option<Value>| -> Result<Response<Body>, ApiError> {
             if req.method() != Method::GET {
                 return Err(ApiError::MethodNotAllowed {
@@ -221,16 +274,24 @@ impl App {
                     resource: "discovery".into(),
                 });
             }
-            doc.map(|d| json(200, &d)).ok_or(ApiError::UnknownPath)
+            doc.map(|d| full(200, shape.content_type(), Bytes::from(d.to_string())))
+                .ok_or(ApiError::UnknownPath)
         };
+        let kinds = self.api.registry().kinds();
         match route {
             Route::Version => discovery_only(Some(discovery::version())),
-            Route::CoreVersions => discovery_only(Some(discovery::core_versions(&self.address))),
-            Route::Groups => discovery_only(Some(discovery::groups())),
-            Route::Group(g) => discovery_only(discovery::group(&g)),
+            Route::CoreVersions | Route::Groups => {
+                let core = route == Route::CoreVersions;
+                discovery_only(Some(match shape {
+                    Shape::Discovery(v) => discovery::aggregated(&kinds, core, v),
+                    _ if core => discovery::core_versions(&kinds, &self.address),
+                    _ => discovery::groups(&kinds),
+                }))
+            }
+            Route::Group(g) => discovery_only(discovery::group(&kinds, &g)),
             Route::Resources { group, version } => {
                 // /api/{v} is the core group only; /apis/{g}/{v} never is.
-                discovery_only(discovery::resources(&group, &version))
+                discovery_only(discovery::resources(&kinds, &group, &version))
             }
             Route::Health | Route::Unknown => Err(ApiError::UnknownPath),
             Route::Resource(path) if auth::is_self_subject_review(&path) => {
@@ -257,9 +318,17 @@ impl App {
                     content_type,
                     body,
                 };
-                Ok(match self.api.handle(request).await? {
+                let table = match shape {
+                    Shape::Table(v) => Some(v),
+                    _ => None,
+                };
+                Ok(match self.api.handle_as(request, table).await? {
+                    // Only reads become Tables; writes answer JSON.
+                    Reply::Json { code, body } if body["kind"] == "Table" => {
+                        full(code, shape.content_type(), Bytes::from(body.to_string()))
+                    }
                     Reply::Json { code, body } => json(code, &body),
-                    Reply::Stream(rx) => streamed(rx),
+                    Reply::Stream(rx) => streamed(rx, shape.content_type()),
                 })
             }
         }
@@ -286,23 +355,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn negotiation_serves_json_to_kubectl_and_refuses_other_shapes() {
-        assert!(accepts_json(None));
-        assert!(accepts_json(Some("application/json")));
+    fn negotiation_picks_the_first_shape_the_route_serves() {
+        let resource = &[Shape::Json, Shape::Table("v1")];
+        let discovery = &[Shape::Json, Shape::Discovery("v2")];
+        assert_eq!(negotiate(None, resource), Some(Shape::Json));
+        assert_eq!(
+            negotiate(Some("application/json"), resource),
+            Some(Shape::Json)
+        );
         // kubectl get: Table first, JSON as the fallback.
-        assert!(accepts_json(Some(
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-        )));
-        // Aggregated discovery with the legacy fallback.
-        assert!(accepts_json(Some(
-            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
-        )));
-        assert!(accepts_json(Some("*/*")));
-        assert!(!accepts_json(Some(
-            "application/json;as=Table;v=v1;g=meta.k8s.io"
-        )));
-        assert!(!accepts_json(Some("application/vnd.kubernetes.protobuf")));
-        assert!(!accepts_json(Some("application/yaml")));
+        let get = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(negotiate(Some(get), resource), Some(Shape::Table("v1")));
+        assert_eq!(negotiate(Some(get), discovery), Some(Shape::Json));
+        // kubectl's aggregated discovery with the legacy fallback.
+        let agg = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(
+            negotiate(Some(agg), discovery),
+            Some(Shape::Discovery("v2"))
+        );
+        assert_eq!(negotiate(Some(agg), resource), Some(Shape::Json));
+        assert_eq!(
+            negotiate(
+                Some("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"),
+                discovery
+            ),
+            Some(Shape::Discovery("v2beta1"))
+        );
+        assert_eq!(
+            negotiate(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"), resource),
+            Some(Shape::Json)
+        );
+        assert_eq!(negotiate(Some("*/*"), resource), Some(Shape::Json));
+        assert_eq!(
+            negotiate(
+                Some("application/json;as=Table;v=v1;g=meta.k8s.io"),
+                discovery
+            ),
+            None
+        );
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf"), resource),
+            None
+        );
+        assert_eq!(negotiate(Some("application/yaml"), resource), None);
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //!
 //! By module:
 //! - [`store`]: the store trait, embedded oxetcd and remote etcd;
-//! - [`registry`]: the table of kinds; [`route`]: what a path names;
+//! - [`registry`]: the kinds served; [`route`]: what a path names;
+//! - [`crd`]: CustomResourceDefinitions and their resources' schemas;
 //! - [`rest`]: the verbs (get, list, watch, create, update, patch, delete);
 //! - [`discovery`]: /version, /api, /apis and the resource lists;
+//! - [`table`]: meta.k8s.io Table responses (what kubectl get prints);
 //! - [`selector`], [`names`]: label/field selectors and name rules;
 //! - [`error`]: every error as a Status, mapped to HTTP in one place;
 //! - [`http`]: HTTPS (hyper 1 over rustls), authentication, negotiation;
@@ -18,6 +20,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod http;
@@ -30,3 +33,4 @@ pub mod route;
 pub mod run;
 pub mod selector;
 pub mod store;
+pub mod table;

@@ -1,7 +1,13 @@
-//! Every kind the server serves, in one table: where it lives in the URL
-//! space and in etcd, and the few behaviours that differ between kinds.
-//! Discovery, routing, keys and the write paths all read this table; no kind
+//! Every kind the server serves: the built-in kinds in one static table, and
+//! the custom resources of established CustomResourceDefinitions, added and
+//! removed at run time ([`Registry`]). Each row says where the kind lives in
+//! the URL space and in etcd, and the few behaviours that differ between
+//! kinds. Discovery, routing, keys and the write paths all read it; no kind
 //! has a module of its own.
+
+use std::sync::{Arc, RwLock};
+
+use crate::crd::Custom;
 
 /// How a kind's metadata.name is checked on create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +63,9 @@ pub struct Kind {
     /// Fields a fieldSelector may name besides metadata.name and
     /// metadata.namespace (kube-apiserver's per-kind field label sets).
     pub fields: &'static [&'static str],
+    /// A custom resource's schema, printer columns and scale paths (None
+    /// for the built-in kinds).
+    pub custom: Option<&'static Custom>,
 }
 
 impl Kind {
@@ -122,6 +131,7 @@ const fn row(
         delete_returns_object: false,
         graceful: false,
         fields: &[],
+        custom: None,
     }
 }
 
@@ -304,19 +314,36 @@ pub static KINDS: &[Kind] = &[
             true,
         )
     },
+    // apiextensions.k8s.io/v1 (kube-apiserver's extension server keys its
+    // objects under <group>/<resource>).
+    Kind {
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        storage: Some("apiextensions.k8s.io/customresourcedefinitions"),
+        status: true,
+        generation: true,
+        status_on_create: StatusOnCreate::Clear,
+        ..row(
+            crate::crd::GROUP,
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            "CustomResourceDefinition",
+            false,
+        )
+    },
 ];
 
-/// The kind served at (group, version, resource), if any.
+/// The built-in kind at (group, version, resource), if any.
 pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {
     KINDS
         .iter()
         .find(|k| k.group == group && k.version == version && k.resource == resource)
 }
 
-/// The groups other than core, in table order, each once.
-pub fn groups() -> Vec<&'static str> {
+/// The groups other than core among `kinds`, in order, each once.
+pub fn groups(kinds: &[&'static Kind]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for k in KINDS.iter().filter(|k| !k.group.is_empty()) {
+    for k in kinds.iter().filter(|k| !k.group.is_empty()) {
         if !out.contains(&k.group) {
             out.push(k.group);
         }
@@ -324,10 +351,11 @@ pub fn groups() -> Vec<&'static str> {
     out
 }
 
-/// The versions served for `group`, preferred first.
-pub fn versions(group: &str) -> Vec<&'static str> {
+/// The versions of `group` among `kinds`, preferred first (the order of
+/// `kinds`, which [`Registry`] keeps sorted by version priority).
+pub fn versions(kinds: &[&'static Kind], group: &str) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for k in KINDS.iter().filter(|k| k.group == group) {
+    for k in kinds.iter().filter(|k| k.group == group) {
         if !out.contains(&k.version) {
             out.push(k.version);
         }
@@ -338,6 +366,58 @@ pub fn versions(group: &str) -> Vec<&'static str> {
 pub fn namespaces() -> &'static Kind {
     // The table's first row; the test below keeps it so.
     &KINDS[0]
+}
+
+pub fn crds() -> &'static Kind {
+    // The table's last row; the test below keeps it so.
+    &KINDS[KINDS.len() - 1]
+}
+
+/// The kinds served now: the static table, then the custom resources of the
+/// CRDs whose names are accepted (set by `rest::crds` whenever a CRD
+/// changes, here or through another server over the same store). Clones
+/// share one set; readers take a snapshot and never wait for a refresh.
+#[derive(Clone, Default)]
+pub struct Registry {
+    /// The custom kinds, sorted by group and then version priority. The lock
+    /// guards only the swap of the snapshot.
+    custom: Arc<RwLock<Arc<Vec<&'static Kind>>>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn custom(&self) -> Arc<Vec<&'static Kind>> {
+        self.custom
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Every kind served, built-in first.
+    pub fn kinds(&self) -> Vec<&'static Kind> {
+        KINDS.iter().chain(self.custom().iter().copied()).collect()
+    }
+
+    /// The kind served at (group, version, resource), if any.
+    pub fn find(&self, group: &str, version: &str, resource: &str) -> Option<&'static Kind> {
+        find(group, version, resource).or_else(|| {
+            self.custom()
+                .iter()
+                .copied()
+                .find(|k| k.group == group && k.version == version && k.resource == resource)
+        })
+    }
+
+    /// Replaces the custom kinds.
+    pub fn set_custom(&self, kinds: Vec<&'static Kind>) {
+        *self
+            .custom
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(kinds);
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +447,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_namespaces_come_first() {
         assert_eq!(namespaces().resource, "namespaces");
+        assert_eq!(crds().resource, "customresourcedefinitions");
         for (i, a) in KINDS.iter().enumerate() {
             for b in &KINDS[i + 1..] {
                 assert!(
@@ -388,9 +469,16 @@ mod tests {
         assert_eq!(d.qualified_kind(), "Deployment.apps");
         assert_eq!(d.api_version(), "apps/v1");
         assert_eq!(find("", "v1", "pods").unwrap().qualified_resource(), "pods");
+        let all: Vec<&'static Kind> = KINDS.iter().collect();
         assert_eq!(
-            groups(),
-            ["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"]
+            groups(&all),
+            [
+                "apps",
+                "batch",
+                "coordination.k8s.io",
+                "discovery.k8s.io",
+                "apiextensions.k8s.io"
+            ]
         );
     }
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::http::{self, App};
 use crate::kubeconfig;
 use crate::pki::{self, Generated};
-use crate::rest::{namespaces, Api};
+use crate::rest::{crds, namespaces, Api};
 use crate::store::compactor;
 use crate::store::embedded::Embedded;
 use crate::store::remote::Remote;
@@ -109,6 +109,9 @@ pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
     });
     let api = Api::new(store, &flags.etcd_prefix).with_event_ttl(flags.event_ttl);
     bootstrap(&api).await?;
+    // The stored CRDs' resources are served from the first request on.
+    crds::reconcile(&api).await?;
+    crds::spawn_watch(api.clone());
 
     let listener = TcpListener::bind((flags.bind_address.as_str(), flags.secure_port)).await?;
     let address = listener.local_addr()?.to_string();

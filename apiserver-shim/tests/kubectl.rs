@@ -3,165 +3,15 @@
 //! prints. Every command's output is checked, not only its exit code.
 //! Without kubectl the test is skipped, except under CI=true where it fails.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::etcd::{self, free_port, Etcd};
 
 mod support;
-
-const BIN: &str = env!("CARGO_BIN_EXE_oxetcd-apiserver");
-
-struct Server {
-    child: Child,
-    data_dir: PathBuf,
-    port: u16,
-    etcd: Option<String>,
-}
-
-impl Server {
-    /// The server on `data_dir`, over `etcd` (a URL) or its embedded store.
-    fn start(data_dir: &Path, port: u16, etcd: Option<&str>) -> Self {
-        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-        let mut cmd = Command::new(BIN);
-        if let Some(url) = etcd {
-            cmd.arg(format!("--etcd-servers={url}"));
-        }
-        let child = cmd
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!("--secure-port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start oxetcd-apiserver");
-        Server {
-            child,
-            data_dir: data_dir.to_path_buf(),
-            port,
-            etcd: etcd.map(String::from),
-        }
-    }
-
-    fn kubeconfig(&self, path: &Path) {
-        let out = Command::new(BIN)
-            .arg("kubeconfig")
-            .arg(format!("--data-dir={}", self.data_dir.display()))
-            .arg(format!("--secure-port={}", self.port))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(path, &out.stdout).unwrap();
-    }
-
-    fn stop(&mut self) {
-        // SIGTERM: the server stops its embedded store cleanly.
-        unsafe_kill(self.child.id());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unsafe_kill(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    /// kubectl's discovery cache, private to this test.
-    cache: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("kubectl");
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .arg(format!("--cache-dir={}", self.cache.display()))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        let (o, e) = (
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        );
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{o}\n{e}");
-        o
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(!out.status.success(), "kubectl {args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).to_string()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all, None)).unwrap()
-    }
-}
-
-fn kubectl_present() -> bool {
-    let found = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("kubectl is required under CI=true");
-    }
-    found
-}
-
-fn wait_ready(k: &Kubectl) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = k.run(&["get", "--raw", "/readyz"], None);
-        if out.status.success() && out.stdout == b"ok" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "server not ready: {out:?}");
-        sleep(Duration::from_millis(200));
-    }
-}
+use support::etcd::{self, free_port, Etcd};
+use support::kubectl::{kubectl_present, wait_ready, Kubectl, Server};
 
 const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
 const CONFIGMAP: &str = "apiVersion: v1
@@ -200,7 +50,6 @@ status:
 #[test]
 fn kubectl_drives_the_api_over_an_embedded_store() {
     if !kubectl_present() {
-        eprintln!("kubectl not found: skipped (CI=true makes this a failure)");
         return;
     }
     scenario(None, 43000);
@@ -209,7 +58,6 @@ fn kubectl_drives_the_api_over_an_embedded_store() {
 #[test]
 fn kubectl_drives_the_api_over_etcd() {
     if !kubectl_present() {
-        eprintln!("kubectl not found: skipped (CI=true makes this a failure)");
         return;
     }
     if !etcd::present() {

@@ -15,6 +15,7 @@ pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, A
     let mut obj = object::parse_body(&req.body, req.content_type.as_deref())?;
     object::check_type(t.kind, &mut obj)?;
     prepare(t, &mut obj)?;
+    crate::crd::admit(t.kind, &mut obj)?;
     let name = object::name(&obj).to_string();
     if let Some(ns) = t.namespace {
         namespace_accepts(api, t.kind, ns, &name).await?;
@@ -29,7 +30,7 @@ pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, A
     let lease = api.lease(t.kind).await?;
     match api
         .store
-        .create(key.as_bytes(), object::encode(&obj), lease)
+        .create(key.as_bytes(), object::encode_as(t.kind, &obj), lease)
         .await?
     {
         Written::Done { revision } => {

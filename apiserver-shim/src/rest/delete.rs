@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::update::MAX_TRIES;
-use super::{namespaces, object, read, Api, Query, Request, Target};
+use super::{crds, namespaces, object, read, Api, Query, Request, Target};
 use crate::error::ApiError;
 use crate::registry::{self, Kind};
 use crate::store::Written;
@@ -135,7 +135,7 @@ pub(super) async fn delete_object(
     for _ in 0..MAX_TRIES {
         let (kv, _) = api.store.get(key.as_bytes()).await?;
         let kv = kv.ok_or_else(|| ApiError::not_found(kind, name))?;
-        let cur = object::decode(&kv)?;
+        let cur = object::decode_as(kind, &kv)?;
         if let Some(p) = &opts.preconditions {
             check_preconditions(kind, &cur, p)?;
         }
@@ -165,7 +165,7 @@ pub(super) async fn delete_object(
             .store
             .update(
                 key.as_bytes(),
-                object::encode(&marked),
+                object::encode_as(kind, &marked),
                 kv.mod_revision,
                 lease,
             )
@@ -196,6 +196,9 @@ fn mark(kind: &Kind, cur: &Value, opts: &DeleteOptions) -> Option<Option<Value>>
         object::metadata_mut(&mut m).insert("deletionTimestamp".into(), json!(object::now()));
         m["status"] = json!({"phase": "Terminating"});
         return Some(Some(m));
+    }
+    if std::ptr::eq(kind, registry::crds()) && !deleting {
+        return Some(Some(crds::mark_deleted(cur)));
     }
     if !object::finalizers(cur).is_empty() {
         if deleting {

@@ -7,9 +7,11 @@
 //!   every write shares), `delete` (DELETE, deletecollection, finalizers);
 //! - `scale`: the /scale subresource (autoscaling/v1 Scale);
 //! - `namespaces`: the default namespaces and namespace termination;
+//! - `crds`: CRDs' status, the registry's custom kinds, their cleanup;
 //! - `object`, `query`, `continue_token`: the pieces they share.
 
 mod continue_token;
+pub mod crds;
 mod create;
 mod delete;
 pub mod namespaces;
@@ -29,13 +31,14 @@ use tokio::sync::mpsc;
 
 pub use self::query::Query;
 use crate::error::ApiError;
-use crate::registry::{self, Kind};
+use crate::registry::{self, Kind, Registry};
 use crate::route::ResourcePath;
 use crate::store::lease::Leases;
 use crate::store::Store;
+use crate::table;
 
-/// The API's state: its store, the key prefix (--etcd-prefix), and the
-/// leases of objects with a TTL.
+/// The API's state: its store, the key prefix (--etcd-prefix), the kinds
+/// served, and the leases of objects with a TTL.
 #[derive(Clone)]
 pub struct Api {
     store: Arc<dyn Store>,
@@ -43,6 +46,9 @@ pub struct Api {
     /// --event-ttl: how long core/v1 events live (None: for ever).
     event_ttl: Option<Duration>,
     leases: Arc<Leases>,
+    registry: Registry,
+    /// Serializes this server's CRD reconciliations (`crds`).
+    crd_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One resource request, as the HTTP layer hands it over.
@@ -83,6 +89,8 @@ impl Api {
             prefix: prefix.trim_end_matches('/').to_string(),
             event_ttl: None,
             leases: Arc::default(),
+            registry: Registry::new(),
+            crd_lock: Arc::default(),
         }
     }
 
@@ -111,6 +119,10 @@ impl Api {
         &self.store
     }
 
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub(crate) fn key(&self, kind: &Kind, namespace: Option<&str>, name: &str) -> String {
         object::key(&self.prefix, kind, namespace, name)
     }
@@ -121,9 +133,22 @@ impl Api {
 
     /// Serves one resource request.
     pub async fn handle(&self, req: Request) -> Result<Reply, ApiError> {
+        self.handle_as(req, None).await
+    }
+
+    /// Serves one resource request; `table`: the client asked for a
+    /// meta.k8s.io Table of this version, which reads (get, list, watch)
+    /// answer with.
+    pub async fn handle_as(
+        &self,
+        req: Request,
+        table: Option<&'static str>,
+    ) -> Result<Reply, ApiError> {
         let p = &req.path;
-        let kind =
-            registry::find(&p.group, &p.version, &p.resource).ok_or(ApiError::UnknownPath)?;
+        let kind = self
+            .registry
+            .find(&p.group, &p.version, &p.resource)
+            .ok_or(ApiError::UnknownPath)?;
         // A namespaced kind under /namespaces/{ns}/, or across all namespaces
         // for lists and watches; a cluster-scoped kind never under one.
         if p.namespace.is_some() && !kind.namespaced {
@@ -151,36 +176,75 @@ impl Api {
             field_validation(&req.query)?;
         }
         let watch = p.watch || req.query.flag("watch")?;
+        let table = match table {
+            Some(v) if req.method == hyper::Method::GET && sub != Some("scale") => {
+                Some(table::Options::parse(v, &req.query)?)
+            }
+            _ => None,
+        };
+        let reply = match self.verb(&req, &target, watch, table).await? {
+            Reply::Json { code, body } => match table {
+                Some(opts) if target.name.is_none() => Reply::Json {
+                    code,
+                    body: table::list(kind, &body, opts),
+                },
+                Some(opts) => Reply::Json {
+                    code,
+                    body: table::one(kind, &body, opts, true),
+                },
+                None => Reply::Json { code, body },
+            },
+            stream => stream,
+        };
+        // A CRD written here is reconciled before the answer, so that its
+        // resources are served by the time the client sees it. The write
+        // itself succeeded: a failed reconciliation is left to the CRD
+        // watch, which reconciles again.
+        if std::ptr::eq(kind, registry::crds()) && req.method != hyper::Method::GET {
+            if let Err(e) = crds::reconcile(self).await {
+                tracing::warn!("reconciling CRDs after a write: {e}");
+            }
+        }
+        Ok(reply)
+    }
+
+    /// The verb a request names, on its resolved target.
+    async fn verb(
+        &self,
+        req: &Request,
+        target: &Target<'_>,
+        watch: bool,
+        table: Option<table::Options>,
+    ) -> Result<Reply, ApiError> {
+        let (p, kind, sub) = (&req.path, target.kind, req.path.subresource.as_deref());
         use hyper::Method;
         match (&req.method, target.name) {
-            (&Method::GET, None) if watch => watch::watch(self, &target, &req.query).await,
+            (&Method::GET, None) if watch => watch::watch(self, target, &req.query, table).await,
             (_, _) if p.watch => Err(ApiError::MethodNotAllowed {
                 verb: req.method.to_string(),
                 resource: kind.qualified_resource(),
             }),
-            (&Method::GET, None) => ok(read::list(self, &target, &req.query).await?),
+            (&Method::GET, None) => ok(read::list(self, target, &req.query).await?),
             (&Method::GET, Some(name)) if sub == Some("scale") => {
-                ok(scale::get(self, &target, name).await?)
+                ok(scale::get(self, target, name).await?)
             }
             (&Method::PUT | &Method::PATCH, Some(name)) if sub == Some("scale") => {
-                ok(scale::write(self, &target, name, &req).await?)
+                ok(scale::write(self, target, name, req).await?)
             }
-            (&Method::GET, Some(name)) => ok(read::get(self, &target, name).await?),
+            (&Method::GET, Some(name)) => ok(read::get(self, target, name).await?),
             (&Method::POST, None) => {
-                let obj = create::create(self, &target, &req).await?;
+                let obj = create::create(self, target, req).await?;
                 Ok(Reply::Json {
                     code: 201,
                     body: obj,
                 })
             }
-            (&Method::PUT, Some(name)) => ok(update::put(self, &target, name, sub, &req).await?),
-            (&Method::PATCH, Some(name)) => {
-                ok(update::patch(self, &target, name, sub, &req).await?)
-            }
+            (&Method::PUT, Some(name)) => ok(update::put(self, target, name, sub, req).await?),
+            (&Method::PATCH, Some(name)) => ok(update::patch(self, target, name, sub, req).await?),
             (&Method::DELETE, Some(name)) if sub.is_none() => {
-                ok(delete::delete(self, &target, name, &req).await?)
+                ok(delete::delete(self, target, name, req).await?)
             }
-            (&Method::DELETE, None) => ok(delete::delete_collection(self, &target, &req).await?),
+            (&Method::DELETE, None) => ok(delete::delete_collection(self, target, req).await?),
             (method, _) => Err(ApiError::MethodNotAllowed {
                 verb: method.to_string(),
                 resource: kind.qualified_resource(),

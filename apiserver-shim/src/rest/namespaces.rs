@@ -13,7 +13,7 @@ use super::delete::{delete_object, DeleteOptions};
 use super::update::{guaranteed_update, Scope};
 use super::{object, Api, Target};
 use crate::error::ApiError;
-use crate::registry::{self, KINDS};
+use crate::registry;
 use crate::store::{prefix_end, Written};
 
 /// kube-apiserver's system namespaces.
@@ -81,7 +81,14 @@ pub fn spawn_termination(api: Api, ns: String) {
 /// "kubernetes" finalizer, which deletes the namespace. True when it is gone.
 async fn terminate_once(api: &Api, ns: &str) -> Result<bool, ApiError> {
     let mut left = 0usize;
-    for kind in KINDS.iter().filter(|k| k.namespaced) {
+    // Every namespaced kind, custom resources included; the versions of one
+    // custom resource share their keys, so each storage prefix is read once.
+    let mut seen: Vec<&str> = Vec::new();
+    for kind in api.registry().kinds().into_iter().filter(|k| k.namespaced) {
+        if seen.contains(&kind.storage_segment()) {
+            continue;
+        }
+        seen.push(kind.storage_segment());
         let prefix = api.collection(kind, Some(ns));
         let page = api
             .store

@@ -41,6 +41,19 @@ pub fn decode_at(value: &[u8], key: &[u8], revision: i64) -> Result<Value, ApiEr
     Ok(obj)
 }
 
+/// A stored value as `kind` serves it (a custom resource in the version
+/// asked for, pruned and defaulted).
+pub fn decode_as(kind: &Kind, kv: &Kv) -> Result<Value, ApiError> {
+    let mut obj = decode(kv)?;
+    crate::crd::serve(kind, &mut obj);
+    Ok(obj)
+}
+
+/// The bytes to store for `kind` (a custom resource in its storage version).
+pub fn encode_as(kind: &Kind, obj: &Value) -> Bytes {
+    encode(&crate::crd::stored(kind, obj))
+}
+
 /// The bytes to store: the object without resourceVersion or selfLink.
 pub fn encode(obj: &Value) -> Bytes {
     let mut stored = obj.clone();
@@ -173,12 +186,15 @@ pub fn check_type(kind: &Kind, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Everything but metadata and status: what a generation counts changes of.
-pub fn spec_part(obj: &Value) -> Value {
+/// What a generation counts changes of: everything but metadata, and but
+/// status when the kind has a status subresource.
+pub fn spec_part(kind: &Kind, obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(m) = v.as_object_mut() {
         m.remove("metadata");
-        m.remove("status");
+        if kind.status {
+            m.remove("status");
+        }
     }
     v
 }

@@ -15,7 +15,7 @@ pub async fn get(api: &Api, t: &Target<'_>, name: &str) -> Result<Value, ApiErro
     let key = api.key(t.kind, t.namespace, name);
     let (kv, _) = api.store.get(key.as_bytes()).await?;
     let kv = kv.ok_or_else(|| ApiError::not_found(t.kind, name))?;
-    object::decode(&kv)
+    object::decode_as(t.kind, &kv)
 }
 
 /// Which revision a list reads at, from resourceVersion(Match) and continue.
@@ -126,7 +126,7 @@ pub async fn list(api: &Api, t: &Target<'_>, q: &Query) -> Result<Value, ApiErro
         let mut filled = false;
         for (i, kv) in page.kvs.iter().enumerate() {
             last_key = Some(kv.key.to_vec());
-            let obj = object::decode(kv)?;
+            let obj = object::decode_as(t.kind, kv)?;
             if selector.matches(&obj) {
                 items.push(obj);
             }

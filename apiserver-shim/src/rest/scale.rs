@@ -1,16 +1,66 @@
-//! The /scale subresource of deployments, replica sets and stateful sets:
-//! an autoscaling/v1 Scale view of spec.replicas, status.replicas and the
-//! selector (what `kubectl scale` and autoscalers read and write). A write
-//! changes only spec.replicas, through the guarded update.
+//! The /scale subresource of deployments, replica sets, stateful sets and
+//! custom resources that declare one: an autoscaling/v1 Scale view of the
+//! spec and status replicas and the selector (what `kubectl scale` and
+//! autoscalers read and write). Built-in kinds keep them at spec.replicas,
+//! status.replicas and spec.selector (a LabelSelector); a CRD names its own
+//! paths (the selector there is already a string). A write changes only the
+//! spec replicas, through the guarded update.
 
 use serde_json::{json, Value};
 
 use super::update::{check_fresh, guaranteed_update, parse_patch, Patch, Scope};
+<<<<<<< HEAD
 use super::{object, read, require_object_body, Api, Request, Target};
+=======
+use super::{object, read, require_json, Api, Request, Target};
+use crate::crd::pointer;
+>>>>>>> wt-crd
 use crate::error::{ApiError, Cause};
+use crate::registry::Kind;
+
+/// Where `kind` keeps what a Scale shows, as JSON pointers.
+struct Paths {
+    spec_replicas: String,
+    status_replicas: String,
+    /// The selector string (custom resources).
+    selector_string: Option<String>,
+    /// The LabelSelector object (built-in kinds).
+    selector_object: Option<&'static str>,
+}
+
+fn paths(kind: &Kind) -> Paths {
+    match kind.custom.and_then(|c| c.scale.as_ref()) {
+        Some(s) => Paths {
+            spec_replicas: pointer(&s.spec_replicas),
+            status_replicas: pointer(&s.status_replicas),
+            selector_string: s.label_selector.as_deref().map(pointer),
+            selector_object: None,
+        },
+        None => Paths {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector_string: None,
+            selector_object: Some("/spec/selector"),
+        },
+    }
+}
+
+/// Sets the value at JSON pointer `at`, making the objects on the way.
+fn set_at(obj: &mut Value, at: &str, value: Value) {
+    let mut cur = obj;
+    for part in at.split('/').skip(1) {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        cur = &mut cur[part.as_str()];
+    }
+    *cur = value;
+}
 
 /// The Scale of `obj`.
-fn scale_of(obj: &Value) -> Value {
+fn scale_of(kind: &Kind, obj: &Value) -> Value {
+    let p = paths(kind);
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let mut m = json!({});
     for f in [
@@ -24,16 +74,23 @@ fn scale_of(obj: &Value) -> Value {
             m[f] = v.clone();
         }
     }
+    // Built-in kinds default replicas to 1; a custom resource has what it says.
+    let unset = if kind.custom.is_some() { 0 } else { 1 };
     let replicas = obj
-        .pointer("/spec/replicas")
+        .pointer(&p.spec_replicas)
         .and_then(Value::as_i64)
-        .unwrap_or(1);
+        .unwrap_or(unset);
     let current = obj
-        .pointer("/status/replicas")
+        .pointer(&p.status_replicas)
         .and_then(Value::as_i64)
         .unwrap_or(0);
     let mut status = json!({"replicas": current});
-    if let Some(sel) = obj.pointer("/spec/selector").map(selector_string) {
+    let selector = match (&p.selector_string, p.selector_object) {
+        (Some(at), _) => obj.pointer(at).and_then(Value::as_str).map(String::from),
+        (None, Some(at)) => obj.pointer(at).map(selector_string),
+        (None, None) => None,
+    };
+    if let Some(sel) = selector {
         status["selector"] = json!(sel);
     }
     json!({
@@ -79,7 +136,7 @@ fn selector_string(sel: &Value) -> String {
 }
 
 pub async fn get(api: &Api, t: &Target<'_>, name: &str) -> Result<Value, ApiError> {
-    Ok(scale_of(&read::get(api, t, name).await?))
+    Ok(scale_of(t.kind, &read::get(api, t, name).await?))
 }
 
 /// spec.replicas of a Scale a client sent, checked.
@@ -126,7 +183,7 @@ pub async fn write(
         Scope::Main,
         dry_run,
         |current| {
-            let before = scale_of(current);
+            let before = scale_of(kind, current);
             let wanted = match &change {
                 Change::Replace(s) => s.clone(),
                 Change::Patch(p) => p.apply(&before)?,
@@ -141,15 +198,12 @@ pub async fn write(
             check_fresh(kind, &before, &wanted)?;
             let n = replicas(name, &wanted)?;
             let mut next = current.clone();
-            if !next.get("spec").is_some_and(Value::is_object) {
-                next["spec"] = json!({});
-            }
-            next["spec"]["replicas"] = json!(n);
+            set_at(&mut next, &paths(kind).spec_replicas, json!(n));
             Ok(next)
         },
     )
     .await?;
-    Ok(scale_of(&obj))
+    Ok(scale_of(kind, &obj))
 }
 
 enum Change {
@@ -161,19 +215,50 @@ enum Change {
 mod tests {
     use super::*;
 
+    use crate::registry::find;
+
     #[test]
     fn a_deployment_as_a_scale() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
         let d = json!({"metadata": {"name": "web", "namespace": "d", "resourceVersion": "5", "labels": {"x": "y"}},
                        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "a": "b"},
                                 "matchExpressions": [{"key": "tier", "operator": "In", "values": ["fe", "be"]}]}},
                        "status": {"replicas": 2}});
-        let s = scale_of(&d);
+        let s = scale_of(deployments, &d);
         assert_eq!(s["apiVersion"], "autoscaling/v1");
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["replicas"], 2);
         assert_eq!(s["status"]["selector"], "a=b,app=web,tier in (fe,be)");
         assert_eq!(s["metadata"]["resourceVersion"], "5");
         assert!(s["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn custom_resources_scale_at_their_own_paths() {
+        let crd = json!({"spec": {"group": "x.example.com", "scope": "Namespaced",
+            "names": {"plural": "dbs", "kind": "Db"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"scale": {"specReplicasPath": ".spec.size",
+                    "statusReplicasPath": ".status.ready",
+                    "labelSelectorPath": ".status.selector"}}}]}});
+        let kind = crate::crd::kinds(&crd)[0];
+        let db = json!({"metadata": {"name": "a"}, "spec": {"size": 3},
+                        "status": {"ready": 2, "selector": "app=db"}});
+        let s = scale_of(kind, &db);
+        assert_eq!(
+            (
+                &s["spec"]["replicas"],
+                &s["status"]["replicas"],
+                &s["status"]["selector"]
+            ),
+            (&json!(3), &json!(2), &json!("app=db"))
+        );
+        let mut empty = json!({"metadata": {"name": "b"}});
+        assert_eq!(scale_of(kind, &empty)["spec"]["replicas"], 0);
+        set_at(&mut empty, &paths(kind).spec_replicas, json!(5));
+        assert_eq!(empty["spec"]["size"], 5);
     }
 
     #[test]

@@ -58,7 +58,7 @@ where
     for _ in 0..MAX_TRIES {
         let (kv, _) = api.store.get(key.as_bytes()).await?;
         let kv = kv.ok_or_else(|| ApiError::not_found(kind, name))?;
-        let current = object::decode(&kv)?;
+        let current = object::decode_as(kind, &kv)?;
         let wanted = mutate(&current)?;
         let mut new = merge_rules(kind, scope, &current, wanted)?;
         object::set_resource_version(&mut new, kv.mod_revision);
@@ -71,7 +71,7 @@ where
         let lease = api.lease(kind).await?;
         match api
             .store
-            .update(key.as_bytes(), object::encode(&new), kv.mod_revision, lease)
+            .update(key.as_bytes(), object::encode_as(kind, &new), kv.mod_revision, lease)
             .await?
         {
             Written::Conflict { .. } => continue,
@@ -142,6 +142,7 @@ fn merge_rules(
                 }
             }
         }
+        crate::crd::admit(kind, &mut out)?;
         return Ok(out);
     }
     for field in ["name", "uid"] {
@@ -222,7 +223,8 @@ fn merge_rules(
             }
         }
     }
-    if kind.generation && object::spec_part(current) != object::spec_part(&new) {
+    crate::crd::admit(kind, &mut new)?;
+    if kind.generation && object::spec_part(kind, current) != object::spec_part(kind, &new) {
         let generation = current
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)

@@ -11,6 +11,7 @@
 //! - The stream ends at timeoutSeconds; a client that goes away drops the
 //!   receiver, which ends the task and with it the store watch.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use crate::error::ApiError;
 use crate::registry::Kind;
 use crate::selector::Selector;
 use crate::store::{prefix_end, Event, StoreError};
+use crate::table;
 
 /// kube-apiserver's --min-request-timeout: a watch without timeoutSeconds
 /// ends after this.
@@ -44,9 +46,31 @@ struct Plan {
     bookmarks: bool,
     initial_end_bookmark: bool,
     timeout: Duration,
+    /// Objects as one-row Tables (kubectl get -w).
+    table: Option<table::Options>,
+    /// The Table's column definitions went out (with the first event).
+    columns_sent: AtomicBool,
 }
 
-fn plan(api: &Api, t: &Target<'_>, q: &Query) -> Result<Plan, ApiError> {
+impl Plan {
+    /// The line of an ADDED, MODIFIED or DELETED event.
+    fn line(&self, kind: &str, obj: &Value) -> Bytes {
+        match self.table {
+            None => line(kind, obj),
+            Some(opts) => {
+                let first = !self.columns_sent.swap(true, Ordering::Relaxed);
+                line(kind, &table::one(self.kind, obj, opts, first))
+            }
+        }
+    }
+}
+
+fn plan(
+    api: &Api,
+    t: &Target<'_>,
+    q: &Query,
+    table: Option<table::Options>,
+) -> Result<Plan, ApiError> {
     let selector = Selector::parse(t.kind, q.get("labelSelector"), q.get("fieldSelector"))?;
     let send_initial = q.flag("sendInitialEvents")?;
     let rvm = q.get("resourceVersionMatch");
@@ -95,11 +119,18 @@ fn plan(api: &Api, t: &Target<'_>, q: &Query) -> Result<Plan, ApiError> {
         bookmarks: q.flag("allowWatchBookmarks")?,
         initial_end_bookmark: send_initial,
         timeout,
+        table,
+        columns_sent: AtomicBool::new(false),
     })
 }
 
-pub async fn watch(api: &Api, t: &Target<'_>, q: &Query) -> Result<Reply, ApiError> {
-    let plan = plan(api, t, q)?;
+pub async fn watch(
+    api: &Api,
+    t: &Target<'_>,
+    q: &Query,
+    table: Option<table::Options>,
+) -> Result<Reply, ApiError> {
+    let plan = plan(api, t, q, table)?;
     let (tx, rx) = mpsc::channel(QUEUE);
     // The initial state is read before answering, so that its errors are
     // still HTTP errors.
@@ -109,7 +140,7 @@ pub async fn watch(api: &Api, t: &Target<'_>, q: &Query) -> Result<Reply, ApiErr
             let page = api.store.list(&plan.start, &plan.end, 0, 0).await?;
             let mut objs = Vec::new();
             for kv in &page.kvs {
-                let obj = object::decode(kv)?;
+                let obj = object::decode_as(plan.kind, kv)?;
                 if plan.selector.matches(&obj) {
                     objs.push(obj);
                 }
@@ -150,7 +181,7 @@ async fn run(
     tokio::pin!(deadline);
     let mut last_rev = start_rev;
     for obj in &initial {
-        if tx.send(line("ADDED", obj)).await.is_err() {
+        if tx.send(plan.line("ADDED", obj)).await.is_err() {
             return;
         }
     }
@@ -210,18 +241,22 @@ fn translate(plan: &Plan, e: &Event) -> Option<Bytes> {
     let decode_prev = |prev: &Option<crate::store::Kv>, rev: i64| {
         prev.as_ref()
             .and_then(|p| object::decode_at(&p.value, &p.key, rev).ok())
+            .map(|mut o| {
+                crate::crd::serve(plan.kind, &mut o);
+                o
+            })
     };
     match e {
         Event::Put { kv, prev } => {
-            let obj = object::decode(kv).ok()?;
+            let obj = object::decode_as(plan.kind, kv).ok()?;
             let old = decode_prev(prev, kv.mod_revision);
             let now_in = plan.selector.matches(&obj);
             let was_in = old.as_ref().is_some_and(|o| plan.selector.matches(o));
             let created = kv.create_revision == kv.mod_revision;
             match (now_in, was_in) {
-                (true, true) if !created => Some(line("MODIFIED", &obj)),
-                (true, _) => Some(line("ADDED", &obj)),
-                (false, true) => old.map(|o| line("DELETED", &o)),
+                (true, true) if !created => Some(plan.line("MODIFIED", &obj)),
+                (true, _) => Some(plan.line("ADDED", &obj)),
+                (false, true) => old.map(|o| plan.line("DELETED", &o)),
                 (false, false) => None,
             }
         }
@@ -231,7 +266,9 @@ fn translate(plan: &Plan, e: &Event) -> Option<Bytes> {
             prev,
         } => {
             let obj = decode_prev(prev, *revision).unwrap_or_else(|| bare(plan, key, *revision));
-            plan.selector.matches(&obj).then(|| line("DELETED", &obj))
+            plan.selector
+                .matches(&obj)
+                .then(|| plan.line("DELETED", &obj))
         }
     }
 }
@@ -266,6 +303,8 @@ mod tests {
             bookmarks: false,
             initial_end_bookmark: false,
             timeout: DEFAULT_TIMEOUT,
+            table: None,
+            columns_sent: AtomicBool::new(false),
         }
     }
 

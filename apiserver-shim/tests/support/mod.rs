@@ -6,4 +6,5 @@
 pub mod apiserver;
 pub mod certs;
 pub mod etcd;
+pub mod kubectl;
 pub mod tools;
