@@ -224,9 +224,8 @@ fn crds_tables_and_discovery_over_etcd() {
     }
 
     // What kube-apiserver would read: JSON at its keys, in the storage version.
-    let etcdctl = |key: &str| -> Value {
-        serde_json::from_slice(&etcd.get(key)).unwrap_or(Value::Null)
-    };
+    let etcdctl =
+        |key: &str| -> Value { serde_json::from_slice(&etcd.get(key)).unwrap_or(Value::Null) };
     let crd = etcdctl(
         "/registry/apiextensions.k8s.io/customresourcedefinitions/crontabs.stable.example.com",
     );

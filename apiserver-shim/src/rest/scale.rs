@@ -9,12 +9,8 @@
 use serde_json::{json, Value};
 
 use super::update::{check_fresh, guaranteed_update, parse_patch, Patch, Scope};
-<<<<<<< HEAD
 use super::{object, read, require_object_body, Api, Request, Target};
-=======
-use super::{object, read, require_json, Api, Request, Target};
 use crate::crd::pointer;
->>>>>>> wt-crd
 use crate::error::{ApiError, Cause};
 use crate::registry::Kind;
 

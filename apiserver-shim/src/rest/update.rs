@@ -71,7 +71,12 @@ where
         let lease = api.lease(kind).await?;
         match api
             .store
-            .update(key.as_bytes(), object::encode_as(kind, &new), kv.mod_revision, lease)
+            .update(
+                key.as_bytes(),
+                object::encode_as(kind, &new),
+                kv.mod_revision,
+                lease,
+            )
             .await?
         {
             Written::Conflict { .. } => continue,
