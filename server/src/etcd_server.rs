@@ -36,8 +36,11 @@ use crate::lease::{self, Lessor};
 use crate::replication::{Change, LeaderSeen, RaftSettings, Replication, ReplicationError};
 use crate::validate;
 
-/// The storage engine's page cache.
-const STORE_CACHE_BYTES: u64 = 512 << 20;
+/// The storage engine's page cache. Small: redb reads through the OS page
+/// cache, which keeps the file's hot pages anyway; what redb caches on top of
+/// it is counted in the process's RSS (at 1M keys, 512 MiB cost about 200 MB
+/// of RSS for no measured gain: docs/performance.md, footprint).
+const STORE_CACHE_BYTES: u64 = 64 << 20;
 /// How often a physical Compact looks whether the compactor is done.
 const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 /// Between tries of a start-up step that waits for the cluster.

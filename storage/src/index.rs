@@ -63,7 +63,10 @@ impl TreeIndex {
         }
         let mut ki = KeyIndex::default();
         let out = ki.put(rev);
-        self.keys.insert(key.clone(), ki);
+        // A copy, not `key.clone()`: the caller's key is usually a slice of a
+        // request or log buffer, which the index would otherwise keep alive,
+        // whole, for as long as the key lives.
+        self.keys.insert(Bytes::copy_from_slice(key), ki);
         out
     }
 

@@ -155,8 +155,10 @@ use crate::types::{Entry, LogId, Payload, Vote};
 /// Default segment cut size: 64 MiB, as etcd's.
 pub const SEGMENT_SIZE: u64 = 64 << 20;
 
-/// Default size of the in-memory cache of recent entries.
-pub const CACHE_BYTES: usize = 64 << 20;
+/// Default size of the in-memory cache of recent entries: enough for the
+/// apply loop and followers a few batches behind; older entries are read
+/// back from the segment files.
+pub const CACHE_BYTES: usize = 16 << 20;
 
 /// How a WAL is opened. Start from `WalOptions::default()` and set fields.
 #[derive(Debug, Clone)]

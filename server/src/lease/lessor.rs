@@ -101,6 +101,9 @@ impl Leases {
     fn attach(&mut self, key: Bytes, id: i64) {
         self.detach(&key);
         if let Some(lease) = self.by_id.get_mut(&id) {
+            // Kept as long as the lease: a copy, so that the request buffer
+            // the key is a slice of is not kept with it.
+            let key = Bytes::copy_from_slice(&key);
             lease.keys.insert(key.clone());
             self.key_lease.insert(key, id);
         }
