@@ -15,7 +15,7 @@ use futures_util::stream;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -29,6 +29,7 @@ use crate::discovery;
 use crate::error::ApiError;
 use crate::rest::{Api, Query, Reply, Request};
 use crate::route::{self, Route};
+use crate::schema::openapi;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -185,11 +186,33 @@ impl App {
                 // /api/{v} is the core group only; /apis/{g}/{v} never is.
                 discovery_only(discovery::resources(&group, &version))
             }
+            Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
+                if req.method() != Method::GET {
+                    return Err(ApiError::MethodNotAllowed {
+                        verb: req.method().to_string(),
+                        resource: "openapi".into(),
+                    });
+                }
+                let docs = openapi::documents();
+                let doc = match &route {
+                    Route::OpenApiV2 => Some(&docs.v2),
+                    Route::OpenApiV3Index => Some(&docs.v3_index),
+                    Route::OpenApiV3(gv) => docs.v3(gv),
+                    _ => None,
+                };
+                doc.map(|d| full(200, "application/json", d.clone()))
+                    .ok_or(ApiError::UnknownPath)
+            }
             Route::Health | Route::Unknown => Err(ApiError::UnknownPath),
             Route::Resource(path) => {
                 let method = req.method().clone();
                 let query = Query::parse(req.uri().query());
                 let content_type = media_type(req.headers().get(CONTENT_TYPE));
+                let user_agent = req
+                    .headers()
+                    .get(USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
                 let body = Limited::new(req.into_body(), MAX_BODY)
                     .collect()
                     .await
@@ -200,6 +223,7 @@ impl App {
                     path,
                     query,
                     content_type,
+                    user_agent,
                     body,
                 };
                 Ok(match self.api.handle(request).await? {
