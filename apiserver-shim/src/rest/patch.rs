@@ -247,3 +247,71 @@ async fn apply(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{self, Route};
+    use bytes::Bytes;
+
+    fn request(content_type: &str, body: &str, query: &str) -> Request {
+        let Route::Resource(path) = route::parse("/apis/apps/v1/namespaces/d/deployments/web")
+        else {
+            panic!("a resource path")
+        };
+        Request {
+            method: hyper::Method::PATCH,
+            path,
+            query: super::super::Query::parse(Some(query)),
+            content_type: Some(content_type.into()),
+            user_agent: Some("kubectl/v1.32.0 (linux/amd64) kubernetes/abc".into()),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn strategic_merge_patch_needs_a_schema_as_for_custom_resources() {
+        let req = request("application/strategic-merge-patch+json", "{}", "");
+        assert!(matches!(parse(&req, true, true), Ok(Patch::Strategic(_))));
+        let err = parse(&req, false, true).err().unwrap();
+        assert_eq!(err.code(), 415);
+        assert_eq!(
+            err.to_string(),
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        );
+    }
+
+    #[test]
+    fn apply_bodies_are_yaml_and_need_a_field_manager() {
+        let req = request(
+            "application/apply-patch+yaml",
+            "metadata:\n  name: web\n",
+            "",
+        );
+        let Ok(Patch::Apply(v)) = parse(&req, true, true) else {
+            panic!("an apply patch")
+        };
+        assert_eq!(v["metadata"]["name"], "web");
+        let d = crate::registry::find("apps", "v1", "deployments").unwrap();
+        let err = writer(&req, d, None, Operation::Apply).unwrap_err();
+        assert_eq!(
+            (err.code(), err.to_string().as_str()),
+            (
+                422,
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+            )
+        );
+        // Updates default to the User-Agent's product.
+        let w = writer(&req, d, Some("scale"), Operation::Update).unwrap();
+        assert_eq!(
+            (w.manager.as_str(), w.subresource.as_deref()),
+            ("kubectl", Some("scale"))
+        );
+        let req = request("application/apply-patch+yaml", "{}", "fieldManager=me");
+        assert_eq!(
+            writer(&req, d, None, Operation::Apply).unwrap().manager,
+            "me"
+        );
+    }
+}
