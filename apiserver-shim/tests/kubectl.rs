@@ -744,6 +744,8 @@ fn managers(k: &Kubectl, name: &str) -> Vec<(String, String, String, Value)> {
 /// kubectl apply --server-side: conflicts with another applier and with
 /// kubectl scale, refused until --force-conflicts takes the fields.
 fn server_side_apply_conflicts(k: &Kubectl) {
+    let first = deployment("ssa", 2, &[("app", "nginx:1.27"), ("log", "busybox:1")]);
+    // Later applies drop the "log" container.
     let manifest = deployment("ssa", 2, &[("app", "nginx:1.27")]);
     let ssa = |extra: &[&str], yaml: &str| {
         let mut args = vec!["apply", "--server-side"];
@@ -751,7 +753,7 @@ fn server_side_apply_conflicts(k: &Kubectl) {
         args.extend(["-f", "-"]);
         k.run(&args, Some(yaml))
     };
-    let out = ssa(&[], &manifest);
+    let out = ssa(&[], &first);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "deployment.apps/ssa serverside-applied"
@@ -799,6 +801,8 @@ fn server_side_apply_conflicts(k: &Kubectl) {
     );
     let d = k.json(&["get", "deploy", "ssa", "-n", "team-a"]);
     assert_eq!(d["spec"]["replicas"], 2);
+    // The container the applier stopped sending, owned by no one else, is gone.
+    assert_eq!(containers(k, "ssa"), ["app=nginx:1.27"]);
     let m = managers(k, "ssa");
     let owners: Vec<&str> = m
         .iter()
