@@ -183,10 +183,16 @@ fn field_validation(kind: &Kind, q: &Query) -> Result<(), ApiError> {
     }
 }
 
-/// Under fieldValidation=Strict, refuses an object with undeclared fields.
-pub(crate) fn strict_fields(kind: &Kind, q: &Query, obj: &Value) -> Result<(), ApiError> {
+/// Under fieldValidation=Strict, refuses an object with undeclared fields
+/// (those `stored`, the object it replaces, lacks).
+pub(crate) fn strict_fields(
+    kind: &Kind,
+    q: &Query,
+    stored: Option<&Value>,
+    obj: &Value,
+) -> Result<(), ApiError> {
     match q.get("fieldValidation") {
-        Some("Strict") => crate::schema::validate::strict(kind, obj),
+        Some("Strict") => crate::schema::validate::strict(kind, stored, obj),
         _ => Ok(()),
     }
 }

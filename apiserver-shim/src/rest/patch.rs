@@ -186,7 +186,7 @@ pub async fn patch(
         let doc = patch.apply(current, shape)?;
         // A resourceVersion in the patch is a precondition.
         check_fresh(kind, current, &doc)?;
-        super::strict_fields(kind, &req.query, &doc)?;
+        super::strict_fields(kind, &req.query, Some(current), &doc)?;
         Ok(doc)
     })
     .await?;
@@ -222,12 +222,12 @@ async fn apply(
             "metadata.managedFields must be nil".into(),
         ));
     }
-    super::strict_fields(kind, &req.query, &config)?;
     let shape = schemas().root(kind);
     let ownable = super::update::ownable(kind, scope);
     let now = object::now();
     let updated = write(api, t, name, scope, dry_run, writer, |current| {
         check_fresh(kind, current, &config)?;
+        super::strict_fields(kind, &req.query, Some(current), &config)?;
         managed::apply(shape, ownable, writer, &now, force, current, &config)
     })
     .await;
@@ -237,6 +237,7 @@ async fn apply(
             body: obj,
         }),
         Err(ApiError::NotFound { .. }) if scope == Scope::Main => {
+            super::strict_fields(kind, &req.query, None, &config)?;
             let mut obj =
                 managed::apply(shape, ownable, writer, &now, force, &Value::Null, &config)?;
             let meta = object::metadata_mut(&mut obj);

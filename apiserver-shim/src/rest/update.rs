@@ -296,7 +296,6 @@ pub async fn put(
     let dry_run = req.query.dry_run()?;
     let mut body = object::parse_body(&req.body)?;
     object::check_type(t.kind, &mut body)?;
-    super::strict_fields(t.kind, &req.query, &body)?;
     let in_body = object::name(&body).to_string();
     if !in_body.is_empty() && in_body != name {
         return Err(ApiError::BadRequest(format!(
@@ -315,6 +314,7 @@ pub async fn put(
     let writer = super::patch::writer(req, kind, sub, Operation::Update)?;
     write(api, t, name, Scope::of(sub), dry_run, &writer, |current| {
         check_fresh(kind, current, &body)?;
+        super::strict_fields(kind, &req.query, Some(current), &body)?;
         Ok(body.clone())
     })
     .await

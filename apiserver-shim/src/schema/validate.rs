@@ -1,6 +1,11 @@
 //! fieldValidation=Strict for kinds with a schema: fields the schema does not
 //! declare are refused as kube-apiserver's strict decoding refuses them
 //! (400, `strict decoding error: unknown field "spec.foo"`).
+//!
+//! kube-apiserver never stores such fields (Ignore drops them); this server
+//! keeps them under Ignore. So that a field stored that way does not make
+//! every later strict write of the object fail, a write to an existing
+//! object is refused only for undeclared fields the stored object lacks.
 
 use serde_json::Value;
 
@@ -61,12 +66,15 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-/// Refuses `obj` when it has fields `kind`'s schema does not declare.
-pub fn strict(kind: &Kind, obj: &Value) -> Result<(), ApiError> {
+/// Refuses `obj` when it has fields `kind`'s schema does not declare and
+/// `stored` (the object it replaces, if any) does not have.
+pub fn strict(kind: &Kind, stored: Option<&Value>, obj: &Value) -> Result<(), ApiError> {
     let Some(root) = schemas().root(kind) else {
         return Ok(());
     };
-    let unknown = unknown_fields(root, obj);
+    let known_unknowns = stored.map(|s| unknown_fields(root, s)).unwrap_or_default();
+    let mut unknown = unknown_fields(root, obj);
+    unknown.retain(|f| !known_unknowns.contains(f));
     if unknown.is_empty() {
         return Ok(());
     }
@@ -96,7 +104,7 @@ mod tests {
             "metadata": {"name": "w", "labels": {"any": "thing"}, "bogus": 1},
             "spec": {"replicas": 1, "template": {"spec": {"containers": [
                 {"name": "a", "image": "i", "imagePullPolcy": "Always"}]}}}});
-        let err = strict(d, &obj).unwrap_err();
+        let err = strict(d, None, &obj).unwrap_err();
         assert_eq!(err.code(), 400);
         assert_eq!(
             err.to_string(),
@@ -109,6 +117,19 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("imagePullPolcy");
-        assert!(strict(d, &good).is_ok());
+        assert!(strict(d, None, &good).is_ok());
+        // A field already stored (written under Ignore) does not fail a
+        // later write; a new one does.
+        let mut stored = good.clone();
+        stored["metadata"]["bogus"] = json!(1);
+        assert!(strict(d, Some(&stored), &stored).is_ok());
+        let mut more = stored.clone();
+        more["spec"]["bogus"] = json!(2);
+        let err = strict(d, Some(&stored), &more).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("strict decoding error: unknown field \"spec.bogus\""),
+            "{err}"
+        );
     }
 }
