@@ -9,9 +9,9 @@
 //! sets. The directives kubectl sends:
 //!
 //! - `"$patch": "replace"` in a map replaces the map; `"$patch": "delete"`
-//!   deletes it. As a list item, `{"$patch": "replace"}` replaces the whole
-//!   list with the other items and `{"<key>": v, "$patch": "delete"}`
-//!   deletes the items with that key;
+//!   deletes it; `"$patch": "merge"` is the default. As a list item,
+//!   `{"$patch": "replace"}` replaces the whole list with the other items
+//!   and `{"<key>": v, "$patch": "delete"}` deletes the items with that key;
 //! - `"$setElementOrder/<field>": [...]` orders the merged list: the listed
 //!   items in that order, items only on the server kept at their places;
 //! - `"$deleteFromPrimitiveList/<field>": [...]` removes values from a
@@ -78,14 +78,17 @@ fn merge_map(
     shape: Option<Shape<'_>>,
 ) -> Result<Map<String, Value>, PatchError> {
     if let Some(d) = patch.remove(DIRECTIVE) {
-        return match d.as_str() {
-            Some("replace") => Ok(patch),
-            Some("delete") => Ok(Map::new()),
-            _ => err(format!(
-                "Unknown patch type: {d} in map: {}",
-                Value::Object(patch)
-            )),
-        };
+        match d.as_str() {
+            Some("replace") => return Ok(patch),
+            Some("delete") => return Ok(Map::new()),
+            Some("merge") => {}
+            _ => {
+                return err(format!(
+                    "Unknown patch type: {d} in map: {}",
+                    Value::Object(patch)
+                ))
+            }
+        }
     }
     if let Some(keep) = patch.remove(RETAIN_KEYS) {
         let Value::Array(keep) = keep else {
@@ -505,6 +508,12 @@ mod tests {
         let no_key = pod_spec(json!([{"image": "x"}]));
         assert!(apply(&original, &no_key, schemas().root(d)).is_err());
         assert!(apply(&original, &json!({"$patch": "bogus"}), schemas().root(d)).is_err());
+        let merged = apply(
+            &original,
+            &json!({"$patch": "merge", "x": 1}),
+            schemas().root(d),
+        );
+        assert_eq!(merged.unwrap()["x"], 1);
         assert!(apply(&original, &json!([1]), schemas().root(d)).is_err());
     }
 }
