@@ -255,8 +255,15 @@ pub async fn reconcile(api: &Api) -> Result<i64, ApiError> {
                 served.extend(kinds);
                 continue;
             }
-            let gone =
-                guaranteed_update(api, crds_kind, None, &name, Scope::System, false, |cur| {
+            let gone = guaranteed_update(
+                api,
+                crds_kind,
+                None,
+                &name,
+                Scope::System,
+                false,
+                None,
+                |cur| {
                     let mut next = cur.clone();
                     if let Some(f) = next
                         .pointer_mut("/metadata/finalizers")
@@ -265,8 +272,9 @@ pub async fn reconcile(api: &Api) -> Result<i64, ApiError> {
                         f.retain(|v| v != CLEANUP_FINALIZER);
                     }
                     Ok(next)
-                })
-                .await;
+                },
+            )
+            .await;
             match gone {
                 Ok(_) | Err(ApiError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
@@ -274,11 +282,17 @@ pub async fn reconcile(api: &Api) -> Result<i64, ApiError> {
         }
         let wanted = wanted_status(&crd, conflict.as_deref());
         if wanted != crd {
-            let written =
-                guaranteed_update(api, crds_kind, None, &name, Scope::System, false, |cur| {
-                    Ok(wanted_status(cur, conflict.as_deref()))
-                })
-                .await;
+            let written = guaranteed_update(
+                api,
+                crds_kind,
+                None,
+                &name,
+                Scope::System,
+                false,
+                None,
+                |cur| Ok(wanted_status(cur, conflict.as_deref())),
+            )
+            .await;
             match written {
                 Ok(_) => {}
                 Err(ApiError::NotFound { .. }) => continue,
