@@ -260,10 +260,10 @@ impl Api {
 
 /// fieldValidation: Ignore keeps unknown fields as sent (custom resources:
 /// pruned); Strict refuses them (checked by the verb on the object it
-/// writes, [`strict_fields`]) for kinds with a schema, the built-in ones.
-/// Warn needs warning headers, and Strict a schema, which custom resources
-/// do not have here: those are refused rather than silently treated as
-/// Ignore.
+/// writes, [`strict_fields`]) for kinds with a schema, which every built-in
+/// kind and every custom resource has. Warn needs warning headers, and
+/// Strict without a schema could check nothing: those are refused rather
+/// than silently treated as Ignore.
 fn field_validation(kind: &Kind, q: &Query) -> Result<(), ApiError> {
     match q.get("fieldValidation") {
         None | Some("Ignore") => Ok(()),

@@ -4,8 +4,9 @@
 //!
 //! - application/json-patch+json (RFC 6902) and
 //!   application/merge-patch+json (RFC 7386), for every kind;
-//! - application/strategic-merge-patch+json, for kinds with a schema
-//!   (the built-in ones; others get 415 as custom resources do);
+//! - application/strategic-merge-patch+json, for built-in kinds with a
+//!   schema (custom resources get 415, as from kube-apiserver: their
+//!   schemas carry no patch strategies);
 //! - application/apply-patch+yaml: server-side apply, which creates the
 //!   object when it is missing.
 
@@ -166,7 +167,7 @@ pub async fn patch(
 ) -> Result<Reply, ApiError> {
     let kind = t.kind;
     let shape = schemas().root(kind);
-    let patch = parse(req, shape.is_some(), true)?;
+    let patch = parse(req, shape.is_some() && kind.custom.is_none(), true)?;
     let dry_run = req.query.dry_run()?;
     let force = req.query.flag("force")?;
     let scope = Scope::of(sub);
@@ -221,6 +222,14 @@ async fn apply(
         return Err(ApiError::BadRequest(
             "metadata.managedFields must be nil".into(),
         ));
+    }
+    // A custom resource's unknown fields: Strict refuses them (below);
+    // otherwise they are dropped before the applier can own them, as its
+    // CRD's schema prunes them from the object.
+    if let Some(custom) = kind.custom {
+        if req.query.get("fieldValidation") != Some("Strict") {
+            crate::crd::schema::prune(&custom.schema, &mut config, true);
+        }
     }
     let shape = schemas().root(kind);
     let ownable = super::update::ownable(kind, scope);

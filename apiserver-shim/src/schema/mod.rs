@@ -1,10 +1,11 @@
-//! The built-in kinds' schemas, built once (on first use) from k8s-openapi's
-//! schemars impls, with the struct tags kube-apiserver's OpenAPI carries
-//! added from [`tags`]. One set of definitions serves three readers: the
-//! OpenAPI documents ([`openapi`]), strategic merge patch and server-side
-//! apply (through [`Shape`], which tells a field's patch strategy, merge key
-//! and list type), and fieldValidation ([`validate`]). Custom resources have
-//! none here.
+//! The kinds' schemas. The built-in kinds' are built once (on first use)
+//! from k8s-openapi's schemars impls, with the struct tags kube-apiserver's
+//! OpenAPI carries added from [`tags`]; a custom resource's is its CRD's
+//! schema as [`custom_model`] completes it, carried by its registry row.
+//! One set of definitions serves three readers: the OpenAPI documents
+//! ([`openapi`]), strategic merge patch and server-side apply (through
+//! [`Shape`], which tells a field's patch strategy, merge key and list type),
+//! and fieldValidation ([`validate`]).
 
 pub mod openapi;
 mod tags;
@@ -105,7 +106,8 @@ impl Schemas {
         &self.defs
     }
 
-    /// The definition name of a built-in kind, if it has a schema.
+    /// The definition name of a built-in kind, if it has a schema (custom
+    /// kinds' schemas are not among the definitions: see [`custom_model`]).
     pub fn definition_of(&self, kind: &Kind) -> Option<&str> {
         if kind.custom.is_some() {
             return None;
@@ -118,11 +120,21 @@ impl Schemas {
 
     /// The schema of a whole object of `kind`.
     pub fn root(&self, kind: &Kind) -> Option<Shape<'_>> {
-        let name = self.definition_of(kind)?;
+        let node = match kind.custom {
+            Some(custom) => &custom.model,
+            None => self.defs.get(self.definition_of(kind)?)?,
+        };
         Some(Shape {
             schemas: self,
-            node: self.defs.get(name)?,
+            node,
         })
+    }
+
+    /// The declarations of apiVersion, kind and metadata every kind shares
+    /// (taken from Namespace's definition).
+    fn object_fields(&self) -> Option<&Map<String, Value>> {
+        let name = self.definition_of(registry::namespaces())?;
+        self.defs.get(name)?.get("properties")?.as_object()
     }
 
     /// The schema at `path` (field names; lists are stepped through to their
@@ -135,6 +147,49 @@ impl Schemas {
             at = at.field(field)?;
         }
         Some(at)
+    }
+}
+
+/// The schema of a custom resource's version, as the OpenAPI documents
+/// publish it and as server-side apply reads it (kube-apiserver's CRD
+/// OpenAPI builder): the CRD's openAPIV3Schema with apiVersion, kind and
+/// metadata (ObjectMeta) declared as on every built-in kind, tagged with its
+/// group-version-kind. Patch strategies are not custom resources' (they have
+/// no strategic merge patch) and are dropped, so that their lists merge by
+/// x-kubernetes-list-type alone: a list without one is atomic.
+pub fn custom_model(group: &str, version: &str, kind: &str, schema: &Value) -> Value {
+    let mut model = schema.clone();
+    drop_patch_strategies(&mut model);
+    if !model.is_object() {
+        model = json!({"type": "object"});
+    }
+    if !model.get("properties").is_some_and(Value::is_object) {
+        model["properties"] = json!({});
+    }
+    if let (Some(props), Some(common)) = (
+        model["properties"].as_object_mut(),
+        schemas().object_fields(),
+    ) {
+        for field in ["apiVersion", "kind", "metadata"] {
+            if let Some(v) = common.get(field) {
+                props.insert(field.into(), v.clone());
+            }
+        }
+    }
+    model["x-kubernetes-group-version-kind"] =
+        json!([{"group": group, "version": version, "kind": kind}]);
+    model
+}
+
+fn drop_patch_strategies(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("x-kubernetes-patch-strategy");
+            m.remove("x-kubernetes-patch-merge-key");
+            m.values_mut().for_each(drop_patch_strategies);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_patch_strategies),
+        _ => {}
     }
 }
 

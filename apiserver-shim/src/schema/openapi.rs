@@ -15,8 +15,9 @@
 //!   request gets 406, and kubectl uses v3.
 //!
 //! The built-in kinds' documents are built once and kept as bytes; a
-//! group-version with other kinds is built when asked for. Kinds without a
-//! schema (custom resources) are not published.
+//! group-version with custom resources is built when asked for, with each
+//! custom kind under kube-apiserver's name for it
+//! (`com.example.stable.v1.CronTab` for stable.example.com/v1 CronTab).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -53,16 +54,10 @@ static BUILTIN: LazyLock<Builtin> = LazyLock::new(|| {
     }
 });
 
-/// The kinds among `kinds` that have a schema, by the path of their
-/// group-version's document ("api/v1", "apis/apps/v1"), core first, then
-/// groups as discovery lists them.
+/// The kinds among `kinds` by the path of their group-version's document
+/// ("api/v1", "apis/apps/v1"), core first, then groups as discovery lists
+/// them.
 fn group_versions(kinds: &[&'static Kind]) -> Vec<(String, Vec<&'static Kind>)> {
-    let kinds: Vec<&'static Kind> = kinds
-        .iter()
-        .copied()
-        .filter(|k| schemas().root(k).is_some())
-        .collect();
-    let kinds = &kinds[..];
     let mut groups = vec![""];
     groups.extend(registry::groups(kinds));
     let mut out = Vec::new();
@@ -119,12 +114,12 @@ pub fn v3(kinds: &[&'static Kind], path: &str) -> Option<Bytes> {
 }
 
 /// `/openapi/v2`: the built-in definitions and those of the custom kinds
-/// among `kinds` that have a schema.
+/// among `kinds`.
 pub fn v2(kinds: &[&'static Kind]) -> Bytes {
     let custom: Vec<&'static Kind> = kinds
         .iter()
         .copied()
-        .filter(|k| k.custom.is_some() && schemas().root(k).is_some())
+        .filter(|k| k.custom.is_some())
         .collect();
     if custom.is_empty() {
         BUILTIN.v2.clone()
@@ -133,10 +128,23 @@ pub fn v2(kinds: &[&'static Kind]) -> Bytes {
     }
 }
 
+/// kube-apiserver's definition name of a custom kind: the group's labels
+/// reversed, the version, the kind.
+fn custom_name(kind: &Kind) -> String {
+    let mut group: Vec<&str> = kind.group.split('.').collect();
+    group.reverse();
+    format!("{}.{}.{}", group.join("."), kind.version, kind.kind)
+}
+
 /// A kind's definition name and schema, if it has one.
 fn definition(s: &Schemas, kind: &Kind) -> Option<(String, Value)> {
-    let name = s.definition_of(kind)?;
-    Some((name.to_string(), s.defs.get(name)?.clone()))
+    match kind.custom {
+        Some(c) => Some((custom_name(kind), c.model.clone())),
+        None => {
+            let name = s.definition_of(kind)?;
+            Some((name.to_string(), s.defs.get(name)?.clone()))
+        }
+    }
 }
 
 fn hex_upper(bytes: &[u8]) -> String {
@@ -527,5 +535,48 @@ mod tests {
             "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
         );
         assert_eq!(v2["swagger"], "2.0");
+    }
+
+    #[test]
+    fn custom_resources_are_published_in_their_group_version() {
+        let mut kinds = builtin();
+        kinds.extend(crate::crd::kinds(&crate::crd::tests::crontab()));
+        let index: Value = serde_json::from_slice(&v3_index(&kinds)).unwrap();
+        let url = index["paths"]["apis/stable.example.com/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
+        assert!(url.starts_with("/openapi/v3/apis/stable.example.com/v1?hash="));
+        assert!(index["paths"]["apis/stable.example.com/v1beta1"].is_object());
+        // Built-in group-versions keep the document (and hash) built at start.
+        assert_eq!(
+            index["paths"]["apis/apps/v1"],
+            serde_json::from_slice::<Value>(&v3_index(&builtin())).unwrap()["paths"]
+                ["apis/apps/v1"]
+        );
+        let d: Value =
+            serde_json::from_slice(&v3(&kinds, "apis/stable.example.com/v1").unwrap()).unwrap();
+        let schemas = &d["components"]["schemas"];
+        let crontab = &schemas["com.example.stable.v1.CronTab"];
+        assert_eq!(
+            crontab["x-kubernetes-group-version-kind"][0],
+            json!({"group": "stable.example.com", "version": "v1", "kind": "CronTab"})
+        );
+        assert_eq!(
+            crontab["properties"]["spec"]["properties"]["cronSpec"]["type"],
+            "string"
+        );
+        assert_eq!(
+            crontab["properties"]["metadata"]["allOf"][0]["$ref"],
+            format!("{V3_REF}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+        );
+        assert!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].is_object());
+        let patch = &d["paths"]
+            ["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"]["patch"];
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "CronTab");
+        let content = &patch["requestBody"]["content"];
+        assert!(content["application/apply-patch+yaml"].is_object());
+        assert!(content["application/strategic-merge-patch+json"].is_null());
+        let v2: Value = serde_json::from_slice(&v2(&kinds)).unwrap();
+        assert!(v2["definitions"]["com.example.stable.v1.CronTab"].is_object());
     }
 }

@@ -1,9 +1,12 @@
 //! fieldValidation=Strict for kinds with a schema: fields the schema does not
 //! declare are refused as kube-apiserver's strict decoding refuses them
-//! (400, `strict decoding error: unknown field "spec.foo"`).
+//! (400, `strict decoding error: unknown field "spec.foo"`). A custom
+//! resource's fields are checked against its CRD's structural schema: the
+//! unknown ones are those pruning removes (which is what Ignore does with
+//! them), its metadata's against ObjectMeta.
 //!
 //! kube-apiserver never stores such fields (Ignore drops them); this server
-//! keeps them under Ignore. So that a field stored that
+//! keeps them under Ignore for built-in kinds. So that a field stored that
 //! way does not make every later strict write of the object fail, a write to
 //! an existing object is refused only for undeclared fields the stored
 //! object lacks.
@@ -67,14 +70,31 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
+/// The undeclared fields of `obj`, an object of `kind`.
+fn undeclared(kind: &Kind, obj: &Value) -> Vec<String> {
+    let Some(root) = schemas().root(kind) else {
+        return Vec::new();
+    };
+    let Some(custom) = kind.custom else {
+        return unknown_fields(root, obj);
+    };
+    let mut out = crate::crd::schema::unknown_fields(&custom.schema, obj);
+    if let (Some(meta), Some(meta_shape)) = (obj.get("metadata"), root.field("metadata")) {
+        out.extend(
+            unknown_fields(meta_shape, meta)
+                .into_iter()
+                .map(|f| format!("metadata.{f}")),
+        );
+    }
+    out.sort();
+    out
+}
+
 /// Refuses `obj` when it has fields `kind`'s schema does not declare and
 /// `stored` (the object it replaces, if any) does not have.
 pub fn strict(kind: &Kind, stored: Option<&Value>, obj: &Value) -> Result<(), ApiError> {
-    let Some(root) = schemas().root(kind) else {
-        return Ok(());
-    };
-    let known_unknowns = stored.map(|s| unknown_fields(root, s)).unwrap_or_default();
-    let mut unknown = unknown_fields(root, obj);
+    let known_unknowns = stored.map(|s| undeclared(kind, s)).unwrap_or_default();
+    let mut unknown = undeclared(kind, obj);
     unknown.retain(|f| !known_unknowns.contains(f));
     if unknown.is_empty() {
         return Ok(());
@@ -136,5 +156,28 @@ mod tests {
             err.ends_with("strict decoding error: unknown field \"spec.bogus\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_custom_resources_unknown_fields_are_what_its_schema_prunes() {
+        let crd = crate::crd::tests::crontab();
+        let v1 = crate::crd::kinds(&crd)[0];
+        let obj = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+            "metadata": {"name": "c", "labels": {"a": "b"}, "bogus": 1},
+            "spec": {"cronSpec": "* * * * *", "x": 1}});
+        assert_eq!(
+            refusal(v1, None, &obj),
+            "CronTab in version \"v1\" cannot be handled as a CronTab: strict decoding error: \
+             unknown field \"metadata.bogus\", unknown field \"spec.x\""
+        );
+        let mut good = obj.clone();
+        good["metadata"].as_object_mut().unwrap().remove("bogus");
+        good["spec"].as_object_mut().unwrap().remove("x");
+        assert!(strict(v1, None, &good).is_ok());
+        // v1beta1 preserves unknown fields: nothing is unknown there.
+        let beta = crate::crd::kinds(&crd)[1];
+        let mut open = good.clone();
+        open["spec"]["x"] = json!(1);
+        assert!(strict(beta, None, &open).is_ok());
     }
 }
