@@ -427,6 +427,24 @@ fn crd_scenario(k: &Kubectl) {
         "Running"
     );
 
+    // Custom resources take no strategic merge patch (no patch strategies
+    // in their schemas): 415, as from kube-apiserver.
+    let err = k.fails(
+        &[
+            "patch",
+            "ct",
+            "my-cron",
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"image":"other"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("application/strategic-merge-patch+json is not supported by stable.example.com/v1, Kind=CronTab: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{err}"
+    );
+
     // kubectl get -w prints the changes as Table rows.
     let watch = Command::new("kubectl")
         .env("KUBECONFIG", &k.kubeconfig)
