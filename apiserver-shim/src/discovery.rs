@@ -24,7 +24,7 @@ pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 /// The Kubernetes minor version whose API this server speaks (kubectl warns
 /// when its own differs by more than one).
-const MINOR: &str = "32";
+pub const MINOR: &str = "32";
 
 pub fn version() -> Value {
     json!({

@@ -42,6 +42,13 @@ pub enum ApiError {
         name: String,
         why: String,
     },
+    /// Server-side apply meeting fields other managers own: 409 Conflict
+    /// with one FieldManagerConflict cause (message, field) per field.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     #[error("{kind} \"{name}\" is invalid: {}", causes_text(.causes))]
     Invalid {
         group: &'static str,
@@ -144,7 +151,9 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::UnknownPath | ApiError::NotFound { .. } => 404,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
@@ -164,7 +173,7 @@ impl ApiError {
         match self {
             ApiError::UnknownPath | ApiError::NotFound { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
@@ -213,6 +222,15 @@ impl ApiError {
                     d["group"] = json!(group);
                 }
                 Some(d)
+            }
+            ApiError::ApplyConflict { causes, .. } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|(message, field)| {
+                        json!({"reason": "FieldManagerConflict", "message": message, "field": field})
+                    })
+                    .collect();
+                Some(json!({ "causes": causes }))
             }
             ApiError::Invalid {
                 group,

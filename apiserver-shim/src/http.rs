@@ -15,7 +15,7 @@ use futures_util::stream;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -29,6 +29,7 @@ use crate::discovery;
 use crate::error::ApiError;
 use crate::rest::{Api, Query, Reply, Request};
 use crate::route::{self, Route};
+use crate::schema::openapi;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -293,6 +294,22 @@ impl App {
                 // /api/{v} is the core group only; /apis/{g}/{v} never is.
                 discovery_only(discovery::resources(&kinds, &group, &version))
             }
+            Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
+                if req.method() != Method::GET {
+                    return Err(ApiError::MethodNotAllowed {
+                        verb: req.method().to_string(),
+                        resource: "openapi".into(),
+                    });
+                }
+                let doc = match &route {
+                    Route::OpenApiV2 => Some(openapi::v2(&kinds)),
+                    Route::OpenApiV3Index => Some(openapi::v3_index(&kinds)),
+                    Route::OpenApiV3(gv) => openapi::v3(&kinds, gv),
+                    _ => None,
+                };
+                doc.map(|d| full(200, "application/json", d))
+                    .ok_or(ApiError::UnknownPath)
+            }
             Route::Health | Route::Unknown => Err(ApiError::UnknownPath),
             Route::Resource(path) if auth::is_self_subject_review(&path) => {
                 if req.method() != Method::POST {
@@ -310,12 +327,18 @@ impl App {
                 let method = req.method().clone();
                 let query = Query::parse(req.uri().query());
                 let content_type = media_type(req.headers().get(CONTENT_TYPE));
+                let user_agent = req
+                    .headers()
+                    .get(USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
                 let body = read_body(req.into_body()).await?;
                 let request = Request {
                     method,
                     path,
                     query,
                     content_type,
+                    user_agent,
                     body,
                 };
                 let table = match shape {

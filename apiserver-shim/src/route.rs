@@ -20,6 +20,12 @@ pub enum Route {
         version: String,
     },
     Resource(ResourcePath),
+    /// /openapi/v2: the Swagger 2.0 document.
+    OpenApiV2,
+    /// /openapi/v3: the index of group-versions.
+    OpenApiV3Index,
+    /// /openapi/v3/api/v1, /openapi/v3/apis/{group}/{version}: "api/v1", ...
+    OpenApiV3(String),
     Unknown,
 }
 
@@ -43,6 +49,9 @@ pub fn parse(path: &str) -> Route {
     match parts.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
+        ["openapi", "v2"] => Route::OpenApiV2,
+        ["openapi", "v3"] => Route::OpenApiV3Index,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", group] => Route::Group(group.to_string()),
@@ -157,7 +166,12 @@ mod tests {
                 version: "v1".into()
             }
         );
-        assert_eq!(parse("/openapi/v2"), Route::Unknown);
+        assert_eq!(parse("/openapi/v2"), Route::OpenApiV2);
+        assert_eq!(parse("/openapi/v3"), Route::OpenApiV3Index);
+        assert_eq!(
+            parse("/openapi/v3/apis/apps/v1"),
+            Route::OpenApiV3("apis/apps/v1".into())
+        );
         assert_eq!(parse("/api/v1/namespaces/a/pods/p/log/x"), Route::Unknown);
     }
 }

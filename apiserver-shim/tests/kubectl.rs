@@ -123,8 +123,8 @@ fn scenario(etcd: Option<&str>, ports: u16) {
         assert!(ns.lines().any(|l| l == want), "{want} in {ns}");
     }
 
-    // Create a namespace and a ConfigMap from YAML. (No OpenAPI documents
-    // yet: client-side validation is off.)
+    // Create a namespace and a ConfigMap from YAML (validation off here;
+    // the apply section below runs with kubectl's default, strict).
     let out = k.ok(&["create", "--validate=false", "-f", "-"], Some(NAMESPACE));
     assert_eq!(out.trim(), "namespace/team-a created");
     let ns = k.json(&["get", "ns", "team-a"]);
@@ -333,6 +333,10 @@ fn scenario(etcd: Option<&str>, ports: u16) {
         "{err}"
     );
 
+    explain(&k);
+    client_side_apply_and_strategic_patches(&k);
+    server_side_apply_conflicts(&k);
+
     // delete, then it is gone.
     let out = k.ok(&["delete", "cm", "settings", "-n", "team-a"], None);
     assert_eq!(out.trim(), "configmap \"settings\" deleted");
@@ -394,4 +398,221 @@ fn scenario(etcd: Option<&str>, ports: u16) {
     wait_ready(&k);
     let ns = k.json(&["get", "ns", "team-a"]);
     assert_eq!(ns["metadata"]["name"], "team-a");
+}
+
+/// `kubectl explain` reads the OpenAPI v3 document of apps/v1.
+fn explain(k: &Kubectl) {
+    let out = k.ok(
+        &["explain", "deployment.spec.template.spec.containers"],
+        None,
+    );
+    for want in [
+        "KIND:       Deployment",
+        "FIELD: containers <[]Container>",
+        "List of containers belonging to the pod.",
+        "  image\t<string>",
+        "  name\t<string> -required-",
+        "  ports\t<[]ContainerPort>",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+}
+
+/// A Deployment in team-a with the given containers (name, image).
+fn deployment(name: &str, replicas: u32, containers: &[(&str, &str)]) -> String {
+    let mut y = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: team-a\n\
+         spec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  \
+         template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n"
+    );
+    for (n, i) in containers {
+        y.push_str(&format!("      - name: {n}\n        image: {i}\n"));
+    }
+    y
+}
+
+/// The containers of a Deployment as "name=image".
+fn containers(k: &Kubectl, name: &str) -> Vec<String> {
+    let d = k.json(&["get", "deploy", name, "-n", "team-a"]);
+    d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["name"].as_str().unwrap(),
+                c["image"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// kubectl apply (client-side: last-applied annotation and a three-way
+/// strategic merge patch computed from the OpenAPI v3 merge keys), then
+/// kubectl patch with strategic merge patches.
+fn client_side_apply_and_strategic_patches(k: &Kubectl) {
+    let first = deployment(
+        "api",
+        1,
+        &[("nginx", "nginx:1.27"), ("sidecar", "busybox:1")],
+    );
+    let out = k.ok(&["apply", "-f", "-"], Some(&first));
+    assert_eq!(out.trim(), "deployment.apps/api created");
+    // Edited: sidecar removed, metrics added, nginx's image changed.
+    let second = deployment("api", 1, &[("nginx", "nginx:1.28"), ("metrics", "prom:3")]);
+    let out = k.ok(&["apply", "-f", "-"], Some(&second));
+    assert_eq!(out.trim(), "deployment.apps/api configured");
+    assert_eq!(containers(k, "api"), ["nginx=nginx:1.28", "metrics=prom:3"]);
+    let d = k.json(&["get", "deploy", "api", "-n", "team-a"]);
+    let last = d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap();
+    assert!(
+        last.contains("\"metrics\"") && !last.contains("sidecar"),
+        "{last}"
+    );
+    let out = k.ok(&["apply", "-f", "-"], Some(&second));
+    assert_eq!(out.trim(), "deployment.apps/api unchanged");
+
+    // kubectl patch defaults to strategic: containers merge by name (a
+    // merge patch would have replaced the list with the one container).
+    let patch = |p: &str| {
+        k.ok(
+            &[
+                "patch",
+                "deploy",
+                "api",
+                "-n",
+                "team-a",
+                "--type",
+                "strategic",
+                "-p",
+                p,
+            ],
+            None,
+        )
+    };
+    let out = patch(
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"metrics","image":"prom:4"}]}}}}"#,
+    );
+    assert_eq!(out.trim(), "deployment.apps/api patched");
+    assert_eq!(containers(k, "api"), ["nginx=nginx:1.28", "metrics=prom:4"]);
+    patch(r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","$patch":"delete"}]}}}}"#);
+    assert_eq!(containers(k, "api"), ["metrics=prom:4"]);
+    let d = k.json(&["get", "deploy", "api", "-n", "team-a"]);
+    assert_eq!(d["metadata"]["generation"], 4, "{d}");
+
+    // Strict validation (kubectl's default) by the server, from the schema.
+    let bad = second.replace("  replicas: 1\n", "  replicas: 1\n  replica: 2\n");
+    let err = k.fails(&["apply", "-f", "-"], Some(&bad));
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.replica""#),
+        "{err}"
+    );
+}
+
+/// The managers of a Deployment: (manager, operation, subresource, fields).
+fn managers(k: &Kubectl, name: &str) -> Vec<(String, String, String, Value)> {
+    let d = k.json(&[
+        "get",
+        "deploy",
+        name,
+        "-n",
+        "team-a",
+        "--show-managed-fields",
+    ]);
+    d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |f: &str| e[f].as_str().unwrap_or("").to_string();
+            (
+                s("manager"),
+                s("operation"),
+                s("subresource"),
+                e["fieldsV1"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// kubectl apply --server-side: conflicts with another applier and with
+/// kubectl scale, refused until --force-conflicts takes the fields.
+fn server_side_apply_conflicts(k: &Kubectl) {
+    let first = deployment("ssa", 2, &[("app", "nginx:1.27"), ("log", "busybox:1")]);
+    // Later applies drop the "log" container.
+    let manifest = deployment("ssa", 2, &[("app", "nginx:1.27")]);
+    let ssa = |extra: &[&str], yaml: &str| {
+        let mut args = vec!["apply", "--server-side"];
+        args.extend(extra);
+        args.extend(["-f", "-"]);
+        k.run(&args, Some(yaml))
+    };
+    let out = ssa(&[], &first);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deployment.apps/ssa serverside-applied"
+    );
+    let m = managers(k, "ssa");
+    assert_eq!((m[0].0.as_str(), m[0].1.as_str()), ("kubectl", "Apply"));
+    assert!(
+        m[0].3["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]["f:image"]
+            .is_object(),
+        "{m:?}"
+    );
+
+    // Another applier changing the image: a conflict naming the owner.
+    let other = manifest.replace("nginx:1.27", "nginx:1.28");
+    let out = ssa(&["--field-manager=other"], &other);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.template.spec.containers[name="app"].image"#),
+        "{err}"
+    );
+    assert!(err.contains("--force-conflicts"), "{err}");
+
+    // kubectl scale takes .spec.replicas; applying replicas 2 again conflicts.
+    k.ok(
+        &["scale", "deploy", "ssa", "-n", "team-a", "--replicas=5"],
+        None,
+    );
+    let out = ssa(&[], &manifest);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+    let d = k.json(&["get", "deploy", "ssa", "-n", "team-a"]);
+    assert_eq!(d["spec"]["replicas"], 5, "nothing written on conflict");
+
+    // --force-conflicts: the applier owns replicas again, and the value is its.
+    let out = ssa(&["--force-conflicts"], &manifest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = k.json(&["get", "deploy", "ssa", "-n", "team-a"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    // The container the applier stopped sending, owned by no one else, is gone.
+    assert_eq!(containers(k, "ssa"), ["app=nginx:1.27"]);
+    let m = managers(k, "ssa");
+    let owners: Vec<&str> = m
+        .iter()
+        .filter(|e| e.3["f:spec"].get("f:replicas").is_some())
+        .map(|e| e.0.as_str())
+        .collect();
+    assert_eq!(owners, ["kubectl"], "{m:?}");
+    // The other applier, forced, takes the image.
+    let out = ssa(&["--field-manager=other", "--force-conflicts"], &other);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(containers(k, "ssa"), ["app=nginx:1.28"]);
 }

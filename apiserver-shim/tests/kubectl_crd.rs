@@ -65,6 +65,19 @@ spec:
                 type: integer
                 minimum: 0
                 default: 1
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
+              tags:
+                type: array
+                items: {type: string}
           status:
             type: object
             properties:
@@ -173,7 +186,7 @@ fn crds_tables_and_discovery_over_an_embedded_store() {
     tables_of_built_in_kinds(&k);
     // Deleting the CRD deletes its resources: defined again, it has none.
     delete_crd(&k);
-    k.ok(&["apply", "--validate=false", "-f", "-"], Some(CRD));
+    k.ok(&["apply", "-f", "-"], Some(CRD));
     k.ok(
         &[
             "wait",
@@ -261,7 +274,7 @@ fn crds_tables_and_discovery_over_etcd() {
 /// A CRD applied, established, listed in discovery; a custom resource
 /// created, defaulted, pruned, printed, status-patched, scaled, validated.
 fn crd_scenario(k: &Kubectl) {
-    let out = k.ok(&["apply", "--validate=false", "-f", "-"], Some(CRD));
+    let out = k.ok(&["apply", "-f", "-"], Some(CRD));
     assert_eq!(
         out.trim(),
         "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com created"
@@ -346,7 +359,18 @@ fn crd_scenario(k: &Kubectl) {
         ]
     );
 
-    // Create: unknown fields pruned, replicas defaulted, no status.
+    // kubectl validates strictly by default, which the server does with the
+    // CRD's schema: an unknown field is refused, and nothing is stored.
+    let err = k.fails(&["create", "-f", "-"], Some(CRONTAB));
+    assert!(
+        err.contains(r#"CronTab in version "v1" cannot be handled as a CronTab: strict decoding error: unknown field "spec.unknownField""#),
+        "{err}"
+    );
+    let err = k.fails(&["get", "ct", "my-cron"], None);
+    assert!(err.contains("not found"), "{err}");
+
+    // Create without validation: unknown fields pruned, replicas defaulted,
+    // no status.
     let out = k.ok(&["create", "--validate=false", "-f", "-"], Some(CRONTAB));
     assert_eq!(out.trim(), "crontab.stable.example.com/my-cron created");
     let cr = k.json(&["get", "ct", "my-cron"]);
@@ -403,6 +427,24 @@ fn crd_scenario(k: &Kubectl) {
         "Running"
     );
 
+    // Custom resources take no strategic merge patch (no patch strategies
+    // in their schemas): 415, as from kube-apiserver.
+    let err = k.fails(
+        &[
+            "patch",
+            "ct",
+            "my-cron",
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"image":"other"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("application/strategic-merge-patch+json is not supported by stable.example.com/v1, Kind=CronTab: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{err}"
+    );
+
     // kubectl get -w prints the changes as Table rows.
     let watch = Command::new("kubectl")
         .env("KUBECONFIG", &k.kubeconfig)
@@ -439,18 +481,17 @@ fn crd_scenario(k: &Kubectl) {
     assert_eq!(replicas, ["1", "3"], "{rows:?}");
 
     // Schema validation: kube-apiserver's Invalid, nothing stored.
-    let bad = CRONTAB
+    let valid = CRONTAB
         .replace("my-cron\n", "bad-cron\n")
-        .replace("\"*/5 * * * *\"", "often");
-    let err = k.fails(&["create", "--validate=false", "-f", "-"], Some(&bad));
+        .replace("  unknownField: pruned\n", "");
+    let bad = valid.replace("\"*/5 * * * *\"", "often");
+    let err = k.fails(&["create", "-f", "-"], Some(&bad));
     assert!(
         err.contains(r#"The CronTab "bad-cron" is invalid: spec.cronSpec: Invalid value: "often": spec.cronSpec in body should match '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'"#),
         "{err}"
     );
-    let bad = CRONTAB
-        .replace("my-cron\n", "bad-cron\n")
-        .replace("  cronSpec: \"*/5 * * * *\"\n", "  replicas: many\n");
-    let err = k.fails(&["create", "--validate=false", "-f", "-"], Some(&bad));
+    let bad = valid.replace("  cronSpec: \"*/5 * * * *\"\n", "  replicas: many\n");
+    let err = k.fails(&["create", "-f", "-"], Some(&bad));
     assert!(
         err.contains(r#"The CronTab "bad-cron" is invalid: "#),
         "{err}"
@@ -484,16 +525,122 @@ fn crd_scenario(k: &Kubectl) {
         "name: crontabs.stable.example.com",
         "name: crons.stable.example.com",
     );
-    let err = k.fails(&["create", "--validate=false", "-f", "-"], Some(&wrong));
+    let err = k.fails(&["create", "-f", "-"], Some(&wrong));
     assert!(
         err.contains(r#"metadata.name: Invalid value: "crons.stable.example.com": must be spec.names.plural+"."+spec.group"#),
         "{err}"
     );
+
+    explain_custom_resource(k);
+    server_side_apply_of_a_custom_resource(k);
+}
+
+/// `kubectl explain` of a custom kind reads its group-version's OpenAPI v3
+/// document, built from the CRD's schema.
+fn explain_custom_resource(k: &Kubectl) {
+    let out = k.ok(&["explain", "crontab.spec"], None);
+    for want in [
+        "GROUP:      stable.example.com",
+        "KIND:       CronTab",
+        "VERSION:    v1",
+        "FIELD: spec <Object>",
+        "  cronSpec\t<string> -required-",
+        "  ports\t<[]Object>",
+        "  replicas\t<integer>",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    let out = k.ok(&["explain", "crontab.metadata.labels"], None);
+    assert!(out.contains("FIELD: labels <map[string]string>"), "{out}");
+}
+
+/// A CronTab named `name` with the given ports (name, port) and tags.
+fn crontab(name: &str, ports: &[(&str, u16)], tags: &[&str]) -> String {
+    let mut y = format!(
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: {name}\n  \
+         namespace: default\nspec:\n  cronSpec: \"* * * * *\"\n  ports:\n"
+    );
+    for (n, p) in ports {
+        y.push_str(&format!("  - name: {n}\n    port: {p}\n"));
+    }
+    y.push_str(&format!("  tags: [{}]\n", tags.join(", ")));
+    y
+}
+
+/// kubectl apply --server-side of a custom resource, by the CRD's schema:
+/// an associative list (x-kubernetes-list-type: map) merges item by item
+/// between appliers, a list without a list type is atomic (a conflict when
+/// another applier changes it), and unknown fields are refused under Strict.
+fn server_side_apply_of_a_custom_resource(k: &Kubectl) {
+    let ssa = |extra: &[&str], yaml: &str| {
+        let mut args = vec!["apply", "--server-side"];
+        args.extend(extra);
+        args.extend(["-f", "-"]);
+        k.run(&args, Some(yaml))
+    };
+    let spec = |name: &str| k.json(&["get", "ct", name])["spec"].clone();
+    let out = ssa(&[], &crontab("ssa-cron", &[("http", 80)], &["a"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "crontab.stable.example.com/ssa-cron serverside-applied",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cr = k.json(&["get", "ct", "ssa-cron", "--show-managed-fields"]);
+    let fields = &cr["metadata"]["managedFields"][0];
+    assert_eq!(
+        (fields["manager"].as_str(), fields["operation"].as_str()),
+        (Some("kubectl"), Some("Apply"))
+    );
+    assert!(
+        fields["fieldsV1"]["f:spec"]["f:ports"]["k:{\"name\":\"http\"}"]["f:port"].is_object(),
+        "{cr}"
+    );
+    assert_eq!(cr["spec"]["replicas"], 1, "defaulted");
+
+    // Another applier adds a port: the ports merge by name. Its tags, a
+    // list without a list type, would replace kubectl's whole: a conflict.
+    let other = crontab("ssa-cron", &[("metrics", 9090)], &["b"]);
+    let out = ssa(&["--field-manager=other"], &other);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.tags"#),
+        "{err}"
+    );
+    let out = ssa(&["--field-manager=other", "--force-conflicts"], &other);
+    assert!(out.status.success(), "{out:?}");
+    let s = spec("ssa-cron");
+    assert_eq!(
+        s["ports"],
+        serde_json::json!([{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}])
+    );
+    assert_eq!(s["tags"], serde_json::json!(["b"]));
+
+    // Strict (kubectl's default): an unknown field is refused; without
+    // validation it is pruned and nobody owns it.
+    let unknown = crontab("ssa-cron", &[("http", 80)], &["a"])
+        .replace("  cronSpec:", "  schedule: daily\n  cronSpec:");
+    let out = ssa(&["--force-conflicts"], &unknown);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.schedule""#),
+        "{err}"
+    );
+    let out = ssa(&["--force-conflicts", "--validate=false"], &unknown);
+    assert!(out.status.success(), "{out:?}");
+    let cr = k.json(&["get", "ct", "ssa-cron", "--show-managed-fields"]);
+    assert!(cr["spec"].get("schedule").is_none(), "{cr}");
+    assert!(!cr["metadata"]["managedFields"]
+        .to_string()
+        .contains("schedule"));
+    assert_eq!(cr["spec"]["tags"], serde_json::json!(["a"]));
+    k.ok(&["delete", "ct", "ssa-cron"], None);
 }
 
 /// kubectl get's columns for built-in kinds, from the server's Tables.
 fn tables_of_built_in_kinds(k: &Kubectl) {
-    k.ok(&["create", "--validate=false", "-f", "-"], Some(BUILT_INS));
+    k.ok(&["create", "-f", "-"], Some(BUILT_INS));
 
     let rows = table(&k.ok(&["get", "pods"], None));
     assert_eq!(rows[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);

@@ -205,6 +205,7 @@ async fn call(
         path,
         query: Query::parse(Some(query)),
         content_type: Some("application/json".into()),
+        user_agent: None,
         body: if body.is_null() {
             Bytes::new()
         } else {

@@ -33,6 +33,9 @@ pub struct Custom {
     pub storage_version: String,
     /// This version's openAPIV3Schema.
     pub schema: Value,
+    /// The same completed as an object's schema (`schema::custom_model`):
+    /// what the OpenAPI documents, server-side apply and managedFields read.
+    pub model: Value,
     /// additionalPrinterColumns of this version.
     pub columns: Vec<Column>,
     /// subresources.scale, when declared.
@@ -173,20 +176,21 @@ fn row(spec: &Value, version: &Value, storage: &str) -> Kind {
             json_path: str_at(c, "/jsonPath").to_string(),
         })
         .collect();
+    let schema = version
+        .pointer("/schema/openAPIV3Schema")
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    let version_name = str_at(version, "/name");
     let custom = Custom {
         storage_version: storage.to_string(),
-        schema: version
-            .pointer("/schema/openAPIV3Schema")
-            .cloned()
-            .unwrap_or_else(
-                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-            ),
+        model: crate::schema::custom_model(group, version_name, kind, &schema),
+        schema,
         columns,
         scale,
     };
     Kind {
         group: leak(group),
-        version: leak(str_at(version, "/name")),
+        version: leak(version_name),
         resource: leak(plural),
         singular: leak(&singular),
         kind: leak(kind),
@@ -427,9 +431,11 @@ fn check_definition(crd: &Value) -> Vec<Cause> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A CRD of two versions: v1beta1 keeps unknown fields, v1 has a schema,
+    /// status and scale (also used by the schema module's tests).
     pub(crate) fn crontab() -> Value {
         json!({
             "apiVersion": "apiextensions.k8s.io/v1",

@@ -34,6 +34,21 @@ fn preserves(s: &Value) -> bool {
 
 /// Removes, in place, the fields `schema` does not declare.
 pub fn prune(schema: &Value, obj: &mut Value, root: bool) {
+    prune_at(schema, obj, root, "", &mut Vec::new());
+}
+
+/// The fields of `obj` that pruning would remove, as kube-apiserver's strict
+/// decoding names them (`spec.x`, `spec.items[0].x`, sorted): what
+/// fieldValidation=Strict refuses.
+pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    let mut pruned = Vec::new();
+    prune_at(schema, &mut obj.clone(), true, "", &mut pruned);
+    pruned.sort();
+    pruned
+}
+
+/// [`prune`] of the value at `path`, recording each removed field's path.
+fn prune_at(schema: &Value, obj: &mut Value, root: bool, path: &str, pruned: &mut Vec<String>) {
     match obj {
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
@@ -42,21 +57,26 @@ pub fn prune(schema: &Value, obj: &mut Value, root: bool) {
                 preserves(schema) || additional.and_then(Value::as_bool) == Some(true);
             let embedded = flag(schema, "x-kubernetes-embedded-resource");
             map.retain(|k, _| {
-                keep_unknown
+                let kept = keep_unknown
                     || (root && ROOT_FIELDS.contains(&k.as_str()))
                     || (embedded && ROOT_FIELDS.contains(&k.as_str()))
                     || props.is_some_and(|p| p.contains_key(k))
-                    || additional.is_some_and(Value::is_object)
+                    || additional.is_some_and(Value::is_object);
+                if !kept {
+                    pruned.push(child_path(path, k));
+                }
+                kept
             });
             for (k, v) in map.iter_mut() {
                 if root && ROOT_FIELDS.contains(&k.as_str()) {
                     continue;
                 }
+                let at = child_path(path, k);
                 match props.and_then(|p| p.get(k)) {
-                    Some(ps) => prune(ps, v, false),
+                    Some(ps) => prune_at(ps, v, false, &at, pruned),
                     None => {
                         if let Some(ap) = additional.filter(|a| a.is_object()) {
-                            prune(ap, v, false);
+                            prune_at(ap, v, false, &at, pruned);
                         }
                     }
                 }
@@ -64,8 +84,8 @@ pub fn prune(schema: &Value, obj: &mut Value, root: bool) {
         }
         Value::Array(items) => {
             if let Some(is) = schema.get("items") {
-                for item in items {
-                    prune(is, item, false);
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune_at(is, item, false, &format!("{path}[{i}]"), pruned);
                 }
             }
         }
@@ -543,6 +563,22 @@ mod tests {
             "spec": {"cronSpec": "* * * * *", "extra": {"anything": {"deep": 1}},
                      "labels": {"a": "b"}}})
         );
+    }
+
+    #[test]
+    fn unknown_fields_are_the_pruned_paths() {
+        let o = json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "x"},
+            "junk": 1, "spec": {"cronSpec": "* * * * *", "bogus": true, "tags": ["a"],
+            "extra": {"anything": 1}, "limits": {"cpu": "1", "gpu": "2"}}});
+        assert_eq!(
+            unknown_fields(&schema(), &o),
+            ["junk", "spec.bogus", "spec.limits.gpu"]
+        );
+        let items = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"ports": {"type": "array", "items": {"type": "object",
+                "properties": {"port": {"type": "integer"}}}}}}}});
+        let o = json!({"spec": {"ports": [{"port": 1}, {"port": 2, "name": "b"}]}});
+        assert_eq!(unknown_fields(&items, &o), ["spec.ports[1].name"]);
     }
 
     #[test]

@@ -203,6 +203,15 @@ async fn delete_resources(api: &Api, kind: &'static Kind) -> Result<bool, ApiErr
     Ok(left == 0)
 }
 
+/// The server's own guarded write of the CRD `name` (no field manager).
+async fn write_crd<F>(api: &Api, name: &str, mutate: F) -> Result<Value, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    let crds = registry::crds();
+    guaranteed_update(api, crds, None, name, Scope::System, false, None, mutate).await
+}
+
 /// One reconciliation of every CRD (see the module comment). Returns the
 /// store revision it read the CRDs at.
 pub async fn reconcile(api: &Api) -> Result<i64, ApiError> {
@@ -255,18 +264,17 @@ pub async fn reconcile(api: &Api) -> Result<i64, ApiError> {
                 served.extend(kinds);
                 continue;
             }
-            let gone =
-                guaranteed_update(api, crds_kind, None, &name, Scope::System, false, |cur| {
-                    let mut next = cur.clone();
-                    if let Some(f) = next
-                        .pointer_mut("/metadata/finalizers")
-                        .and_then(Value::as_array_mut)
-                    {
-                        f.retain(|v| v != CLEANUP_FINALIZER);
-                    }
-                    Ok(next)
-                })
-                .await;
+            let gone = write_crd(api, &name, |cur| {
+                let mut next = cur.clone();
+                if let Some(f) = next
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    f.retain(|v| v != CLEANUP_FINALIZER);
+                }
+                Ok(next)
+            })
+            .await;
             match gone {
                 Ok(_) | Err(ApiError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
@@ -274,11 +282,10 @@ pub async fn reconcile(api: &Api) -> Result<i64, ApiError> {
         }
         let wanted = wanted_status(&crd, conflict.as_deref());
         if wanted != crd {
-            let written =
-                guaranteed_update(api, crds_kind, None, &name, Scope::System, false, |cur| {
-                    Ok(wanted_status(cur, conflict.as_deref()))
-                })
-                .await;
+            let written = write_crd(api, &name, |cur| {
+                Ok(wanted_status(cur, conflict.as_deref()))
+            })
+            .await;
             match written {
                 Ok(_) => {}
                 Err(ApiError::NotFound { .. }) => continue,

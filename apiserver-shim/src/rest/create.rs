@@ -5,8 +5,10 @@ use serde_json::{json, Value};
 
 use super::{object, require_object_body, Api, Request, Target};
 use crate::error::{ApiError, Cause};
+use crate::managed::{self, Operation};
 use crate::names;
 use crate::registry::{self, Kind, StatusOnCreate};
+use crate::schema::schemas;
 use crate::store::Written;
 
 pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, ApiError> {
@@ -14,6 +16,27 @@ pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, A
     let dry_run = req.query.dry_run()?;
     let mut obj = object::parse_body(&req.body, req.content_type.as_deref())?;
     object::check_type(t.kind, &mut obj)?;
+    super::strict_fields(t.kind, &req.query, None, &obj)?;
+    let writer = super::patch::writer(req, t.kind, None, Operation::Update)?;
+    managed::record_update(
+        schemas().root(t.kind),
+        super::update::ownable(t.kind, super::update::Scope::Main),
+        &writer,
+        &object::now(),
+        &Value::Null,
+        &mut obj,
+    );
+    insert(api, t, obj, dry_run).await
+}
+
+/// Creates `obj` (create, and server-side apply of a missing object):
+/// BeforeCreate's rules, the namespace check, then the guarded put.
+pub(super) async fn insert(
+    api: &Api,
+    t: &Target<'_>,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     prepare(t, &mut obj)?;
     crate::crd::admit(t.kind, &mut obj)?;
     let name = object::name(&obj).to_string();

@@ -3,8 +3,9 @@
 //!
 //! - `read`: get, list (limit/continue, selectors, resourceVersion rules);
 //! - `watch`: watch streams;
-//! - `create`, `update` (PUT, PATCH, /status, and the guarded update loop
-//!   every write shares), `delete` (DELETE, deletecollection, finalizers);
+//! - `create`, `update` (PUT, /status, and the guarded update loop every
+//!   write shares), `patch` (the four patch types; `strategic`: strategic
+//!   merge patch), `delete` (DELETE, deletecollection, finalizers);
 //! - `scale`: the /scale subresource (autoscaling/v1 Scale);
 //! - `namespaces`: the default namespaces and namespace termination;
 //! - `crds`: CRDs' status, the registry's custom kinds, their cleanup;
@@ -16,9 +17,11 @@ mod create;
 mod delete;
 pub mod namespaces;
 pub mod object;
+mod patch;
 mod query;
 mod read;
 mod scale;
+mod strategic;
 mod update;
 mod watch;
 
@@ -58,6 +61,8 @@ pub struct Request {
     pub query: Query,
     /// The Content-Type's media type, without parameters.
     pub content_type: Option<String>,
+    /// The User-Agent: the default field manager of writes.
+    pub user_agent: Option<String>,
     pub body: Bytes,
 }
 
@@ -173,7 +178,7 @@ impl Api {
             req.method,
             hyper::Method::POST | hyper::Method::PUT | hyper::Method::PATCH
         ) {
-            field_validation(&req.query)?;
+            field_validation(kind, &req.query)?;
         }
         let watch = p.watch || req.query.flag("watch")?;
         let table = match table {
@@ -240,7 +245,7 @@ impl Api {
                 })
             }
             (&Method::PUT, Some(name)) => ok(update::put(self, target, name, sub, req).await?),
-            (&Method::PATCH, Some(name)) => ok(update::patch(self, target, name, sub, req).await?),
+            (&Method::PATCH, Some(name)) => patch::patch(self, target, name, sub, req).await,
             (&Method::DELETE, Some(name)) if sub.is_none() => {
                 ok(delete::delete(self, target, name, req).await?)
             }
@@ -253,19 +258,38 @@ impl Api {
     }
 }
 
-/// fieldValidation: only Ignore can be honoured (unknown fields are kept as
-/// sent). Strict and Warn need the kinds' schemas, which this server does not
-/// have yet, so they are refused rather than silently treated as Ignore.
-fn field_validation(q: &Query) -> Result<(), ApiError> {
+/// fieldValidation: Ignore keeps unknown fields as sent (custom resources:
+/// pruned); Strict refuses them (checked by the verb on the object it
+/// writes, [`strict_fields`]) for kinds with a schema, which every built-in
+/// kind and every custom resource has. Warn needs warning headers, and
+/// Strict without a schema could check nothing: those are refused rather
+/// than silently treated as Ignore.
+fn field_validation(kind: &Kind, q: &Query) -> Result<(), ApiError> {
     match q.get("fieldValidation") {
         None | Some("Ignore") => Ok(()),
+        Some("Strict") if crate::schema::schemas().root(kind).is_some() => Ok(()),
         Some(v @ ("Strict" | "Warn")) => Err(ApiError::BadRequest(format!(
-            "fieldValidation={v} needs the kinds' schemas, which oxetcd-apiserver does not have yet; \
-             send fieldValidation=Ignore (kubectl: --validate=false)"
+            "fieldValidation={v} is not supported for {} by oxetcd-apiserver; \
+             send fieldValidation=Ignore (kubectl: --validate=false)",
+            kind.qualified_resource()
         ))),
         Some(other) => Err(ApiError::BadRequest(format!(
             "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
         ))),
+    }
+}
+
+/// Under fieldValidation=Strict, refuses an object with undeclared fields
+/// (those `stored`, the object it replaces, lacks).
+pub(crate) fn strict_fields(
+    kind: &Kind,
+    q: &Query,
+    stored: Option<&Value>,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    match q.get("fieldValidation") {
+        Some("Strict") => crate::schema::validate::strict(kind, stored, obj),
+        _ => Ok(()),
     }
 }
 
@@ -284,12 +308,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_ignore_field_validation_is_accepted() {
-        assert!(field_validation(&Query::parse(None)).is_ok());
-        assert!(field_validation(&Query::parse(Some("fieldValidation=Ignore"))).is_ok());
-        for v in ["Strict", "Warn", "Bogus"] {
+    fn ignore_and_strict_field_validation_are_accepted() {
+        let cm = registry::find("", "v1", "configmaps").unwrap();
+        assert!(field_validation(cm, &Query::parse(None)).is_ok());
+        assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Ignore"))).is_ok());
+        assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Strict"))).is_ok());
+        for v in ["Warn", "Bogus"] {
             let q = Query::parse(Some(&format!("fieldValidation={v}")));
-            assert_eq!(field_validation(&q).unwrap_err().code(), 400, "{v}");
+            assert_eq!(field_validation(cm, &q).unwrap_err().code(), 400, "{v}");
         }
     }
 }

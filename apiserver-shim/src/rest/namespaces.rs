@@ -107,7 +107,7 @@ async fn terminate_once(api: &Api, ns: &str) -> Result<bool, ApiError> {
         return Ok(false);
     }
     let ns_kind = registry::namespaces();
-    guaranteed_update(api, ns_kind, None, ns, Scope::System, false, |cur| {
+    guaranteed_update(api, ns_kind, None, ns, Scope::System, false, None, |cur| {
         let mut next = cur.clone();
         if let Some(f) = next
             .pointer_mut("/spec/finalizers")

@@ -8,10 +8,12 @@
 
 use serde_json::{json, Value};
 
-use super::update::{check_fresh, guaranteed_update, parse_patch, Patch, Scope};
+use super::patch::{self, Patch};
+use super::update::{self, check_fresh, Scope};
 use super::{object, read, require_object_body, Api, Request, Target};
 use crate::crd::pointer;
 use crate::error::{ApiError, Cause};
+use crate::managed::Operation;
 use crate::registry::Kind;
 
 /// Where `kind` keeps what a Scale shows, as JSON pointers.
@@ -168,36 +170,32 @@ pub async fn write(
         require_object_body(req)?;
         Change::Replace(object::parse_body(&req.body, req.content_type.as_deref())?)
     } else {
-        Change::Patch(parse_patch(req)?)
+        // Scale is a built-in type: strategic merge patch applies (it has
+        // no lists, so it merges as a merge patch does), except on custom
+        // resources, whose handler takes no strategic patches at all.
+        Change::Patch(patch::parse(req, t.kind.custom.is_none(), false)?)
     };
     let kind = t.kind;
-    let obj = guaranteed_update(
-        api,
-        kind,
-        t.namespace,
-        name,
-        Scope::Main,
-        dry_run,
-        |current| {
-            let before = scale_of(kind, current);
-            let wanted = match &change {
-                Change::Replace(s) => s.clone(),
-                Change::Patch(p) => p.apply(&before)?,
-            };
-            if let Some(k) = wanted.get("kind").and_then(Value::as_str) {
-                if k != "Scale" {
-                    return Err(ApiError::BadRequest(format!(
-                        "the kind in the data ({k}) does not match the expected kind (Scale)"
-                    )));
-                }
+    let writer = patch::writer(req, kind, Some("scale"), Operation::Update)?;
+    let obj = update::write(api, t, name, Scope::Main, dry_run, &writer, |current| {
+        let before = scale_of(kind, current);
+        let wanted = match &change {
+            Change::Replace(s) => s.clone(),
+            Change::Patch(p) => p.apply(&before, None)?,
+        };
+        if let Some(k) = wanted.get("kind").and_then(Value::as_str) {
+            if k != "Scale" {
+                return Err(ApiError::BadRequest(format!(
+                    "the kind in the data ({k}) does not match the expected kind (Scale)"
+                )));
             }
-            check_fresh(kind, &before, &wanted)?;
-            let n = replicas(name, &wanted)?;
-            let mut next = current.clone();
-            set_at(&mut next, &paths(kind).spec_replicas, json!(n));
-            Ok(next)
-        },
-    )
+        }
+        check_fresh(kind, &before, &wanted)?;
+        let n = replicas(name, &wanted)?;
+        let mut next = current.clone();
+        set_at(&mut next, &paths(kind).spec_replicas, json!(n));
+        Ok(next)
+    })
     .await?;
     Ok(scale_of(kind, &obj))
 }

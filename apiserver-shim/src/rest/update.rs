@@ -1,19 +1,21 @@
-//! update (PUT), patch (PATCH) and their /status forms, all through one
-//! guarded update loop, kube-apiserver's GuaranteedUpdate: read the object,
-//! compute the new one, write it with Txn If(mod_revision == read) Then(Put),
-//! and on a lost race read again and recompute. Unchanged bytes write nothing.
+//! update (PUT) and its /status form, and the guarded update loop every
+//! write shares (PATCH in [`super::patch`], /scale, deletion marks),
+//! kube-apiserver's GuaranteedUpdate: read the object, compute the new one,
+//! write it with Txn If(mod_revision == read) Then(Put), and on a lost race
+//! read again and recompute. Unchanged bytes write nothing. A client's write
+//! also records its manager in metadata.managedFields.
 
 use serde_json::{json, Value};
 
 use super::{object, require_object_body, Api, Request, Target};
 use crate::error::{ApiError, Cause};
+use crate::managed::{self, Operation, Ownable, Writer};
 use crate::registry::{self, Kind};
+use crate::schema::schemas;
 use crate::store::Written;
 
 /// Rounds of the guarded update before giving up with a Conflict.
 pub(super) const MAX_TRIES: usize = 32;
-/// kube-apiserver's cap on JSON patch operations.
-const MAX_PATCH_OPS: usize = 10_000;
 
 /// Which part of the object a write may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn of(sub: Option<&str>) -> Self {
+    pub(super) fn of(sub: Option<&str>) -> Self {
         match sub {
             Some("status") => Scope::Status,
             _ => Scope::Main,
@@ -37,11 +39,40 @@ impl Scope {
     }
 }
 
+/// [`guaranteed_update`] of the object a request names, by its manager.
+pub(super) async fn write<F>(
+    api: &Api,
+    t: &Target<'_>,
+    name: &str,
+    scope: Scope,
+    dry_run: bool,
+    writer: &Writer,
+    mutate: F,
+) -> Result<Value, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    let (kind, ns) = (t.kind, t.namespace);
+    guaranteed_update(api, kind, ns, name, scope, dry_run, Some(writer), mutate).await
+}
+
+/// What a write through `scope` can own in metadata.managedFields.
+pub(super) fn ownable(kind: &Kind, scope: Scope) -> Ownable {
+    Ownable {
+        status_subresource: kind.status,
+        through_status: scope == Scope::Status,
+    }
+}
+
 /// The guarded update loop. `mutate` gets the current object (with its
 /// resourceVersion) and returns the wanted one; it refuses a stale
-/// resourceVersion itself. Returns the object as written (or as it was when
-/// nothing changed); when the write leaves an object being deleted with no
-/// finalizers left, the key is then deleted and the last state returned.
+/// resourceVersion itself. An Update `writer` (none for the server's own
+/// writes) is recorded in managedFields
+/// here (an Apply's `mutate` records itself). Returns the object as written
+/// (or as it was when nothing changed); when the write leaves an object
+/// being deleted with no finalizers left, the key is then deleted and the
+/// last state returned.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn guaranteed_update<F>(
     api: &Api,
     kind: &'static Kind,
@@ -49,6 +80,7 @@ pub(super) async fn guaranteed_update<F>(
     name: &str,
     scope: Scope,
     dry_run: bool,
+    writer: Option<&Writer>,
     mut mutate: F,
 ) -> Result<Value, ApiError>
 where
@@ -61,6 +93,16 @@ where
         let current = object::decode_as(kind, &kv)?;
         let wanted = mutate(&current)?;
         let mut new = merge_rules(kind, scope, &current, wanted)?;
+        if let Some(w) = writer.filter(|w| w.operation == Operation::Update) {
+            managed::record_update(
+                schemas().root(kind),
+                ownable(kind, scope),
+                w,
+                &object::now(),
+                &current,
+                &mut new,
+            );
+        }
         object::set_resource_version(&mut new, kv.mod_revision);
         if new == current {
             return Ok(current);
@@ -277,93 +319,12 @@ pub async fn put(
         }
     }
     let kind = t.kind;
-    guaranteed_update(
-        api,
-        kind,
-        t.namespace,
-        name,
-        Scope::of(sub),
-        dry_run,
-        |current| {
-            check_fresh(kind, current, &body)?;
-            Ok(body.clone())
-        },
-    )
-    .await
-}
-
-/// The patch types served: RFC 6902 and RFC 7386.
-pub(super) enum Patch {
-    Json(json_patch::Patch),
-    Merge(Value),
-}
-
-impl Patch {
-    /// The patched copy of `doc`.
-    pub(super) fn apply(&self, doc: &Value) -> Result<Value, ApiError> {
-        let mut out = doc.clone();
-        match self {
-            Patch::Json(p) => json_patch::patch(&mut out, p)
-                .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
-            Patch::Merge(m) => json_patch::merge(&mut out, m),
-        }
-        Ok(out)
-    }
-}
-
-const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json";
-
-pub(super) fn parse_patch(req: &Request) -> Result<Patch, ApiError> {
-    let bad = |e: serde_json::Error| ApiError::BadRequest(format!("error decoding patch: {e}"));
-    match req.content_type.as_deref() {
-        Some("application/json-patch+json") => {
-            let p: json_patch::Patch = serde_json::from_slice(&req.body).map_err(bad)?;
-            if p.0.len() > MAX_PATCH_OPS {
-                return Err(ApiError::Unprocessable(format!(
-                    "The allowed maximum operations in a JSON patch is {MAX_PATCH_OPS}, got {}",
-                    p.0.len()
-                )));
-            }
-            Ok(Patch::Json(p))
-        }
-        Some("application/merge-patch+json") => Ok(Patch::Merge(
-            serde_json::from_slice(&req.body).map_err(bad)?,
-        )),
-        // Strategic merge patch and server-side apply are not built yet:
-        // answered as kube-apiserver answers them for custom resources.
-        _ => Err(ApiError::UnsupportedMediaType(PATCH_TYPES.into())),
-    }
-}
-
-pub async fn patch(
-    api: &Api,
-    t: &Target<'_>,
-    name: &str,
-    sub: Option<&str>,
-    req: &Request,
-) -> Result<Value, ApiError> {
-    let patch = parse_patch(req)?;
-    let dry_run = req.query.dry_run()?;
-    let kind = t.kind;
-    guaranteed_update(
-        api,
-        kind,
-        t.namespace,
-        name,
-        Scope::of(sub),
-        dry_run,
-        |current| {
-            let mut doc = current.clone();
-            match &patch {
-                Patch::Json(p) => json_patch::patch(&mut doc, p)
-                    .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
-                Patch::Merge(m) => json_patch::merge(&mut doc, m),
-            }
-            // A resourceVersion in the patch is a precondition.
-            check_fresh(kind, current, &doc)?;
-            Ok(doc)
-        },
-    )
+    let writer = super::patch::writer(req, kind, sub, Operation::Update)?;
+    write(api, t, name, Scope::of(sub), dry_run, &writer, |current| {
+        check_fresh(kind, current, &body)?;
+        super::strict_fields(kind, &req.query, Some(current), &body)?;
+        Ok(body.clone())
+    })
     .await
 }
 
@@ -379,14 +340,24 @@ mod tests {
                "spec": {"replicas": 1}, "status": {"replicas": 1}})
     }
 
+    /// The deployment, and a copy with `edit` made and `spec.replicas` and
+    /// `status.replicas` set to `replicas`.
+    fn edited(replicas: i64, edit: impl FnOnce(&mut Value)) -> (Value, Value) {
+        let cur = deployment();
+        let mut wanted = cur.clone();
+        wanted["spec"]["replicas"] = json!(replicas);
+        wanted["status"]["replicas"] = json!(replicas);
+        edit(&mut wanted);
+        (cur, wanted)
+    }
+
     #[test]
     fn the_main_endpoint_keeps_status_and_system_fields_and_bumps_generation() {
         let d = find("apps", "v1", "deployments").unwrap();
-        let cur = deployment();
-        let mut wanted = cur.clone();
-        wanted["spec"]["replicas"] = json!(3);
-        wanted["status"]["replicas"] = json!(7);
-        wanted["metadata"]["creationTimestamp"] = json!("2030-01-01T00:00:00Z");
+        let (cur, wanted) = edited(3, |w| {
+            w["status"]["replicas"] = json!(7);
+            w["metadata"]["creationTimestamp"] = json!("2030-01-01T00:00:00Z");
+        });
         let new = merge_rules(d, Scope::Main, &cur, wanted).unwrap();
         assert_eq!(new["spec"]["replicas"], 3);
         assert_eq!(new["status"]["replicas"], 1);
@@ -402,10 +373,7 @@ mod tests {
     #[test]
     fn the_status_endpoint_changes_only_status() {
         let d = find("apps", "v1", "deployments").unwrap();
-        let cur = deployment();
-        let mut wanted = cur.clone();
-        wanted["spec"]["replicas"] = json!(5);
-        wanted["status"]["replicas"] = json!(5);
+        let (cur, wanted) = edited(5, |_| {});
         let new = merge_rules(d, Scope::Status, &cur, wanted).unwrap();
         assert_eq!(
             (
@@ -420,25 +388,18 @@ mod tests {
     fn identity_is_immutable_and_deleting_objects_gain_no_finalizers() {
         let d = find("apps", "v1", "deployments").unwrap();
         let cur = deployment();
+        let refused = |cur: &Value, wanted: Value| {
+            merge_rules(d, Scope::Main, cur, wanted).unwrap_err().code()
+        };
         let mut renamed = cur.clone();
         renamed["metadata"]["name"] = json!("other");
-        assert_eq!(
-            merge_rules(d, Scope::Main, &cur, renamed)
-                .unwrap_err()
-                .code(),
-            422
-        );
+        assert_eq!(refused(&cur, renamed), 422);
         let mut deleting = cur.clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
         deleting["metadata"]["finalizers"] = json!(["a"]);
         let mut more = deleting.clone();
         more["metadata"]["finalizers"] = json!(["a", "b"]);
-        assert_eq!(
-            merge_rules(d, Scope::Main, &deleting, more)
-                .unwrap_err()
-                .code(),
-            422
-        );
+        assert_eq!(refused(&deleting, more), 422);
         let mut fewer = deleting.clone();
         fewer["metadata"]["finalizers"] = json!([]);
         let new = merge_rules(d, Scope::Main, &deleting, fewer).unwrap();
