@@ -376,6 +376,9 @@ fn scenario(etcd: Option<&str>, ports: u16) {
         .collect();
     assert!(rvs.windows(2).all(|w| w[0] < w[1]), "{rvs:?}");
 
+    output_formats_and_annotations(&k);
+    delete_waits_for_finalizers(&k);
+
     // A wrong token: 401, as kubectl reports it.
     let err = k.fails(&["get", "ns", "--token=not-a-token"], None);
     assert!(
@@ -398,6 +401,172 @@ fn scenario(etcd: Option<&str>, ports: u16) {
     wait_ready(&k);
     let ns = k.json(&["get", "ns", "team-a"]);
     assert_eq!(ns["metadata"]["name"], "team-a");
+}
+
+/// A Service and a ConfigMap through kubectl's printers: -o yaml, -o wide
+/// (the server's Table with its wide columns), -o custom-columns; and
+/// `kubectl annotate`.
+fn output_formats_and_annotations(k: &Kubectl) {
+    let service = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: team-a
+spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+";
+    let out = k.ok(&["apply", "-f", "-"], Some(service));
+    assert_eq!(out.trim(), "service/web created");
+    let wide = k.ok(&["get", "svc", "web", "-n", "team-a", "-o", "wide"], None);
+    let mut lines = wide.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ],
+        "{wide}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[3]),
+        ("web", "ClusterIP", "<none>"),
+        "{wide}"
+    );
+    assert_eq!((row[4], row[6]), ("80/TCP", "app=web"), "{wide}");
+
+    let cm = CONFIGMAP.replace("name: settings", "name: shown");
+    k.ok(&["create", "-f", "-"], Some(&cm));
+    let yaml = k.ok(&["get", "cm", "shown", "-n", "team-a", "-o", "yaml"], None);
+    for want in [
+        "apiVersion: v1",
+        "kind: ConfigMap",
+        "  color: blue",
+        "  name: shown",
+        "  namespace: team-a",
+    ] {
+        assert!(yaml.lines().any(|l| l == want), "{want:?} in\n{yaml}");
+    }
+    let columns = k.ok(
+        &[
+            "get",
+            "cm",
+            "-n",
+            "team-a",
+            "-l",
+            "app=web",
+            "-o",
+            "custom-columns=NAME:.metadata.name,COLOR:.data.color,APP:.metadata.labels.app",
+        ],
+        None,
+    );
+    let rows: Vec<Vec<&str>> = columns
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [vec!["NAME", "COLOR", "APP"], vec!["shown", "blue", "web"]],
+        "{columns}"
+    );
+
+    let out = k.ok(
+        &["annotate", "cm", "shown", "-n", "team-a", "owner=team-a"],
+        None,
+    );
+    assert_eq!(out.trim(), "configmap/shown annotated");
+    let got = k.json(&["get", "cm", "shown", "-n", "team-a"]);
+    assert_eq!(got["metadata"]["annotations"]["owner"], "team-a");
+    let out = k.ok(&["annotate", "cm", "shown", "-n", "team-a", "owner-"], None);
+    assert_eq!(out.trim(), "configmap/shown annotated");
+    let got = k.json(&["get", "cm", "shown", "-n", "team-a"]);
+    assert!(
+        got["metadata"]
+            .get("annotations")
+            .is_none_or(|a| a.get("owner").is_none()),
+        "{got}"
+    );
+}
+
+/// An object with a finalizer is only marked by a delete; `kubectl wait
+/// --for=delete` returns once the finalizer is removed and the object goes.
+fn delete_waits_for_finalizers(k: &Kubectl) {
+    let held = CONFIGMAP.replace("name: settings", "name: held").replace(
+        "  labels:\n",
+        "  finalizers:\n  - example.com/hold\n  labels:\n",
+    );
+    k.ok(&["create", "-f", "-"], Some(&held));
+    let out = k.ok(
+        &["delete", "cm", "held", "-n", "team-a", "--wait=false"],
+        None,
+    );
+    assert_eq!(out.trim(), "configmap \"held\" deleted");
+    let marked = k.json(&["get", "cm", "held", "-n", "team-a"]);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "still there, marked: {marked}"
+    );
+    assert_eq!(marked["metadata"]["finalizers"][0], "example.com/hold");
+    let out = k.run(
+        &[
+            "wait",
+            "--for=delete",
+            "cm/held",
+            "-n",
+            "team-a",
+            "--timeout=2s",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "waited past a finalizer: {out:?}");
+    let waiter = Command::new("kubectl")
+        .env("KUBECONFIG", &k.kubeconfig)
+        .arg(format!("--cache-dir={}", k.cache.display()))
+        .args([
+            "wait",
+            "--for=delete",
+            "cm/held",
+            "-n",
+            "team-a",
+            "--timeout=30s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(500));
+    k.ok(
+        &[
+            "patch",
+            "cm",
+            "held",
+            "-n",
+            "team-a",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+        None,
+    );
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configmap/held condition met"
+    );
+    let err = k.fails(&["get", "cm", "held", "-n", "team-a"], None);
+    assert!(err.contains("configmaps \"held\" not found"), "{err}");
 }
 
 /// `kubectl explain` reads the OpenAPI v3 document of apps/v1.
