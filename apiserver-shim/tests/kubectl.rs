@@ -3,7 +3,6 @@
 //! prints. Every command's output is checked, not only its exit code.
 //! Without kubectl the test is skipped, except under CI=true where it fails.
 
-use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -175,10 +174,8 @@ fn scenario(etcd: Option<&str>, ports: u16) {
     assert_eq!(names(&["--field-selector", "metadata.name!=settings"]), "");
 
     // Watch (kubectl get -w) from here on, events printed as they come.
-    let watch = Command::new("kubectl")
-        .env("KUBECONFIG", &k.kubeconfig)
-        .arg(format!("--cache-dir={}", k.cache.display()))
-        .args([
+    let watch = k.spawn(
+        &[
             "get",
             "cm",
             "-n",
@@ -187,11 +184,9 @@ fn scenario(etcd: Option<&str>, ports: u16) {
             "--output-watch-events",
             "-o",
             "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        false,
+    );
     sleep(Duration::from_millis(1500));
 
     // label, merge patch, JSON patch.
@@ -530,21 +525,17 @@ fn delete_waits_for_finalizers(k: &Kubectl) {
         None,
     );
     assert!(!out.status.success(), "waited past a finalizer: {out:?}");
-    let waiter = Command::new("kubectl")
-        .env("KUBECONFIG", &k.kubeconfig)
-        .arg(format!("--cache-dir={}", k.cache.display()))
-        .args([
+    let waiter = k.spawn(
+        &[
             "wait",
             "--for=delete",
             "cm/held",
             "-n",
             "team-a",
             "--timeout=30s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        true,
+    );
     sleep(Duration::from_millis(500));
     k.ok(
         &[

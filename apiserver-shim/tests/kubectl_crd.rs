@@ -4,7 +4,6 @@
 //! serve a CRD the first one created). Every command's output is checked.
 //! Without kubectl (or etcd) the tests are skipped, except under CI=true.
 
-use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -446,14 +445,7 @@ fn crd_scenario(k: &Kubectl) {
     );
 
     // kubectl get -w prints the changes as Table rows.
-    let watch = Command::new("kubectl")
-        .env("KUBECONFIG", &k.kubeconfig)
-        .arg(format!("--cache-dir={}", k.cache.display()))
-        .args(["get", "crontabs", "-w"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let watch = k.spawn(&["get", "crontabs", "-w"], false);
     sleep(Duration::from_millis(1500));
 
     // /scale at the CRD's paths.

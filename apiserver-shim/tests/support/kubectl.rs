@@ -94,6 +94,23 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// Starts kubectl without waiting (`get -w`, `wait`): stdout piped,
+    /// stderr piped too when `stderr` (else dropped).
+    pub fn spawn(&self, args: &[&str], stderr: bool) -> Child {
+        Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .arg(format!("--cache-dir={}", self.cache.display()))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(if stderr {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start kubectl")
+    }
+
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new("kubectl");
         cmd.env("KUBECONFIG", &self.kubeconfig)
