@@ -93,7 +93,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("listen-client-urls", Urls, "http://localhost:2379", Supported, "Member", "List of URLs to listen on for client traffic."),
     flag!("max-snapshots", Uint(64), "5", Warn("oxetcd keeps only its latest Raft snapshot (oxetcd/raft/snapshot in --data-dir)"), "Member", "Maximum number of snapshot files to retain (0 is unlimited)."),
     flag!("max-wals", Uint(64), "5", Warn("the Raft log deletes the segment files a snapshot covers, less the last 5,000 writes kept for slow followers (see --snapshot-count)"), "Member", "Maximum number of wal files to retain (0 is unlimited)."),
-    flag!("quota-backend-bytes", Int(64), "0", Warn("oxetcd enforces no backend quota and raises no NOSPACE alarm (Status reports the value as the quota)"), "Member", "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
+    flag!("quota-backend-bytes", Int(64), "0", Supported, "Member", "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
     flag!("backend-batch-interval", Dur, "0s", Warn(BACKEND_BATCH), "Member", "BackendBatchInterval is the maximum time before commit the backend transaction."),
     flag!("backend-batch-limit", Int(64), "0", Warn(BACKEND_BATCH), "Member", "BackendBatchLimit is the maximum operations before commit the backend transaction."),
     flag!("max-txn-ops", Uint(64), "128", Supported, "Member", "Maximum number of operations permitted in a transaction."),

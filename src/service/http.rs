@@ -45,8 +45,10 @@ async fn version() -> Json<Value> {
     Json(json!({ "etcdserver": ETCD_API_VERSION, "etcdcluster": cluster_version() }))
 }
 
-/// Healthy when the store answers a read, as etcd's check of a quorum read.
+/// Healthy when no alarm is active and the store answers a read, in etcd
+/// 3.4's form (`{"health":"true"}`; 503 and "false" when unhealthy).
 async fn health(State(node): State<Shared>) -> (StatusCode, Json<Value>) {
+    let alarms = node.active_alarms();
     let read = node.store().range(
         KeyRange::new(b"health", b""),
         &RangeOptions {
@@ -54,15 +56,13 @@ async fn health(State(node): State<Shared>) -> (StatusCode, Json<Value>) {
             ..Default::default()
         },
     );
-    match read {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(json!({ "health": "true", "reason": "" })),
-        ),
-        Err(e) => (
+    if alarms.is_empty() && read.is_ok() {
+        (StatusCode::OK, Json(json!({ "health": "true" })))
+    } else {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "health": "false", "reason": e.to_string() })),
-        ),
+            Json(json!({ "health": "false" })),
+        )
     }
 }
 

@@ -23,7 +23,7 @@ mod transfer;
 pub use leader_log::LeaderSeen;
 pub use membership::{AddMember, Change, UpdateMember};
 use router::{decode_error, peer_error, route, write_here, Forward, Forwarded, Route};
-pub use state_machine::StateMachine;
+pub use state_machine::{Companions, StateMachine};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -111,7 +111,7 @@ impl Replication {
         dir: &Path,
         store: Arc<Store>,
         hub: Arc<WatchHub>,
-        lessor: Arc<Lessor>,
+        companions: Companions,
         settings: &RaftSettings,
         bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
         peer_tls: Option<Arc<rustls::ClientConfig>>,
@@ -127,8 +127,9 @@ impl Replication {
             std::process::exit(1);
         })
         .map_err(|e| raft_err(&e))?;
+        let lessor = companions.lessor.clone();
         let state_machine =
-            StateMachine::new(store, hub, lessor.clone(), dir.join("snapshot"), watchdog)
+            StateMachine::new(store, hub, companions, dir.join("snapshot"), watchdog)
                 .map_err(|e| raft_err(&e))?;
         let cluster = ClusterTag::default();
         let options = NetworkOptions {
