@@ -13,7 +13,7 @@ use oxetcd_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmType, CompactionRequest, Compare, DefragmentRequest,
     DeleteRangeRequest, LeaseGrantRequest, RequestOp, StatusRequest, TxnRequest,
 };
-use support::{assert_status, b, get, put_req, Server};
+use support::{assert_status, b, get, http_get, put_req, Server};
 use tonic::Code;
 
 const ERR_NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
@@ -106,6 +106,13 @@ async fn writes_past_the_quota_are_refused_until_space_is_freed_and_the_alarm_di
         status.errors
     );
     assert_eq!(status.db_size_quota, QUOTA as i64);
+    // Unhealthy while an alarm is active, unless NOSPACE is excluded.
+    let url = server.endpoint();
+    assert_eq!(
+        http_get(&url, "/health"),
+        (503, r#"{"health":"false"}"#.to_string())
+    );
+    assert_eq!(http_get(&url, "/health?exclude=NOSPACE").0, 200);
 
     // What grows the store is refused, even small; reads and deletes work.
     assert_status(
@@ -186,6 +193,7 @@ async fn writes_past_the_quota_are_refused_until_space_is_freed_and_the_alarm_di
 
     disarm(&server).await;
     assert!(alarms(&server).await.is_empty());
+    assert_eq!(http_get(&server.endpoint(), "/health").0, 200);
     kv.put(put_req("small", "x"))
         .await
         .expect("a put after disarming");
