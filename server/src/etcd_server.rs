@@ -38,7 +38,7 @@ use crate::ids::{self, IdGenerator};
 use crate::lease::{self, Lessor};
 use crate::quota::{self, Quota};
 use crate::replication::{
-    Change, Companions, LeaderSeen, RaftSettings, Replication, ReplicationError,
+    self, Change, Companions, LeaderSeen, RaftSettings, Replication, ReplicationError,
 };
 use crate::validate;
 
@@ -72,6 +72,9 @@ pub struct ServerConfig {
     /// True for a member of a new cluster (it bootstraps it with the others),
     /// false for one joining an existing cluster (it waits to be added).
     pub new_cluster: bool,
+    /// --force-new-cluster: restart from this member's data as a one-member
+    /// cluster (see `replication::force_new_cluster`).
+    pub force_new_cluster: bool,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     /// Applied writes between snapshots (--snapshot-count).
@@ -117,6 +120,7 @@ impl ServerConfig {
             initial_advertise_peer_urls: vec![peer_url],
             advertise_client_urls: vec!["http://localhost:2379".to_string()],
             new_cluster: true,
+            force_new_cluster: false,
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             snapshot_count: 100_000,
@@ -324,7 +328,7 @@ impl EtcdServer {
         };
         // Members of a new cluster bootstrap it together; a member joining an
         // existing one waits to be added (MemberAdd on the cluster).
-        let bootstrap = config.new_cluster.then(|| identity.members.clone());
+        let mut bootstrap = config.new_cluster.then(|| identity.members.clone());
         let lessor = Arc::new(Lessor::new(
             Lessor::min_ttl_for(config.election_timeout),
             config.lease_checkpoint,
@@ -336,6 +340,19 @@ impl EtcdServer {
             alarms: alarms.clone(),
             quota: quota.clone(),
         };
+        if config.force_new_cluster
+            && replication::force_new_cluster(
+                &data_dir.raft_path(),
+                &store,
+                &hub,
+                &companions,
+                identity.member_id,
+            )
+            .await?
+        {
+            // The data names the cluster now; --initial-cluster has no say.
+            bootstrap = None;
+        }
         let replication = Arc::new(
             Replication::start(
                 &data_dir.raft_path(),

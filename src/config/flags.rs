@@ -166,7 +166,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("experimental-watch-progress-notify-interval", Dur, "10m", Supported, "Experimental feature", "Duration of periodical watch progress notification."),
     flag!("experimental-warning-apply-duration", Dur, "100ms", Warn("oxetcd logs no slow-apply warnings"), "Experimental feature", "Warning is generated if requests take more than this duration."),
     flag!("unsafe-no-fsync", Bool, "false", Warn("oxetcd always fsyncs the Raft log before it acknowledges a write"), "Unsafe feature", "Disables fsync, unsafe, will cause data loss."),
-    flag!("force-new-cluster", Bool, "false", Warn("oxetcd starts with the membership its data directory holds and cannot force a one-member cluster"), "Unsafe feature", "Force to create a new one-member cluster."),
+    flag!("force-new-cluster", Bool, "false", Supported, "Unsafe feature", "Force to create a new one-member cluster."),
     flag!("version", Bool, "false", Supported, "", "Print the version and exit."),
     // etcd 0.4 leftovers that etcd 3.4 accepts and ignores.
     flag!("cluster-active-size", Legacy, "", Warn(""), "", ""),

@@ -75,7 +75,12 @@ impl Maintenance for MaintenanceService {
             errors,
             // sled keeps no count of its free space: there it equals db_size.
             db_size_in_use: db_size_in_use as i64,
-            is_learner: false,
+            // A member of the membership that is not a voter.
+            is_learner: !raft
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == node.member_id()),
             db_size_quota: node.quota_bytes(),
             ..Default::default()
         }))

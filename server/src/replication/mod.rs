@@ -9,6 +9,7 @@
 //!   the leader for that index and waits until it has applied it.
 //! - [`state_machine`]: committed entries applied to the MVCC store.
 
+mod force_new_cluster;
 mod leader_log;
 mod leases;
 mod log_compaction;
@@ -20,6 +21,7 @@ mod router;
 mod state_machine;
 mod transfer;
 
+pub use force_new_cluster::force_new_cluster;
 pub use leader_log::LeaderSeen;
 pub use membership::{AddMember, Change, UpdateMember};
 use router::{decode_error, peer_error, route, write_here, Forward, Forwarded, Route};

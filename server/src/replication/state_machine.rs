@@ -204,6 +204,7 @@ pub struct StateMachine {
 }
 
 /// What the state machine keeps in step with the store besides the keys.
+#[derive(Clone)]
 pub struct Companions {
     pub lessor: Arc<Lessor>,
     pub alarms: Arc<Alarms>,
@@ -237,6 +238,22 @@ impl StateMachine {
             watchdog,
             writes: Arc::default(),
         })
+    }
+
+    /// --force-new-cluster: records this member alone as the membership, as
+    /// of the last entry applied, and makes it durable (see
+    /// `force_new_cluster`).
+    pub(super) fn force_single_member(&mut self, id: NodeId, node: BasicNode) -> RaftResult<()> {
+        let alone = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([id])],
+            std::collections::BTreeMap::from([(id, node)]),
+        );
+        self.applied
+            .set_membership(StoredMembership::new(self.applied.last_applied, alone))?;
+        self.store
+            .save_applied_state(self.applied.encode())
+            .map_err(|e| write_err(&e))?;
+        self.store.flush().map_err(|e| write_err(&e))
     }
 
     /// The count of writes applied, by entry (see `log_compaction`).
