@@ -8,12 +8,17 @@ mod support;
 use oxetcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd_proto::etcdserverpb::request_op::Request as Op;
 use oxetcd_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmType, CompactionRequest, Compare, DefragmentRequest,
     DeleteRangeRequest, LeaseGrantRequest, RequestOp, StatusRequest, TxnRequest,
 };
+use std::time::{Duration, Instant};
+
+use support::cluster::{Cluster, ClusterOptions};
 use support::{assert_status, b, get, http_get, put_req, Server};
+use tonic::transport::Channel;
 use tonic::Code;
 
 const ERR_NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
@@ -22,9 +27,11 @@ const QUOTA: u64 = 256 << 10;
 const VALUE_BYTES: usize = 8 << 10;
 
 async fn alarms(server: &Server) -> Vec<AlarmMember> {
-    server
-        .maintenance()
-        .await
+    list(server.channel().await).await
+}
+
+async fn list(channel: Channel) -> Vec<AlarmMember> {
+    MaintenanceClient::new(channel)
         .alarm(AlarmRequest {
             action: AlarmAction::Get as i32,
             member_id: 0,
@@ -198,4 +205,93 @@ async fn writes_past_the_quota_are_refused_until_space_is_freed_and_the_alarm_di
         .await
         .expect("a put after disarming");
     kv.txn(txn_put).await.expect("a txn after disarming");
+}
+
+#[tokio::test]
+async fn a_member_past_the_quota_raises_nospace_and_every_member_refuses_writes() {
+    let options = ClusterOptions {
+        extra_args: vec!["--quota-backend-bytes".into(), QUOTA.to_string()],
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start_with(3, options).await;
+    let mut kv = cluster.kv(0);
+    let value = "v".repeat(VALUE_BYTES);
+    let mut accepted = 0;
+    while kv.put(put_req("fill", &value)).await.is_ok() {
+        accepted += 1;
+        assert!(accepted < 1000, "never refused past a {QUOTA}-byte quota");
+    }
+
+    // A member whose store went past the quota raised NOSPACE for itself
+    // (each checks its own, as etcd's do); the alarm is replicated state,
+    // so every member lists the same alarms and refuses what grows the store.
+    let ids: Vec<u64> = (0..3).map(|i| cluster.member(i).id()).collect();
+    let started = Instant::now();
+    let raised = loop {
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            seen.push(list(cluster.channel(i)).await);
+        }
+        if !seen[0].is_empty() && seen.iter().all(|s| *s == seen[0]) {
+            break seen.swap_remove(0);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "members list different alarms: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        raised
+            .iter()
+            .all(|a| a.alarm == AlarmType::Nospace as i32 && ids.contains(&a.member_id)),
+        "{raised:?} (members {ids:x?})"
+    );
+    for i in 0..3 {
+        assert_status(
+            cluster.kv(i).put(put_req("small", "x")).await,
+            Code::ResourceExhausted,
+            ERR_NO_SPACE,
+        );
+    }
+
+    // Free the space on every member, disarm through one: writes come back
+    // on all.
+    let latest = support::current_rev(&mut kv).await;
+    kv.compact(CompactionRequest {
+        revision: latest,
+        physical: true,
+    })
+    .await
+    .expect("compact");
+    for i in 0..3 {
+        while cluster.local_revision(i).await.expect("revision") < latest {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster
+            .maintenance(i)
+            .defragment(DefragmentRequest {})
+            .await
+            .expect("defragment");
+    }
+    let mut maintenance = cluster.maintenance(2);
+    for alarm in list(cluster.channel(2)).await {
+        maintenance
+            .alarm(AlarmRequest {
+                action: AlarmAction::Deactivate as i32,
+                member_id: alarm.member_id,
+                alarm: alarm.alarm,
+            })
+            .await
+            .expect("disarm");
+    }
+    for i in 0..3 {
+        cluster
+            .kv(i)
+            .put(put_req("small", "x"))
+            .await
+            .unwrap_or_else(|e| panic!("a put through m{i} after disarming: {e}"));
+    }
+    assert!(list(cluster.channel(0)).await.is_empty());
 }
