@@ -55,6 +55,7 @@ fn server_config(
         initial_advertise_peer_urls: config.initial_advertise_peer_urls.clone(),
         advertise_client_urls: config.advertise_client_urls.clone(),
         new_cluster: config.initial_cluster_state == ClusterState::New,
+        force_new_cluster: config.force_new_cluster,
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,

@@ -787,6 +787,10 @@ async fn learner_added_promoted_and_old_leader_removed() {
         .unwrap_or_else(|| panic!("the learner is not in MemberList: {listed:?}"));
     assert!(entry.is_learner, "{entry:?}");
     assert_eq!(listed.len(), 4, "{listed:?}");
+    // Status says so too, on the learner only.
+    let status = cluster.status(learner).await.expect("the learner's status");
+    assert!(status.is_learner, "{status:?}");
+    assert!(!cluster.status(0).await.expect("status").is_learner);
     cluster.wait_converged(CONVERGE_TIMEOUT).await;
 
     // Promote it, retrying while the leader finds it not yet in sync.
@@ -814,6 +818,20 @@ async fn learner_added_promoted_and_old_leader_removed() {
             }
             Err(e) => panic!("MemberPromote: {e:?}"),
         }
+    }
+    // Once it has applied its promotion, its Status no longer says learner.
+    let promoted_at = Instant::now();
+    while cluster
+        .status(learner)
+        .await
+        .expect("the promoted member's status")
+        .is_learner
+    {
+        assert!(
+            promoted_at.elapsed() < Duration::from_secs(10),
+            "Status.is_learner still true 10 s after the promotion"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let old_leader = cluster.wait_leader(Duration::from_secs(10)).await;
     let old_leader_id = cluster.member(old_leader).id();

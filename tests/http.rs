@@ -2,33 +2,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
-use support::Server;
-
-/// A minimal HTTP/1.1 GET (no client crate needed): status code and body.
-fn get(endpoint: &str, path: &str) -> (u16, String) {
-    let addr = endpoint.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).expect("read");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
+use support::cluster::Cluster;
+use support::{http_get as get, Server};
 
 #[tokio::test]
 async fn health_and_version_answer_over_http_on_the_grpc_port() {
@@ -48,4 +25,63 @@ async fn health_and_version_answer_over_http_on_the_grpc_port() {
     kv.put(support::put_req("k", "v"))
         .await
         .expect("put over gRPC");
+}
+
+/// Polls `path` on `url` until its status is `want`; returns how long it took.
+fn wait_status(url: &str, path: &str, want: u16, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(url, path);
+        if status == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{path} still {status} ({body}) after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn a_member_cut_off_from_its_peers_is_unhealthy_until_they_return() {
+    let mut cluster = Cluster::start(3).await;
+    let election = Duration::from_millis(cluster.options.election_ms);
+    let url = cluster.member(0).client_url();
+    assert_eq!(get(&url, "/health"), (200, r#"{"health":"true"}"#.into()));
+    assert_eq!(get(&url, "/readyz"), (200, "ok".into()));
+    let (status, verbose) = get(&url, "/readyz?verbose");
+    assert_eq!(status, 200);
+    assert!(
+        verbose.contains("[+]linearizable_read ok\n") && verbose.ends_with("readyz check passed\n"),
+        "{verbose}"
+    );
+
+    cluster.kill_9(1);
+    cluster.kill_9(2);
+    // A few election timeouts, and the health read's own second.
+    let within = 5 * election + Duration::from_secs(1);
+    let took = wait_status(&url, "/health", 503, within);
+    println!("/health unhealthy {took:?} after the peers stopped");
+    assert_eq!(get(&url, "/health").1, r#"{"health":"false"}"#);
+    // Once it has campaigned it knows it has no leader, and says why.
+    let deadline = Instant::now() + within;
+    while !cluster.logs(0).contains("RAFT NO LEADER") {
+        assert!(Instant::now() < deadline, "no RAFT NO LEADER in the log");
+        get(&url, "/health");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = get(&url, "/readyz");
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("[-]linearizable_read failed") && body.ends_with("readyz check failed\n"),
+        "{body}"
+    );
+    // A local read still works: alive, serving serializable reads.
+    assert_eq!(get(&url, "/livez"), (200, "ok".into()));
+    assert_eq!(get(&url, "/health?serializable=true").0, 200);
+
+    cluster.restart_all().await;
+    wait_status(&url, "/health", 200, Duration::from_secs(10));
+    assert_eq!(get(&url, "/readyz").0, 200);
 }

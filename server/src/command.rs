@@ -19,7 +19,7 @@
 //!
 //! | field | tag | what |
 //! |---|---|---|
-//! | `request` | 1-9 | one request ([`Request`]'s variants and tags) |
+//! | `request` | 1-10 | one request ([`Request`]'s variants and tags) |
 //! | `batch` | 16 | key writes that arrived together, each a [`KeyWrite`] |
 //!
 //! A `KeyWrite` is the `Command` of one key write (tags 1-3): releases
@@ -39,9 +39,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::EtcdError;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    TxnRequest, TxnResponse,
 };
 
 /// One write request, as logged and applied; or a batch of key writes that
@@ -49,7 +50,7 @@ use oxetcd_proto::etcdserverpb::{
 /// batch for all of them) and applied in order, each at its own revision.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
-    #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub request: Option<Request>,
     /// Key writes; set only when `request` is not. Applying answers one
     /// result for each, in order.
@@ -143,6 +144,7 @@ impl Request {
             Request::LeaseRevoke(_) => "lease revoke",
             Request::LeaseExpire(_) => "lease expiry",
             Request::LeaseCheckpoint(_) => "lease checkpoint",
+            Request::Alarm(_) => "alarm",
         }
     }
 }
@@ -169,6 +171,9 @@ pub enum Request {
     LeaseExpire(ExpiredLeases),
     #[prost(message, tag = "9")]
     LeaseCheckpoint(LeaseCheckpointRequest),
+    /// Raises, disarms or lists alarms (see `alarm`).
+    #[prost(message, tag = "10")]
+    Alarm(AlarmRequest),
 }
 
 /// Leases the leader found expired, revoked in order, each at its own
@@ -233,13 +238,15 @@ pub enum Response {
     LeaseExpire(ExpiredLeases),
     #[prost(message, tag = "9")]
     LeaseCheckpoint(LeaseCheckpointResponse),
+    #[prost(message, tag = "10")]
+    Alarm(AlarmResponse),
 }
 
 /// A command's result as a replicated log's response carries it: the
 /// response, or the error applying it gave (the same on every member).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Outcome {
-    #[prost(oneof = "Response", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Response", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub response: Option<Response>,
     /// `EtcdError::wire_code` of the refusal; 0 when there is a response.
     #[prost(uint32, tag = "15")]
@@ -533,6 +540,7 @@ proposal! {
     CompactionRequest => Compact(CompactionResponse),
     LeaseGrantRequest => LeaseGrant(LeaseGrantResponse),
     LeaseRevokeRequest => LeaseRevoke(LeaseRevokeResponse),
+    AlarmRequest => Alarm(AlarmResponse),
 }
 
 #[cfg(test)]
@@ -543,7 +551,7 @@ mod tests {
     /// encoded `Command` in `repeated bytes`.
     #[derive(Clone, PartialEq, prost::Message)]
     struct CommandBeforeTypedBatches {
-        #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+        #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
         request: Option<Request>,
         #[prost(bytes = "bytes", repeated, tag = "16")]
         batch: Vec<Bytes>,

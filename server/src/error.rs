@@ -64,6 +64,15 @@ pub enum EtcdError {
     NotEnoughStartedMembers,
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
+    /// A write that grows the store, past the quota or with NOSPACE raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// A client write while a CORRUPT alarm is active.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// etcd has no word for it: its applier answers nothing.
+    #[error("etcdserver: unknown alarm action")]
+    UnknownAlarmAction,
     /// The disk failed under us. The write path stops the process on this
     /// (etcd panics); requests in flight get this error.
     #[error("etcdserver: storage failure: {0}")]
@@ -98,6 +107,9 @@ impl EtcdError {
             Reconfiguration(_) => 12,
             NotEnoughStartedMembers => 13,
             Unhealthy => 14,
+            NoSpace => 15,
+            Corrupt => 16,
+            UnknownAlarmAction => 17,
             // Not produced by applying; kept distinct from "none" (0).
             _ => u32::MAX,
         }
@@ -134,6 +146,9 @@ impl EtcdError {
             12 => EtcdError::Reconfiguration(detail),
             13 => EtcdError::NotEnoughStartedMembers,
             14 => EtcdError::Unhealthy,
+            15 => EtcdError::NoSpace,
+            16 => EtcdError::Corrupt,
+            17 => EtcdError::UnknownAlarmAction,
             other => EtcdError::Storage(format!(
                 "unknown error code {other} from another member: {detail}"
             )),
@@ -156,6 +171,9 @@ impl EtcdError {
             BadMemberUrls => Code::InvalidArgument,
             BadLeaderTransferee | NotEnoughStartedMembers => Code::FailedPrecondition,
             Unhealthy => Code::Unavailable,
+            NoSpace => Code::ResourceExhausted,
+            Corrupt => Code::DataLoss,
+            UnknownAlarmAction => Code::InvalidArgument,
             // etcd has no gRPC error of its own for it.
             LeaderTransferTimeout => Code::Unknown,
             Storage(_) => Code::Internal,
@@ -200,6 +218,19 @@ mod tests {
             )
         );
         assert!(EtcdError::from(StorageError::Backend("disk".into())).is_fatal());
+        let s = Status::from(EtcdError::NoSpace);
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded"
+            )
+        );
+        let s = Status::from(EtcdError::Corrupt);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::DataLoss, "etcdserver: corrupt cluster")
+        );
     }
 
     #[test]
@@ -213,6 +244,9 @@ mod tests {
             EtcdError::FutureRevision,
             EtcdError::NotEnoughStartedMembers,
             EtcdError::Unhealthy,
+            EtcdError::NoSpace,
+            EtcdError::Corrupt,
+            EtcdError::UnknownAlarmAction,
         ] {
             assert_eq!(
                 EtcdError::from_wire_code(e.wire_code()).to_string(),

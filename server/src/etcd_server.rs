@@ -14,11 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
+use oxetcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    Member, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
 };
 use oxetcd_raft::{NodeId, PeerService};
 use oxetcd_storage::{Engine, StorageError, Store, WriteBuffer, FLUSH_INTERVAL};
@@ -26,14 +28,18 @@ use oxetcd_watch::{WatchConfig, WatchHub};
 use prost::Message;
 use tracing::{info, warn};
 
+use crate::alarm::Alarms;
 use crate::apply;
-use crate::command::{LogCommand, MemberAttributes, Proposal, Request};
+use crate::command::{KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request};
 use crate::compactor::{self, DEFAULT_COMPACTION_BATCH_LIMIT};
 use crate::datadir::{DataDir, DataDirError};
 use crate::error::EtcdError;
 use crate::ids::{self, IdGenerator};
 use crate::lease::{self, Lessor};
-use crate::replication::{Change, LeaderSeen, RaftSettings, Replication, ReplicationError};
+use crate::quota::{self, Quota};
+use crate::replication::{
+    self, Change, Companions, LeaderSeen, RaftSettings, Replication, ReplicationError,
+};
 use crate::validate;
 
 /// The storage engine's page cache. Small: redb reads through the OS page
@@ -45,6 +51,10 @@ const STORE_CACHE_BYTES: u64 = 64 << 20;
 const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 /// Between tries of a start-up step that waits for the cluster.
 const START_RETRY: Duration = Duration::from_millis(500);
+/// How often the quota watcher looks at the store's size besides when an
+/// applied write wakes it: the size also grows when the write buffer
+/// flushes, after the apply.
+const QUOTA_CHECK_INTERVAL: Duration = FLUSH_INTERVAL;
 
 /// What a member needs to know to start: etcd's flags that reach the core.
 #[derive(Clone, Debug)]
@@ -62,6 +72,9 @@ pub struct ServerConfig {
     /// True for a member of a new cluster (it bootstraps it with the others),
     /// false for one joining an existing cluster (it waits to be added).
     pub new_cluster: bool,
+    /// --force-new-cluster: restart from this member's data as a one-member
+    /// cluster (see `replication::force_new_cluster`).
+    pub force_new_cluster: bool,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     /// Applied writes between snapshots (--snapshot-count).
@@ -75,6 +88,8 @@ pub struct ServerConfig {
     /// (--experimental-compaction-batch-limit).
     pub compaction_batch_limit: usize,
     pub max_request_bytes: usize,
+    /// --quota-backend-bytes: 0 is etcd's default (2 GiB), a negative value
+    /// disables the quota (see `quota`).
     pub quota_backend_bytes: i64,
     /// --experimental-backend: the storage engine of a new data dir; on an
     /// existing one it must be the engine the data was written with. None:
@@ -105,6 +120,7 @@ impl ServerConfig {
             initial_advertise_peer_urls: vec![peer_url],
             advertise_client_urls: vec!["http://localhost:2379".to_string()],
             new_cluster: true,
+            force_new_cluster: false,
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             snapshot_count: 100_000,
@@ -184,6 +200,8 @@ pub struct Opened {
     store: Arc<Store>,
     hub: Arc<WatchHub>,
     replication: Arc<Replication>,
+    alarms: Arc<Alarms>,
+    quota: Arc<Quota>,
     member_id: u64,
     /// Known at start unless this member is joining: then learned from the log.
     known_cluster_id: Option<u64>,
@@ -204,6 +222,8 @@ impl Opened {
             store,
             hub,
             replication,
+            alarms,
+            quota,
             member_id,
             known_cluster_id,
         } = self;
@@ -230,10 +250,19 @@ impl Opened {
         if config.failpoint_skip_wal_fsync {
             warn!("OXETCD_FAILPOINT_SKIP_WAL_FSYNC is set: the Raft log is not fsynced, a power cut loses acknowledged writes (a test failpoint)");
         }
+        tokio::spawn(watch_quota(QuotaWatch {
+            replication: replication.clone(),
+            store: store.clone(),
+            alarms: alarms.clone(),
+            quota: quota.clone(),
+            member_id,
+        }));
         let server = Arc::new(EtcdServer {
             store,
             hub,
             replication,
+            alarms,
+            quota,
             cluster_id,
             member_id,
             // Lease IDs chosen by this member: for grants, and the sessions
@@ -262,6 +291,8 @@ pub struct EtcdServer {
     store: Arc<Store>,
     hub: Arc<WatchHub>,
     replication: Arc<Replication>,
+    alarms: Arc<Alarms>,
+    quota: Arc<Quota>,
     cluster_id: u64,
     member_id: u64,
     lease_ids: IdGenerator,
@@ -297,17 +328,37 @@ impl EtcdServer {
         };
         // Members of a new cluster bootstrap it together; a member joining an
         // existing one waits to be added (MemberAdd on the cluster).
-        let bootstrap = config.new_cluster.then(|| identity.members.clone());
+        let mut bootstrap = config.new_cluster.then(|| identity.members.clone());
         let lessor = Arc::new(Lessor::new(
             Lessor::min_ttl_for(config.election_timeout),
             config.lease_checkpoint,
         ));
+        let alarms = Arc::new(Alarms::load(&store).map_err(raft_error)?);
+        let quota = Arc::new(Quota::new(config.quota_backend_bytes));
+        let companions = Companions {
+            lessor,
+            alarms: alarms.clone(),
+            quota: quota.clone(),
+        };
+        if config.force_new_cluster
+            && replication::force_new_cluster(
+                &data_dir.raft_path(),
+                &store,
+                &hub,
+                &companions,
+                identity.member_id,
+            )
+            .await?
+        {
+            // The data names the cluster now; --initial-cluster has no say.
+            bootstrap = None;
+        }
         let replication = Arc::new(
             Replication::start(
                 &data_dir.raft_path(),
                 store.clone(),
                 hub.clone(),
-                lessor,
+                companions,
                 &settings,
                 bootstrap,
                 config.peer_client_tls.clone(),
@@ -331,6 +382,8 @@ impl EtcdServer {
             store,
             hub,
             replication,
+            alarms,
+            quota,
             member_id: identity.member_id,
             known_cluster_id,
         })
@@ -428,6 +481,8 @@ impl EtcdServer {
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
         validate::put(&req)?;
+        self.check_quota(quota::key_write_cost(KeyWriteRef::Put(&req)))
+            .await?;
         let mut resp = self.propose(req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
@@ -445,6 +500,7 @@ impl EtcdServer {
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         validate::txn(&req, self.config.max_txn_ops)?;
+        self.check_quota(quota::txn_cost(&req)).await?;
         let mut resp = self.propose(req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
@@ -472,6 +528,10 @@ impl EtcdServer {
         &self,
         mut req: LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, EtcdError> {
+        self.check_quota(quota::cost(&Request::LeaseGrant(
+            LeaseGrantRequest::default(),
+        )))
+        .await?;
         if req.id == 0 {
             req.id = self.fresh_lease_id();
         }
@@ -517,6 +577,65 @@ impl EtcdServer {
                 return id;
             }
         }
+    }
+
+    /// Admits a write of `cost` to the store (see `quota`): refused while
+    /// NOSPACE is active (the applier would refuse it anyway), and refused
+    /// past the quota, when this member raises NOSPACE for itself first, as
+    /// etcd's quota alarmer does (the client sees the alarm once it sees the
+    /// refusal).
+    async fn check_quota(&self, cost: u64) -> Result<(), EtcdError> {
+        if cost == 0 {
+            return Ok(());
+        }
+        if self.alarms.no_space() {
+            return Err(EtcdError::NoSpace);
+        }
+        let size = self.store.size_cached();
+        if self.quota.admits(size, cost) {
+            return Ok(());
+        }
+        warn!(
+            size,
+            cost,
+            quota = self.quota.bytes(),
+            "a write would take the store past --quota-backend-bytes"
+        );
+        raise_no_space(&self.replication, self.member_id).await;
+        Err(EtcdError::NoSpace)
+    }
+
+    /// Maintenance.Alarm: GET lists the alarms in force once this member has
+    /// applied everything committed before the call (a linearizable read,
+    /// as etcd's GET through the log); ACTIVATE and DEACTIVATE go through
+    /// the log (see `alarm`).
+    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse, EtcdError> {
+        let mut resp = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => {
+                self.read_barrier().await?;
+                AlarmResponse {
+                    header: None,
+                    alarms: self
+                        .alarms
+                        .list(AlarmType::try_from(req.alarm).unwrap_or(AlarmType::None)),
+                }
+            }
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => self.propose(req).await?,
+            Err(_) => return Err(EtcdError::UnknownAlarmAction),
+        };
+        self.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// The alarms in force as this member applied them (no read barrier):
+    /// what Status and the health checks report.
+    pub fn active_alarms(&self) -> Vec<AlarmMember> {
+        self.alarms.list(AlarmType::None)
+    }
+
+    /// The storage quota in bytes (Status's dbSizeQuota); 0 when disabled.
+    pub fn quota_bytes(&self) -> i64 {
+        self.quota.bytes()
     }
 
     /// Changes the membership and waits until this member sees it; returns
@@ -598,6 +717,52 @@ async fn wait_for_cluster_id(store: &Store) -> u64 {
             return id;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Proposes NOSPACE for `member_id`. A failure is logged: the write that
+/// found the store full is refused either way, and the next one tries again.
+async fn raise_no_space(replication: &Replication, member_id: u64) {
+    let raise = Request::Alarm(AlarmRequest {
+        action: AlarmAction::Activate as i32,
+        member_id,
+        alarm: AlarmType::Nospace as i32,
+    });
+    warn!(member = %format!("{member_id:x}"), "raising the NOSPACE alarm");
+    if let Err(e) = replication.propose(raise).await {
+        warn!(error = %e, "cannot raise the NOSPACE alarm");
+    }
+}
+
+/// What the quota watcher needs.
+struct QuotaWatch {
+    replication: Arc<Replication>,
+    store: Arc<Store>,
+    alarms: Arc<Alarms>,
+    quota: Arc<Quota>,
+    member_id: u64,
+}
+
+/// Raises NOSPACE for this member once the writes it applied took its store
+/// past the quota, as every etcd member does for itself when it applies a
+/// write over its quota: a member that never takes a client write still
+/// reports its own full store. Runs for the life of Raft.
+async fn watch_quota(w: QuotaWatch) {
+    let mut role = w.replication.subscribe_role();
+    loop {
+        tokio::select! {
+            changed = role.changed() => if changed.is_err() { return },
+            _ = w.quota.applied_past_quota() => {}
+            _ = tokio::time::sleep(QUOTA_CHECK_INTERVAL) => {}
+        }
+        if w.quota.exceeded(&w.store) && !w.alarms.has(w.member_id, AlarmType::Nospace) {
+            warn!(
+                size = w.store.size_cached(),
+                quota = w.quota.bytes(),
+                "the writes applied took the store past --quota-backend-bytes"
+            );
+            raise_no_space(&w.replication, w.member_id).await;
+        }
     }
 }
 

@@ -12,6 +12,8 @@
 //!   leader transfer, and the request router: whether a request runs here, waits
 //!   for a read index, or goes to the leader.
 //! - `datadir`: the data directory's layout, and importing etcd's.
+//! - [`alarm`] / [`quota`]: alarms as replicated state, and the storage
+//!   quota that raises NOSPACE.
 //! - [`validate`] / [`error`]: etcd's request checks and its errors, mapped to
 //!   gRPC statuses in one place.
 //!
@@ -43,6 +45,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod alarm;
 mod apply;
 pub mod command;
 mod compactor;
@@ -51,6 +54,7 @@ pub mod error;
 mod etcd_server;
 pub mod ids;
 mod lease;
+pub mod quota;
 mod replication;
 pub mod validate;
 mod watchdog;

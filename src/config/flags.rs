@@ -93,7 +93,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("listen-client-urls", Urls, "http://localhost:2379", Supported, "Member", "List of URLs to listen on for client traffic."),
     flag!("max-snapshots", Uint(64), "5", Warn("oxetcd keeps only its latest Raft snapshot (oxetcd/raft/snapshot in --data-dir)"), "Member", "Maximum number of snapshot files to retain (0 is unlimited)."),
     flag!("max-wals", Uint(64), "5", Warn("the Raft log deletes the segment files a snapshot covers, less the last 5,000 writes kept for slow followers (see --snapshot-count)"), "Member", "Maximum number of wal files to retain (0 is unlimited)."),
-    flag!("quota-backend-bytes", Int(64), "0", Warn("oxetcd enforces no backend quota and raises no NOSPACE alarm (Status reports the value as the quota)"), "Member", "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
+    flag!("quota-backend-bytes", Int(64), "0", Supported, "Member", "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
     flag!("backend-batch-interval", Dur, "0s", Warn(BACKEND_BATCH), "Member", "BackendBatchInterval is the maximum time before commit the backend transaction."),
     flag!("backend-batch-limit", Int(64), "0", Warn(BACKEND_BATCH), "Member", "BackendBatchLimit is the maximum operations before commit the backend transaction."),
     flag!("max-txn-ops", Uint(64), "128", Supported, "Member", "Maximum number of operations permitted in a transaction."),
@@ -166,7 +166,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("experimental-watch-progress-notify-interval", Dur, "10m", Supported, "Experimental feature", "Duration of periodical watch progress notification."),
     flag!("experimental-warning-apply-duration", Dur, "100ms", Warn("oxetcd logs no slow-apply warnings"), "Experimental feature", "Warning is generated if requests take more than this duration."),
     flag!("unsafe-no-fsync", Bool, "false", Warn("oxetcd always fsyncs the Raft log before it acknowledges a write"), "Unsafe feature", "Disables fsync, unsafe, will cause data loss."),
-    flag!("force-new-cluster", Bool, "false", Warn("oxetcd starts with the membership its data directory holds and cannot force a one-member cluster"), "Unsafe feature", "Force to create a new one-member cluster."),
+    flag!("force-new-cluster", Bool, "false", Supported, "Unsafe feature", "Force to create a new one-member cluster."),
     flag!("version", Bool, "false", Supported, "", "Print the version and exit."),
     // etcd 0.4 leftovers that etcd 3.4 accepts and ignores.
     flag!("cluster-active-size", Legacy, "", Warn(""), "", ""),

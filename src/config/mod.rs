@@ -80,6 +80,8 @@ pub struct Config {
     pub initial_cluster: Vec<(String, String)>,
     pub initial_cluster_token: String,
     pub initial_cluster_state: ClusterState,
+    /// --force-new-cluster: restart from the data dir as a one-member cluster.
+    pub force_new_cluster: bool,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     /// Revisions a compaction deletes per batch in the background.
@@ -268,6 +270,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         initial_cluster,
         initial_cluster_token: v.string("initial-cluster-token"),
         initial_cluster_state,
+        force_new_cluster: v.bool("force-new-cluster")?,
         max_request_bytes,
         max_txn_ops,
         compaction_batch_limit,

@@ -157,7 +157,6 @@ mod tests {
         assert_eq!(
             flags,
             [
-                "--quota-backend-bytes",
                 "--grpc-keepalive-interval",
                 "--auto-compaction-retention",
                 "--auth-token",
@@ -165,10 +164,6 @@ mod tests {
                 "--experimental-initial-corrupt-check",
                 "flag \"--v\" is no longer supported - ignoring",
             ]
-        );
-        assert_eq!(
-            c.warnings[0],
-            "--quota-backend-bytes=8589934592 is ignored: oxetcd enforces no backend quota and raises no NOSPACE alarm (Status reports the value as the quota)"
         );
     }
 }

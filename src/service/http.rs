@@ -1,13 +1,12 @@
-//! The plain HTTP endpoints etcd serves on its client URLs: `/health` (load
-//! balancers and liveness probes) and `/version`. They share the port with gRPC.
+//! The plain HTTP endpoints etcd serves on its client URLs: the health
+//! endpoints (`super::health`: load balancers and liveness probes) and
+//! `/version`. They share the port with gRPC.
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{header, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use oxetcd_storage::{KeyRange, RangeOptions};
 use serde_json::{json, Value};
 
 use super::Shared;
@@ -21,9 +20,8 @@ fn cluster_version() -> String {
 
 pub fn router(node: Shared) -> Router {
     Router::new()
-        .route("/health", get(health))
         .route("/version", get(version))
-        .with_state(node)
+        .merge(super::health::router(node))
 }
 
 /// Unknown paths: gRPC clients get the Unimplemented status they expect for a
@@ -43,27 +41,6 @@ pub async fn not_found(request: Request<Body>) -> Response {
 
 async fn version() -> Json<Value> {
     Json(json!({ "etcdserver": ETCD_API_VERSION, "etcdcluster": cluster_version() }))
-}
-
-/// Healthy when the store answers a read, as etcd's check of a quorum read.
-async fn health(State(node): State<Shared>) -> (StatusCode, Json<Value>) {
-    let read = node.store().range(
-        KeyRange::new(b"health", b""),
-        &RangeOptions {
-            count_only: true,
-            ..Default::default()
-        },
-    );
-    match read {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(json!({ "health": "true", "reason": "" })),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "health": "false", "reason": e.to_string() })),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -3,21 +3,18 @@
 
 use std::pin::Pin;
 
-use oxetcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use oxetcd_proto::etcdserverpb::maintenance_server::Maintenance;
 use oxetcd_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::config::ETCD_API_VERSION;
 use oxetcd_server::EtcdError;
-
-/// etcd's default storage quota when --quota-backend-bytes is 0.
-const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
 
 pub struct MaintenanceService {
     node: Shared,
@@ -38,21 +35,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm can be raised yet (the quota and corruption checks that raise
-        // NOSPACE and CORRUPT come later), so the list is empty and disarming
-        // finds nothing to disarm.
-        match AlarmAction::try_from(request.into_inner().action) {
-            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
-                Ok(Response::new(AlarmResponse {
-                    header: self.node.current_header(),
-                    alarms: Vec::new(),
-                }))
-            }
-            Ok(AlarmAction::Activate) => Err(Status::unimplemented(
-                "etcdserver: raising alarms by request is not supported by oxetcd yet",
-            )),
-            Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
-        }
+        Ok(Response::new(self.node.alarm(request.into_inner()).await?))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -71,12 +54,16 @@ impl Maintenance for MaintenanceService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(EtcdError::from)?;
         let raft = node.raft_metrics();
-        let quota_backend_bytes = node.config().quota_backend_bytes;
-        let quota = if quota_backend_bytes > 0 {
-            quota_backend_bytes
-        } else {
-            DEFAULT_QUOTA_BYTES
-        };
+        // As etcd: no leader, then each alarm in force, in protobuf's text
+        // form (what etcdctl's ERRORS column shows).
+        let mut errors = Vec::new();
+        if raft.current_leader.is_none() {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        errors.extend(node.active_alarms().iter().map(|a| {
+            let alarm = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+            format!("memberID:{} alarm:{alarm} ", a.member_id)
+        }));
         Ok(Response::new(StatusResponse {
             header: node.current_header(),
             version: ETCD_API_VERSION.to_string(),
@@ -85,11 +72,16 @@ impl Maintenance for MaintenanceService {
             raft_index: raft.last_log_index.unwrap_or(0),
             raft_term: raft.current_term,
             raft_applied_index: raft.last_applied.map_or(0, |l| l.index),
-            errors: Vec::new(),
+            errors,
             // sled keeps no count of its free space: there it equals db_size.
             db_size_in_use: db_size_in_use as i64,
-            is_learner: false,
-            db_size_quota: quota,
+            // A member of the membership that is not a voter.
+            is_learner: !raft
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == node.member_id()),
+            db_size_quota: node.quota_bytes(),
             ..Default::default()
         }))
     }
@@ -105,10 +97,20 @@ impl Maintenance for MaintenanceService {
         // the watchers (a Jepsen watch run found exactly that: events lost
         // on the defragmented member).
         let node = self.node.clone();
+        let before = node.store().size_cached();
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || node.store().defragment())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(EtcdError::from)?;
+        // etcd logs the same once a defragment is done.
+        let after = self.node.store().size_cached();
+        tracing::info!(
+            current_db_size_bytes = after,
+            current_db_size_bytes_diff = after as i64 - before as i64,
+            took = ?started.elapsed(),
+            "finished defragmenting directory"
+        );
         Ok(Response::new(DefragmentResponse {
             header: self.node.current_header(),
         }))

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod election;
+mod health;
 pub mod http;
 mod kv;
 mod lease;

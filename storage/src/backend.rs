@@ -85,6 +85,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Bytes the engine occupies on disk (etcd's Status dbSize).
     fn size_on_disk(&self) -> Result<u64>;
 
+    /// `size_on_disk` as last measured, without I/O or a lock (less file
+    /// growth no data has reached yet: see `filled_size`): what a check on
+    /// every request (the storage quota) reads. By default it measures,
+    /// which only engines used without a [`WriteBuffer`](crate::WriteBuffer)
+    /// (tests, tools) do.
+    fn size_cached(&self) -> u64 {
+        self.size_on_disk().unwrap_or(0)
+    }
+
     /// Bytes of `size_on_disk` that hold data rather than free space the
     /// engine would reuse or a defragment would give back (etcd's Status
     /// dbSizeInUse). At most `size_on_disk`. By default all of it: what an

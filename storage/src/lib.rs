@@ -47,6 +47,7 @@ mod compaction;
 mod defragment;
 mod engine;
 mod error;
+mod filled_size;
 mod fsync;
 mod index;
 mod key_index;

@@ -198,6 +198,14 @@ impl Store {
         self.backend.apply(batch)
     }
 
+    /// Deletes a cluster record (see `put_cluster_record`); none is no error.
+    pub fn delete_cluster_record(&self, key: &str) -> Result<()> {
+        let _state = self.state.write();
+        let mut batch = WriteBatch::default();
+        batch.delete(Bucket::Meta, Bytes::from(format!("{CLUSTER_PREFIX}{key}")));
+        self.backend.apply(batch)
+    }
+
     /// Every cluster record whose key starts with `prefix`, in key order.
     pub fn cluster_records(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
         let _state = self.state.read();
@@ -321,6 +329,14 @@ impl Store {
     /// Bytes the backend occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.backend.size_on_disk()
+    }
+
+    /// The store's size as the storage quota counts it: [`Store::size_on_disk`]
+    /// as last measured (at the backend's last flush, plus what it buffers),
+    /// less file growth that no data has reached yet (`filled_size`), read
+    /// without I/O or a lock, for checks on every request.
+    pub fn size_cached(&self) -> u64 {
+        self.backend.size_cached()
     }
 }
 

@@ -701,6 +701,9 @@ fn cluster_records_are_listed_by_prefix_and_travel_in_snapshots() {
     let target = open(d2.path());
     target.install_snapshot(&snap).unwrap();
     assert_eq!(target.cluster_records("member/").unwrap(), members);
+    target.delete_cluster_record("member/a").unwrap();
+    target.delete_cluster_record("member/none").unwrap();
+    assert_eq!(target.cluster_records("member/").unwrap(), members[1..]);
 }
 
 #[test]

@@ -14,6 +14,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::backend::{Backend, Bucket, Entry, WriteBatch};
 use crate::error::Result;
+use crate::filled_size::FilledSize;
 
 /// How long an applied batch may wait in memory before it goes to the engine.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -100,6 +102,13 @@ impl Buffered {
 struct Shared {
     engine: Box<dyn Backend>,
     buffered: RwLock<Buffered>,
+    /// The engine's size as the quota counts it (see `filled_size`),
+    /// measured after each change of its file (a flush to it, a durable
+    /// flush, a defragment): the file changes only then, so one stat per
+    /// flush keeps it current.
+    engine_size: FilledSize,
+    /// `Buffered::active_bytes`, readable without the lock.
+    buffered_bytes: AtomicU64,
     /// One flush at a time: `frozen` holds one generation.
     flushing: Mutex<()>,
     /// Set to stop the flusher; `wake` ends its wait early.
@@ -108,6 +117,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// Measures the engine's file again (after it changed). A failed stat
+    /// keeps the last size: the next flush measures again.
+    fn measure_engine(&self, handed: u64) {
+        self.engine_size
+            .wrote(handed, || self.engine.size_on_disk().ok());
+    }
+
     /// Hands every buffered change to the engine as one batch.
     fn flush_active(&self) -> Result<()> {
         let _one = self.flushing.lock();
@@ -118,12 +134,16 @@ impl Shared {
             }
             let active = std::mem::take(&mut b.active);
             b.active_bytes = 0;
+            self.buffered_bytes.store(0, AtomicOrdering::Relaxed);
             b.frozen = Arc::new(active);
             Arc::clone(&b.frozen)
         };
         let mut batch = WriteBatch::default();
+        // What the engine gets: each key's last change only.
+        let mut handed = 0;
         for (s, changes) in frozen.iter().enumerate() {
             for (k, v) in changes {
+                handed += (k.len() + v.as_ref().map_or(0, Bytes::len)) as u64;
                 match v {
                     Some(v) => batch.put(bucket_at(s), k.clone(), v.clone()),
                     None => batch.delete(bucket_at(s), k.clone()),
@@ -143,6 +163,12 @@ impl Shared {
                     }
                 }
             }
+            self.buffered_bytes
+                .store(b.active_bytes as u64, AtomicOrdering::Relaxed);
+        }
+        drop(b);
+        if result.is_ok() {
+            self.measure_engine(handed);
         }
         result
     }
@@ -157,9 +183,12 @@ pub struct WriteBuffer {
 impl WriteBuffer {
     /// Puts `engine` behind a buffer flushed every `interval`.
     pub fn new(engine: Box<dyn Backend>, interval: Duration) -> std::io::Result<WriteBuffer> {
+        let engine_size = FilledSize::new(engine.size_on_disk().unwrap_or(0));
         let shared = Arc::new(Shared {
             engine,
             buffered: RwLock::new(Buffered::default()),
+            engine_size,
+            buffered_bytes: AtomicU64::new(0),
             flushing: Mutex::new(()),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -270,6 +299,9 @@ impl Backend for WriteBuffer {
                 b.active_bytes += key.len() + value.as_ref().map_or(0, Bytes::len);
                 b.active[slot(bucket)].insert(key, value);
             }
+            self.shared
+                .buffered_bytes
+                .store(b.active_bytes as u64, AtomicOrdering::Relaxed);
             b.active_bytes
         };
         if bytes >= INLINE_FLUSH_BYTES {
@@ -282,7 +314,9 @@ impl Backend for WriteBuffer {
 
     fn flush(&self) -> Result<()> {
         self.shared.flush_active()?;
-        self.shared.engine.flush()
+        let flushed = self.shared.engine.flush();
+        self.shared.measure_engine(0);
+        flushed
     }
 
     /// The engine's size plus what is buffered for it: the buffer reaches the
@@ -290,6 +324,13 @@ impl Backend for WriteBuffer {
     fn size_on_disk(&self) -> Result<u64> {
         let buffered = self.shared.buffered.read().active_bytes as u64;
         Ok(self.shared.engine.size_on_disk()? + buffered)
+    }
+
+    /// The engine's size as measured at its last change, less growth no
+    /// data has reached yet (see `filled_size`), plus the buffered bytes:
+    /// a few atomic loads.
+    fn size_cached(&self) -> u64 {
+        self.shared.engine_size.get() + self.shared.buffered_bytes.load(AtomicOrdering::Relaxed)
     }
 
     /// The engine's, plus what is buffered for it (as `size_on_disk`).
@@ -301,7 +342,14 @@ impl Backend for WriteBuffer {
     /// Hands the buffer to the engine first, so that nothing is left out.
     fn defragment(&self) -> Result<()> {
         self.shared.flush_active()?;
-        self.shared.engine.defragment()
+        let defragmented = self.shared.engine.defragment();
+        if defragmented.is_ok() {
+            let engine = &self.shared.engine;
+            self.shared
+                .engine_size
+                .tightened(|| engine.size_on_disk().ok());
+        }
+        defragmented
     }
 }
 
@@ -434,6 +482,7 @@ mod tests {
         ]))
         .expect("apply");
         b.flush().expect("flush");
+        let flushed = b.size_cached();
         // Now in the engine; overlay a delete, an update and a new key.
         b.apply(batch(&[
             (b"b", None),
@@ -446,6 +495,8 @@ mod tests {
             b.size_on_disk().expect("size") > engine_size,
             "buffered bytes not counted"
         );
+        assert!(b.size_cached() > flushed, "buffered bytes not counted");
+        assert!(b.size_cached() <= b.size_on_disk().expect("size"));
         assert_eq!(
             b.get(Bucket::Key, b"a").expect("get").as_deref(),
             Some(&b"1"[..])

@@ -85,6 +85,8 @@ pub struct Member {
     cluster_state: &'static str,
     /// Environment set for this member's process (e.g. OXETCD_LOG).
     env: Vec<(String, String)>,
+    /// Flags for this member's next starts, after the cluster's.
+    args: Vec<String>,
     child: Option<Child>,
     paused: bool,
     /// True once the member was removed from the cluster with MemberRemove.
@@ -109,6 +111,7 @@ impl Member {
             initial_cluster: String::new(),
             cluster_state: "new",
             env: Vec::new(),
+            args: Vec::new(),
             child: None,
             paused: false,
             removed: false,
@@ -181,6 +184,7 @@ impl Member {
             command.args(["--snapshot-count", &count.to_string()]);
         }
         command.args(&options.extra_args);
+        command.args(&self.args);
         for (k, v) in &self.env {
             command.env(k, v);
         }
@@ -278,6 +282,12 @@ impl Cluster {
     }
 
     /// Sets an environment variable for member `i`'s future starts.
+    /// Flags member `i` starts with from its next start on (replacing any
+    /// set before), after the cluster's own.
+    pub fn set_args(&mut self, i: usize, args: &[&str]) {
+        self.members[i].args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
         self.members[i]
             .env

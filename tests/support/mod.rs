@@ -22,6 +22,7 @@ pub mod cluster;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -502,6 +503,29 @@ pub async fn current_rev(kv: &mut KvClient<Channel>) -> i64 {
 /// Every key-value in the store at the latest revision.
 pub async fn all(kv: &mut KvClient<Channel>) -> Vec<KeyValue> {
     range(kv, all_req()).await.kvs
+}
+
+/// A minimal HTTP/1.1 GET (no client crate needed): status code and body.
+pub fn http_get(endpoint: &str, path: &str) -> (u16, String) {
+    let addr = endpoint.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).expect("read");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Asserts a request failed with exactly this code and message.

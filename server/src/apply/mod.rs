@@ -21,9 +21,11 @@ use oxetcd_proto::mvccpb::Event;
 use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
 use prost::Message;
 
+use crate::alarm::Alarms;
 use crate::command::{KeyWriteRef, Request, Response};
 use crate::error::EtcdError;
 use crate::lease::{KeyChange, Lessor};
+use crate::quota;
 
 /// The cluster record holding the cluster's ID (8 bytes, big-endian).
 pub const CLUSTER_ID_RECORD: &str = "id";
@@ -54,10 +56,22 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 pub fn apply(
     store: &Store,
     leases: &Lessor,
+    alarms: &Alarms,
     applied: Option<&Bytes>,
     request: &Request,
 ) -> Result<Response, EtcdError> {
+    if let Some(refused) = refused_by_alarms(alarms, request) {
+        return Err(refused);
+    }
     match request {
+        Request::Alarm(a) => {
+            let mut response = alarms.apply(store, a)?;
+            if let Some(applied) = applied {
+                store.save_applied_state(applied.clone())?;
+            }
+            response.header = header(store.applied_revision());
+            Ok(Response::Alarm(response))
+        }
         Request::LeaseGrant(g) => lease::grant(store, leases, applied, g),
         Request::LeaseRevoke(r) => lease::revoke(store, leases, applied, r),
         Request::LeaseExpire(e) => lease::expire(store, leases, applied, e),
@@ -88,6 +102,41 @@ pub fn apply(
     }
 }
 
+/// What etcd's capped applier (NOSPACE active) and corrupt applier (CORRUPT
+/// active) refuse: with NOSPACE, what grows the store (a put, a txn with
+/// puts, a lease grant); with CORRUPT, every client write. The alarms are
+/// replicated state, so every member refuses the same commands. Commands of
+/// the members themselves (expiries, checkpoints, publishes, alarms) pass.
+fn refused_by_alarms(alarms: &Alarms, request: &Request) -> Option<EtcdError> {
+    let client_write = matches!(
+        request,
+        Request::Put(_)
+            | Request::DeleteRange(_)
+            | Request::Txn(_)
+            | Request::Compact(_)
+            | Request::LeaseGrant(_)
+            | Request::LeaseRevoke(_)
+    );
+    if client_write && alarms.corrupt() {
+        return Some(EtcdError::Corrupt);
+    }
+    if alarms.no_space() && quota::cost(request) > 0 {
+        return Some(EtcdError::NoSpace);
+    }
+    None
+}
+
+/// [`refused_by_alarms`] for a key write of a batch.
+fn key_write_refused_by_alarms(alarms: &Alarms, write: KeyWriteRef<'_>) -> Option<EtcdError> {
+    if alarms.corrupt() {
+        return Some(EtcdError::Corrupt);
+    }
+    if alarms.no_space() && quota::key_write_cost(write) > 0 {
+        return Some(EtcdError::NoSpace);
+    }
+    None
+}
+
 fn apply_lone_key_write(
     store: &Store,
     leases: &Lessor,
@@ -111,6 +160,7 @@ fn apply_lone_key_write(
 pub fn apply_key_writes<'r>(
     store: &Store,
     leases: &Lessor,
+    alarms: &Alarms,
     applied: Option<&Bytes>,
     writes: impl IntoIterator<Item = KeyWriteRef<'r>>,
 ) -> Result<Vec<Result<Response, EtcdError>>, EtcdError> {
@@ -120,6 +170,10 @@ pub fn apply_key_writes<'r>(
     }
     let mut results = Vec::new();
     for write in writes {
+        if let Some(refused) = key_write_refused_by_alarms(alarms, write) {
+            results.push(Err(refused));
+            continue;
+        }
         match apply_key_write(&mut txn, leases, write) {
             Err(e) if e.is_fatal() => return Err(e),
             result => results.push(result),
@@ -168,7 +222,9 @@ fn in_revision(
         Response::LeaseGrant(r) => &mut r.header,
         Response::LeaseRevoke(r) => &mut r.header,
         Response::LeaseCheckpoint(r) => &mut r.header,
-        Response::Published(_) | Response::LeaseExpire(_) => return Ok(response),
+        Response::Published(_) | Response::LeaseExpire(_) | Response::Alarm(_) => {
+            return Ok(response)
+        }
     };
     *top = header(rev);
     Ok(response)

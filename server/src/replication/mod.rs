@@ -9,6 +9,7 @@
 //!   the leader for that index and waits until it has applied it.
 //! - [`state_machine`]: committed entries applied to the MVCC store.
 
+mod force_new_cluster;
 mod leader_log;
 mod leases;
 mod log_compaction;
@@ -20,10 +21,11 @@ mod router;
 mod state_machine;
 mod transfer;
 
+pub use force_new_cluster::force_new_cluster;
 pub use leader_log::LeaderSeen;
 pub use membership::{AddMember, Change, UpdateMember};
 use router::{decode_error, peer_error, route, write_here, Forward, Forwarded, Route};
-pub use state_machine::StateMachine;
+pub use state_machine::{Companions, StateMachine};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -111,7 +113,7 @@ impl Replication {
         dir: &Path,
         store: Arc<Store>,
         hub: Arc<WatchHub>,
-        lessor: Arc<Lessor>,
+        companions: Companions,
         settings: &RaftSettings,
         bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
         peer_tls: Option<Arc<rustls::ClientConfig>>,
@@ -127,8 +129,9 @@ impl Replication {
             std::process::exit(1);
         })
         .map_err(|e| raft_err(&e))?;
+        let lessor = companions.lessor.clone();
         let state_machine =
-            StateMachine::new(store, hub, lessor.clone(), dir.join("snapshot"), watchdog)
+            StateMachine::new(store, hub, companions, dir.join("snapshot"), watchdog)
                 .map_err(|e| raft_err(&e))?;
         let cluster = ClusterTag::default();
         let options = NetworkOptions {

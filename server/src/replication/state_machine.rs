@@ -50,11 +50,13 @@ use serde::Deserialize;
 
 use super::log_compaction::AppliedWrites;
 use super::{Entry, TypeConfig};
+use crate::alarm::Alarms;
 use crate::apply;
 use crate::command::{self, Applied, ExpiredLeases, KeyWrite, Request, Response as WriteResponse};
 use crate::datadir;
 use crate::error::EtcdError;
 use crate::lease::{self, Lessor};
+use crate::quota::{self, Quota};
 use crate::watchdog::Watchdog;
 
 type Membership = StoredMembership<NodeId, BasicNode>;
@@ -188,6 +190,10 @@ pub struct StateMachine {
     hub: Arc<WatchHub>,
     /// Leases, kept in step with the store.
     lessor: Arc<Lessor>,
+    /// Alarms, kept in step with the store.
+    alarms: Arc<Alarms>,
+    /// Told what applied writes cost, to notice the store past its quota.
+    quota: Arc<Quota>,
     /// Where the last built or installed snapshot is kept.
     snapshots: SnapshotFiles,
     applied: AppliedRecord,
@@ -197,20 +203,36 @@ pub struct StateMachine {
     writes: Arc<AppliedWrites>,
 }
 
+/// What the state machine keeps in step with the store besides the keys.
+#[derive(Clone)]
+pub struct Companions {
+    pub lessor: Arc<Lessor>,
+    pub alarms: Arc<Alarms>,
+    pub quota: Arc<Quota>,
+}
+
 impl StateMachine {
     pub fn new(
         store: Arc<Store>,
         hub: Arc<WatchHub>,
-        lessor: Arc<Lessor>,
+        companions: Companions,
         snapshot_dir: PathBuf,
         watchdog: Arc<Watchdog>,
     ) -> RaftResult<Self> {
+        let Companions {
+            lessor,
+            alarms,
+            quota,
+        } = companions;
         let applied = AppliedRecord::decode(store.applied_state())?;
         lease::recover(&lessor, &store).map_err(|e| read_err(&e))?;
+        alarms.reload(&store).map_err(|e| read_err(&e))?;
         Ok(Self {
             store,
             hub,
             lessor,
+            alarms,
+            quota,
             snapshots: SnapshotFiles { dir: snapshot_dir },
             applied,
             watchdog,
@@ -218,12 +240,29 @@ impl StateMachine {
         })
     }
 
+    /// --force-new-cluster: records this member alone as the membership, as
+    /// of the last entry applied, and makes it durable (see
+    /// `force_new_cluster`).
+    pub(super) fn force_single_member(&mut self, id: NodeId, node: BasicNode) -> RaftResult<()> {
+        let alone = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([id])],
+            std::collections::BTreeMap::from([(id, node)]),
+        );
+        self.applied
+            .set_membership(StoredMembership::new(self.applied.last_applied, alone))?;
+        self.store
+            .save_applied_state(self.applied.encode())
+            .map_err(|e| write_err(&e))?;
+        self.store.flush().map_err(|e| write_err(&e))
+    }
+
     /// The count of writes applied, by entry (see `log_compaction`).
     pub fn applied_writes(&self) -> Arc<AppliedWrites> {
         self.writes.clone()
     }
 
-    fn apply_one(&mut self, entry: Entry) -> RaftResult<Applied> {
+    /// Applies one entry; `cost` is raised to its writes' largest cost.
+    fn apply_one(&mut self, entry: Entry, cost: &mut u64) -> RaftResult<Applied> {
         self.applied.last_applied = Some(entry.log_id);
         // Every entry counts as one write, as in etcd, except a batch: one
         // per write in it.
@@ -244,6 +283,7 @@ impl StateMachine {
             EntryPayload::Normal(logged) => {
                 let command = logged.command();
                 command::count_applied(command);
+                *cost = (*cost).max(quota::command_cost(command));
                 if !command.batch.is_empty() {
                     writes = command.batch.len() as u64;
                     self.apply_batch(&command.batch)?
@@ -268,7 +308,13 @@ impl StateMachine {
     /// A lone request, its changes stored with the applied record.
     fn apply_request(&mut self, request: &Request) -> RaftResult<Applied> {
         let record = self.applied.encode();
-        let result = apply::apply(&self.store, &self.lessor, Some(&record), request);
+        let result = apply::apply(
+            &self.store,
+            &self.lessor,
+            &self.alarms,
+            Some(&record),
+            request,
+        );
         if let Err(e) = &result {
             if e.is_fatal() {
                 return Err(write_err(e));
@@ -291,8 +337,14 @@ impl StateMachine {
             })
             .collect::<RaftResult<Vec<_>>>()?;
         let record = self.applied.encode();
-        let results = apply::apply_key_writes(&self.store, &self.lessor, Some(&record), writes)
-            .map_err(|e| write_err(&e))?;
+        let results = apply::apply_key_writes(
+            &self.store,
+            &self.lessor,
+            &self.alarms,
+            Some(&record),
+            writes,
+        )
+        .map_err(|e| write_err(&e))?;
         Ok(Applied(results))
     }
 }
@@ -312,9 +364,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let watchdog = self.watchdog.clone();
         let _busy = watchdog.busy();
         let mut responses = Vec::new();
+        let mut cost = 0;
         for entry in entries {
-            responses.push(self.apply_one(entry)?);
+            responses.push(self.apply_one(entry, &mut cost)?);
         }
+        self.quota.applied(&self.store, cost);
         // Committed on a quorum already: visible now, and to watchers.
         let published = self.store.publish();
         self.hub.notify(&published.events);
@@ -356,6 +410,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.store.flush().map_err(|e| write_err(&e))?;
         self.snapshots.save(meta, &data)?;
         lease::recover(&self.lessor, &self.store).map_err(|e| snapshot_err(&e))?;
+        self.alarms
+            .reload(&self.store)
+            .map_err(|e| snapshot_err(&e))?;
         self.hub.resync();
         Ok(())
     }
@@ -463,8 +520,18 @@ mod tests {
             let hub = WatchHub::start(store.clone(), WatchConfig::default());
             let watchdog =
                 Watchdog::start(Duration::from_secs(600), |_| {}).map_err(|e| write_err(&e))?;
-            let lessor = Arc::new(crate::lease::Lessor::new(1, false));
-            let sm = StateMachine::new(store, hub, lessor, dir.path().join("snapshot"), watchdog)?;
+            let companions = Companions {
+                lessor: Arc::new(crate::lease::Lessor::new(1, false)),
+                alarms: Arc::default(),
+                quota: Arc::new(Quota::new(0)),
+            };
+            let sm = StateMachine::new(
+                store,
+                hub,
+                companions,
+                dir.path().join("snapshot"),
+                watchdog,
+            )?;
             Ok((dir, LogStore::new(wal), sm))
         }
     }
