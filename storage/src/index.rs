@@ -182,4 +182,17 @@ mod tests {
         assert!(from.contains(b"zzz") && !from.contains(b"a"));
         assert!(KeyRange::new(b"b", b"").contains(b"b"));
     }
+
+    #[test]
+    fn a_key_kept_by_the_index_does_not_keep_its_buffer() {
+        // A request's fields are slices of its buffer: the index must copy.
+        let buffer = Bytes::from(vec![b'k'; 4096]);
+        let mut idx = TreeIndex::default();
+        idx.put(&buffer.slice(0..8), Revision::new(2, 0));
+        assert!(
+            buffer.is_unique(),
+            "the index holds a slice of the request buffer"
+        );
+        assert_eq!(keys_in(&idx, "kkkkkkkk", b"", 2), ["kkkkkkkk"]);
+    }
 }

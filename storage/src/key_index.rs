@@ -328,4 +328,22 @@ mod tests {
         restored.restore_put(rev(12), 9, 2);
         assert_eq!(restored, compacted);
     }
+
+    #[test]
+    fn a_new_key_allocates_one_generation_and_compaction_gives_memory_back() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(2));
+        assert_eq!(ki.generations.capacity(), 1, "a default growth to four");
+        for r in 3..=6 {
+            ki.put(rev(r));
+        }
+        let mut removed = Vec::new();
+        ki.compact(6, &mut removed);
+        assert_eq!(removed.len(), 4);
+        assert_eq!(
+            ki.generations[0].puts.capacity(),
+            1,
+            "compaction kept the memory"
+        );
+    }
 }
