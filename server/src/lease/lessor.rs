@@ -609,4 +609,15 @@ mod tests {
             .recover([(1, Bytes::from_static(b"\xff"))], [])
             .is_err());
     }
+
+    #[test]
+    fn a_key_attached_to_a_lease_does_not_keep_its_buffer() {
+        let lessor = Lessor::new(1, false);
+        lessor.grant(1, 60).unwrap();
+        // An applied put's key is a slice of its request or log buffer.
+        let buffer = Bytes::from(vec![b'k'; 4096]);
+        lessor.track([KeyChange::Put(buffer.slice(0..4), 1)]);
+        assert!(buffer.is_unique(), "the lessor holds a slice of the buffer");
+        assert_eq!(lessor.keys(1).unwrap(), [Bytes::from_static(b"kkkk")]);
+    }
 }
