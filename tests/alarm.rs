@@ -45,8 +45,13 @@ async fn list(channel: Channel) -> Vec<AlarmMember> {
 
 /// What `etcdctl alarm disarm` does: a DEACTIVATE for each listed alarm.
 async fn disarm(server: &Server) {
-    let mut maintenance = server.maintenance().await;
-    for alarm in alarms(server).await {
+    disarm_through(server.channel().await).await;
+}
+
+/// `disarm` through the member `channel` leads to.
+async fn disarm_through(channel: Channel) {
+    let mut maintenance = MaintenanceClient::new(channel.clone());
+    for alarm in list(channel).await {
         maintenance
             .alarm(AlarmRequest {
                 action: AlarmAction::Deactivate as i32,
@@ -275,17 +280,7 @@ async fn a_member_past_the_quota_raises_nospace_and_every_member_refuses_writes(
             .await
             .expect("defragment");
     }
-    let mut maintenance = cluster.maintenance(2);
-    for alarm in list(cluster.channel(2)).await {
-        maintenance
-            .alarm(AlarmRequest {
-                action: AlarmAction::Deactivate as i32,
-                member_id: alarm.member_id,
-                alarm: alarm.alarm,
-            })
-            .await
-            .expect("disarm");
-    }
+    disarm_through(cluster.channel(2)).await;
     for i in 0..3 {
         cluster
             .kv(i)
