@@ -59,6 +59,7 @@ fn server_config(
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
+        snapshot_catchup_entries: config.snapshot_catchup_entries,
         strict_reconfig_check: config.strict_reconfig_check,
         lease_checkpoint: config.lease_checkpoint,
         watch_progress_notify_interval: config.watch_progress_notify_interval,

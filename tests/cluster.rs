@@ -647,7 +647,7 @@ async fn a_restarted_leader_leads_only_after_a_new_election() {
 const SNAPSHOT_COUNT: u64 = 500;
 /// Writes while the follower is down. The leader keeps 5,000 entries behind
 /// its latest snapshot for slow followers (as etcd's SnapshotCatchUpEntries;
-/// oxetcd's LOGS_KEPT_AFTER_SNAPSHOT), so its log is purged past a follower
+/// --experimental-snapshot-catchup-entries), so its log is purged past a follower
 /// that stopped near the start only once the leader has snapshotted beyond
 /// 5,000 + that follower's index: 8,000 writes with snapshots every 500 give
 /// six such snapshots (5,500 to 8,000). Snapshots are built in the

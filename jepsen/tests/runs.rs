@@ -185,7 +185,9 @@ async fn oxetcd_passes_link_and_clock_faults() {
 /// A `set` run whose only faults are power cuts, made fast (quiet for
 /// 100-300 ms, held for 100-300 ms): every member's data dir on the
 /// power-loss file system; one member or all killed with -9 and their
-/// unsynced writes dropped (torn or not), then restarted.
+/// unsynced writes dropped (torn or not), then restarted. Members snapshot
+/// every 50 writes and keep 10 behind, so that the Raft log is purged many
+/// times between cuts: a purge past what the store made durable loses writes.
 fn power_config(nodes: usize, seed: u64, time_limit_s: u64) -> (RunConfig, tempfile::TempDir) {
     let (mut config, dir) = config(oxetcd(), "set", seed);
     config.nodes = nodes;
@@ -193,6 +195,10 @@ fn power_config(nodes: usize, seed: u64, time_limit_s: u64) -> (RunConfig, tempf
     config.time_limit_s = time_limit_s;
     config.fault_interval_ms = (100, 300);
     config.fault_hold_ms = (100, 300);
+    config.server_args = vec![
+        "--snapshot-count=50".into(),
+        "--experimental-snapshot-catchup-entries=10".into(),
+    ];
     (config, dir)
 }
 

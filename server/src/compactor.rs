@@ -1,21 +1,22 @@
-//! The compactor: a background thread that deletes compacted history from
-//! the store in bounded batches, as etcd's scheduled compaction does.
+//! The compactor: a background thread that carries out applied compactions,
+//! as etcd's scheduled compaction does.
 //!
-//! Applying a Compact only drops the history from the index and queues its
-//! revisions (storage's `compaction` module explains why that is safe across
-//! crashes and snapshots); this thread does the deletions, one batch of at
-//! most `--experimental-compaction-batch-limit` revisions at a time, pausing
-//! between batches so that writes are never held for more than one batch.
+//! Applying a Compact only records the revision (storage's `compaction`
+//! module explains the steps and why they are safe across crashes and
+//! snapshots); this thread runs the index pass, [`INDEX_STEP_KEYS`] keys at a
+//! time, then deletes the history it queued, one batch of at most
+//! `--experimental-compaction-batch-limit` revisions at a time, pausing
+//! between steps so that writes are never held for more than one step.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use oxetcd_storage::Store;
+use oxetcd_storage::{Store, INDEX_STEP_KEYS};
 use tracing::{error, info};
 
 /// etcd's default for --experimental-compaction-batch-limit.
 pub const DEFAULT_COMPACTION_BATCH_LIMIT: usize = 1000;
-/// Between two batches: the write path runs freely (etcd waits 10 ms too).
+/// Between two steps: the write path runs freely (etcd waits 10 ms too).
 const BATCH_PAUSE: Duration = Duration::from_millis(10);
 /// How often an idle compactor looks for queued history.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -32,26 +33,24 @@ pub(crate) fn spawn(store: &Arc<Store>, batch_limit: usize) -> std::io::Result<(
 }
 
 fn run(store: &Weak<Store>, batch_limit: usize) {
-    // When the queue last went from empty to busy, and its size then.
-    let mut busy_since: Option<(Instant, usize)> = None;
+    // When the compaction's work last went from none to some.
+    let mut busy_since: Option<Instant> = None;
     loop {
         let Some(store) = store.upgrade() else { return };
-        let queued = store.compaction_backlog();
-        let pause = if queued == 0 {
+        let pause = if !store.compaction_pending() {
             IDLE_POLL
         } else {
-            let (started, _) = *busy_since.get_or_insert((Instant::now(), queued));
-            match store.remove_compacted(batch_limit) {
-                Ok(0) => {
-                    let queued_at_start = busy_since.take().map_or(0, |(_, n)| n);
+            let started = *busy_since.get_or_insert_with(Instant::now);
+            match step(&store, batch_limit) {
+                Ok(true) => BATCH_PAUSE,
+                Ok(false) => {
+                    busy_since = None;
                     info!(
-                        queued_at_start,
                         took_ms = started.elapsed().as_millis() as u64,
                         "finished scheduled compaction"
                     );
                     IDLE_POLL
                 }
-                Ok(_) => BATCH_PAUSE,
                 Err(e) => {
                     // Nothing is lost: the revisions stay queued, and a
                     // restart queues them again. A broken disk fails the
@@ -64,4 +63,13 @@ fn run(store: &Weak<Store>, batch_limit: usize) {
         drop(store);
         std::thread::sleep(pause);
     }
+}
+
+/// One step: of the index pass while it is pending, else one batch of
+/// deletions. Returns whether work is left.
+fn step(store: &Store, batch_limit: usize) -> oxetcd_storage::Result<bool> {
+    if store.compact_index_step(INDEX_STEP_KEYS) {
+        return Ok(true);
+    }
+    Ok(store.remove_compacted(batch_limit)? > 0 || store.compaction_pending())
 }

@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub election_timeout: Duration,
     /// Applied writes between snapshots (--snapshot-count).
     pub snapshot_count: u64,
+    /// Writes kept in the log behind a snapshot for slow followers
+    /// (--experimental-snapshot-catchup-entries, etcd's SnapshotCatchUpEntries).
+    pub snapshot_catchup_entries: u64,
     pub strict_reconfig_check: bool,
     /// --experimental-enable-lease-checkpoint.
     pub lease_checkpoint: bool,
@@ -124,6 +127,7 @@ impl ServerConfig {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             snapshot_count: 100_000,
+            snapshot_catchup_entries: 5_000,
             strict_reconfig_check: true,
             lease_checkpoint: false,
             watch_progress_notify_interval: Duration::from_secs(600),
@@ -323,6 +327,7 @@ impl EtcdServer {
             heartbeat_interval: config.heartbeat_interval,
             election_timeout: config.election_timeout,
             snapshot_count: config.snapshot_count,
+            snapshot_catchup_entries: config.snapshot_catchup_entries,
             strict_reconfig_check: config.strict_reconfig_check,
             skip_wal_fsync: config.failpoint_skip_wal_fsync,
         };
@@ -514,8 +519,7 @@ impl EtcdServer {
         let mut resp = self.propose(req).await?;
         if physical {
             // A follower may apply it after the leader has answered.
-            while self.store.compacted_revision() < revision || self.store.compaction_backlog() > 0
-            {
+            while self.store.compacted_revision() < revision || self.store.compaction_pending() {
                 tokio::time::sleep(PHYSICAL_COMPACTION_POLL).await;
             }
         }

@@ -101,6 +101,8 @@ pub struct Config {
     pub heartbeat_interval: std::time::Duration,
     pub election_timeout: std::time::Duration,
     pub snapshot_count: u64,
+    /// Writes kept in the Raft log behind a snapshot for slow followers.
+    pub snapshot_catchup_entries: u64,
     /// --strict-reconfig-check: refuse membership changes that could cost
     /// the quorum.
     pub strict_reconfig_check: bool,
@@ -202,6 +204,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     let heartbeat_interval = std::time::Duration::from_millis(v.uint("heartbeat-interval", 64)?);
     let election_timeout = std::time::Duration::from_millis(v.uint("election-timeout", 64)?);
     let snapshot_count = v.uint("snapshot-count", 64)?;
+    let snapshot_catchup_entries = v.uint("experimental-snapshot-catchup-entries", 64)?;
     let watch_progress_notify_interval =
         values::positive_duration(v, "experimental-watch-progress-notify-interval")?;
 
@@ -283,6 +286,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         heartbeat_interval,
         election_timeout,
         snapshot_count,
+        snapshot_catchup_entries,
         strict_reconfig_check: v.bool("strict-reconfig-check")?,
         lease_checkpoint: v.bool("experimental-enable-lease-checkpoint")?,
         client_tls,

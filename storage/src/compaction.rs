@@ -1,14 +1,18 @@
 //! Compaction: removing history no read at or after the compaction revision
-//! can see (see `key_index` for what is kept, with an example), in two steps,
-//! as etcd does:
+//! can see (see `key_index` for what is kept, with an example), in three
+//! steps, the last two in the background (the server's compactor) so that
+//! the write path is never held for more than one bounded step:
 //!
-//! 1. [`Store::compact`] (the single writer, one apply): the index drops the
-//!    history, the new compacted revision is stored, and the revisions to
-//!    delete are queued. Reads below the revision fail from here on. This is
-//!    a pass over the in-memory index, so it holds the write path briefly.
-//! 2. [`Store::remove_compacted`] (a background worker, see the server's
-//!    compactor): deletes queued revisions from the backend in bounded
-//!    batches, oldest first, each under the write lock for one batch only.
+//! 1. [`Store::compact`] (the single writer, one apply): the new compacted
+//!    revision is stored, and reads below it fail from here on. It starts an
+//!    index pass and returns.
+//! 2. [`Store::compact_index_step`]: the index drops the history before the
+//!    revision, [`INDEX_STEP_KEYS`] keys at a time in key order, each step
+//!    under the write lock; writes run between steps. Reads at or after the
+//!    revision see the same whether a key was passed or not, since a pass only
+//!    drops what they cannot see. When the pass ends, what it dropped is queued.
+//! 3. [`Store::remove_compacted`]: deletes queued revisions from the backend
+//!    in bounded batches, oldest first, each under the write lock.
 //!
 //! Why a crash, or a snapshot taken midway, is safe without recording
 //! progress: every queued revision is below the compacted revision, so no
@@ -25,16 +29,35 @@
 //!                                               compact(8) -> 9; queue 7
 //! ```
 //!
-//! Until a queued revision is deleted, HashKV skips it, so members agree on
-//! the hash whatever their progress.
+//! Until a queued revision is deleted, HashKV skips it, and HashKV finishes
+//! a pending index pass first, so members agree on the hash whatever their
+//! progress.
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 
 use crate::backend::{Bucket, WriteBatch};
 use crate::error::{Result, StorageError};
 use crate::key_index::Removed;
 use crate::revision::Revision;
 use crate::store::{encode_i64, Store, META_COMPACT_REV};
+
+/// Keys per index-pass step: about 1 us each on this project's machines
+/// (docs/performance.md, the compaction write-stall run), so a step holds the
+/// write path for about 10 ms.
+pub const INDEX_STEP_KEYS: usize = 10_000;
+
+/// An index pass under way: the keys up to `cursor` have dropped their history
+/// before `rev`; those after it have not yet.
+#[derive(Debug)]
+pub(crate) struct IndexPass {
+    rev: i64,
+    /// The last key passed; `None` before the first step.
+    cursor: Option<Bytes>,
+    /// What the steps so far dropped from the index: queued when the pass ends.
+    removed: Vec<Removed>,
+}
 
 /// Revisions a compaction took out of the index but not yet out of the
 /// backend, oldest first (the order that keeps each key's stored history a
@@ -73,10 +96,10 @@ impl RemovalQueue {
 }
 
 impl Store {
-    /// Compacts history before `rev`: reads below it fail from now on, and
-    /// the history they would need is queued for [`Store::remove_compacted`].
-    /// Returns the number of changes queued.
-    pub fn compact(&self, rev: i64) -> Result<usize> {
+    /// Compacts history before `rev`: reads below it fail from now on. The
+    /// history they would need is dropped by [`Store::compact_index_step`]
+    /// and deleted by [`Store::remove_compacted`].
+    pub fn compact(&self, rev: i64) -> Result<()> {
         let mut state = self.state.write();
         if rev <= state.compact_rev {
             return Err(StorageError::Compacted);
@@ -84,14 +107,56 @@ impl Store {
         if rev > state.current_rev {
             return Err(StorageError::FutureRevision);
         }
-        let removed = state.index.compact(rev);
-        let queued = removed.len();
         let mut batch = WriteBatch::default();
         batch.put(Bucket::Meta, META_COMPACT_REV, encode_i64(rev));
         self.backend.apply(batch)?;
         state.compact_rev = rev;
-        state.removals.extend(removed);
-        Ok(queued)
+        match &mut state.index_pass {
+            // The keys already passed go again, at the new revision.
+            Some(pass) => {
+                pass.rev = rev;
+                pass.cursor = None;
+            }
+            None => {
+                state.index_pass = Some(IndexPass {
+                    rev,
+                    cursor: None,
+                    removed: Vec::new(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes the next `max_keys` keys of a pending index pass, holding the
+    /// write path for this step only; queues what the pass dropped once it
+    /// ends. Returns true while the pass is still pending.
+    pub fn compact_index_step(&self, max_keys: usize) -> bool {
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        let Some(pass) = state.index_pass.as_mut() else {
+            return false;
+        };
+        pass.cursor = state.index.compact_keys(
+            pass.cursor.as_deref(),
+            pass.rev,
+            max_keys,
+            &mut pass.removed,
+        );
+        if pass.cursor.is_some() {
+            return true;
+        }
+        if let Some(done) = state.index_pass.take() {
+            state.removals.extend(done.removed);
+        }
+        false
+    }
+
+    /// True while a compaction has work left: an index pass, or revisions
+    /// still to delete.
+    pub fn compaction_pending(&self) -> bool {
+        let state = self.state.read();
+        state.index_pass.is_some() || !state.removals.queued.is_empty()
     }
 
     /// Deletes up to `limit` queued revisions from the backend, holding the
@@ -115,14 +180,16 @@ impl Store {
         Ok(state.removals.len())
     }
 
-    /// Revisions compacted away but still in the backend.
+    /// Revisions compacted away and queued, still in the backend (a pending
+    /// index pass has not queued its revisions yet).
     pub fn compaction_backlog(&self) -> usize {
         self.state.read().removals.len()
     }
 
-    /// Deletes everything queued, in batches of `batch` (for callers with no
-    /// background worker: imports, tools, tests).
+    /// Finishes the index pass, then deletes everything queued, in batches of
+    /// `batch` (for callers with no background worker: imports, tools, tests).
     pub fn finish_compaction(&self, batch: usize) -> Result<()> {
+        while self.compact_index_step(INDEX_STEP_KEYS) {}
         while self.remove_compacted(batch)? > 0 {}
         Ok(())
     }

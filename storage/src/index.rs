@@ -115,11 +115,44 @@ impl TreeIndex {
     /// Compacts every key's history at `at`; returns the changes to remove.
     pub fn compact(&mut self, at: i64) -> Vec<Removed> {
         let mut removed = Vec::new();
-        self.keys.retain(|_, ki| {
-            ki.compact(at, &mut removed);
-            !ki.is_empty()
-        });
+        self.compact_keys(None, at, usize::MAX, &mut removed);
         removed
+    }
+
+    /// Compacts the history at `at` of at most `max_keys` keys, in key order
+    /// from the first key after `after` (from the first key when `None`),
+    /// adding the changes to remove to `removed`. Returns the last key it
+    /// compacted while keys may remain after it, `None` once it reached the end:
+    /// a pass in bounded steps, so that writes run between them.
+    pub fn compact_keys(
+        &mut self,
+        after: Option<&[u8]>,
+        at: i64,
+        max_keys: usize,
+        removed: &mut Vec<Removed>,
+    ) -> Option<Bytes> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut emptied = Vec::new();
+        let mut last = None;
+        let mut compacted = 0;
+        for (k, ki) in self
+            .keys
+            .range_mut::<[u8], _>((lower, Bound::Unbounded))
+            .take(max_keys)
+        {
+            ki.compact(at, removed);
+            if ki.is_empty() {
+                emptied.push(k.clone());
+            }
+            last = Some(k.clone());
+            compacted += 1;
+        }
+        for k in emptied {
+            self.keys.remove(&k);
+        }
+        // A full step may have stopped right at the end: the next one finds
+        // nothing and ends the pass.
+        last.filter(|_| compacted == max_keys)
     }
 }
 
@@ -181,6 +214,50 @@ mod tests {
         let from = KeyRange::new(b"b", b"\0");
         assert!(from.contains(b"zzz") && !from.contains(b"a"));
         assert!(KeyRange::new(b"b", b"").contains(b"b"));
+    }
+
+    #[test]
+    fn a_pass_in_steps_compacts_as_one_pass_does() {
+        // Each key: put, put, delete, so compacting at the end empties some.
+        let build = || {
+            let mut idx = TreeIndex::default();
+            let mut rev = 1;
+            for k in ["a", "b", "c", "d", "e"] {
+                let key = Bytes::copy_from_slice(k.as_bytes());
+                for _ in 0..2 {
+                    rev += 1;
+                    idx.put(&key, Revision::new(rev, 0));
+                }
+                if k != "c" {
+                    rev += 1;
+                    idx.tombstone(k.as_bytes(), Revision::new(rev, 0));
+                }
+            }
+            (idx, rev + 1)
+        };
+        let (mut whole, at) = build();
+        let mut expected = whole.compact(at);
+        let (mut stepped, _) = build();
+        let mut removed = Vec::new();
+        let mut cursor = None;
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            cursor = stepped.compact_keys(cursor.as_deref(), at, 2, &mut removed);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(steps, 3, "five keys in steps of two");
+        expected.sort_unstable_by_key(|r| r.rev);
+        removed.sort_unstable_by_key(|r| r.rev);
+        assert_eq!(removed, expected);
+        assert_eq!(keys_in(&stepped, "\0", b"\0", at), ["c"]);
+        assert_eq!(
+            stepped.keys.len(),
+            whole.keys.len(),
+            "emptied keys are gone"
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ mod store;
 mod write_buffer;
 
 pub use backend::{Backend, BatchOp, Bucket, Entry, WriteBatch};
+pub use compaction::INDEX_STEP_KEYS;
 pub use engine::Engine;
 pub use error::{Result, StorageError};
 pub use index::KeyRange;

@@ -25,7 +25,7 @@ use parking_lot::RwLock;
 use prost::Message;
 
 use crate::backend::{Backend, Bucket, WriteBatch};
-use crate::compaction::RemovalQueue;
+use crate::compaction::{IndexPass, RemovalQueue, INDEX_STEP_KEYS};
 use crate::error::{Result, StorageError};
 use crate::index::{KeyRange, TreeIndex};
 use crate::revision::Revision;
@@ -87,6 +87,8 @@ pub(crate) struct State {
     pub(crate) applied_state: Option<Bytes>,
     /// Compacted revisions still in the backend (see `compaction`).
     pub(crate) removals: RemovalQueue,
+    /// A compaction's index pass not finished yet (see `compaction`).
+    pub(crate) index_pass: Option<IndexPass>,
 }
 
 /// What a publish (or a commit) made visible. Its events are handed out once:
@@ -104,9 +106,10 @@ pub struct Committed {
 pub struct Store {
     pub(crate) backend: Box<dyn Backend>,
     /// Index, counters and the compaction queue. The single writer holds it
-    /// for write for one txn or one compaction step (the index pass, or one
-    /// batch of deletions; backend batch included); a reader holds it for read
-    /// for its whole read, so it sees one revision and no compaction midway.
+    /// for write for one txn or one compaction step (one step of an index
+    /// pass, or one batch of deletions; backend batch included); a reader
+    /// holds it for read for its whole read, so it sees one revision and no
+    /// compaction step midway.
     /// The only lock in the store.
     pub(crate) state: RwLock<State>,
     /// Highest revision published; "latest" for readers.
@@ -170,6 +173,16 @@ impl Store {
     /// Makes everything applied so far durable (fsync), without publishing.
     pub fn flush(&self) -> Result<()> {
         self.backend.flush()
+    }
+
+    /// Makes everything applied so far durable, and returns the applied
+    /// state (see `save_applied_state`) that the durable store now holds. The
+    /// read lock keeps applies out between the flush and the read, so the
+    /// state returned is never ahead of what is durable.
+    pub fn flush_applied(&self) -> Result<Option<Bytes>> {
+        let state = self.state.read();
+        self.backend.flush()?;
+        Ok(state.applied_state.clone())
     }
 
     /// Makes everything applied so far visible to readers and hands out its
@@ -303,7 +316,16 @@ impl Store {
     /// members holding the same history. Changes compacted away but not yet
     /// deleted are left out, so members agree whatever their compaction's progress.
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
-        let state = self.state.read();
+        let state = loop {
+            let state = self.state.read();
+            if state.index_pass.is_none() {
+                break state;
+            }
+            // Until the pass ends, the revisions it drops are not queued, and
+            // the hash would depend on how far it got.
+            drop(state);
+            while self.compact_index_step(INDEX_STEP_KEYS) {}
+        };
         let latest = self.current_revision();
         let rev = if rev <= 0 { latest } else { rev };
         check_readable(&state, rev, latest)?;

@@ -57,6 +57,10 @@ enum Op {
     /// Deletes up to this many compacted revisions from the backend (the
     /// background worker's step), leaving the rest for later or a reopen.
     RemoveCompacted(u8),
+    /// One step of a pending index pass over this many keys (the worker's
+    /// first job after a compaction), leaving the rest to later steps,
+    /// HashKV or a reopen.
+    IndexStep(u8),
     Reopen,
     /// Requests applied in one txn, each at its own revision: a put (Some)
     /// or a delete (None).
@@ -69,6 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..8).prop_map(Op::Delete),
         1 => any::<u8>().prop_map(Op::Compact),
         1 => (0u8..4).prop_map(Op::RemoveCompacted),
+        1 => (1u8..4).prop_map(Op::IndexStep),
         1 => Just(Op::Reopen),
         2 => proptest::collection::vec((0u8..8, proptest::option::of(any::<u8>())), 1..6)
             .prop_map(Op::Batch),
@@ -173,6 +178,9 @@ proptest! {
                     let left = store.remove_compacted(usize::from(n)).unwrap();
                     prop_assert_eq!(left, before.saturating_sub(usize::from(n)));
                 }
+                Op::IndexStep(n) => {
+                    let _ = store.compact_index_step(usize::from(n));
+                }
                 Op::Batch(requests) => {
                     let mut txn = store.write();
                     for (k, v) in requests {
@@ -239,8 +247,14 @@ fn compaction_deletes_in_the_background_and_resumes_after_a_crash() {
     let before = all_at(&store, 9);
 
     // Compacting at 9 removes a@2 a@3 del-a@4 b@6 c@8 (del-c@9 stays: a
-    // watcher from 9 must see it); nothing is deleted yet.
-    assert_eq!(store.compact(9).unwrap(), 5);
+    // watcher from 9 must see it), by an index pass over the three keys,
+    // here in steps of two; nothing is deleted yet.
+    store.compact(9).unwrap();
+    assert!(store.compaction_pending());
+    assert!(store.compact_index_step(2), "one key left");
+    assert_eq!(store.compaction_backlog(), 0, "queued when the pass ends");
+    assert_eq!(all_at(&store, 9), before, "reads midway see the same");
+    assert!(!store.compact_index_step(2));
     assert_eq!(store.compaction_backlog(), 5);
     assert_eq!(stored_revisions(&store), (2..=9).collect::<Vec<_>>());
     let hash = store.hash_kv(0).unwrap();
@@ -274,6 +288,7 @@ fn a_snapshot_taken_midway_through_a_compaction_installs_its_result() {
     );
     // Compacting at 6 removes a@2 and b@3; the snapshot holds b@3 still.
     source.compact(6).unwrap();
+    assert!(!source.compact_index_step(10), "three keys: one step");
     assert_eq!(source.remove_compacted(1).unwrap(), 1);
     let mut snap = Vec::new();
     source.snapshot_to(&mut snap).unwrap();
@@ -286,6 +301,27 @@ fn a_snapshot_taken_midway_through_a_compaction_installs_its_result() {
     source.finish_compaction(10).unwrap();
     assert_eq!(stored_revisions(&target), stored_revisions(&source));
     assert_eq!(all_at(&target, 0), all_at(&source, 0));
+}
+
+#[test]
+fn a_snapshot_taken_before_the_index_pass_installs_the_compacted_index() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = open(d1.path());
+    fill(
+        &source,
+        &[("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("b", "5")],
+    );
+    source.compact(6).unwrap();
+    let mut snap = Vec::new();
+    source.snapshot_to(&mut snap).unwrap();
+
+    // The installed store passes its index at the stored compacted revision.
+    let target = open(d2.path());
+    target.install_snapshot(&snap).unwrap();
+    assert!(!target.compact_index_step(10), "no pass left to run");
+    assert_eq!(target.compaction_backlog(), 2, "a@2 and b@3 queued");
+    assert_eq!(target.hash_kv(0).unwrap(), source.hash_kv(0).unwrap());
+    assert_eq!(all_at(&target, 6), all_at(&source, 6));
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //!                            then sled)
 //! <data-dir>/oxetcd/kv/      the MVCC store's database: sled's files, or
 //!                            redb's one file (data.redb)
-//! <data-dir>/oxetcd/raft/    the Raft log (wal/) and the last snapshot (snapshot/)
+//! <data-dir>/oxetcd/raft/    the Raft log (wal/) and the last snapshot's meta (snapshot/:
+//!                            the store is its data)
 //! <data-dir>/oxetcd/IMPORTED present from an import from etcd until the first
 //!                            start has put the imported store in a snapshot
 //! <data-dir>/oxetcd.import/  an import from etcd in progress (see `import`)

@@ -1,14 +1,14 @@
 //! When to snapshot and how much log to keep, counted in writes as etcd
-//! counts them (--snapshot-count, and 5,000 writes kept after a snapshot for
-//! slow followers), not in log entries: one entry holds a whole batch of
+//! counts them (--snapshot-count, and --experimental-snapshot-catchup-entries
+//! writes, 5,000 by default, kept after a snapshot for slow followers), not
+//! in log entries: one entry holds a whole batch of
 //! writes (see `proposals`), so openraft's entry-counting policy would
 //! snapshot hundreds of times too rarely under load and keep up to 512 times
 //! as much log.
 //!
 //! The state machine tells [`AppliedWrites`] how many writes each entry it
 //! applies holds; [`run`] snapshots every `snapshot_count` writes and purges
-//! the log up to the last entry with at least [`WRITES_KEPT_AFTER_SNAPSHOT`]
-//! writes after it (never past the snapshot: openraft clamps the purge).
+//! the log up to the last entry with at least that many writes after it (never past the snapshot: openraft clamps the purge).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,10 +17,6 @@ use super::TypeConfig;
 use openraft::Raft;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-
-/// etcd keeps this many entries (one write each in etcd) behind a snapshot
-/// for slow followers (SnapshotCatchUpEntries).
-pub(super) const WRITES_KEPT_AFTER_SNAPSHOT: u64 = 5000;
 
 /// Writes applied so far, by log index.
 #[derive(Default)]
@@ -72,7 +68,12 @@ impl AppliedWrites {
 }
 
 /// Snapshots and purges for the life of `raft`.
-pub(super) async fn run(raft: Raft<TypeConfig>, writes: Arc<AppliedWrites>, snapshot_count: u64) {
+pub(super) async fn run(
+    raft: Raft<TypeConfig>,
+    writes: Arc<AppliedWrites>,
+    snapshot_count: u64,
+    writes_kept: u64,
+) {
     let mut at_last_snapshot = writes.total();
     loop {
         writes.applied.notified().await;
@@ -83,7 +84,7 @@ pub(super) async fn run(raft: Raft<TypeConfig>, writes: Arc<AppliedWrites>, snap
                 return;
             }
         }
-        if let Some(upto) = writes.take_purge_point(WRITES_KEPT_AFTER_SNAPSHOT) {
+        if let Some(upto) = writes.take_purge_point(writes_kept) {
             // Clamped by openraft to the last snapshot; what is not purged now
             // goes with a later, larger purge.
             if raft.trigger().purge_log(upto).await.is_err() {

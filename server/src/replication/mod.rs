@@ -68,6 +68,8 @@ pub struct RaftSettings {
     pub election_timeout: Duration,
     /// Applied entries between snapshots (--snapshot-count).
     pub snapshot_count: u64,
+    /// Writes kept behind a snapshot (--experimental-snapshot-catchup-entries).
+    pub snapshot_catchup_entries: u64,
     /// --strict-reconfig-check: see [`reconfig`].
     pub strict_reconfig_check: bool,
     /// The failpoint [`ServerConfig::failpoint_skip_wal_fsync`](crate::ServerConfig).
@@ -180,6 +182,7 @@ impl Replication {
             raft.clone(),
             applied_writes,
             settings.snapshot_count,
+            settings.snapshot_catchup_entries,
         ));
         if let Some(members) = bootstrap {
             if !raft.is_initialized().await.map_err(|e| raft_err(&e))? {

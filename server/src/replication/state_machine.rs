@@ -6,21 +6,30 @@
 //! records what was applied (log id + membership) in the same atomic batch as
 //! its changes, so after a crash the store says exactly which entry it holds
 //! last and openraft replays the log from there. The store's durable point is
-//! its last `Backend::flush` (an fsync, or redb's durable commit): a snapshot
-//! is built only after one, under the store's read lock so that nothing is
-//! applied between the flush and the copy (`Store::snapshot_to`), and is
-//! itself written and fsynced before openraft purges the logs it covers. So
-//! the log is purged only below a point that is durable twice over, and every
-//! entry the store may lose in a crash is still in the log:
+//! its last `Backend::flush` (an fsync, or redb's durable commit). Building a
+//! snapshot is making the store durable: the store itself is the snapshot,
+//! and its meta (`snapshot.meta`, fsynced) names the last entry the flush
+//! covered (`Store::flush_applied`), so openraft purges the log only below a
+//! durable point, and every entry the store may lose in a crash is still in
+//! the log:
 //!
 //! ```text
 //! log:      1 2 3 4 5 6 7 8        (durable on a quorum before 1..8 apply)
 //! store:    applied 1..6; durable up to 4 (the last flush)
-//! snapshot: flush -> durable up to 6 -> snapshot.data/meta fsynced (covers 1..6)
+//! snapshot: flush -> durable up to 6 -> snapshot.meta fsynced (covers 1..6)
 //!           -> purge 1..6 (never past 6: the snapshot's last log id)
 //! crash before the snapshot: store says "applied 4" -> openraft re-applies 5..8
 //! crash after the purge:     store says "applied 6" (flushed) -> re-applies 7 8
 //! ```
+//!
+//! A snapshot's data (the store's contents, `Store::snapshot_to`) is copied
+//! only when it is read: to send to a follower, or when openraft starts. It is
+//! then a copy of the store as it is at that moment, and its meta is read from
+//! the applied record inside it, so the data and the meta always agree; it may
+//! cover more entries than the last build named, which only spares the
+//! follower their replay. Copying the whole store at every --snapshot-count
+//! writes took a quarter of a member's write throughput
+//! (docs/performance.md, snapshot cost).
 //!
 //! The power-loss tests in jepsen/ (powerfs, engine_power_cuts) drop whatever
 //! was not fsynced and check that no acknowledged write is lost.
@@ -194,7 +203,7 @@ pub struct StateMachine {
     alarms: Arc<Alarms>,
     /// Told what applied writes cost, to notice the store past its quota.
     quota: Arc<Quota>,
-    /// Where the last built or installed snapshot is kept.
+    /// Where the meta of the last built or installed snapshot is kept.
     snapshots: SnapshotFiles,
     applied: AppliedRecord,
     /// Stops the member if one batch of applies hangs (see `watchdog`).
@@ -398,8 +407,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> RaftResult<()> {
         let data = snapshot.into_inner();
         let store = self.store.clone();
-        let installed = data.clone();
-        tokio::task::spawn_blocking(move || store.install_snapshot(&installed))
+        tokio::task::spawn_blocking(move || store.install_snapshot(&data))
             .await
             .map_err(|e| snapshot_err(&e))?
             .map_err(|e| snapshot_err(&e))?;
@@ -408,7 +416,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .save_applied_state(self.applied.encode())
             .map_err(|e| write_err(&e))?;
         self.store.flush().map_err(|e| write_err(&e))?;
-        self.snapshots.save(meta, &data)?;
+        self.snapshots.save_meta(meta)?;
         lease::recover(&self.lessor, &self.store).map_err(|e| snapshot_err(&e))?;
         self.alarms
             .reload(&self.store)
@@ -418,11 +426,48 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> RaftResult<Option<Snapshot<TypeConfig>>> {
-        self.snapshots.load()
+        if self.snapshots.load_meta()?.is_none() {
+            // Nothing built or installed yet: openraft builds one if it
+            // needs one.
+            return Ok(None);
+        }
+        copy_store(&self.store).await.map(Some)
     }
 }
 
-/// Builds a snapshot from the store's flushed contents.
+/// The snapshot of the store as it is now: its contents, and the meta read
+/// from the applied record among them.
+async fn copy_store(store: &Arc<Store>) -> RaftResult<Snapshot<TypeConfig>> {
+    let store = store.clone();
+    let (data, applied) = tokio::task::spawn_blocking(move || {
+        let mut data = Vec::new();
+        let applied = store.snapshot_to(&mut data)?;
+        Ok::<_, oxetcd_storage::StorageError>((data, applied))
+    })
+    .await
+    .map_err(|e| snapshot_err(&e))?
+    .map_err(|e| snapshot_err(&e))?;
+    Ok(Snapshot {
+        meta: snapshot_meta(AppliedRecord::decode(applied)?),
+        snapshot: Box::new(Cursor::new(data)),
+    })
+}
+
+/// The meta of a snapshot that ends with `applied`'s entry.
+fn snapshot_meta(applied: AppliedRecord) -> SnapshotMeta<NodeId, BasicNode> {
+    let id = applied.last_applied.map_or_else(
+        || "empty".to_string(),
+        |l| format!("{}-{}", l.leader_id, l.index),
+    );
+    SnapshotMeta {
+        last_log_id: applied.last_applied,
+        last_membership: applied.membership,
+        snapshot_id: id,
+    }
+}
+
+/// Builds a snapshot: makes the store durable and records the entry it
+/// covers (see the module docs: the data is copied when read).
 pub struct SnapshotBuilder {
     store: Arc<Store>,
     files: SnapshotFiles,
@@ -431,66 +476,50 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> RaftResult<Snapshot<TypeConfig>> {
         let store = self.store.clone();
-        let (data, applied) = tokio::task::spawn_blocking(move || {
-            // `snapshot_to` makes what it writes durable first: logs this
-            // snapshot covers get purged.
-            let mut data = Vec::new();
-            let applied = store.snapshot_to(&mut data)?;
-            Ok::<_, oxetcd_storage::StorageError>((data, applied))
-        })
-        .await
-        .map_err(|e| snapshot_err(&e))?
-        .map_err(|e| snapshot_err(&e))?;
-        // The record inside the snapshot describes exactly what it contains.
-        let applied = AppliedRecord::decode(applied)?;
-        let id = applied.last_applied.map_or_else(
-            || "empty".to_string(),
-            |l| format!("{}-{}", l.leader_id, l.index),
-        );
-        let meta = SnapshotMeta {
-            last_log_id: applied.last_applied,
-            last_membership: applied.membership,
-            snapshot_id: id,
-        };
-        self.files.save(&meta, &data)?;
+        let applied = tokio::task::spawn_blocking(move || store.flush_applied())
+            .await
+            .map_err(|e| snapshot_err(&e))?
+            .map_err(|e| snapshot_err(&e))?;
+        let meta = snapshot_meta(AppliedRecord::decode(applied)?);
+        self.files.save_meta(&meta)?;
+        // openraft keeps only the meta of what a build returns (it reads the
+        // data through `get_current_snapshot` when it sends one).
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(Vec::new())),
         })
     }
 }
 
-/// The current snapshot on disk: `snapshot.data` and `snapshot.meta` (JSON),
-/// each replaced atomically (write, fsync, rename).
+/// The meta of the last snapshot built or installed, `snapshot.meta` (JSON),
+/// replaced atomically (write, fsync, rename). Releases before lazy snapshots
+/// kept the data beside it in `snapshot.data`; it is removed at the next save.
 #[derive(Clone)]
 struct SnapshotFiles {
     dir: PathBuf,
 }
 
 impl SnapshotFiles {
-    fn save(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> RaftResult<()> {
+    fn save_meta(&self, meta: &SnapshotMeta<NodeId, BasicNode>) -> RaftResult<()> {
         let meta = serde_json::to_vec(meta).map_err(|e| snapshot_err(&e))?;
         std::fs::create_dir_all(&self.dir).map_err(|e| snapshot_err(&e))?;
-        // Data first: a meta file never names data that is not there.
-        datadir::write_atomically(&self.dir.join("snapshot.data"), data)
-            .map_err(|e| snapshot_err(&e))?;
         datadir::write_atomically(&self.dir.join("snapshot.meta"), &meta)
-            .map_err(|e| snapshot_err(&e))
+            .map_err(|e| snapshot_err(&e))?;
+        match std::fs::remove_file(self.dir.join("snapshot.data")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(snapshot_err(&e)),
+            _ => Ok(()),
+        }
     }
 
-    fn load(&self) -> RaftResult<Option<Snapshot<TypeConfig>>> {
+    fn load_meta(&self) -> RaftResult<Option<SnapshotMeta<NodeId, BasicNode>>> {
         let meta = match std::fs::read(self.dir.join("snapshot.meta")) {
             Ok(raw) => raw,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(read_err(&e)),
         };
-        let meta: SnapshotMeta<NodeId, BasicNode> =
-            serde_json::from_slice(&meta).map_err(|e| read_err(&e))?;
-        let data = std::fs::read(self.dir.join("snapshot.data")).map_err(|e| read_err(&e))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        serde_json::from_slice(&meta)
+            .map(Some)
+            .map_err(|e| read_err(&e))
     }
 }
 
