@@ -40,6 +40,10 @@ impl DeleteOptions {
     pub(super) fn parse(body: &[u8], q: &Query) -> Result<Self, ApiError> {
         let mut o: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
             DeleteOptions::default()
+        } else if crate::proto::is_enveloped(body) {
+            // client-go's protobuf clients send DeleteOptions in protobuf.
+            serde_json::from_value(crate::proto::decode_body(body)?)
+                .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?

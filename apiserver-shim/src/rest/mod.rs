@@ -293,10 +293,17 @@ pub(crate) fn strict_fields(
     }
 }
 
-/// Content types the write verbs read whole objects in.
-fn require_object_body(req: &Request) -> Result<(), ApiError> {
+/// Content types the write verbs read whole objects of `kind` in: JSON,
+/// YAML, and protobuf for the built-in kinds (a custom resource in protobuf
+/// gets kube-apiserver's 415).
+fn require_object_body(kind: &Kind, req: &Request) -> Result<(), ApiError> {
     match req.content_type.as_deref() {
         None | Some("application/json" | "application/yaml") => Ok(()),
+        Some(crate::proto::MEDIA_TYPE) if kind.has_protobuf() => Ok(()),
+        Some(_) if kind.has_protobuf() => Err(ApiError::UnsupportedMediaType(format!(
+            "application/json, application/yaml, {}",
+            crate::proto::MEDIA_TYPE
+        ))),
         Some(_) => Err(ApiError::UnsupportedMediaType(
             "application/json, application/yaml".into(),
         )),

@@ -30,13 +30,20 @@ pub fn decode(kv: &Kv) -> Result<Value, ApiError> {
 }
 
 /// A stored value served with resourceVersion `revision` (a deletion's).
+/// Values in kube-apiserver's protobuf envelope (a store it wrote) are read
+/// as well as JSON; writes store JSON, which kube-apiserver reads too.
 pub fn decode_at(value: &[u8], key: &[u8], revision: i64) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(value).map_err(|_| {
+    let unreadable = |e: &dyn std::fmt::Display| {
         ApiError::Internal(format!(
-            "the object at {} is not JSON (kube-apiserver's protobuf encoding is not read)",
+            "the object at {} is unreadable: {e}",
             String::from_utf8_lossy(key)
         ))
-    })?;
+    };
+    let mut obj: Value = if crate::proto::is_enveloped(value) {
+        crate::proto::decode(value).map_err(|e| unreadable(&e))?
+    } else {
+        serde_json::from_slice(value).map_err(|e| unreadable(&e))?
+    };
     set_resource_version(&mut obj, revision);
     Ok(obj)
 }
@@ -135,14 +142,15 @@ pub fn in_seconds(seconds: u64) -> String {
     timestamp(SystemTime::now() + Duration::from_secs(seconds))
 }
 
-/// Parses a request body, JSON or (Content-Type application/yaml) YAML,
-/// into an object.
+/// Parses a request body, JSON, (Content-Type application/yaml) YAML or
+/// (application/vnd.kubernetes.protobuf) protobuf, into an object.
 pub fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
     let unrecognized = |e: &dyn std::fmt::Display| {
         ApiError::BadRequest(format!("the object provided is unrecognized: {e}"))
     };
     let v: Value = match content_type {
         Some("application/yaml") => serde_saphyr::from_slice(body).map_err(|e| unrecognized(&e))?,
+        Some(crate::proto::MEDIA_TYPE) => crate::proto::decode_body(body)?,
         _ => serde_json::from_slice(body).map_err(|e| unrecognized(&e))?,
     };
     if !v.is_object() {

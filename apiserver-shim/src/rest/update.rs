@@ -300,7 +300,7 @@ pub async fn put(
     sub: Option<&str>,
     req: &Request,
 ) -> Result<Value, ApiError> {
-    require_object_body(req)?;
+    require_object_body(t.kind, req)?;
     let dry_run = req.query.dry_run()?;
     let mut body = object::parse_body(&req.body, req.content_type.as_deref())?;
     object::check_type(t.kind, &mut body)?;
