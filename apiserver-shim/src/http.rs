@@ -15,7 +15,7 @@ use futures_util::stream;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT, WARNING};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -28,7 +28,7 @@ use crate::auth::{self, Tokens, User};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::proto;
-use crate::rest::{Api, Query, Reply, Request};
+use crate::rest::{Api, Query, Reply, Request, Warnings};
 use crate::route::{self, Route};
 use crate::schema::openapi;
 
@@ -147,6 +147,13 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &'static str) 
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+/// A `Warning` header value as kube-apiserver writes it: code 299, no agent,
+/// the text quoted (RFC 7234 §5.5).
+fn warning(text: &str) -> String {
+    let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("299 - \"{quoted}\"")
 }
 
 /// A watch in protobuf: each JSON event line the watch sends, re-encoded as
@@ -369,6 +376,7 @@ impl App {
                     .and_then(|v| v.to_str().ok())
                     .map(String::from);
                 let body = read_body(req.into_body()).await?;
+                let warnings = Warnings::default();
                 let request = Request {
                     method,
                     path,
@@ -376,12 +384,13 @@ impl App {
                     content_type,
                     user_agent,
                     body,
+                    warnings: warnings.clone(),
                 };
                 let table = match shape {
                     Shape::Table(v) => Some(v),
                     _ => None,
                 };
-                Ok(match self.api.handle_as(request, table).await? {
+                let mut resp = match self.api.handle_as(request, table).await? {
                     // Only reads become Tables; writes answer JSON.
                     Reply::Json { code, body } if body["kind"] == "Table" => {
                         full(code, shape.content_type(), Bytes::from(body.to_string()))
@@ -392,7 +401,13 @@ impl App {
                     Reply::Json { code, body } => json(code, &body),
                     Reply::Stream(rx) if shape == Shape::Protobuf => streamed_protobuf(rx),
                     Reply::Stream(rx) => streamed(rx, shape.content_type()),
-                })
+                };
+                for w in warnings.take() {
+                    if let Ok(v) = HeaderValue::from_str(&warning(&w)) {
+                        resp.headers_mut().append(WARNING, v);
+                    }
+                }
+                Ok(resp)
             }
         }
     }
@@ -466,6 +481,14 @@ mod tests {
         assert_eq!(negotiate(Some(client_go), pb), Some(Shape::Protobuf));
         assert_eq!(negotiate(Some(client_go), resource), Some(Shape::Json));
         assert_eq!(negotiate(Some("application/yaml"), resource), None);
+    }
+
+    #[test]
+    fn warnings_are_quoted_strings_with_code_299() {
+        assert_eq!(
+            warning(r#"unknown field "spec.foo""#),
+            r#"299 - "unknown field \"spec.foo\"""#
+        );
     }
 
     #[test]
