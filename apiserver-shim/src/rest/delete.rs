@@ -102,6 +102,14 @@ impl DeleteOptions {
         }
     }
 
+    /// Whether the client named a policy (kubectl always does). Only then
+    /// does the shim look for dependents: finding them is a scan of the
+    /// owner's namespace in every kind, which deleting objects nobody owns
+    /// at a high rate (a controller's pod churn, with no policy) must not pay.
+    pub(super) fn names_a_policy(&self) -> bool {
+        self.propagation_policy.is_some() || self.orphan_dependents.is_some()
+    }
+
     /// What the server's own deletions use (namespace termination): at once.
     pub(super) fn immediate() -> Self {
         DeleteOptions {
@@ -310,7 +318,7 @@ pub async fn delete(
 ) -> Result<Value, ApiError> {
     let opts = DeleteOptions::parse(&req.body, &req.query)?;
     let (obj, gone) = delete_object(api, t.kind, t.namespace, name, &opts).await?;
-    if !opts.dry_run() {
+    if !opts.dry_run() && opts.names_a_policy() {
         gc::start(api, t.kind, &obj, gone, opts.policy());
     }
     if gone && !t.kind.delete_returns_object {
@@ -335,7 +343,7 @@ pub async fn delete_collection(
         let ns = object::meta_str(&item, "namespace").map(String::from);
         match delete_object(api, t.kind, ns.as_deref(), object::name(&item), &opts).await {
             Ok((obj, gone)) => {
-                if !opts.dry_run() {
+                if !opts.dry_run() && opts.names_a_policy() {
                     gc::start(api, t.kind, &obj, gone, opts.policy());
                 }
                 out.push(obj)
@@ -396,6 +404,10 @@ mod tests {
     #[test]
     fn propagation_policies_and_preconditions() {
         assert_eq!(opts("").unwrap().policy(), gc::Policy::Background);
+        assert!(!opts("").unwrap().names_a_policy());
+        assert!(opts("propagationPolicy=Background")
+            .unwrap()
+            .names_a_policy());
         assert_eq!(
             opts("propagationPolicy=Orphan").unwrap().policy(),
             gc::Policy::Orphan

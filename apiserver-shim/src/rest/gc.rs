@@ -3,10 +3,13 @@
 //! next to kube-apiserver and the shim carries out itself, since it runs no
 //! controllers. A DELETE's propagationPolicy:
 //!
-//! - Background (the default): the owner goes now; then its dependents (the
-//!   objects whose metadata.ownerReferences name its uid) are deleted, and
-//!   theirs in turn. A dependent with other owners only loses the reference
-//!   (its other owners are taken to exist).
+//! - Background: the owner goes now; then its dependents (the objects whose
+//!   metadata.ownerReferences name its uid) are deleted, and theirs in
+//!   turn. A dependent with other owners only loses the reference (its
+//!   other owners are taken to exist). A DELETE naming no policy is
+//!   Background for the owner, but its dependents are not looked for
+//!   (`DeleteOptions::names_a_policy`): without the controller's in-memory
+//!   graph of owners, each look is a scan of the namespace in every kind.
 //! - Foreground: the owner gets deletionTimestamp and the
 //!   `foregroundDeletion` finalizer (by `delete::mark`); its dependents are
 //!   deleted the same way, depth first; once none with blockOwnerDeletion is

@@ -386,9 +386,7 @@ mod tests {
         assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Ignore"))).is_ok());
         assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Strict"))).is_ok());
         assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Warn"))).is_ok());
-        for v in ["Bogus"] {
-            let q = Query::parse(Some(&format!("fieldValidation={v}")));
-            assert_eq!(field_validation(cm, &q).unwrap_err().code(), 400, "{v}");
-        }
+        let bogus = Query::parse(Some("fieldValidation=Bogus"));
+        assert_eq!(field_validation(cm, &bogus).unwrap_err().code(), 400);
     }
 }
