@@ -15,7 +15,7 @@ use futures_util::stream;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT, WARNING};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -27,7 +27,8 @@ use tracing::{debug, warn};
 use crate::auth::{self, Tokens, User};
 use crate::discovery;
 use crate::error::ApiError;
-use crate::rest::{Api, Query, Reply, Request};
+use crate::proto;
+use crate::rest::{Api, Query, Reply, Request, Warnings};
 use crate::route::{self, Route};
 use crate::schema::openapi;
 
@@ -148,6 +149,35 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &'static str) 
     r
 }
 
+/// A `Warning` header value as kube-apiserver writes it: code 299, no agent,
+/// the text quoted (RFC 7234 §5.5).
+fn warning(text: &str) -> String {
+    let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("299 - \"{quoted}\"")
+}
+
+/// A watch in protobuf: each JSON event line the watch sends, re-encoded as
+/// a length-prefixed WatchEvent frame. An event that cannot be encoded ends
+/// the stream (the client relists), logged.
+fn streamed_protobuf(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    let frames = stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        match proto::watch_frame(&line) {
+            Ok(frame) => Some((Ok::<_, Infallible>(Frame::data(frame)), rx)),
+            Err(e) => {
+                warn!("protobuf watch: {e}");
+                None
+            }
+        }
+    });
+    let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(proto::WATCH_MEDIA_TYPE),
+    );
+    r
+}
+
 /// A response shape a client may ask for in Accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shape {
@@ -157,12 +187,16 @@ enum Shape {
     /// apidiscovery.k8s.io APIGroupDiscoveryList, of this version (v2 or
     /// v2beta1).
     Discovery(&'static str),
+    /// application/vnd.kubernetes.protobuf (built-in kinds' objects, lists
+    /// and watches).
+    Protobuf,
 }
 
 impl Shape {
     fn content_type(self) -> &'static str {
         match self {
             Shape::Json => "application/json",
+            Shape::Protobuf => proto::MEDIA_TYPE,
             Shape::Table("v1beta1") => "application/json;as=Table;v=v1beta1;g=meta.k8s.io",
             Shape::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
             Shape::Discovery("v2beta1") => {
@@ -180,8 +214,9 @@ impl Shape {
 }
 
 /// The first entry of Accept this route can answer with (no Accept: plain
-/// JSON); None: 406. Entries asking for other shapes (protobuf, YAML,
-/// PartialObjectMetadata) are passed over, so their JSON fallback applies.
+/// JSON); None: 406. Entries asking for other shapes (YAML,
+/// PartialObjectMetadata, protobuf where not offered) are passed over, so
+/// their JSON fallback applies.
 fn negotiate(accept: Option<&str>, offered: &[Shape]) -> Option<Shape> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Some(Shape::Json);
@@ -201,6 +236,7 @@ fn negotiate(accept: Option<&str>, offered: &[Shape]) -> Option<Shape> {
         }
         let json = matches!(media.as_str(), "application/json" | "*/*" | "application/*");
         let shape = match (json, as_, g, v) {
+            (false, None, None, None) if media == proto::MEDIA_TYPE => Shape::Protobuf,
             (true, None, None, None) => Shape::Json,
             (true, Some("Table"), Some("meta.k8s.io"), Some("v1")) => Shape::Table("v1"),
             (true, Some("Table"), Some("meta.k8s.io"), Some("v1beta1")) => Shape::Table("v1beta1"),
@@ -262,7 +298,14 @@ impl App {
             _ => {}
         }
         let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-        let offered: &[Shape] = match route {
+        let builtin = |p: &route::ResourcePath| {
+            self.api
+                .registry()
+                .find(&p.group, &p.version, &p.resource)
+                .is_some_and(|k| k.has_protobuf())
+        };
+        let offered: &[Shape] = match &route {
+            Route::Resource(p) if builtin(p) => &[Shape::Json, Shape::Table("v1"), Shape::Protobuf],
             Route::Resource(_) => &[Shape::Json, Shape::Table("v1")],
             Route::CoreVersions | Route::Groups => &[Shape::Json, Shape::Discovery("v2")],
             _ => &[Shape::Json],
@@ -333,6 +376,7 @@ impl App {
                     .and_then(|v| v.to_str().ok())
                     .map(String::from);
                 let body = read_body(req.into_body()).await?;
+                let warnings = Warnings::default();
                 let request = Request {
                     method,
                     path,
@@ -340,19 +384,30 @@ impl App {
                     content_type,
                     user_agent,
                     body,
+                    warnings: warnings.clone(),
                 };
                 let table = match shape {
                     Shape::Table(v) => Some(v),
                     _ => None,
                 };
-                Ok(match self.api.handle_as(request, table).await? {
+                let mut resp = match self.api.handle_as(request, table).await? {
                     // Only reads become Tables; writes answer JSON.
                     Reply::Json { code, body } if body["kind"] == "Table" => {
                         full(code, shape.content_type(), Bytes::from(body.to_string()))
                     }
+                    Reply::Json { code, body } if shape == Shape::Protobuf => {
+                        full(code, proto::MEDIA_TYPE, proto::encode_response(&body)?)
+                    }
                     Reply::Json { code, body } => json(code, &body),
+                    Reply::Stream(rx) if shape == Shape::Protobuf => streamed_protobuf(rx),
                     Reply::Stream(rx) => streamed(rx, shape.content_type()),
-                })
+                };
+                for w in warnings.take() {
+                    if let Ok(v) = HeaderValue::from_str(&warning(&w)) {
+                        resp.headers_mut().append(WARNING, v);
+                    }
+                }
+                Ok(resp)
             }
         }
     }
@@ -420,7 +475,20 @@ mod tests {
             negotiate(Some("application/vnd.kubernetes.protobuf"), resource),
             None
         );
+        // client-go's protobuf clients: protobuf where served, else JSON.
+        let pb = &[Shape::Json, Shape::Table("v1"), Shape::Protobuf];
+        let client_go = "application/vnd.kubernetes.protobuf, */*";
+        assert_eq!(negotiate(Some(client_go), pb), Some(Shape::Protobuf));
+        assert_eq!(negotiate(Some(client_go), resource), Some(Shape::Json));
         assert_eq!(negotiate(Some("application/yaml"), resource), None);
+    }
+
+    #[test]
+    fn warnings_are_quoted_strings_with_code_299() {
+        assert_eq!(
+            warning(r#"unknown field "spec.foo""#),
+            r#"299 - "unknown field \"spec.foo\"""#
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod kubeconfig;
 pub mod managed;
 pub mod names;
 pub mod pki;
+pub mod proto;
 pub mod registry;
 pub mod rest;
 pub mod route;

@@ -98,6 +98,12 @@ impl Kind {
         }
     }
 
+    /// Whether the kind is served in protobuf (every built-in kind; no
+    /// custom resource).
+    pub fn has_protobuf(&self) -> bool {
+        self.custom.is_none() && proto_package(self.group, self.version).is_some()
+    }
+
     pub fn storage_segment(&self) -> &'static str {
         self.storage.unwrap_or(self.resource)
     }
@@ -332,6 +338,23 @@ pub static KINDS: &[Kind] = &[
         )
     },
 ];
+
+/// The package of the vendored Kubernetes protos (proto/) that holds the
+/// messages of (group, version): None for a group with no built-in kind
+/// here, and so for every custom resource, which has no protobuf form.
+pub fn proto_package(group: &str, version: &str) -> Option<&'static str> {
+    Some(match (group, version) {
+        ("", "v1") => "api.core.v1",
+        ("apps", "v1") => "api.apps.v1",
+        ("batch", "v1") => "api.batch.v1",
+        ("autoscaling", "v1") => "api.autoscaling.v1",
+        ("coordination.k8s.io", "v1") => "api.coordination.v1",
+        ("discovery.k8s.io", "v1") => "api.discovery.v1",
+        ("apiextensions.k8s.io", "v1") => "apiextensions_apiserver.pkg.apis.apiextensions.v1",
+        ("meta.k8s.io", "v1") => "apimachinery.pkg.apis.meta.v1",
+        _ => return None,
+    })
+}
 
 /// The built-in kind at (group, version, resource), if any.
 pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {

@@ -211,30 +211,23 @@ async fn bad_input_is_a_status_and_stores_nothing() {
     assert_eq!(r.1["details"], json!({"name": "c", "kind": "configmaps"}));
 
     // fieldValidation=Strict refuses a field the kind's schema lacks, as
-    // kube-apiserver's strict decoding; Warn (warning headers) is refused,
-    // never taken as Ignore.
+    // kube-apiserver's strict decoding (Warn and Ignore drop it:
+    // tests/kubectl_writes.rs).
     let unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "spec": {"foo": 1}});
-    for (validation, message) in [
-        (
-            "Strict",
-            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\"",
-        ),
-        (
-            "Warn",
-            "fieldValidation=Warn is not supported for configmaps by oxetcd-apiserver",
-        ),
-    ] {
-        let uri = format!("{CMS}?fieldValidation={validation}");
-        let r = send(
-            &client,
-            "POST",
-            &uri,
-            json_ct,
-            unknown.to_string().into_bytes(),
-        )
-        .await;
-        assert_status(&r, 400, "BadRequest", message);
-    }
+    let r = send(
+        &client,
+        "POST",
+        &format!("{CMS}?fieldValidation=Strict"),
+        json_ct,
+        unknown.to_string().into_bytes(),
+    )
+    .await;
+    assert_status(
+        &r,
+        400,
+        "BadRequest",
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\"",
+    );
 
     // In the store: only what was accepted.
     let keys = etcd.etcdctl(&[

@@ -211,6 +211,7 @@ async fn call(
         } else {
             Bytes::from(body.to_string())
         },
+        warnings: Default::default(),
     })
     .await
 }

@@ -12,11 +12,11 @@ use crate::schema::schemas;
 use crate::store::Written;
 
 pub async fn create(api: &Api, t: &Target<'_>, req: &Request) -> Result<Value, ApiError> {
-    require_object_body(req)?;
+    require_object_body(t.kind, req)?;
     let dry_run = req.query.dry_run()?;
     let mut obj = object::parse_body(&req.body, req.content_type.as_deref())?;
     object::check_type(t.kind, &mut obj)?;
-    super::strict_fields(t.kind, &req.query, None, &obj)?;
+    super::check_fields(t.kind, req, None, &mut obj)?;
     let writer = super::patch::writer(req, t.kind, None, Operation::Update)?;
     managed::record_update(
         schemas().root(t.kind),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::update::MAX_TRIES;
-use super::{crds, namespaces, object, read, Api, Query, Request, Target};
+use super::{crds, gc, namespaces, object, read, Api, Query, Request, Target};
 use crate::error::ApiError;
 use crate::registry::{self, Kind};
 use crate::store::Written;
@@ -40,6 +40,10 @@ impl DeleteOptions {
     pub(super) fn parse(body: &[u8], q: &Query) -> Result<Self, ApiError> {
         let mut o: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
             DeleteOptions::default()
+        } else if crate::proto::is_enveloped(body) {
+            // client-go's protobuf clients send DeleteOptions in protobuf.
+            serde_json::from_value(crate::proto::decode_body(body)?)
+                .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
@@ -54,22 +58,16 @@ impl DeleteOptions {
             o.dry_run = vec!["All".into()];
         }
         match o.propagation_policy.as_deref() {
-            None | Some("Background") => {}
-            Some(p @ ("Orphan" | "Foreground")) => {
-                return Err(ApiError::BadRequest(format!(
-                    "propagationPolicy {p} needs the garbage collector, which oxetcd-apiserver does not run; use Background"
-                )))
-            }
+            None | Some("Background" | "Orphan" | "Foreground") => {}
             Some(other) => {
                 return Err(ApiError::BadRequest(format!(
                     "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
                 )))
             }
         }
-        if o.orphan_dependents == Some(true) {
-            return Err(ApiError::BadRequest(
-                "orphanDependents needs the garbage collector, which oxetcd-apiserver does not run"
-                    .into(),
+        if o.orphan_dependents.is_some() && o.propagation_policy.is_some() {
+            return Err(ApiError::Unprocessable(
+                "DeleteOptions: Invalid value: \"\": OrphanDependents and DeletionPropagation cannot be both set".into(),
             ));
         }
         if o.dry_run.iter().any(|d| d != "All") {
@@ -78,6 +76,38 @@ impl DeleteOptions {
             ));
         }
         Ok(o)
+    }
+
+    /// What the garbage collector deletes dependents with.
+    pub(super) fn with_policy(policy: gc::Policy) -> Self {
+        let name = match policy {
+            gc::Policy::Background => "Background",
+            gc::Policy::Foreground => "Foreground",
+            gc::Policy::Orphan => "Orphan",
+        };
+        DeleteOptions {
+            propagation_policy: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    /// The propagation policy (orphanDependents: the older spelling of
+    /// Orphan and Background); Background when none is given, as for every
+    /// kind served here in kube-apiserver.
+    pub(super) fn policy(&self) -> gc::Policy {
+        match (self.propagation_policy.as_deref(), self.orphan_dependents) {
+            (Some("Orphan"), _) | (None, Some(true)) => gc::Policy::Orphan,
+            (Some("Foreground"), _) => gc::Policy::Foreground,
+            _ => gc::Policy::Background,
+        }
+    }
+
+    /// Whether the client named a policy (kubectl always does). Only then
+    /// does the shim look for dependents: finding them is a scan of the
+    /// owner's namespace in every kind, which deleting objects nobody owns
+    /// at a high rate (a controller's pod churn, with no policy) must not pay.
+    pub(super) fn names_a_policy(&self) -> bool {
+        self.propagation_policy.is_some() || self.orphan_dependents.is_some()
     }
 
     /// What the server's own deletions use (namespace termination): at once.
@@ -200,6 +230,24 @@ fn mark(kind: &Kind, cur: &Value, opts: &DeleteOptions) -> Option<Option<Value>>
     if std::ptr::eq(kind, registry::crds()) && !deleting {
         return Some(Some(crds::mark_deleted(cur)));
     }
+    // Orphan and Foreground hold the object with their finalizer while its
+    // dependents are handled (`gc`), as kube-apiserver does for the garbage
+    // collector.
+    if let Some(f) = opts.policy().finalizer() {
+        if deleting {
+            return Some(None);
+        }
+        let mut m = cur.clone();
+        let meta = object::metadata_mut(&mut m);
+        let mut finalizers = object::finalizers(cur);
+        if !finalizers.iter().any(|x| x == f) {
+            finalizers.push(f.to_string());
+        }
+        meta.insert("finalizers".into(), json!(finalizers));
+        meta.insert("deletionTimestamp".into(), json!(object::now()));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        return Some(Some(m));
+    }
     if !object::finalizers(cur).is_empty() {
         if deleting {
             return Some(None);
@@ -270,6 +318,9 @@ pub async fn delete(
 ) -> Result<Value, ApiError> {
     let opts = DeleteOptions::parse(&req.body, &req.query)?;
     let (obj, gone) = delete_object(api, t.kind, t.namespace, name, &opts).await?;
+    if !opts.dry_run() && opts.names_a_policy() {
+        gc::start(api, t.kind, &obj, gone, opts.policy());
+    }
     if gone && !t.kind.delete_returns_object {
         Ok(success_status(t.kind, &obj))
     } else {
@@ -291,7 +342,12 @@ pub async fn delete_collection(
     for item in items {
         let ns = object::meta_str(&item, "namespace").map(String::from);
         match delete_object(api, t.kind, ns.as_deref(), object::name(&item), &opts).await {
-            Ok((obj, _)) => out.push(obj),
+            Ok((obj, gone)) => {
+                if !opts.dry_run() && opts.names_a_policy() {
+                    gc::start(api, t.kind, &obj, gone, opts.policy());
+                }
+                out.push(obj)
+            }
             // Deleted meanwhile by someone else: nothing left to do.
             Err(ApiError::NotFound { .. }) => {}
             Err(e) => return Err(e),
@@ -346,13 +402,41 @@ mod tests {
     }
 
     #[test]
-    fn options_without_a_garbage_collector_are_refused() {
-        assert!(opts("propagationPolicy=Background").is_ok());
-        assert_eq!(opts("propagationPolicy=Orphan").unwrap_err().code(), 400);
+    fn propagation_policies_and_preconditions() {
+        assert_eq!(opts("").unwrap().policy(), gc::Policy::Background);
+        assert!(!opts("").unwrap().names_a_policy());
+        assert!(opts("propagationPolicy=Background")
+            .unwrap()
+            .names_a_policy());
         assert_eq!(
-            opts("propagationPolicy=Foreground").unwrap_err().code(),
-            400
+            opts("propagationPolicy=Orphan").unwrap().policy(),
+            gc::Policy::Orphan
         );
+        assert_eq!(
+            opts("propagationPolicy=Foreground").unwrap().policy(),
+            gc::Policy::Foreground
+        );
+        assert_eq!(opts("propagationPolicy=Later").unwrap_err().code(), 400);
+        let orphan = DeleteOptions::parse(br#"{"orphanDependents":true}"#, &Query::default());
+        assert_eq!(orphan.unwrap().policy(), gc::Policy::Orphan);
+        let both = br#"{"orphanDependents":true,"propagationPolicy":"Foreground"}"#;
+        assert_eq!(
+            DeleteOptions::parse(both, &Query::default())
+                .unwrap_err()
+                .code(),
+            422
+        );
+        // Orphan and Foreground hold the object with their finalizer.
+        let cm = find("", "v1", "configmaps").unwrap();
+        let plain = json!({"metadata": {"name": "c", "finalizers": ["x/y"]}});
+        let m = mark(cm, &plain, &opts("propagationPolicy=Foreground").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            m["metadata"]["finalizers"],
+            json!(["x/y", "foregroundDeletion"])
+        );
+        assert!(object::is_deleting(&m));
         let body = br#"{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":"u2"}}"#;
         let o = DeleteOptions::parse(body, &Query::default()).unwrap();
         let cm = find("", "v1", "configmaps").unwrap();

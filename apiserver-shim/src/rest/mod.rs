@@ -5,7 +5,8 @@
 //! - `watch`: watch streams;
 //! - `create`, `update` (PUT, /status, and the guarded update loop every
 //!   write shares), `patch` (the four patch types; `strategic`: strategic
-//!   merge patch), `delete` (DELETE, deletecollection, finalizers);
+//!   merge patch), `delete` (DELETE, deletecollection, finalizers), `gc`
+//!   (what the garbage collector does after a delete: propagationPolicy);
 //! - `scale`: the /scale subresource (autoscaling/v1 Scale);
 //! - `namespaces`: the default namespaces and namespace termination;
 //! - `crds`: CRDs' status, the registry's custom kinds, their cleanup;
@@ -15,6 +16,7 @@ mod continue_token;
 pub mod crds;
 mod create;
 mod delete;
+mod gc;
 pub mod namespaces;
 pub mod object;
 mod patch;
@@ -64,6 +66,24 @@ pub struct Request {
     /// The User-Agent: the default field manager of writes.
     pub user_agent: Option<String>,
     pub body: Bytes,
+    /// What the answer's `Warning: 299` headers say (fieldValidation=Warn);
+    /// shared with the HTTP layer, which sends them.
+    pub warnings: Warnings,
+}
+
+/// A request's warnings. Set, not appended to: a guarded write may run its
+/// change more than once, each time finding the same ones.
+#[derive(Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    pub fn set(&self, warnings: Vec<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = warnings;
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// What a resource request answers.
@@ -258,16 +278,16 @@ impl Api {
     }
 }
 
-/// fieldValidation: Ignore keeps unknown fields as sent (custom resources:
-/// pruned); Strict refuses them (checked by the verb on the object it
-/// writes, [`strict_fields`]) for kinds with a schema, which every built-in
-/// kind and every custom resource has. Warn needs warning headers, and
-/// Strict without a schema could check nothing: those are refused rather
-/// than silently treated as Ignore.
+/// fieldValidation (checked by the verb on the object it writes,
+/// [`check_fields`]): Strict refuses unknown fields; Warn (kube-apiserver's
+/// default) drops them with a warning each; Ignore drops them silently.
+/// Every built-in kind and every custom resource has the schema this
+/// needs; Strict or Warn without one could check nothing, and is refused
+/// rather than silently treated as Ignore.
 fn field_validation(kind: &Kind, q: &Query) -> Result<(), ApiError> {
     match q.get("fieldValidation") {
         None | Some("Ignore") => Ok(()),
-        Some("Strict") if crate::schema::schemas().root(kind).is_some() => Ok(()),
+        Some("Strict" | "Warn") if crate::schema::schemas().root(kind).is_some() => Ok(()),
         Some(v @ ("Strict" | "Warn")) => Err(ApiError::BadRequest(format!(
             "fieldValidation={v} is not supported for {} by oxetcd-apiserver; \
              send fieldValidation=Ignore (kubectl: --validate=false)",
@@ -293,10 +313,62 @@ pub(crate) fn strict_fields(
     }
 }
 
-/// Content types the write verbs read whole objects in.
-fn require_object_body(req: &Request) -> Result<(), ApiError> {
+/// fieldValidation on the object a write stores: Strict refuses undeclared
+/// fields; otherwise they are dropped, and under Warn (also when the client
+/// names no mode, as in kube-apiserver) each new one is a warning.
+pub(crate) fn check_fields(
+    kind: &Kind,
+    req: &Request,
+    stored: Option<&Value>,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    let mode = req.query.get("fieldValidation");
+    // Duplicate keys of a whole-object body (JSON; YAML and protobuf
+    // bodies cannot be checked for them here).
+    let duplicates = match (&req.method, req.content_type.as_deref()) {
+        (&hyper::Method::POST | &hyper::Method::PUT, None | Some("application/json")) => {
+            object::duplicate_fields(&req.body)
+        }
+        _ => Vec::new(),
+    };
+    let duplicate = |f: &String| format!("duplicate field \"{f}\"");
+    if mode == Some("Strict") {
+        if !duplicates.is_empty() {
+            let list: Vec<String> = duplicates.iter().map(duplicate).collect();
+            return Err(ApiError::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                kind.kind,
+                kind.version,
+                kind.kind,
+                list.join(", ")
+            )));
+        }
+        return crate::schema::validate::strict(kind, stored, obj);
+    }
+    let dropped = crate::schema::validate::drop_unknown(kind, stored, obj);
+    if mode != Some("Ignore") {
+        req.warnings.set(
+            dropped
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .chain(duplicates.iter().map(duplicate))
+                .collect(),
+        );
+    }
+    Ok(())
+}
+
+/// Content types the write verbs read whole objects of `kind` in: JSON,
+/// YAML, and protobuf for the built-in kinds (a custom resource in protobuf
+/// gets kube-apiserver's 415).
+fn require_object_body(kind: &Kind, req: &Request) -> Result<(), ApiError> {
     match req.content_type.as_deref() {
         None | Some("application/json" | "application/yaml") => Ok(()),
+        Some(crate::proto::MEDIA_TYPE) if kind.has_protobuf() => Ok(()),
+        Some(_) if kind.has_protobuf() => Err(ApiError::UnsupportedMediaType(format!(
+            "application/json, application/yaml, {}",
+            crate::proto::MEDIA_TYPE
+        ))),
         Some(_) => Err(ApiError::UnsupportedMediaType(
             "application/json, application/yaml".into(),
         )),
@@ -308,14 +380,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ignore_and_strict_field_validation_are_accepted() {
+    fn ignore_warn_and_strict_field_validation_are_accepted() {
         let cm = registry::find("", "v1", "configmaps").unwrap();
         assert!(field_validation(cm, &Query::parse(None)).is_ok());
         assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Ignore"))).is_ok());
         assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Strict"))).is_ok());
-        for v in ["Warn", "Bogus"] {
-            let q = Query::parse(Some(&format!("fieldValidation={v}")));
-            assert_eq!(field_validation(cm, &q).unwrap_err().code(), 400, "{v}");
-        }
+        assert!(field_validation(cm, &Query::parse(Some("fieldValidation=Warn"))).is_ok());
+        let bogus = Query::parse(Some("fieldValidation=Bogus"));
+        assert_eq!(field_validation(cm, &bogus).unwrap_err().code(), 400);
     }
 }

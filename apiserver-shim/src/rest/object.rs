@@ -30,13 +30,20 @@ pub fn decode(kv: &Kv) -> Result<Value, ApiError> {
 }
 
 /// A stored value served with resourceVersion `revision` (a deletion's).
+/// Values in kube-apiserver's protobuf envelope (a store it wrote) are read
+/// as well as JSON; writes store JSON, which kube-apiserver reads too.
 pub fn decode_at(value: &[u8], key: &[u8], revision: i64) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(value).map_err(|_| {
+    let unreadable = |e: &dyn std::fmt::Display| {
         ApiError::Internal(format!(
-            "the object at {} is not JSON (kube-apiserver's protobuf encoding is not read)",
+            "the object at {} is unreadable: {e}",
             String::from_utf8_lossy(key)
         ))
-    })?;
+    };
+    let mut obj: Value = if crate::proto::is_enveloped(value) {
+        crate::proto::decode(value).map_err(|e| unreadable(&e))?
+    } else {
+        serde_json::from_slice(value).map_err(|e| unreadable(&e))?
+    };
     set_resource_version(&mut obj, revision);
     Ok(obj)
 }
@@ -135,14 +142,15 @@ pub fn in_seconds(seconds: u64) -> String {
     timestamp(SystemTime::now() + Duration::from_secs(seconds))
 }
 
-/// Parses a request body, JSON or (Content-Type application/yaml) YAML,
-/// into an object.
+/// Parses a request body, JSON, (Content-Type application/yaml) YAML or
+/// (application/vnd.kubernetes.protobuf) protobuf, into an object.
 pub fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
     let unrecognized = |e: &dyn std::fmt::Display| {
         ApiError::BadRequest(format!("the object provided is unrecognized: {e}"))
     };
     let v: Value = match content_type {
         Some("application/yaml") => serde_saphyr::from_slice(body).map_err(|e| unrecognized(&e))?,
+        Some(crate::proto::MEDIA_TYPE) => crate::proto::decode_body(body)?,
         _ => serde_json::from_slice(body).map_err(|e| unrecognized(&e))?,
     };
     if !v.is_object() {
@@ -151,6 +159,91 @@ pub fn parse_body(body: &[u8], content_type: Option<&str>) -> Result<Value, ApiE
         ));
     }
     Ok(v)
+}
+
+/// The keys a JSON body gives more than once, by path (`metadata.name`,
+/// `spec.containers[0].image`), in order: serde_json keeps the last value,
+/// as kube-apiserver does, and fieldValidation decides what is said about
+/// them. Empty for a body that is not JSON.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let seed = Duplicates {
+        path: String::new(),
+        out: &mut out,
+    };
+    match serde::de::DeserializeSeed::deserialize(seed, &mut de) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+struct Duplicates<'a> {
+    path: String,
+    out: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Duplicates<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Duplicates<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                k.clone()
+            } else {
+                format!("{}.{k}", self.path)
+            };
+            if !seen.insert(k) {
+                self.out.push(path.clone());
+            }
+            map.next_value_seed(Duplicates {
+                path,
+                out: &mut *self.out,
+            })?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq
+            .next_element_seed(Duplicates {
+                path: format!("{}[{i}]", self.path),
+                out: &mut *self.out,
+            })?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
 }
 
 /// Checks a body's apiVersion and kind against the URL's, filling them in
@@ -267,6 +360,17 @@ mod tests {
         assert_eq!(e.code(), 400);
         assert_eq!(parse_body(b"{\"a\":", None).unwrap_err().code(), 400);
         assert_eq!(parse_body(b"[1]", None).unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_with_their_path() {
+        let body = br#"{"metadata":{"name":"a","name":"b"},"spec":{"c":[{"x":1,"x":2},{"y":1}]},"spec":{}}"#;
+        assert_eq!(
+            duplicate_fields(body),
+            ["metadata.name", "spec.c[0].x", "spec"]
+        );
+        assert!(duplicate_fields(br#"{"a":{"a":1}}"#).is_empty());
+        assert!(duplicate_fields(b"not json").is_empty());
     }
 
     #[test]

@@ -184,10 +184,10 @@ pub async fn patch(
     }
     let writer = writer(req, kind, sub, Operation::Update)?;
     let obj = write(api, t, name, scope, dry_run, &writer, |current| {
-        let doc = patch.apply(current, shape)?;
+        let mut doc = patch.apply(current, shape)?;
         // A resourceVersion in the patch is a precondition.
         check_fresh(kind, current, &doc)?;
-        super::strict_fields(kind, &req.query, Some(current), &doc)?;
+        super::check_fields(kind, req, Some(current), &mut doc)?;
         Ok(doc)
     })
     .await?;
@@ -223,13 +223,10 @@ async fn apply(
             "metadata.managedFields must be nil".into(),
         ));
     }
-    // A custom resource's unknown fields: Strict refuses them (below);
-    // otherwise they are dropped before the applier can own them, as its
-    // CRD's schema prunes them from the object.
-    if let Some(custom) = kind.custom {
-        if req.query.get("fieldValidation") != Some("Strict") {
-            crate::crd::schema::prune(&custom.schema, &mut config, true);
-        }
+    // Unknown fields: Strict refuses them (below); otherwise they are
+    // dropped before the applier can own them (warned of under Warn).
+    if req.query.get("fieldValidation") != Some("Strict") {
+        super::check_fields(kind, req, None, &mut config)?;
     }
     let shape = schemas().root(kind);
     let ownable = super::update::ownable(kind, scope);
@@ -276,6 +273,7 @@ mod tests {
             content_type: Some(content_type.into()),
             user_agent: Some("kubectl/v1.32.0 (linux/amd64) kubernetes/abc".into()),
             body: Bytes::from(body.to_string()),
+            warnings: Default::default(),
         }
     }
 

@@ -167,7 +167,7 @@ pub async fn write(
 ) -> Result<Value, ApiError> {
     let dry_run = req.query.dry_run()?;
     let change: Change = if req.method == hyper::Method::PUT {
-        require_object_body(req)?;
+        require_object_body(t.kind, req)?;
         Change::Replace(object::parse_body(&req.body, req.content_type.as_deref())?)
     } else {
         // Scale is a built-in type: strategic merge patch applies (it has

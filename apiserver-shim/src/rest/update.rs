@@ -300,7 +300,7 @@ pub async fn put(
     sub: Option<&str>,
     req: &Request,
 ) -> Result<Value, ApiError> {
-    require_object_body(req)?;
+    require_object_body(t.kind, req)?;
     let dry_run = req.query.dry_run()?;
     let mut body = object::parse_body(&req.body, req.content_type.as_deref())?;
     object::check_type(t.kind, &mut body)?;
@@ -322,8 +322,9 @@ pub async fn put(
     let writer = super::patch::writer(req, kind, sub, Operation::Update)?;
     write(api, t, name, Scope::of(sub), dry_run, &writer, |current| {
         check_fresh(kind, current, &body)?;
-        super::strict_fields(kind, &req.query, Some(current), &body)?;
-        Ok(body.clone())
+        let mut body = body.clone();
+        super::check_fields(kind, req, Some(current), &mut body)?;
+        Ok(body)
     })
     .await
 }

@@ -5,11 +5,12 @@
 //! unknown ones are those pruning removes (which is what Ignore does with
 //! them), its metadata's against ObjectMeta.
 //!
-//! kube-apiserver never stores such fields (Ignore drops them); this server
-//! keeps them under Ignore for built-in kinds. So that a field stored that
-//! way does not make every later strict write of the object fail, a write to
-//! an existing object is refused only for undeclared fields the stored
-//! object lacks.
+//! Warn and Ignore drop such fields, as kube-apiserver's decoder does
+//! ([`drop_unknown`]); Warn names each in a warning. Objects stored before
+//! this server dropped them may still have some: so that such a field does
+//! not make every later strict write of the object fail (or warn), a write
+//! to an existing object is refused (or warned of) only for undeclared
+//! fields the stored object lacks.
 
 use serde_json::Value;
 
@@ -90,6 +91,56 @@ fn undeclared(kind: &Kind, obj: &Value) -> Vec<String> {
     out
 }
 
+/// Removes from `v` what `shape` does not declare (the built-in kinds'
+/// schemas; the mirror of [`walk`]).
+fn remove_unknown(shape: Shape<'_>, v: &mut Value) {
+    if shape.open() {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            let props = shape.properties();
+            m.retain(|k, _| props.is_none_or(|p| p.contains_key(k)));
+            for (k, v) in m.iter_mut() {
+                if let Some(inner) = shape.field(k) {
+                    remove_unknown(inner, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(inner) = shape.items() {
+                for item in items {
+                    remove_unknown(inner, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Drops the fields of `obj` that `kind`'s schema does not declare (a
+/// custom resource: what its CRD's schema prunes, and its metadata's
+/// unknown fields); returns those `stored` (the object it replaces) lacks,
+/// for Warn's warnings.
+pub fn drop_unknown(kind: &Kind, stored: Option<&Value>, obj: &mut Value) -> Vec<String> {
+    let Some(root) = schemas().root(kind) else {
+        return Vec::new();
+    };
+    let known_unknowns = stored.map(|s| undeclared(kind, s)).unwrap_or_default();
+    let mut unknown = undeclared(kind, obj);
+    unknown.retain(|f| !known_unknowns.contains(f));
+    match kind.custom {
+        None => remove_unknown(root, obj),
+        Some(custom) => {
+            crate::crd::schema::prune(&custom.schema, obj, true);
+            if let (Some(meta), Some(shape)) = (obj.get_mut("metadata"), root.field("metadata")) {
+                remove_unknown(shape, meta);
+            }
+        }
+    }
+    unknown
+}
+
 /// Refuses `obj` when it has fields `kind`'s schema does not declare and
 /// `stored` (the object it replaces, if any) does not have.
 pub fn strict(kind: &Kind, stored: Option<&Value>, obj: &Value) -> Result<(), ApiError> {
@@ -123,6 +174,34 @@ mod tests {
         let err = strict(kind, stored, obj).unwrap_err();
         assert_eq!(err.code(), 400);
         err.to_string()
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped_and_named() {
+        let d = find("apps", "v1", "deployments").unwrap();
+        let mut obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "w", "labels": {"any": "thing"}, "bogus": 1},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "a", "image": "i", "imagePullPolcy": "Always"}]}}}});
+        assert_eq!(
+            drop_unknown(d, None, &mut obj),
+            [
+                "metadata.bogus",
+                "spec.template.spec.containers[0].imagePullPolcy"
+            ]
+        );
+        assert_eq!(
+            obj,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "w", "labels": {"any": "thing"}},
+                "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                    {"name": "a", "image": "i"}]}}}})
+        );
+        // Only what the stored object lacks is named.
+        let stored = json!({"spec": {"old": 1}});
+        let mut obj = json!({"spec": {"old": 1, "new": 2}});
+        assert_eq!(drop_unknown(d, Some(&stored), &mut obj), ["spec.new"]);
+        assert_eq!(obj, json!({"spec": {}}));
     }
 
     #[test]
