@@ -132,7 +132,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("peer-cert-allowed-hostname", Str, "", Supported, "Security", "Allowed TLS hostname for inter peer authentication."),
     flag!("peer-auto-tls", Bool, "false", Supported, "Security", "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided."),
     flag!("peer-crl-file", Str, "", Supported, "Security", "Path to the peer certificate revocation list file."),
-    flag!("cipher-suites", Str, "", Warn("oxetcd uses rustls' safe default cipher suites"), "Security", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
+    flag!("cipher-suites", Str, "", Supported, "Security", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
     flag!("cors", Str, "*", Warn("the JSON gateway allows every origin (Access-Control-Allow-Origin: *)"), "Security", "Comma-separated whitelist of origins for CORS (empty or * means allow all)."),
     flag!("host-whitelist", Str, "*", Warn("oxetcd serves HTTP requests for any Host"), "Security", "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."),
     flag!("auth-token", Str, "simple", Warn(NO_AUTH), "Auth", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),

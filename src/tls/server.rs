@@ -34,7 +34,7 @@ pub fn server_config(
     kind: &str,
     hosts: &[String],
 ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(super::cipher_suites::provider(&settings.cipher_suites));
     let (cert_path, key_path, auto) = match (&settings.cert_file, &settings.key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
         (None, None) if settings.auto_tls => {
