@@ -19,8 +19,8 @@ use crate::config::{ClusterState, Config};
 use crate::gateway;
 use crate::listener::{self, ListenError};
 use crate::service::{
-    http, ClusterService, ElectionService, KvService, LeaseService, Local, LockService,
-    MaintenanceService, WatchServer, WatchService,
+    grpc_metrics, http, metrics, ClusterService, ElectionService, KvService, LeaseService, Local,
+    LockService, MaintenanceService, WatchServer, WatchService,
 };
 use crate::tls::{self, TlsError};
 
@@ -98,6 +98,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     });
     let server = opened.serve().await?;
+    oxetcd_metrics::init(config.metrics);
+    metrics::set_identity(&server);
     // A Raft core that stopped (a panic, a fatal storage error) leaves a
     // member that can answer nothing: exit, so that a supervisor restarts it
     // from the durable state, as etcd panics.
@@ -116,7 +118,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         "client",
         &hosts(&config.listen_client_urls),
     )?;
-    let listeners = listener::bind(&config.listen_client_urls, client_tls, "client").await?;
+    let listeners =
+        listener::bind(&config.listen_client_urls, client_tls.clone(), "client").await?;
+    serve_metrics_urls(&config, client_tls, server.clone()).await?;
     let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let local = Local::new(server.clone());
     let grpc = Routes::new(
@@ -148,6 +152,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // gRPC and etcd's plain HTTP endpoints share the client port, as in etcd.
     let routes = Routes::from(
         grpc.into_axum_router()
+            .layer(grpc_metrics::GrpcMetricsLayer)
             .merge(http::router(server.clone()))
             .merge(gateway::router(json_gateway))
             .fallback(http::not_found),
@@ -176,6 +181,30 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     router
         .serve_with_incoming_shutdown(listeners.incoming(), shutdown_signal())
         .await?;
+    Ok(())
+}
+
+/// Serves /metrics and the health endpoints on --listen-metrics-urls (none
+/// by default), https ones with the client port's TLS setup, as etcd.
+async fn serve_metrics_urls(
+    config: &Config,
+    client_tls: Option<Arc<rustls::ServerConfig>>,
+    server: Arc<EtcdServer>,
+) -> Result<(), StartError> {
+    if config.listen_metrics_urls.is_empty() {
+        return Ok(());
+    }
+    let listeners = listener::bind(&config.listen_metrics_urls, client_tls, "metrics").await?;
+    info!(addresses = ?listeners.local_addrs(), "serving metrics");
+    let routes = Routes::from(http::metrics_router(server).fallback(http::not_found));
+    let metrics = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes);
+    tokio::spawn(async move {
+        if let Err(e) = metrics.serve_with_incoming(listeners.incoming()).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
     Ok(())
 }
 

@@ -101,7 +101,14 @@ impl<P: Payload> RaftLogStorage<Types<P>> for LogStore<P> {
     ) -> Result<(), StorageError<NodeId>> {
         self.wal
             .save_committed(committed)
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        // etcd's proposals_committed_total is the committed index, a gauge.
+        if let Some(id) = committed {
+            oxetcd_metrics::server()
+                .proposals_committed_total
+                .set(i64::try_from(id.index).unwrap_or(i64::MAX));
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {

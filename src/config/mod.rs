@@ -73,6 +73,11 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client_urls: Vec<ListenUrl>,
+    /// --listen-metrics-urls: more listeners for /metrics and the health
+    /// endpoints (https ones with the client TLS setup, as etcd).
+    pub listen_metrics_urls: Vec<ListenUrl>,
+    /// --metrics: basic, or extensive (gRPC handling-time histograms too).
+    pub metrics: oxetcd_metrics::Level,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<ListenUrl>,
     pub initial_advertise_peer_urls: Vec<String>,
@@ -210,8 +215,15 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
 
     let listen_peer_urls = urls::listen_urls(v, "listen-peer-urls")?;
     let listen_client_urls = urls::listen_urls(v, "listen-client-urls")?;
-    // Only validated: oxetcd serves no metrics.
-    urls::listen_urls(v, "listen-metrics-urls")?;
+    let listen_metrics_urls = urls::listen_urls(v, "listen-metrics-urls")?;
+    // As etcd: any value but "extensive" is basic (said in the log).
+    let metrics_level = v.string("metrics");
+    let metrics = metrics_level.parse().unwrap_or_else(|_| {
+        v.warnings.push(format!(
+            "--metrics={metrics_level} is not basic or extensive: serving basic metrics, as etcd"
+        ));
+        oxetcd_metrics::Level::Basic
+    });
     let initial_advertise_peer_urls = urls::advertise_urls(v, "initial-advertise-peer-urls")?;
     bootstrap::check_advertise_client_urls(v)?;
     let advertise_client_urls = urls::advertise_urls(v, "advertise-client-urls")?;
@@ -267,6 +279,8 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         name,
         data_dir,
         listen_client_urls,
+        listen_metrics_urls,
+        metrics,
         advertise_client_urls,
         listen_peer_urls,
         initial_advertise_peer_urls,
@@ -300,6 +314,27 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
 mod tests {
     use super::*;
     use crate::config::test_support::*;
+
+    #[test]
+    fn metrics_levels_and_urls() {
+        use oxetcd_metrics::Level;
+        let c = cfg(&[]);
+        assert_eq!(c.metrics, Level::Basic);
+        assert!(c.listen_metrics_urls.is_empty());
+        let c = cfg(&[
+            "--metrics",
+            "extensive",
+            "--listen-metrics-urls",
+            "http://127.0.0.1:9379,https://127.0.0.1:9380",
+        ]);
+        assert_eq!(c.metrics, Level::Extensive);
+        assert_eq!(c.listen_metrics_urls.len(), 2);
+        assert_eq!(c.listen_metrics_urls[1].scheme, Scheme::Https);
+        // etcd takes any other level as basic; oxetcd says so.
+        let c = cfg(&["--metrics", "full"]);
+        assert_eq!(c.metrics, Level::Basic);
+        assert!(c.warnings.iter().any(|w| w.contains("--metrics=full")));
+    }
 
     #[test]
     fn defaults_are_etcds() {

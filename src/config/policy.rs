@@ -160,7 +160,6 @@ mod tests {
                 "--grpc-keepalive-interval",
                 "--auto-compaction-retention",
                 "--auth-token",
-                "--listen-metrics-urls",
                 "--experimental-initial-corrupt-check",
                 "flag \"--v\" is no longer supported - ignoring",
             ]

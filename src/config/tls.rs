@@ -17,6 +17,15 @@ pub struct TlsSettings {
     pub auto_tls: bool,
     pub allowed_cn: Option<String>,
     pub allowed_hostname: Option<String>,
+    /// --cipher-suites (both ports, as etcd): the TLS 1.2 suites offered,
+    /// in order; empty for rustls' defaults.
+    pub cipher_suites: Vec<rustls::CipherSuite>,
+}
+
+/// --cipher-suites, checked at start as etcd checks it.
+fn cipher_suites(v: &Values) -> Result<Vec<rustls::CipherSuite>, ConfigError> {
+    crate::tls::cipher_suites::parse(&v.string("cipher-suites"))
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
 /// The client port's settings; a cert pair given turns --auto-tls off, as
@@ -34,6 +43,7 @@ pub(super) fn client_tls(
         auto_tls: v.bool("auto-tls")?,
         allowed_cn: None,
         allowed_hostname: v.opt_string("client-cert-allowed-hostname"),
+        cipher_suites: cipher_suites(v)?,
     };
     if tls.auto_tls && (tls.cert_file.is_some() || tls.key_file.is_some()) {
         warnings.push("ignoring client auto TLS since certs given".into());
@@ -54,6 +64,7 @@ pub(super) fn peer_tls(v: &Values, warnings: &mut Vec<String>) -> Result<TlsSett
         auto_tls: v.bool("peer-auto-tls")?,
         allowed_cn: v.opt_string("peer-cert-allowed-cn"),
         allowed_hostname: v.opt_string("peer-cert-allowed-hostname"),
+        cipher_suites: cipher_suites(v)?,
     };
     if let (Some(cn), Some(host)) = (&tls.allowed_cn, &tls.allowed_hostname) {
         return Err(ConfigError::Invalid(format!(
@@ -70,6 +81,25 @@ pub(super) fn peer_tls(v: &Values, warnings: &mut Vec<String>) -> Result<TlsSett
 #[cfg(test)]
 mod tests {
     use crate::config::test_support::*;
+
+    #[test]
+    fn cipher_suites_apply_to_both_ports_and_unknown_names_stop_the_start() {
+        let c = cfg(&[
+            "--cipher-suites",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+        ]);
+        let want = vec![
+            rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ];
+        assert_eq!(c.client_tls.cipher_suites, want);
+        assert_eq!(c.peer_tls.cipher_suites, want);
+        assert!(cfg(&[]).client_tls.cipher_suites.is_empty());
+        assert_eq!(
+            err(&["--cipher-suites", "TLS_NOPE"]),
+            "unexpected TLS cipher suite \"TLS_NOPE\""
+        );
+    }
 
     #[test]
     fn auto_tls_gives_way_to_certs() {

@@ -1,6 +1,7 @@
 //! The plain HTTP endpoints etcd serves on its client URLs: the health
-//! endpoints (`super::health`: load balancers and liveness probes) and
-//! `/version`. They share the port with gRPC.
+//! endpoints (`super::health`: load balancers and liveness probes),
+//! `/metrics` (`super::metrics`) and `/version`. They share the port with
+//! gRPC. --listen-metrics-urls serve the health endpoints and `/metrics`.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -21,7 +22,13 @@ fn cluster_version() -> String {
 pub fn router(node: Shared) -> Router {
     Router::new()
         .route("/version", get(version))
-        .merge(super::health::router(node))
+        .merge(metrics_router(node))
+}
+
+/// What --listen-metrics-urls serve, as etcd: /metrics and the health
+/// endpoints.
+pub fn metrics_router(node: Shared) -> Router {
+    super::metrics::router(node.clone()).merge(super::health::router(node))
 }
 
 /// Unknown paths: gRPC clients get the Unimplemented status they expect for a

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod election;
+pub mod grpc_metrics;
 mod health;
 pub mod http;
 mod kv;
@@ -9,6 +10,7 @@ mod lease;
 mod local;
 mod lock;
 mod maintenance;
+pub mod metrics;
 mod snapshot;
 mod watch;
 

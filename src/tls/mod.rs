@@ -7,10 +7,12 @@
 //!   `oxetcd_tls`, which also reads every PEM file here).
 //! - `auto`: auto-TLS, self-signed certificates kept under the data dir.
 //! - `names`: the subject CommonName of a certificate.
+//! - `cipher_suites`: --cipher-suites, Go's names to rustls' suites.
 //! - `handshake_error`: failed handshakes in etcd's (Go's) words.
 //! - here: [`TlsError`].
 
 mod auto;
+pub mod cipher_suites;
 mod handshake_error;
 mod names;
 mod peer_client;

@@ -45,7 +45,8 @@ pub fn peer_client_config(
         }
         _ => return Ok(None),
     };
-    Ok(Some(client_config(&options)?))
+    let provider = super::cipher_suites::provider(&settings.cipher_suites);
+    Ok(Some(client_config(&options.provider(Arc::new(provider)))?))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub fn server_config(
     kind: &str,
     hosts: &[String],
 ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(super::cipher_suites::provider(&settings.cipher_suites));
     let (cert_path, key_path, auto) = match (&settings.cert_file, &settings.key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
         (None, None) if settings.auto_tls => {
@@ -298,6 +298,55 @@ mod tests {
         assert!(handshake(server.clone(), good).await);
         assert!(!handshake(server.clone(), none).await);
         assert!(!handshake(server, stranger).await);
+    }
+
+    #[tokio::test]
+    async fn cipher_suites_limit_tls12_and_leave_tls13_whole() {
+        use rustls::CipherSuite as S;
+        let p = pki();
+        let settings = TlsSettings {
+            cipher_suites: vec![
+                S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            ],
+            ..mtls(&p)
+        };
+        let server = build(&settings, p.dir.path());
+        // A client that offers `suite` only (a TLS 1.2 suite: TLS 1.2 only).
+        let offering = |suite: S| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            provider.cipher_suites.retain(|s| s.suite() == suite);
+            let options = oxetcd_tls::ClientTlsOptions::new(oxetcd_tls::Trust::Cas(vec![
+                oxetcd_tls::Pem::file(&p.ca),
+            ]))
+            .identity(oxetcd_tls::Identity::files(&p.client.0, &p.client.1))
+            .provider(Arc::new(provider));
+            oxetcd_tls::client_config(&options).unwrap()
+        };
+        // Whatever the test certificate's key type, its listed suite works
+        // and the unlisted one of the same key type does not.
+        let listed = handshake(
+            server.clone(),
+            offering(S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+        )
+        .await
+            || handshake(
+                server.clone(),
+                offering(S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            )
+            .await;
+        assert!(listed, "a listed suite was refused");
+        for unlisted in [
+            S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ] {
+            assert!(
+                !handshake(server.clone(), offering(unlisted)).await,
+                "{unlisted:?} was accepted"
+            );
+        }
+        // TLS 1.3 is not limited, as in Go.
+        assert!(handshake(server, offering(S::TLS13_AES_256_GCM_SHA384)).await);
     }
 
     #[tokio::test]

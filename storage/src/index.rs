@@ -53,11 +53,28 @@ impl<'a> KeyRange<'a> {
 #[derive(Default, Debug)]
 pub struct TreeIndex {
     keys: BTreeMap<Bytes, KeyIndex>,
+    /// Keys whose latest generation is open (live at the latest revision):
+    /// etcd's keys gauge, kept by the changes below rather than counted.
+    live: i64,
 }
 
 impl TreeIndex {
     /// Records a put; returns (create_revision, version).
     pub fn put(&mut self, key: &Bytes, rev: Revision) -> (i64, i64) {
+        let out = self.put_inner(key, rev);
+        // Version 1 starts a generation: the key was not live before.
+        if out.1 == 1 {
+            self.live += 1;
+        }
+        out
+    }
+
+    /// Keys live at the latest revision.
+    pub fn live_keys(&self) -> i64 {
+        self.live
+    }
+
+    fn put_inner(&mut self, key: &Bytes, rev: Revision) -> (i64, i64) {
         if let Some(ki) = self.keys.get_mut(key.as_ref()) {
             return ki.put(rev);
         }
@@ -72,18 +89,25 @@ impl TreeIndex {
 
     /// Records a delete of a live key; false (nothing changed) when it is not live.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+        let deleted = self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev));
+        if deleted {
+            self.live -= 1;
+        }
+        deleted
     }
 
     pub fn restore_put(&mut self, key: Bytes, rev: Revision, created: i64, version: i64) {
-        self.keys
-            .entry(key)
-            .or_default()
-            .restore_put(rev, created, version);
+        let ki = self.keys.entry(key).or_default();
+        let was = ki.is_live();
+        ki.restore_put(rev, created, version);
+        self.live += i64::from(ki.is_live()) - i64::from(was);
     }
 
     pub fn restore_tombstone(&mut self, key: Bytes, rev: Revision) {
-        self.keys.entry(key).or_default().restore_tombstone(rev);
+        let ki = self.keys.entry(key).or_default();
+        let was = ki.is_live();
+        ki.restore_tombstone(rev);
+        self.live += i64::from(ki.is_live()) - i64::from(was);
     }
 
     /// Calls `visit` with each key live at `at` in the range, in key order, until

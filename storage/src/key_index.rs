@@ -164,6 +164,13 @@ impl KeyIndex {
         None
     }
 
+    /// True when the latest generation is open: the key exists now.
+    pub fn is_live(&self) -> bool {
+        self.generations
+            .last()
+            .is_some_and(|g| g.tombstone.is_none() && !g.puts.is_empty())
+    }
+
     /// True when no history is left.
     pub fn is_empty(&self) -> bool {
         self.generations.is_empty()

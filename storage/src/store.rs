@@ -348,6 +348,11 @@ impl Store {
         })
     }
 
+    /// Keys live at the latest applied revision (etcd's keys gauge).
+    pub fn live_keys(&self) -> i64 {
+        self.state.read().index.live_keys()
+    }
+
     /// Bytes the backend occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.backend.size_on_disk()

@@ -90,6 +90,13 @@ fn key(k: u8) -> Bytes {
 
 fn check_all_revisions(store: &Store, model: &Model) {
     assert_eq!(store.current_revision(), model.rev());
+    // The index's running count of live keys (etcd's keys gauge), through
+    // puts, deletes, compactions and the rebuild at reopen.
+    assert_eq!(
+        store.live_keys(),
+        model.states.last().unwrap().len() as i64,
+        "live keys"
+    );
     let latest = store.range(KeyRange::new(b"\0", b"\0"), &RangeOptions::default());
     if model.rev() >= model.compacted {
         let latest = latest.unwrap();

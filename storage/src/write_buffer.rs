@@ -150,7 +150,15 @@ impl Shared {
                 }
             }
         }
+        // etcd_disk_backend_commit_duration_seconds: the engine's write of
+        // the batch, what a bbolt commit is to etcd.
+        let started = std::time::Instant::now();
         let result = self.engine.apply(batch);
+        if result.is_ok() {
+            oxetcd_metrics::disk()
+                .backend_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
         let mut b = self.buffered.write();
         let frozen = std::mem::take(&mut b.frozen);
         if result.is_err() {

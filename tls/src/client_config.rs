@@ -67,6 +67,9 @@ pub struct ClientTlsOptions {
     /// For servers that ask for a client certificate.
     pub identity: Option<Identity>,
     pub check: Option<Arc<dyn CertCheck>>,
+    /// The primitives and cipher suites (etcd's --cipher-suites); ring's
+    /// defaults when None.
+    pub provider: Option<Arc<CryptoProvider>>,
 }
 
 impl ClientTlsOptions {
@@ -76,6 +79,14 @@ impl ClientTlsOptions {
             trust,
             identity: None,
             check: None,
+            provider: None,
+        }
+    }
+
+    pub fn provider(self, provider: Arc<CryptoProvider>) -> Self {
+        ClientTlsOptions {
+            provider: Some(provider),
+            ..self
         }
     }
 
@@ -97,7 +108,10 @@ impl ClientTlsOptions {
 /// The rustls client configuration for `options`: ring's primitives, TLS 1.2
 /// and 1.3, offering HTTP/2 (ALPN `h2`: gRPC's protocol).
 pub fn client_config(options: &ClientTlsOptions) -> Result<Arc<ClientConfig>, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = options
+        .provider
+        .clone()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
     let verifier = verifier(options, provider.clone())?;
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

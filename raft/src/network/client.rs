@@ -246,6 +246,7 @@ impl<P: Payload> RaftNetworkFactory<Types<P>> for Network {
             client: self.shared.client(target, &node.addr),
             max_message_bytes: self.shared.options.max_message_bytes,
             backoff: self.shared.options.unreachable_backoff,
+            round_trip: oxetcd_metrics::network().peer_round_trip(target),
         }
     }
 }
@@ -266,6 +267,10 @@ pub struct PeerConnection {
     client: Result<RaftClient<Channel>, AddrError>,
     max_message_bytes: usize,
     backoff: Duration,
+    /// etcd_network_peer_round_trip_time_seconds{To=target}: the round trips
+    /// of heartbeats (append-entries without entries, which the peer answers
+    /// without touching its disk: what etcd's probes measure).
+    round_trip: oxetcd_metrics::Histogram,
 }
 
 impl std::fmt::Debug for PeerConnection {
@@ -371,8 +376,14 @@ impl<P: Payload> RaftNetwork<Types<P>> for PeerConnection {
         let reply = if payload.len() <= STREAMED_APPEND_MAX_BYTES {
             let kind = call::Kind::AppendEntries(payload);
             let addr = &self.node.addr;
+            let sent = Instant::now();
             match self.shared.stream_call(self.target, addr, kind, ttl).await {
-                Ok(reply::Kind::AppendEntries(payload)) => Ok(payload),
+                Ok(reply::Kind::AppendEntries(payload)) => {
+                    if rpc.entries.is_empty() {
+                        self.round_trip.observe(sent.elapsed().as_secs_f64());
+                    }
+                    Ok(payload)
+                }
                 Ok(_) => Err(CallError::WrongReply),
                 Err(e) => Err(e),
             }

@@ -88,6 +88,12 @@ fn revoke_one(
     for key in &keys {
         txn.delete_range(KeyRange::new(key, b""));
     }
+    // As etcd's lessor: one delete per key, in one txn.
+    let mvcc = oxetcd_metrics::mvcc();
+    mvcc.delete_total.inc_by(keys.len() as u64);
+    if keys.len() > 1 {
+        mvcc.txn_total.inc();
+    }
     txn.delete_lease_record(id);
     leases.remove(id);
     Ok(Some(txn.end()?))

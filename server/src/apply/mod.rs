@@ -238,6 +238,7 @@ fn previous(
     if !(p.prev_kv || p.ignore_value || p.ignore_lease) {
         return Ok(None);
     }
+    oxetcd_metrics::mvcc().range_total.inc();
     let res = reader.read(KeyRange::new(&p.key, b""), &RangeOptions::default())?;
     Ok(res.kvs.into_iter().next())
 }
@@ -284,6 +285,7 @@ pub(crate) fn put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse,
         None => (p.value.clone(), p.lease),
     };
     txn.put(p.key.clone(), value, lease);
+    oxetcd_metrics::mvcc().put_total.inc();
     Ok(PutResponse {
         header: header(txn.read_rev()),
         prev_kv: prev.filter(|_| p.prev_kv),
@@ -295,12 +297,15 @@ pub(crate) fn delete_range(
     d: &DeleteRangeRequest,
 ) -> Result<DeleteRangeResponse, EtcdError> {
     let range = KeyRange::new(&d.key, &d.range_end);
+    let mvcc = oxetcd_metrics::mvcc();
     let prev_kvs = if d.prev_kv {
+        mvcc.range_total.inc();
         txn.read(range, &RangeOptions::default())?.kvs
     } else {
         Vec::new()
     };
     let deleted = txn.delete_range(range).len() as i64;
+    mvcc.delete_total.inc();
     Ok(DeleteRangeResponse {
         header: header(txn.read_rev()),
         deleted,

@@ -46,6 +46,7 @@ fn needs_everything(req: &RangeRequest) -> bool {
 
 /// Serves a RangeRequest (already validated).
 pub fn range(reader: &impl Reader, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    oxetcd_metrics::mvcc().range_total.inc();
     let limit = usize::try_from(req.limit).unwrap_or(0);
     let opts = RangeOptions {
         // One extra key tells whether there are more than `limit`.

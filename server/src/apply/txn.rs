@@ -28,7 +28,28 @@ pub fn apply_txn(
     compare_path(txn, req, &mut path);
     check_path(txn, leases, req, &path, &mut 0)?;
     let resp = execute(txn, req, &path, &mut 0)?;
+    // etcd counts a txn whose reads (compares included) and writes number
+    // more than one; each of those is counted where it runs.
+    if operations(req, &path, &mut 0) > 1 {
+        oxetcd_metrics::mvcc().txn_total.inc();
+    }
     Ok(resp)
+}
+
+/// The compares and the range, put and delete operations of the txns on
+/// the path taken.
+fn operations(req: &TxnRequest, path: &[bool], at: &mut usize) -> usize {
+    let ok = path[*at];
+    *at += 1;
+    let mut n = req.compare.len();
+    for op in branch(req, ok) {
+        n += match &op.request {
+            Some(Op::RequestTxn(t)) => operations(t, path, at),
+            Some(_) => 1,
+            None => 0,
+        };
+    }
+    n
 }
 
 fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
@@ -127,6 +148,7 @@ fn execute(
 /// missing key compares as an empty key-value, except that a VALUE compare on a
 /// missing key always fails.
 pub fn compare(reader: &impl Reader, c: &Compare) -> bool {
+    oxetcd_metrics::mvcc().range_total.inc();
     let Ok(res) = reader.read(
         KeyRange::new(&c.key, &c.range_end),
         &RangeOptions::default(),

@@ -9,6 +9,9 @@ use oxetcd_raft::NodeId;
 pub struct LeaderSeen {
     leader: Option<NodeId>,
     term: u64,
+    /// Changes to a leader other than the last known one (none counts as
+    /// unknown), as etcd counts etcd_server_leader_changes_seen_total.
+    changes_seen: u64,
 }
 
 impl LeaderSeen {
@@ -19,7 +22,19 @@ impl LeaderSeen {
         if leader == self.leader && term == self.term {
             return None;
         }
-        let before = std::mem::replace(self, LeaderSeen { leader, term });
+        if leader.is_some() && leader != self.leader {
+            self.changes_seen += 1;
+            oxetcd_metrics::server().leader_changes_seen_total.inc();
+        }
+        let changes_seen = self.changes_seen;
+        let before = std::mem::replace(
+            self,
+            LeaderSeen {
+                leader,
+                term,
+                changes_seen,
+            },
+        );
         match (before.leader, leader) {
             (_, Some(l)) if l == me => Some(format!("{me:x} became leader at term {term}")),
             (_, Some(l)) => Some(format!("{me:x} elected leader {l:x} at term {term}")),
@@ -56,5 +71,8 @@ mod tests {
             Some("a became leader at term 5"),
             "re-elected in a later term"
         );
+        // b, then a after none known: a re-election of the same leader in a
+        // later term is not a change.
+        assert_eq!(seen.changes_seen, 2);
     }
 }

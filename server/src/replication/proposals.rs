@@ -154,12 +154,45 @@ async fn run<L: Log>(log: L, mut arrived: mpsc::UnboundedReceiver<Proposal>) {
         }
         // Kept to give the writes back if Raft refuses them unproposed.
         let command = LogCommand::with_encoding(Command::batch(writes), encoded);
-        let applied = match log.submit(command.clone()).await {
-            Ok(pending) => pending.await,
-            Err(e) => Err(e),
-        };
+        let applied = counted(replies.len(), async {
+            match log.submit(command.clone()).await {
+                Ok(pending) => pending.await,
+                Err(e) => Err(e),
+            }
+        })
+        .await;
         deliver(command, replies, applied);
     }
+}
+
+/// Runs the proposal of `writes` writes, counted as etcd counts its
+/// proposals: pending until answered, failed when Raft gave no result (a
+/// refusal for want of leadership is not a failure: the write goes on to the
+/// leader).
+pub(super) async fn counted<T>(
+    writes: usize,
+    proposal: impl Future<Output = Result<T, RaftWriteError>>,
+) -> Result<T, RaftWriteError> {
+    /// Takes the writes off the pending gauge however the proposal ends,
+    /// its caller's giving up (a dropped future) included.
+    struct Pending(i64);
+    impl Drop for Pending {
+        fn drop(&mut self) {
+            oxetcd_metrics::server().proposals_pending.sub(self.0);
+        }
+    }
+    let server = oxetcd_metrics::server();
+    let writes = i64::try_from(writes).unwrap_or(i64::MAX);
+    server.proposals_pending.add(writes);
+    let pending = Pending(writes);
+    let result = proposal.await;
+    drop(pending);
+    if let Err(e) = &result {
+        if !matches!(e, RaftError::APIError(ClientWriteError::ForwardToLeader(_))) {
+            server.proposals_failed_total.inc_by(writes.unsigned_abs());
+        }
+    }
+    result
 }
 
 /// `first` and what else has arrived, within the limits: the writes, the

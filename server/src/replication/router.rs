@@ -211,7 +211,7 @@ pub(super) async fn write_alone(
 ) -> Result<Result<Response, EtcdError>, Request> {
     // Kept to take the request back if Raft refuses it unproposed.
     let command = LogCommand::from(request);
-    match raft.client_write(command.clone()).await {
+    match super::proposals::counted(1, raft.client_write(command.clone())).await {
         Ok(written) => Ok(written
             .data
             .0

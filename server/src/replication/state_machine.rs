@@ -44,6 +44,7 @@
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::storage::RaftStateMachine;
@@ -67,6 +68,11 @@ use crate::error::EtcdError;
 use crate::lease::{self, Lessor};
 use crate::quota::{self, Quota};
 use crate::watchdog::Watchdog;
+
+/// An entry whose apply takes longer counts in etcd_server_slow_apply_total
+/// (etcd's --experimental-warning-apply-duration default; oxetcd does not
+/// take that flag).
+const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 type Membership = StoredMembership<NodeId, BasicNode>;
 type RaftResult<T> = Result<T, StorageError<NodeId>>;
@@ -375,7 +381,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut responses = Vec::new();
         let mut cost = 0;
         for entry in entries {
+            let started = Instant::now();
             responses.push(self.apply_one(entry, &mut cost)?);
+            if started.elapsed() > SLOW_APPLY {
+                oxetcd_metrics::server().slow_apply_total.inc();
+            }
         }
         self.quota.applied(&self.store, cost);
         // Committed on a quorum already: visible now, and to watchers.
