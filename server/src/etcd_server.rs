@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::alarm::Alarms;
 use crate::apply;
+use crate::auto_compaction::{self, AutoCompaction};
 use crate::command::{KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request};
 use crate::compactor::{self, DEFAULT_COMPACTION_BATCH_LIMIT};
 use crate::datadir::{DataDir, DataDirError};
@@ -105,6 +106,12 @@ pub struct ServerConfig {
     /// end): the Raft log is never fsynced, so a power cut loses acknowledged
     /// writes; the power-loss tests must catch it.
     pub failpoint_skip_wal_fsync: bool,
+    /// --auto-compaction-mode and --auto-compaction-retention; None when
+    /// the retention is 0 (etcd's "disabled").
+    pub auto_compaction: Option<AutoCompaction>,
+    /// Test hook (OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS in the front end):
+    /// revision mode looks this often instead of every 5 minutes.
+    pub test_auto_compaction_interval: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -135,6 +142,8 @@ impl ServerConfig {
             peer_client_tls: None,
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
+            auto_compaction: None,
+            test_auto_compaction_interval: None,
         }
     }
 }
@@ -257,6 +266,15 @@ impl Opened {
             quota: quota.clone(),
             member_id,
         }));
+        if let Some(policy) = config.auto_compaction {
+            info!(?policy, "auto compaction is on (on the leader)");
+            tokio::spawn(auto_compaction::run(
+                policy,
+                replication.clone(),
+                store.clone(),
+                config.test_auto_compaction_interval,
+            ));
+        }
         let server = Arc::new(EtcdServer {
             store,
             hub,

@@ -54,8 +54,6 @@ const NO_PROXY: &str = "the v2 proxy is not implemented";
 // Why an accepted flag is ignored, shared by several rows.
 const BACKEND_BATCH: &str = "the store flushes applied writes every 100ms or 8 MiB, whichever comes first (the Raft log made them durable already)";
 const NO_SERVER_PINGS: &str = "the gRPC server sends no keepalive pings";
-const NO_AUTO_COMPACTION: &str =
-    "oxetcd does not compact on its own; compact with the Compact RPC (etcdctl compact)";
 const NO_AUTH: &str = "auth is not implemented (its RPCs answer Unimplemented)";
 const NO_LOG_TUNING: &str = "oxetcd logs to stderr (level from --log-level, or OXETCD_LOG)";
 const NO_CORRUPT_CHECK: &str =
@@ -114,8 +112,8 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("discovery-srv-name", Str, "", Reject(NO_DISCOVERY), "Clustering", "Suffix to the dns srv name queried when bootstrapping."),
     flag!("strict-reconfig-check", Bool, "true", Supported, "Clustering", "Reject reconfiguration requests that would cause quorum loss."),
     flag!("pre-vote", Bool, "false", Warn("openraft has no pre-vote phase; a follower that hears from its leader refuses vote requests for the leader lease (2/3 of --election-timeout)"), "Clustering", "Enable to run an additional Raft election phase."),
-    flag!("auto-compaction-retention", Str, "0", Warn(NO_AUTO_COMPACTION), "Clustering", "Auto compaction retention length. 0 means disable auto compaction."),
-    flag!("auto-compaction-mode", Str, "periodic", Warn(NO_AUTO_COMPACTION), "Clustering", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
+    flag!("auto-compaction-retention", Str, "0", Supported, "Clustering", "Auto compaction retention length. 0 means disable auto compaction."),
+    flag!("auto-compaction-mode", Str, "periodic", Supported, "Clustering", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     flag!("enable-v2", Bool, "false", Reject(NO_V2), "Clustering", "Accept etcd V2 client requests."),
     flag!("cert-file", Str, "", Supported, "Security", "Path to the client server TLS cert file."),
     flag!("key-file", Str, "", Supported, "Security", "Path to the client server TLS key file."),

@@ -84,6 +84,8 @@ pub struct Config {
     pub force_new_cluster: bool,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// --auto-compaction-mode/-retention; None when disabled.
+    pub auto_compaction: Option<oxetcd_server::AutoCompaction>,
     /// Revisions a compaction deletes per batch in the background.
     pub compaction_batch_limit: usize,
     /// --max-concurrent-streams: HTTP/2 streams per client connection, and
@@ -232,7 +234,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         }
     };
     bootstrap::check_ticks(v)?;
-    bootstrap::check_auto_compaction(v)?;
+    let auto_compaction = bootstrap::auto_compaction(v)?;
     let logger = v.string("logger");
     if logger != "capnslog" && logger != "zap" {
         return Err(ConfigError::Invalid(format!(
@@ -273,6 +275,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         force_new_cluster: v.bool("force-new-cluster")?,
         max_request_bytes,
         max_txn_ops,
+        auto_compaction,
         compaction_batch_limit,
         // Uint(32) flags parse within u32.
         max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams", 32)?)

@@ -136,7 +136,6 @@ mod tests {
             "2500",
             "--quota-backend-bytes",
             "8589934592",
-            "--auto-compaction-retention=1h",
             "--experimental-initial-corrupt-check",
             "--grpc-keepalive-interval",
             "10s",
@@ -158,7 +157,6 @@ mod tests {
             flags,
             [
                 "--grpc-keepalive-interval",
-                "--auto-compaction-retention",
                 "--auth-token",
                 "--listen-metrics-urls",
                 "--experimental-initial-corrupt-check",
