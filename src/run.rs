@@ -50,6 +50,7 @@ fn server_config(
     ServerConfig {
         name: config.name.clone(),
         data_dir: config.data_dir.clone(),
+        wal_dir: config.wal_dir.clone(),
         initial_cluster: config.initial_cluster.clone(),
         initial_cluster_token: config.initial_cluster_token.clone(),
         initial_advertise_peer_urls: config.initial_advertise_peer_urls.clone(),

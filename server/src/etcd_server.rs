@@ -62,6 +62,8 @@ const QUOTA_CHECK_INTERVAL: Duration = FLUSH_INTERVAL;
 pub struct ServerConfig {
     pub name: String,
     pub data_dir: PathBuf,
+    /// --wal-dir: the Raft log's directory when not in the data dir.
+    pub wal_dir: Option<PathBuf>,
     /// (member name, peer URL) for every member of the initial cluster, one
     /// entry per URL.
     pub initial_cluster: Vec<(String, String)>,
@@ -122,6 +124,7 @@ impl ServerConfig {
         Self {
             name: "default".to_string(),
             data_dir: data_dir.to_path_buf(),
+            wal_dir: None,
             initial_cluster: vec![("default".to_string(), peer_url.clone())],
             initial_cluster_token: "etcd-cluster".to_string(),
             initial_advertise_peer_urls: vec![peer_url],
@@ -321,7 +324,8 @@ impl EtcdServer {
     /// Opens the member's data and starts Raft; see [`Opened`]. A cluster of
     /// several members needs the peer service served before [`Opened::serve`].
     pub async fn open(config: ServerConfig) -> Result<Opened, StartError> {
-        let data_dir = DataDir::prepare(&config.data_dir, config.backend)?;
+        let data_dir =
+            DataDir::prepare(&config.data_dir, config.backend, config.wal_dir.as_deref())?;
         info!(engine = %data_dir.engine(), "opening the store");
         let engine = data_dir
             .engine()
@@ -360,7 +364,7 @@ impl EtcdServer {
         };
         if config.force_new_cluster
             && replication::force_new_cluster(
-                &data_dir.raft_path(),
+                &data_dir.raft_paths(),
                 &store,
                 &hub,
                 &companions,
@@ -373,7 +377,7 @@ impl EtcdServer {
         }
         let replication = Arc::new(
             Replication::start(
-                &data_dir.raft_path(),
+                &data_dir.raft_paths(),
                 store.clone(),
                 hub.clone(),
                 companions,

@@ -64,7 +64,7 @@ mod watchdog;
 pub use apply::{range, recorded_cluster_id, Reader};
 pub use auto_compaction::AutoCompaction;
 pub use compactor::DEFAULT_COMPACTION_BATCH_LIMIT;
-pub use datadir::{DataDir, DataDirError};
+pub use datadir::{DataDir, DataDirError, RaftPaths};
 pub use error::EtcdError;
 pub use etcd_server::{EtcdServer, Opened, ServerConfig, StartError};
 pub use lease::{Renewal, TimeToLive};

@@ -82,7 +82,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("config-file", Str, "", Reject("configuration files are not supported; use flags or ETCD_* variables"), "Member", "Path to the server configuration file."),
     flag!("name", Str, "default", Supported, "Member", "Human-readable name for this member."),
     flag!("data-dir", Str, "", Supported, "Member", "Path to the data directory. [default: ${name}.etcd]"),
-    flag!("wal-dir", Str, "", Warn("the Raft log is kept in --data-dir, under oxetcd/raft/wal"), "Member", "Path to the dedicated wal directory."),
+    flag!("wal-dir", Str, "", Supported, "Member", "Path to the dedicated wal directory."),
     flag!("snapshot-count", Uint(64), "100000", Supported, "Member", "Number of committed transactions to trigger a snapshot to disk."),
     flag!("heartbeat-interval", Uint(64), "100", Supported, "Member", "Time (in milliseconds) of a heartbeat interval."),
     flag!("election-timeout", Uint(64), "1000", Supported, "Member", "Time (in milliseconds) for an election to timeout."),

@@ -72,6 +72,8 @@ pub enum Invocation {
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
+    /// --wal-dir: the Raft log's directory, when not in the data dir.
+    pub wal_dir: Option<PathBuf>,
     pub listen_client_urls: Vec<ListenUrl>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<ListenUrl>,
@@ -265,6 +267,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     Ok(Config {
         name,
         data_dir,
+        wal_dir: v.opt_path("wal-dir"),
         listen_client_urls,
         advertise_client_urls,
         listen_peer_urls,
