@@ -93,7 +93,6 @@ mod tests {
                 &["--experimental-enable-v2v3", "v2/"],
                 "--experimental-enable-v2v3",
             ),
-            (&["--config-file", "/etc/etcd.yml"], "--config-file"),
         ] {
             let e = err(args);
             assert!(
