@@ -9,6 +9,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `config` | etcd's flags and `ETCD_*` variables, parsed and checked |
+//! | `logging` | etcd's log formats (zap JSON, capnslog text) and outputs |
 //! | `run` | start-up: the member, peer and client listeners, services, the stop signal |
 //! | `tls` | rustls configs: server side, peer client, auto-TLS, certificate names |
 //! | `listener` | binding `http://`, `https://` and `unix://` URLs; HTTP and HTTPS on one port |
@@ -20,13 +21,12 @@ mod authority;
 mod config;
 mod gateway;
 mod listener;
+mod logging;
 mod run;
 mod service;
 mod tls;
 
 use std::process::ExitCode;
-
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os()) {
@@ -44,17 +44,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        // openraft narrates every election at info; etcd's info log does not.
-        EnvFilter::try_from_env("OXETCD_LOG")
-            .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", config.log_level)));
-    // Colour only for a person at a terminal, not in log files and pipes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(filter)
-        .init();
+    if let Err(e) = logging::init(config.logger, &config.log_outputs, &config.log_level) {
+        eprintln!("oxetcd: {e}");
+        return ExitCode::from(2);
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

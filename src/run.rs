@@ -50,6 +50,7 @@ fn server_config(
     ServerConfig {
         name: config.name.clone(),
         data_dir: config.data_dir.clone(),
+        wal_dir: config.wal_dir.clone(),
         initial_cluster: config.initial_cluster.clone(),
         initial_cluster_token: config.initial_cluster_token.clone(),
         initial_advertise_peer_urls: config.initial_advertise_peer_urls.clone(),
@@ -71,6 +72,11 @@ fn server_config(
         peer_client_tls,
         failpoint_stale_reads: failpoint("OXETCD_FAILPOINT_STALE_READS"),
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
+        auto_compaction: config.auto_compaction,
+        test_auto_compaction_interval: std::env::var("OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis),
     }
 }
 

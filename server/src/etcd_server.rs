@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::alarm::Alarms;
 use crate::apply;
+use crate::auto_compaction::{self, AutoCompaction};
 use crate::command::{KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request};
 use crate::compactor::{self, DEFAULT_COMPACTION_BATCH_LIMIT};
 use crate::datadir::{DataDir, DataDirError};
@@ -61,6 +62,8 @@ const QUOTA_CHECK_INTERVAL: Duration = FLUSH_INTERVAL;
 pub struct ServerConfig {
     pub name: String,
     pub data_dir: PathBuf,
+    /// --wal-dir: the Raft log's directory when not in the data dir.
+    pub wal_dir: Option<PathBuf>,
     /// (member name, peer URL) for every member of the initial cluster, one
     /// entry per URL.
     pub initial_cluster: Vec<(String, String)>,
@@ -108,6 +111,12 @@ pub struct ServerConfig {
     /// end): the Raft log is never fsynced, so a power cut loses acknowledged
     /// writes; the power-loss tests must catch it.
     pub failpoint_skip_wal_fsync: bool,
+    /// --auto-compaction-mode and --auto-compaction-retention; None when
+    /// the retention is 0 (etcd's "disabled").
+    pub auto_compaction: Option<AutoCompaction>,
+    /// Test hook (OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS in the front end):
+    /// revision mode looks this often instead of every 5 minutes.
+    pub test_auto_compaction_interval: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -118,6 +127,7 @@ impl ServerConfig {
         Self {
             name: "default".to_string(),
             data_dir: data_dir.to_path_buf(),
+            wal_dir: None,
             initial_cluster: vec![("default".to_string(), peer_url.clone())],
             initial_cluster_token: "etcd-cluster".to_string(),
             initial_advertise_peer_urls: vec![peer_url],
@@ -139,6 +149,8 @@ impl ServerConfig {
             peer_client_tls: None,
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
+            auto_compaction: None,
+            test_auto_compaction_interval: None,
         }
     }
 }
@@ -261,6 +273,15 @@ impl Opened {
             quota: quota.clone(),
             member_id,
         }));
+        if let Some(policy) = config.auto_compaction {
+            info!(?policy, "auto compaction is on (on the leader)");
+            tokio::spawn(auto_compaction::run(
+                policy,
+                replication.clone(),
+                store.clone(),
+                config.test_auto_compaction_interval,
+            ));
+        }
         let server = Arc::new(EtcdServer {
             store,
             hub,
@@ -307,7 +328,8 @@ impl EtcdServer {
     /// Opens the member's data and starts Raft; see [`Opened`]. A cluster of
     /// several members needs the peer service served before [`Opened::serve`].
     pub async fn open(config: ServerConfig) -> Result<Opened, StartError> {
-        let data_dir = DataDir::prepare(&config.data_dir, config.backend)?;
+        let data_dir =
+            DataDir::prepare(&config.data_dir, config.backend, config.wal_dir.as_deref())?;
         info!(engine = %data_dir.engine(), "opening the store");
         let engine = data_dir
             .engine()
@@ -347,7 +369,7 @@ impl EtcdServer {
         };
         if config.force_new_cluster
             && replication::force_new_cluster(
-                &data_dir.raft_path(),
+                &data_dir.raft_paths(),
                 &store,
                 &hub,
                 &companions,
@@ -360,7 +382,7 @@ impl EtcdServer {
         }
         let replication = Arc::new(
             Replication::start(
-                &data_dir.raft_path(),
+                &data_dir.raft_paths(),
                 store.clone(),
                 hub.clone(),
                 companions,

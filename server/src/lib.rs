@@ -12,6 +12,7 @@
 //!   leader transfer, and the request router: whether a request runs here, waits
 //!   for a read index, or goes to the leader.
 //! - `datadir`: the data directory's layout, and importing etcd's.
+//! - `auto_compaction`: the leader's periodic or revision-based compaction.
 //! - [`alarm`] / [`quota`]: alarms as replicated state, and the storage
 //!   quota that raises NOSPACE.
 //! - [`validate`] / [`error`]: etcd's request checks and its errors, mapped to
@@ -47,6 +48,7 @@
 
 pub mod alarm;
 mod apply;
+mod auto_compaction;
 pub mod command;
 mod compactor;
 mod datadir;
@@ -60,8 +62,9 @@ pub mod validate;
 mod watchdog;
 
 pub use apply::{range, recorded_cluster_id, Reader};
+pub use auto_compaction::AutoCompaction;
 pub use compactor::DEFAULT_COMPACTION_BATCH_LIMIT;
-pub use datadir::{DataDir, DataDirError};
+pub use datadir::{DataDir, DataDirError, RaftPaths};
 pub use error::EtcdError;
 pub use etcd_server::{EtcdServer, Opened, ServerConfig, StartError};
 pub use lease::{Renewal, TimeToLive};

@@ -5,7 +5,11 @@
 
 use std::net::ToSocketAddrs;
 
-use super::go_values::{parse_go_duration, parse_go_int};
+use std::time::Duration;
+
+use oxetcd_server::AutoCompaction;
+
+use super::go_values::parse_go_duration;
 use super::urls::parse_url;
 use super::values::Values;
 use super::{ClusterState, ConfigError};
@@ -40,8 +44,11 @@ pub(super) fn check_ticks(v: &Values) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// etcd's check of --auto-compaction-mode and --auto-compaction-retention.
-pub(super) fn check_auto_compaction(v: &Values) -> Result<(), ConfigError> {
+/// --auto-compaction-mode and --auto-compaction-retention, read as etcd's
+/// parseCompactionRetention: a bare decimal number is hours (periodic) or
+/// revisions; periodic also takes a Go duration ("30m"). None when the
+/// retention is 0, etcd's "disabled".
+pub(super) fn auto_compaction(v: &Values) -> Result<Option<AutoCompaction>, ConfigError> {
     let mode = v.string("auto-compaction-mode");
     if mode != "periodic" && mode != "revision" {
         return Err(ConfigError::Invalid(format!(
@@ -49,17 +56,29 @@ pub(super) fn check_auto_compaction(v: &Values) -> Result<(), ConfigError> {
         )));
     }
     let Some(r) = v.get("auto-compaction-retention") else {
-        return Ok(());
+        return Ok(None);
     };
-    // etcd: a bare number is hours (periodic) or revisions; periodic also
-    // takes a duration.
-    let ok = parse_go_int(&r.value, 64).is_ok()
-        || (mode == "periodic" && parse_go_duration(&r.value).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(r.invalid("auto-compaction-retention", "parse error"))
-    }
+    let invalid = || r.invalid("auto-compaction-retention", "parse error");
+    let policy = match (r.value.parse::<i64>(), mode.as_str()) {
+        (Ok(n), _) if n < 0 => return Err(invalid()),
+        (Ok(0), _) => None,
+        (Ok(n), "revision") => Some(AutoCompaction::Revision(n)),
+        (Ok(hours), _) => Some(AutoCompaction::Periodic(Duration::from_secs(
+            u64::try_from(hours)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(3600),
+        ))),
+        (Err(_), "periodic") => {
+            let nanos = parse_go_duration(&r.value).map_err(|_| invalid())?;
+            match u64::try_from(nanos) {
+                Ok(0) => None,
+                Ok(n) => Some(AutoCompaction::Periodic(Duration::from_nanos(n))),
+                Err(_) => return Err(invalid()),
+            }
+        }
+        (Err(_), _) => return Err(invalid()),
+    };
+    Ok(policy)
 }
 
 /// etcd drops the default advertise URL once listen URLs are explicit.
@@ -181,6 +200,38 @@ mod tests {
             err(&["--auto-compaction-mode", "sometimes"]),
             "unknown auto-compaction-mode \"sometimes\""
         );
+    }
+
+    #[test]
+    fn auto_compaction_retention_as_etcd_reads_it() {
+        use oxetcd_server::AutoCompaction::{Periodic, Revision};
+        use std::time::Duration;
+        let policy = |args: &[&str]| cfg(args).auto_compaction;
+        assert_eq!(policy(&[]), None);
+        assert_eq!(policy(&["--auto-compaction-retention=0"]), None);
+        assert_eq!(
+            policy(&["--auto-compaction-retention=2"]),
+            Some(Periodic(Duration::from_secs(7200)))
+        );
+        assert_eq!(
+            policy(&["--auto-compaction-retention=30m"]),
+            Some(Periodic(Duration::from_secs(1800)))
+        );
+        assert_eq!(
+            policy(&[
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1000"
+            ]),
+            Some(Revision(1000))
+        );
+        assert_eq!(
+            err(&[
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1h"
+            ]),
+            "invalid value \"1h\" for flag --auto-compaction-retention: parse error"
+        );
+        assert!(err(&["--auto-compaction-retention=-1"]).contains("parse error"));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum ConfigError {
         url: String,
         reason: String,
     },
+    /// --config-file cannot be read, is not YAML, or has an unknown key or
+    /// a value of the wrong type.
+    #[error("cannot load config file {path}: {reason}")]
+    ConfigFile { path: String, reason: String },
     /// etcd's own start-up checks, in etcd's words.
     #[error("{0}")]
     Invalid(String),

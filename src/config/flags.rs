@@ -54,10 +54,7 @@ const NO_PROXY: &str = "the v2 proxy is not implemented";
 // Why an accepted flag is ignored, shared by several rows.
 const BACKEND_BATCH: &str = "the store flushes applied writes every 100ms or 8 MiB, whichever comes first (the Raft log made them durable already)";
 const NO_SERVER_PINGS: &str = "the gRPC server sends no keepalive pings";
-const NO_AUTO_COMPACTION: &str =
-    "oxetcd does not compact on its own; compact with the Compact RPC (etcdctl compact)";
 const NO_AUTH: &str = "auth is not implemented (its RPCs answer Unimplemented)";
-const NO_LOG_TUNING: &str = "oxetcd logs to stderr (level from --log-level, or OXETCD_LOG)";
 const NO_CORRUPT_CHECK: &str =
     "oxetcd runs no corruption checks (compare members with etcdctl endpoint hashkv)";
 
@@ -81,10 +78,10 @@ use Policy::{Reject, Supported, Warn};
 // One row per flag reads as a table; rustfmt would spread each over 8 lines.
 #[rustfmt::skip]
 pub(super) const FLAGS: &[Flag] = &[
-    flag!("config-file", Str, "", Reject("configuration files are not supported; use flags or ETCD_* variables"), "Member", "Path to the server configuration file."),
+    flag!("config-file", Str, "", Supported, "Member", "Path to the server configuration file (etcd's YAML keys). Other command line flags and environment variables are ignored when it is given."),
     flag!("name", Str, "default", Supported, "Member", "Human-readable name for this member."),
     flag!("data-dir", Str, "", Supported, "Member", "Path to the data directory. [default: ${name}.etcd]"),
-    flag!("wal-dir", Str, "", Warn("the Raft log is kept in --data-dir, under oxetcd/raft/wal"), "Member", "Path to the dedicated wal directory."),
+    flag!("wal-dir", Str, "", Supported, "Member", "Path to the dedicated wal directory."),
     flag!("snapshot-count", Uint(64), "100000", Supported, "Member", "Number of committed transactions to trigger a snapshot to disk."),
     flag!("experimental-snapshot-catchup-entries", Uint(64), "5000", Supported, "Member", "Number of entries for a slow follower to catch up after compacting the raft storage entries."),
     flag!("heartbeat-interval", Uint(64), "100", Supported, "Member", "Time (in milliseconds) of a heartbeat interval."),
@@ -115,8 +112,8 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("discovery-srv-name", Str, "", Reject(NO_DISCOVERY), "Clustering", "Suffix to the dns srv name queried when bootstrapping."),
     flag!("strict-reconfig-check", Bool, "true", Supported, "Clustering", "Reject reconfiguration requests that would cause quorum loss."),
     flag!("pre-vote", Bool, "false", Warn("openraft has no pre-vote phase; a follower that hears from its leader refuses vote requests for the leader lease (2/3 of --election-timeout)"), "Clustering", "Enable to run an additional Raft election phase."),
-    flag!("auto-compaction-retention", Str, "0", Warn(NO_AUTO_COMPACTION), "Clustering", "Auto compaction retention length. 0 means disable auto compaction."),
-    flag!("auto-compaction-mode", Str, "periodic", Warn(NO_AUTO_COMPACTION), "Clustering", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
+    flag!("auto-compaction-retention", Str, "0", Supported, "Clustering", "Auto compaction retention length. 0 means disable auto compaction."),
+    flag!("auto-compaction-mode", Str, "periodic", Supported, "Clustering", "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     flag!("enable-v2", Bool, "false", Reject(NO_V2), "Clustering", "Accept etcd V2 client requests."),
     flag!("cert-file", Str, "", Supported, "Security", "Path to the client server TLS cert file."),
     flag!("key-file", Str, "", Supported, "Security", "Path to the client server TLS key file."),
@@ -142,9 +139,9 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("enable-pprof", Bool, "false", Warn("there is no Go runtime to profile"), "Profiling and Monitoring", "Enable runtime profiling data via HTTP server."),
     flag!("metrics", Str, "basic", Supported, "Profiling and Monitoring", "Set level of detail for exported metrics, specify 'extensive' to include histogram metrics."),
     flag!("listen-metrics-urls", Urls, "", Supported, "Profiling and Monitoring", "List of URLs to listen on for the metrics and health endpoints."),
-    flag!("logger", Str, "capnslog", Warn(NO_LOG_TUNING), "Logging", "Specify 'zap' for structured logging or 'capnslog'."),
-    flag!("log-output", Str, "default", Warn(NO_LOG_TUNING), "Logging", "[TO BE DEPRECATED IN v3.5] use '--log-outputs'."),
-    flag!("log-outputs", Str, "default", Warn(NO_LOG_TUNING), "Logging", "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."),
+    flag!("logger", Str, "zap", Supported, "Logging", "Specify 'zap' for structured logging (JSON lines) or 'capnslog' (text lines); etcd 3.4's default is capnslog, 3.5's zap."),
+    flag!("log-output", Str, "default", Supported, "Logging", "[TO BE DEPRECATED IN v3.5] use '--log-outputs'."),
+    flag!("log-outputs", Str, "default", Supported, "Logging", "Comma-separated output targets: 'stderr', 'stdout' or file paths ('default' is stderr; oxetcd does not write to journald)."),
     flag!("log-level", Str, "info", Supported, "Logging", "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     flag!("debug", Bool, "false", Supported, "Logging", "Enable debug-level logging for etcd. Use '--log-level=debug' instead."),
     flag!("log-package-levels", Str, "", Warn("set levels per module with OXETCD_LOG (tracing filter syntax, e.g. oxetcd_server=debug)"), "Logging", "Specify a particular log level for each etcd package (eg: 'etcdmain=CRITICAL,etcdserver=DEBUG')."),
@@ -234,6 +231,12 @@ pub(super) fn command() -> Command {
             let mut help = f.help.to_string();
             if !f.default.is_empty() && f.name != "version" {
                 help.push_str(&format!(" [default: {}]", f.default));
+            }
+            // Say which flags do nothing here, before anyone relies on them.
+            match f.policy {
+                Policy::Supported => {}
+                Policy::Warn(_) => help.push_str(" [accepted, no effect in oxetcd]"),
+                Policy::Reject(_) => help.push_str(" [not supported by oxetcd]"),
             }
             arg = arg.help(help);
         }
@@ -386,6 +389,45 @@ mod tests {
         );
         assert_eq!(err(&["--foo=bar"]), "flag provided but not defined: --foo");
         assert_eq!(err(&["stray"]), "'stray' is not a valid flag");
+    }
+
+    #[test]
+    fn help_marks_flags_without_effect() {
+        let help = command().render_help().to_string();
+        // A flag's entry: its line and the wrapped help lines under it.
+        let entry = |flag: &str| {
+            let starts = |l: &str| {
+                l.trim_start()
+                    .strip_prefix(&format!("--{flag}"))
+                    .is_some_and(|rest| {
+                        !rest.starts_with(|c: char| c.is_alphanumeric() || c == '-')
+                    })
+            };
+            let mut lines = help.lines().skip_while(|l| !starts(l));
+            let first = lines.next().unwrap_or_default().to_string();
+            let rest: String = lines
+                .take_while(|l| l.starts_with(' ') && !l.trim_start().starts_with("--"))
+                .collect();
+            first + &rest
+        };
+        assert!(
+            entry("enable-pprof").contains("[accepted, no effect in oxetcd]"),
+            "{}",
+            entry("enable-pprof")
+        );
+        assert!(
+            entry("proxy").contains("[not supported by oxetcd]"),
+            "{}",
+            entry("proxy")
+        );
+        let name = entry("name");
+        assert!(name.contains("Human-readable name"), "{name}");
+        assert!(!name.contains("oxetcd]"), "{name}");
+        assert!(
+            !entry("wal-dir").contains("oxetcd]"),
+            "{}",
+            entry("wal-dir")
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! | module | job |
 //! |---|---|
 //! | `flags` | the flag table and help text; Go's flag forms (`--x v`, `--x=v`, `-x v`, booleans) rewritten for clap |
-//! | `values` | each flag's value as given, from the command line or `ETCD_*`, read as its type |
+//! | `values` | each flag's value as given, from the command line or `ETCD_*` (or `--config-file` instead), read as its type |
+//! | `file` | `--config-file`: etcd's YAML keys as flag values |
 //! | `policy` | refuses the flags oxetcd cannot honour, warns about the ones it ignores |
 //! | `urls` | listen and advertise URLs ([`ListenUrl`], [`Scheme`]), `--initial-cluster` |
 //! | `bootstrap` | etcd's cross-flag checks before it starts (raft timing, this member in the initial cluster) |
@@ -26,6 +27,7 @@
 
 mod bootstrap;
 mod error;
+mod file;
 mod flags;
 mod go_values;
 mod policy;
@@ -48,6 +50,7 @@ pub use urls::ListenUrl;
 #[cfg_attr(not(test), allow(unused_imports))]
 pub use urls::Scheme;
 
+use crate::logging::{LogOutput, Logger};
 use oxetcd_server::DEFAULT_COMPACTION_BATCH_LIMIT;
 use values::Values;
 
@@ -72,6 +75,8 @@ pub enum Invocation {
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
+    /// --wal-dir: the Raft log's directory, when not in the data dir.
+    pub wal_dir: Option<PathBuf>,
     pub listen_client_urls: Vec<ListenUrl>,
     /// --listen-metrics-urls: more listeners for /metrics and the health
     /// endpoints (https ones with the client TLS setup, as etcd).
@@ -89,6 +94,8 @@ pub struct Config {
     pub force_new_cluster: bool,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// --auto-compaction-mode/-retention; None when disabled.
+    pub auto_compaction: Option<oxetcd_server::AutoCompaction>,
     /// Revisions a compaction deletes per batch in the background.
     pub compaction_batch_limit: usize,
     /// --max-concurrent-streams: HTTP/2 streams per client connection, and
@@ -119,6 +126,10 @@ pub struct Config {
     pub peer_tls: TlsSettings,
     /// One of debug, info, warn, error, dpanic, panic, fatal.
     pub log_level: String,
+    /// --logger: zap's JSON lines or capnslog's text.
+    pub logger: Logger,
+    /// --log-outputs, in the order given, without repeats.
+    pub log_outputs: Vec<LogOutput>,
     /// Flags the user set that oxetcd accepts but ignores, and other
     /// start-up remarks etcd would log; for the caller to log once
     /// logging is set up (the log level comes from this config).
@@ -184,6 +195,9 @@ where
     if vals.bool("version")? {
         return Ok(Invocation::Version);
     }
+    if let Some(path) = vals.opt_string("config-file") {
+        vals.use_config_file(&path)?;
+    }
     build(&mut vals).map(Invocation::Run)
 }
 
@@ -247,13 +261,23 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         }
     };
     bootstrap::check_ticks(v)?;
-    bootstrap::check_auto_compaction(v)?;
-    let logger = v.string("logger");
-    if logger != "capnslog" && logger != "zap" {
-        return Err(ConfigError::Invalid(format!(
-            "unknown logger option {logger:?}"
-        )));
-    }
+    let auto_compaction = bootstrap::auto_compaction(v)?;
+    let logger = match v.string("logger").as_str() {
+        "zap" => Logger::Zap,
+        "capnslog" => Logger::Capnslog,
+        other => {
+            return Err(ConfigError::Invalid(format!(
+                "unknown logger option {other:?}"
+            )))
+        }
+    };
+    // --log-output is 3.4's older spelling, used when --log-outputs is not.
+    let outputs_flag = if !v.is_set("log-outputs") && v.is_set("log-output") {
+        "log-output"
+    } else {
+        "log-outputs"
+    };
+    let log_outputs = log_outputs(&v.string(outputs_flag));
     let log_level = if v.bool("debug")? {
         "debug".to_string()
     } else {
@@ -278,6 +302,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     Ok(Config {
         name,
         data_dir,
+        wal_dir: v.opt_path("wal-dir"),
         listen_client_urls,
         listen_metrics_urls,
         metrics,
@@ -290,6 +315,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         force_new_cluster: v.bool("force-new-cluster")?,
         max_request_bytes,
         max_txn_ops,
+        auto_compaction,
         compaction_batch_limit,
         // Uint(32) flags parse within u32.
         max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams", 32)?)
@@ -306,8 +332,29 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         client_tls,
         peer_tls,
         log_level,
+        logger,
+        log_outputs,
         warnings,
     })
+}
+
+/// --log-outputs: "default" and "stderr" are stderr, "stdout", else a file.
+fn log_outputs(list: &str) -> Vec<LogOutput> {
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let output = match name {
+            "default" | "stderr" => LogOutput::Stderr,
+            "stdout" => LogOutput::Stdout,
+            path => LogOutput::File(PathBuf::from(path)),
+        };
+        if !out.contains(&output) {
+            out.push(output);
+        }
+    }
+    if out.is_empty() {
+        out.push(LogOutput::Stderr);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -369,7 +416,125 @@ mod tests {
         assert_eq!(c.client_tls, TlsSettings::default());
         assert_eq!(c.peer_tls, TlsSettings::default());
         assert_eq!(c.log_level, "info");
+        assert_eq!(c.logger, Logger::Zap);
+        assert_eq!(c.log_outputs, vec![LogOutput::Stderr]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_config_file_is_equivalent_to_the_flags() {
+        let flags = [
+            "--name=infra1",
+            "--data-dir=/var/lib/etcd/infra1",
+            "--wal-dir=/wal/infra1",
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--advertise-client-urls=https://127.0.0.1:2379",
+            "--listen-peer-urls=https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+            "--initial-cluster=infra1=https://127.0.0.1:2380,infra2=https://127.0.0.2:2380",
+            "--initial-cluster-token=tok",
+            "--initial-cluster-state=existing",
+            "--heartbeat-interval=200",
+            "--election-timeout=2000",
+            "--quota-backend-bytes=1000000",
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=100",
+            "--cert-file=/c.pem",
+            "--key-file=/c-key.pem",
+            "--client-cert-auth",
+            "--trusted-ca-file=/ca.pem",
+            "--peer-auto-tls",
+            "--log-level=warn",
+        ];
+        let yaml = "\
+name: infra1
+data-dir: /var/lib/etcd/infra1
+wal-dir: /wal/infra1
+listen-client-urls: https://127.0.0.1:2379
+advertise-client-urls: https://127.0.0.1:2379
+listen-peer-urls: https://127.0.0.1:2380
+initial-advertise-peer-urls: https://127.0.0.1:2380
+initial-cluster: infra1=https://127.0.0.1:2380,infra2=https://127.0.0.2:2380
+initial-cluster-token: tok
+initial-cluster-state: existing
+heartbeat-interval: 200
+election-timeout: 2000
+quota-backend-bytes: 1000000
+auto-compaction-mode: revision
+auto-compaction-retention: \"100\"
+client-transport-security:
+  cert-file: /c.pem
+  key-file: /c-key.pem
+  client-cert-auth: true
+  trusted-ca-file: /ca.pem
+peer-transport-security:
+  auto-tls: true
+log-level: warn
+";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        let from_flags = cfg(&flags);
+        let from_file = cfg(&["--config-file", &path]);
+        assert_eq!(from_file, from_flags);
+        assert_ne!(from_file, cfg(&[]));
+
+        // As etcd: other flags and ETCD_* variables are ignored, and said so.
+        let c = cfg_env(
+            &["--config-file", &path, "--name=other"],
+            &[("ETCD_DATA_DIR", "/elsewhere")],
+        );
+        assert_eq!(c.name, "infra1");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/etcd/infra1"));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("--name, ETCD_DATA_DIR"),
+            "{:?}",
+            c.warnings
+        );
+        // ETCD_CONFIG_FILE names the file too.
+        let c = cfg_env(&[], &[("ETCD_CONFIG_FILE", &path)]);
+        assert_eq!(c.name, "infra1");
+
+        // The file's values go through the flags' checks, named by key.
+        std::fs::write(dir.path().join("bad.yml"), "initial-cluster-state: old\n").unwrap();
+        let bad = dir.path().join("bad.yml");
+        assert_eq!(
+            err(&["--config-file", bad.to_str().unwrap()]),
+            "invalid value \"old\" for initial-cluster-state in the config file: valid values are \"new\", \"existing\""
+        );
+        assert!(err(&["--config-file", "/nonexistent.yml"])
+            .starts_with("cannot load config file /nonexistent.yml: "));
+    }
+
+    #[test]
+    fn log_flags() {
+        let c = cfg(&[
+            "--logger=capnslog",
+            "--log-outputs",
+            "stdout,/tmp/x.log,stderr,stdout",
+        ]);
+        assert_eq!(c.logger, Logger::Capnslog);
+        assert_eq!(
+            c.log_outputs,
+            vec![
+                LogOutput::Stdout,
+                LogOutput::File(PathBuf::from("/tmp/x.log")),
+                LogOutput::Stderr
+            ]
+        );
+        assert_eq!(
+            cfg(&["--log-output=stdout"]).log_outputs,
+            vec![LogOutput::Stdout]
+        );
+        assert_eq!(
+            err(&["--logger=syslog"]),
+            "unknown logger option \"syslog\""
+        );
+        assert!(cfg(&["--logger=zap", "--log-outputs=default"])
+            .warnings
+            .is_empty());
     }
 
     #[test]

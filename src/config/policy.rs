@@ -93,7 +93,6 @@ mod tests {
                 &["--experimental-enable-v2v3", "v2/"],
                 "--experimental-enable-v2v3",
             ),
-            (&["--config-file", "/etc/etcd.yml"], "--config-file"),
         ] {
             let e = err(args);
             assert!(
@@ -136,7 +135,6 @@ mod tests {
             "2500",
             "--quota-backend-bytes",
             "8589934592",
-            "--auto-compaction-retention=1h",
             "--experimental-initial-corrupt-check",
             "--grpc-keepalive-interval",
             "10s",
@@ -158,7 +156,6 @@ mod tests {
             flags,
             [
                 "--grpc-keepalive-interval",
-                "--auto-compaction-retention",
                 "--auth-token",
                 "--experimental-initial-corrupt-check",
                 "flag \"--v\" is no longer supported - ignoring",

@@ -1,7 +1,8 @@
 //! Each flag's value as given, from the command line or (for flags the
-//! command line left unset) its `ETCD_*` variable, remembering which, so
-//! that errors name the source as etcd does ("flag --name" or "ETCD_NAME");
-//! read as the flag's type with Go's syntax, or the table's default.
+//! command line left unset) its `ETCD_*` variable, or from --config-file
+//! instead of both, remembering which, so that errors name the source as
+//! etcd does ("flag --name" or "ETCD_NAME"); read as the flag's type with
+//! Go's syntax, or the table's default.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
+use super::file;
 use super::flags::{env_name, flag_spec, FLAGS};
 use super::go_values::{parse_go_bool, parse_go_duration, parse_go_int, parse_go_uint};
 use super::ConfigError;
@@ -18,6 +20,8 @@ use super::ConfigError;
 enum Origin {
     Flag,
     Env(String),
+    /// A key of --config-file (e.g. `client-transport-security.cert-file`).
+    File(String),
 }
 
 /// One flag's value, as given.
@@ -33,6 +37,7 @@ impl Raw {
         match &self.origin {
             Origin::Flag => format!("--{flag}"),
             Origin::Env(k) => k.clone(),
+            Origin::File(key) => format!("{key} (config file)"),
         }
     }
 
@@ -40,6 +45,7 @@ impl Raw {
         let origin = match &self.origin {
             Origin::Flag => format!("flag --{flag}"),
             Origin::Env(k) => k.clone(),
+            Origin::File(key) => format!("{key} in the config file"),
         };
         ConfigError::InvalidValue {
             origin,
@@ -105,6 +111,38 @@ impl Values {
             }
         }
         Values { raw, warnings }
+    }
+
+    /// As etcd, when --config-file is given: the file's settings replace
+    /// every other flag and `ETCD_*` variable, which are named in a warning.
+    pub(super) fn use_config_file(&mut self, path: &str) -> Result<(), ConfigError> {
+        let settings = file::read(path)?;
+        let mut ignored: Vec<String> = self
+            .raw
+            .iter()
+            .filter(|(flag, _)| !matches!(**flag, "config-file" | "version"))
+            .map(|(flag, r)| r.label(flag))
+            .collect();
+        ignored.sort();
+        self.raw.retain(|flag, _| *flag == "config-file");
+        for s in settings {
+            self.raw.insert(
+                s.flag,
+                Raw {
+                    value: s.value,
+                    origin: Origin::File(s.key),
+                },
+            );
+        }
+        // The remarks about the environment no longer apply.
+        self.warnings.clear();
+        if !ignored.is_empty() {
+            self.warnings.push(format!(
+                "loaded server configuration from {path:?}: other configuration command line flags and environment variables are ignored ({})",
+                ignored.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn get(&self, flag: &str) -> Option<&Raw> {

@@ -148,6 +148,8 @@ pub struct Server {
     client_port: u16,
     peer_port: u16,
     extra_args: Vec<String>,
+    /// Environment variables set for the server process (test hooks).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     logs: StartLogs,
 }
@@ -160,6 +162,11 @@ impl Server {
 
     /// Starts a server with extra flags, e.g. `["--max-txn-ops", "3"]`.
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::start_with_env(extra_args, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("oxetcd-it-")
             .tempdir()
@@ -170,6 +177,10 @@ impl Server {
             client_port,
             peer_port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             logs: StartLogs::new(dir.path().join("logs")),
             dir,
@@ -198,6 +209,7 @@ impl Server {
             client_port,
             peer_port,
             extra_args: Vec::new(),
+            env: Vec::new(),
             child: None,
             logs: StartLogs::new(dir.path().join("logs")),
             dir,
@@ -315,6 +327,7 @@ impl Server {
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("{}={peer_url}", self.name)])
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -222,7 +222,7 @@ mod tests {
         let before = fs::read(dir.path().join("member/snap/db")).unwrap();
         // A crashed earlier import left a partial staging dir.
         fs::create_dir_all(dir.path().join("oxetcd.import/kv")).unwrap();
-        let data = DataDir::prepare(dir.path(), Some(engine)).unwrap();
+        let data = DataDir::prepare(dir.path(), Some(engine), None).unwrap();
         assert_eq!(data.engine(), engine);
         assert!(!dir.path().join("oxetcd.import").exists());
         assert!(data.imported_store_needs_snapshot());
@@ -246,7 +246,7 @@ mod tests {
         txn.end().unwrap();
         let _ = store.commit().unwrap();
         drop(store);
-        let data = DataDir::prepare(dir.path(), None).unwrap();
+        let data = DataDir::prepare(dir.path(), None, None).unwrap();
         assert_eq!(data.engine(), engine);
         let backend = data.engine().open(&data.kv_path(), 1 << 20).unwrap();
         assert_eq!(Store::open(backend).unwrap().current_revision(), 4);
@@ -266,7 +266,7 @@ mod tests {
             wal_with_put_at_6(),
         )
         .unwrap();
-        let err = DataDir::prepare(dir.path(), None).err().unwrap();
+        let err = DataDir::prepare(dir.path(), None, None).err().unwrap();
         assert!(
             matches!(
                 err,
@@ -289,6 +289,6 @@ mod tests {
             wal_with_put_at_6(),
         )
         .unwrap();
-        DataDir::prepare(dir6.path(), None).unwrap();
+        DataDir::prepare(dir6.path(), None, None).unwrap();
     }
 }

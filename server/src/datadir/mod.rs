@@ -10,6 +10,9 @@
 //!                            redb's one file (data.redb)
 //! <data-dir>/oxetcd/raft/    the Raft log (wal/) and the last snapshot's meta (snapshot/:
 //!                            the store is its data)
+//! <data-dir>/oxetcd/WAL_DIR  with --wal-dir: the directory that holds the Raft
+//!                            log instead of raft/wal/ (its segment files
+//!                            directly in it, as etcd's WAL files)
 //! <data-dir>/oxetcd/IMPORTED present from an import from etcd until the first
 //!                            start has put the imported store in a snapshot
 //! <data-dir>/oxetcd.import/  an import from etcd in progress (see `import`)
@@ -40,8 +43,23 @@ const STAGING: &str = "oxetcd.import";
 /// In `oxetcd/` from an import until the imported store is in a Raft snapshot.
 const IMPORTED: &str = "IMPORTED";
 
+/// Records the --wal-dir a data dir's Raft log was started with.
+const WAL_DIR_FILE: &str = "WAL_DIR";
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
+    #[error("data-dir {path:?} keeps its Raft log in --wal-dir={recorded:?}; start with that --wal-dir (given: {given})")]
+    WalDirMoved {
+        path: PathBuf,
+        recorded: PathBuf,
+        given: String,
+    },
+    #[error("data-dir {path:?} keeps its Raft log inside it ({inside:?}); --wal-dir={given:?} would start an empty log beside its data (omit --wal-dir, or move the files there)")]
+    WalDirNotEmpty {
+        path: PathBuf,
+        inside: PathBuf,
+        given: PathBuf,
+    },
     #[error("data-dir {0:?} is an etcd data directory (it has member/) without a database (member/snap/db) to import")]
     Etcd(PathBuf),
     #[error(transparent)]
@@ -65,14 +83,30 @@ pub enum DataDirError {
 pub struct DataDir {
     root: PathBuf,
     engine: Engine,
+    wal: PathBuf,
+}
+
+/// Where Raft keeps its files.
+#[derive(Clone, Debug)]
+pub struct RaftPaths {
+    /// The log's segment files: `oxetcd/raft/wal/`, or --wal-dir.
+    pub wal: PathBuf,
+    /// The last snapshot.
+    pub snapshot: PathBuf,
 }
 
 impl DataDir {
     /// Checks `path` and creates our layout in it, importing etcd's data
     /// first if it is an etcd data directory we have not imported yet.
     /// `engine` is --experimental-backend: the engine of a new store, and
-    /// of an existing one if given (see `engine`).
-    pub fn prepare(path: &Path, engine: Option<Engine>) -> Result<Self, DataDirError> {
+    /// of an existing one if given (see `engine`). `wal_dir` is --wal-dir:
+    /// the Raft log's directory when it is not in the data dir; a data dir
+    /// remembers it, and refuses to start with another (or without it).
+    pub fn prepare(
+        path: &Path,
+        engine: Option<Engine>,
+        wal_dir: Option<&Path>,
+    ) -> Result<Self, DataDirError> {
         let io_err = |source| DataDirError::Io {
             path: path.to_path_buf(),
             source,
@@ -111,7 +145,12 @@ impl DataDir {
             Err(e) => return Err(io_err(e)),
         }
         let engine = engine::settle(path, &ours, engine)?;
-        Ok(Self { root: ours, engine })
+        let wal = settle_wal_dir(path, &ours, wal_dir)?;
+        Ok(Self {
+            root: ours,
+            engine,
+            wal,
+        })
     }
 
     /// The engine the MVCC store in `kv_path` is written with.
@@ -119,9 +158,12 @@ impl DataDir {
         self.engine
     }
 
-    /// Where the Raft log (wal/) and the last snapshot (snapshot/) live.
-    pub fn raft_path(&self) -> PathBuf {
-        self.root.join("raft")
+    /// Where the Raft log and the last snapshot live.
+    pub fn raft_paths(&self) -> RaftPaths {
+        RaftPaths {
+            wal: self.wal.clone(),
+            snapshot: self.root.join("raft").join("snapshot"),
+        }
     }
 
     /// True until the first start after an import from etcd has made a Raft
@@ -141,6 +183,58 @@ impl DataDir {
     /// Where the MVCC store's database lives.
     pub fn kv_path(&self) -> PathBuf {
         self.root.join("kv")
+    }
+}
+
+/// The Raft log's directory: `oxetcd/raft/wal/`, or `wal_dir` as recorded
+/// in `oxetcd/WAL_DIR` by the first start with --wal-dir. A log moved away
+/// or left behind would start a member with its data but an empty log (a
+/// member that forgot what it voted and acknowledged): refused instead.
+fn settle_wal_dir(
+    path: &Path,
+    ours: &Path,
+    wal_dir: Option<&Path>,
+) -> Result<PathBuf, DataDirError> {
+    let io_err = |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let inside = ours.join("raft").join("wal");
+    let record = ours.join(WAL_DIR_FILE);
+    let recorded = match fs::read(&record) {
+        Ok(raw) => Some(PathBuf::from(
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(raw),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(e)),
+    };
+    match (recorded, wal_dir) {
+        (None, None) => Ok(inside),
+        (Some(recorded), Some(given)) if recorded == given => Ok(recorded),
+        (Some(recorded), given) => Err(DataDirError::WalDirMoved {
+            path: path.to_path_buf(),
+            recorded,
+            given: given.map_or_else(|| "none".to_string(), |g| format!("{g:?}")),
+        }),
+        (None, Some(given)) => {
+            let has_log = fs::read_dir(&inside)
+                .map(|mut entries| entries.next().is_some())
+                .unwrap_or(false);
+            if has_log {
+                return Err(DataDirError::WalDirNotEmpty {
+                    path: path.to_path_buf(),
+                    inside,
+                    given: given.to_path_buf(),
+                });
+            }
+            fs::create_dir_all(given).map_err(io_err)?;
+            write_atomically(
+                &record,
+                std::os::unix::ffi::OsStrExt::as_bytes(given.as_os_str()),
+            )
+            .map_err(io_err)?;
+            Ok(given.to_path_buf())
+        }
     }
 }
 
@@ -208,7 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("member/wal")).unwrap();
         assert!(matches!(
-            DataDir::prepare(dir.path(), None),
+            DataDir::prepare(dir.path(), None, None),
             Err(DataDirError::Etcd(_))
         ));
 
@@ -216,7 +310,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("oxetcd")).unwrap();
         fs::write(dir.path().join("oxetcd/FORMAT"), "99").unwrap();
         assert!(matches!(
-            DataDir::prepare(dir.path(), None),
+            DataDir::prepare(dir.path(), None, None),
             Err(DataDirError::Format { .. })
         ));
     }
@@ -224,8 +318,38 @@ mod tests {
     #[test]
     fn prepares_a_fresh_dir_and_accepts_it_again() {
         let dir = tempfile::tempdir().unwrap();
-        DataDir::prepare(dir.path(), None).unwrap();
-        let again = DataDir::prepare(dir.path(), None).unwrap();
+        DataDir::prepare(dir.path(), None, None).unwrap();
+        let again = DataDir::prepare(dir.path(), None, None).unwrap();
         assert!(again.kv_path().starts_with(dir.path()));
+        assert!(again.raft_paths().wal.starts_with(dir.path()));
+    }
+
+    #[test]
+    fn a_wal_dir_is_remembered_and_required_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = tempfile::tempdir().unwrap();
+        let walp = wal.path().join("wal");
+        let first = DataDir::prepare(dir.path(), None, Some(&walp)).unwrap();
+        assert_eq!(first.raft_paths().wal, walp);
+        assert!(walp.is_dir());
+        let again = DataDir::prepare(dir.path(), None, Some(&walp)).unwrap();
+        assert_eq!(again.raft_paths().wal, walp);
+        assert!(matches!(
+            DataDir::prepare(dir.path(), None, None),
+            Err(DataDirError::WalDirMoved { .. })
+        ));
+        assert!(matches!(
+            DataDir::prepare(dir.path(), None, Some(&wal.path().join("other"))),
+            Err(DataDirError::WalDirMoved { .. })
+        ));
+        // A log already inside the data dir is not left behind.
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::prepare(dir.path(), None, None).unwrap();
+        fs::create_dir_all(&d.raft_paths().wal).unwrap();
+        fs::write(d.raft_paths().wal.join("segment"), "x").unwrap();
+        assert!(matches!(
+            DataDir::prepare(dir.path(), None, Some(&walp)),
+            Err(DataDirError::WalDirNotEmpty { .. })
+        ));
     }
 }

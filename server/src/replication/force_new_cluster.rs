@@ -28,25 +28,26 @@ use tracing::{info, warn};
 
 use super::{Companions, ReplicationError, StateMachine};
 use crate::command::LogCommand;
+use crate::datadir::RaftPaths;
 use crate::watchdog::{Watchdog, STUCK_WRITER};
 
 fn failed(step: &str, e: impl std::fmt::Display) -> ReplicationError {
     ReplicationError::Raft(format!("--force-new-cluster: {step}: {e}"))
 }
 
-/// Makes the data under `dir` (the Raft directory) and in `store` a
+/// Makes the data at `paths` (the Raft log and snapshot) and in `store` a
 /// one-member cluster of member `id`. Returns false when there is no data to
 /// recover (a new member, which then bootstraps as usual).
 pub async fn force_new_cluster(
-    dir: &Path,
+    paths: &RaftPaths,
     store: &Arc<Store>,
     hub: &Arc<WatchHub>,
     companions: &Companions,
     id: NodeId,
 ) -> Result<bool, ReplicationError> {
-    let wal_dir = dir.join("wal");
-    let snapshot_dir = dir.join("snapshot");
-    let wal: Wal<LogCommand> = Wal::open(&wal_dir, WalOptions::default())?;
+    let wal_dir = &paths.wal;
+    let snapshot_dir = &paths.snapshot;
+    let wal: Wal<LogCommand> = Wal::open(wal_dir, WalOptions::default())?;
     if wal.log_state().1.is_none() && store.applied_state().is_none() {
         return Ok(false);
     }
@@ -127,14 +128,11 @@ pub async fn force_new_cluster(
     .unwrap_or(0);
     drop(sm);
     drop(wal);
-    for gone in [&wal_dir, &snapshot_dir] {
-        match std::fs::remove_dir_all(gone) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(failed(&format!("removing {}", gone.display()), e)),
-        }
+    // Emptied rather than removed: --wal-dir may be a mount point.
+    for gone in [wal_dir, snapshot_dir] {
+        empty_dir(gone).map_err(|e| failed(&format!("emptying {}", gone.display()), e))?;
     }
-    let wal: Wal<LogCommand> = Wal::open(&wal_dir, WalOptions::default())?;
+    let wal: Wal<LogCommand> = Wal::open(wal_dir, WalOptions::default())?;
     wal.save_vote(&Vote::new(term, id)).await?;
     if let Some(applied) = applied {
         wal.purge(applied).await?;
@@ -146,4 +144,22 @@ pub async fn force_new_cluster(
         "forced a new one-member cluster from this member's data (--force-new-cluster)"
     );
     Ok(true)
+}
+
+/// Removes everything in `dir` (nothing if it does not exist), keeping `dir`.
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }

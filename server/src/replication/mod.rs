@@ -28,7 +28,6 @@ use router::{decode_error, peer_error, route, write_here, Forward, Forwarded, Ro
 pub use state_machine::{Companions, StateMachine};
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +44,7 @@ use prost::Message;
 use tracing::info;
 
 use crate::command::{Command, LogCommand, Outcome};
+use crate::datadir::RaftPaths;
 use crate::error::EtcdError;
 use crate::lease::Lessor;
 use crate::watchdog::{Watchdog, STUCK_WRITER};
@@ -108,11 +108,11 @@ pub struct Replication {
 }
 
 impl Replication {
-    /// Opens the log under `dir`, starts Raft, and when `bootstrap` names the
+    /// Opens the log and snapshot at `paths`, starts Raft, and when `bootstrap` names the
     /// members of a new cluster, initializes it (every member of a new cluster
     /// does so with the same membership).
     pub async fn start(
-        dir: &Path,
+        paths: &RaftPaths,
         store: Arc<Store>,
         hub: Arc<WatchHub>,
         companions: Companions,
@@ -125,7 +125,7 @@ impl Replication {
         let raft_err = |e: &dyn std::fmt::Display| ReplicationError::Raft(e.to_string());
         let mut wal_options = WalOptions::default();
         wal_options.skip_fsync = settings.skip_wal_fsync;
-        let wal = Wal::open(dir.join("wal"), wal_options)?;
+        let wal = Wal::open(&paths.wal, wal_options)?;
         let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
             tracing::error!(?busy, "applying one batch of writes is stuck (storage engine hang?): stopping so that a restart recovers the last durable state");
             std::process::exit(1);
@@ -133,7 +133,7 @@ impl Replication {
         .map_err(|e| raft_err(&e))?;
         let lessor = companions.lessor.clone();
         let state_machine =
-            StateMachine::new(store, hub, companions, dir.join("snapshot"), watchdog)
+            StateMachine::new(store, hub, companions, paths.snapshot.clone(), watchdog)
                 .map_err(|e| raft_err(&e))?;
         let cluster = ClusterTag::default();
         let options = NetworkOptions {
