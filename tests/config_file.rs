@@ -35,20 +35,22 @@ async fn a_member_starts_from_a_config_file_alone() {
     let config = dir.path().join("etcd.yml");
     std::fs::write(&config, yaml).expect("write config");
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(server_binary())
-        .arg("--config-file")
-        .arg(&config)
-        // Ignored, as etcd ignores flags beside --config-file.
-        .args(["--name", "from-flag"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start oxetcd");
+    let mut child = KilledOnDrop(
+        Command::new(server_binary())
+            .arg("--config-file")
+            .arg(&config)
+            // Ignored, as etcd ignores flags beside --config-file.
+            .args(["--name", "from-flag"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start oxetcd"),
+    );
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !logs().contains(READY_LINE) {
-        if let Some(exit) = child.try_wait().expect("poll") {
+        if let Some(exit) = child.0.try_wait().expect("poll") {
             panic!("exited with {exit}\n{}", logs());
         }
         assert!(Instant::now() < deadline, "not ready\n{}", logs());
@@ -60,8 +62,7 @@ async fn a_member_starts_from_a_config_file_alone() {
         .await
         .expect("member list")
         .into_inner();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(members.members.len(), 1);
     assert_eq!(members.members[0].name, "from-file");
     assert_eq!(members.members[0].peer_ur_ls, vec![peer]);
@@ -91,6 +92,17 @@ async fn a_member_starts_from_a_config_file_alone() {
         line["caller"].as_str().is_some_and(|c| c.contains(".rs:")),
         "{ready}"
     );
+}
+
+/// A server killed however the test ends: one left running would hold its
+/// ports (and anything it inherited) after a failed assertion.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Starts oxetcd on `yaml`; its exit code and stderr (it must exit).
