@@ -28,9 +28,14 @@ use oxetcd_watch::{WatchConfig, WatchHub};
 use prost::Message;
 use tracing::{info, warn};
 
+mod auth;
+
 use crate::alarm::Alarms;
 use crate::apply;
-use crate::command::{KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request};
+use crate::auth::{needs, AuthStore, Caller, Need, SimpleTokens};
+use crate::command::{
+    Authorized, Command, KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request,
+};
 use crate::compactor::{self, DEFAULT_COMPACTION_BATCH_LIMIT};
 use crate::datadir::{DataDir, DataDirError};
 use crate::error::EtcdError;
@@ -97,6 +102,13 @@ pub struct ServerConfig {
     pub backend: Option<Engine>,
     /// TLS for requests to other members; None for plain HTTP/2.
     pub peer_client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// --auth-token-ttl: a simple token lives this long after its last use.
+    pub auth_token_ttl: Duration,
+    /// --client-cert-auth: a client certificate's CommonName names the
+    /// user of a request that carries no token.
+    pub client_cert_auth: bool,
+    /// --bcrypt-cost: the cost of the password hashes made here.
+    pub bcrypt_cost: u32,
     /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READS=1 in the front end):
     /// linearizable reads skip ReadIndex and read whatever this member has, so
     /// that the Jepsen tester can show it catches stale reads.
@@ -133,6 +145,9 @@ impl ServerConfig {
             quota_backend_bytes: 0,
             backend: None,
             peer_client_tls: None,
+            auth_token_ttl: crate::auth::DEFAULT_TOKEN_TTL,
+            bcrypt_cost: bcrypt::DEFAULT_COST,
+            client_cert_auth: false,
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
         }
@@ -201,6 +216,7 @@ pub struct Opened {
     hub: Arc<WatchHub>,
     replication: Arc<Replication>,
     alarms: Arc<Alarms>,
+    auth: Arc<AuthStore>,
     quota: Arc<Quota>,
     member_id: u64,
     /// Known at start unless this member is joining: then learned from the log.
@@ -223,6 +239,7 @@ impl Opened {
             hub,
             replication,
             alarms,
+            auth,
             quota,
             member_id,
             known_cluster_id,
@@ -262,6 +279,7 @@ impl Opened {
             hub,
             replication,
             alarms,
+            auth,
             quota,
             cluster_id,
             member_id,
@@ -292,6 +310,7 @@ pub struct EtcdServer {
     hub: Arc<WatchHub>,
     replication: Arc<Replication>,
     alarms: Arc<Alarms>,
+    auth: Arc<AuthStore>,
     quota: Arc<Quota>,
     cluster_id: u64,
     member_id: u64,
@@ -335,9 +354,14 @@ impl EtcdServer {
         ));
         let alarms = Arc::new(Alarms::load(&store).map_err(raft_error)?);
         let quota = Arc::new(Quota::new(config.quota_backend_bytes));
+        let auth = Arc::new(
+            AuthStore::load(&store, SimpleTokens::new(config.auth_token_ttl))
+                .map_err(raft_error)?,
+        );
         let companions = Companions {
             lessor,
             alarms: alarms.clone(),
+            auth: auth.clone(),
             quota: quota.clone(),
         };
         if config.force_new_cluster
@@ -383,6 +407,7 @@ impl EtcdServer {
             hub,
             replication,
             alarms,
+            auth,
             quota,
             member_id: identity.member_id,
             known_cluster_id,
@@ -470,7 +495,18 @@ impl EtcdServer {
 
     /// A Range: linearizable (after a read barrier) unless `serializable`.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
+        self.range_as(&Caller::Unchecked, req).await
+    }
+
+    /// [`EtcdServer::range`] for `caller`, who must be allowed to read the
+    /// range.
+    pub async fn range_as(
+        &self,
+        caller: &Caller,
+        req: RangeRequest,
+    ) -> Result<RangeResponse, EtcdError> {
         validate::range(&req)?;
+        self.auth.check(caller, &needs::range(&req))?;
         if !req.serializable && !self.config.failpoint_stale_reads {
             self.read_barrier().await?;
         }
@@ -480,10 +516,15 @@ impl EtcdServer {
     }
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
+        self.put_as(&Caller::Unchecked, req).await
+    }
+
+    pub async fn put_as(&self, caller: &Caller, req: PutRequest) -> Result<PutResponse, EtcdError> {
         validate::put(&req)?;
+        self.auth.check(caller, &needs::put(&req))?;
         self.check_quota(quota::key_write_cost(KeyWriteRef::Put(&req)))
             .await?;
-        let mut resp = self.propose(req).await?;
+        let mut resp = self.propose_as(caller, req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -492,16 +533,30 @@ impl EtcdServer {
         &self,
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, EtcdError> {
+        self.delete_range_as(&Caller::Unchecked, req).await
+    }
+
+    pub async fn delete_range_as(
+        &self,
+        caller: &Caller,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
         validate::delete_range(&req)?;
-        let mut resp = self.propose(req).await?;
+        self.auth.check(caller, &needs::delete_range(&req))?;
+        let mut resp = self.propose_as(caller, req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
+        self.txn_as(&Caller::Unchecked, req).await
+    }
+
+    pub async fn txn_as(&self, caller: &Caller, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         validate::txn(&req, self.config.max_txn_ops)?;
+        self.auth.check(caller, &needs::txn(&req))?;
         self.check_quota(quota::txn_cost(&req)).await?;
-        let mut resp = self.propose(req).await?;
+        let mut resp = self.propose_as(caller, req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -510,8 +565,19 @@ impl EtcdServer {
     /// then on); the history is deleted in the background. With `physical`,
     /// as in etcd, it answers only once this member has deleted it.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+        self.compact_as(&Caller::Unchecked, req).await
+    }
+
+    /// [`EtcdServer::compact`] for `caller`, who must be a user (etcd checks
+    /// no permission for it; oxetcd lets no anonymous caller compact).
+    pub async fn compact_as(
+        &self,
+        caller: &Caller,
+        req: CompactionRequest,
+    ) -> Result<CompactionResponse, EtcdError> {
+        self.auth.check(caller, &[Need::Authenticated])?;
         let (physical, revision) = (req.physical, req.revision);
-        let mut resp = self.propose(req).await?;
+        let mut resp = self.propose_as(caller, req).await?;
         if physical {
             // A follower may apply it after the leader has answered.
             while self.store.compacted_revision() < revision || self.store.compaction_backlog() > 0
@@ -544,7 +610,29 @@ impl EtcdServer {
         &self,
         req: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, EtcdError> {
-        let mut resp = self.propose(req).await?;
+        self.lease_revoke_as(&Caller::Unchecked, req).await
+    }
+
+    /// [`EtcdServer::lease_revoke`] for `caller`, who must be allowed to
+    /// write every key attached to the lease (revoking deletes them).
+    pub async fn lease_revoke_as(
+        &self,
+        caller: &Caller,
+        req: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        if *caller != Caller::Unchecked {
+            let keys = self.replication.lessor().keys(req.id).unwrap_or_default();
+            let needs: Vec<Need<'_>> = keys
+                .iter()
+                .map(|key| Need::Range {
+                    key,
+                    range_end: b"",
+                    access: crate::auth::Access::Write,
+                })
+                .collect();
+            self.auth.check(caller, &needs)?;
+        }
+        let mut resp = self.propose_as(caller, req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -677,6 +765,28 @@ impl EtcdServer {
                 }
             })
             .collect())
+    }
+
+    /// [`EtcdServer::propose`] for `caller`: a checked user's write carries
+    /// the auth revision it was checked at, and is refused when applied if
+    /// the auth state changed since (see `auth`).
+    async fn propose_as<P: Proposal>(
+        &self,
+        caller: &Caller,
+        proposal: P,
+    ) -> Result<P::Response, EtcdError> {
+        let Some(auth_revision) = caller.checked_at() else {
+            return self.propose(proposal).await;
+        };
+        let request = Request::Authorized(Authorized {
+            auth_revision,
+            command: Some(Box::new(Command::from(proposal.into_request()))),
+        });
+        if request.encoded_len() > self.config.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let response = self.replication.propose(request).await?;
+        P::response(response)
     }
 
     /// Sends a write through the log; answers once it is applied here, with

@@ -12,6 +12,8 @@
 //!   leader transfer, and the request router: whether a request runs here, waits
 //!   for a read index, or goes to the leader.
 //! - `datadir`: the data directory's layout, and importing etcd's.
+//! - [`auth`]: users, roles, permissions and tokens as replicated state,
+//!   and the check of every request against them.
 //! - [`alarm`] / [`quota`]: alarms as replicated state, and the storage
 //!   quota that raises NOSPACE.
 //! - [`validate`] / [`error`]: etcd's request checks and its errors, mapped to
@@ -47,6 +49,7 @@
 
 pub mod alarm;
 mod apply;
+pub mod auth;
 pub mod command;
 mod compactor;
 mod datadir;

@@ -56,7 +56,6 @@ const BACKEND_BATCH: &str = "the store flushes applied writes every 100ms or 8 M
 const NO_SERVER_PINGS: &str = "the gRPC server sends no keepalive pings";
 const NO_AUTO_COMPACTION: &str =
     "oxetcd does not compact on its own; compact with the Compact RPC (etcdctl compact)";
-const NO_AUTH: &str = "auth is not implemented (its RPCs answer Unimplemented)";
 const NO_LOG_TUNING: &str = "oxetcd logs to stderr (level from --log-level, or OXETCD_LOG)";
 const NO_CORRUPT_CHECK: &str =
     "oxetcd runs no corruption checks (compare members with etcdctl endpoint hashkv)";
@@ -135,9 +134,9 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("cipher-suites", Str, "", Warn("oxetcd uses rustls' safe default cipher suites"), "Security", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
     flag!("cors", Str, "*", Warn("the JSON gateway allows every origin (Access-Control-Allow-Origin: *)"), "Security", "Comma-separated whitelist of origins for CORS (empty or * means allow all)."),
     flag!("host-whitelist", Str, "*", Warn("oxetcd serves HTTP requests for any Host"), "Security", "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."),
-    flag!("auth-token", Str, "simple", Warn(NO_AUTH), "Auth", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
-    flag!("bcrypt-cost", Uint(64), "10", Warn(NO_AUTH), "Auth", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords."),
-    flag!("auth-token-ttl", Uint(64), "300", Warn(NO_AUTH), "Auth", "Time (in seconds) of the auth-token-ttl."),
+    flag!("auth-token", Str, "simple", Supported, "Auth", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
+    flag!("bcrypt-cost", Uint(64), "10", Supported, "Auth", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords."),
+    flag!("auth-token-ttl", Uint(64), "300", Supported, "Auth", "Time (in seconds) of the auth-token-ttl."),
     flag!("enable-pprof", Bool, "false", Warn("there is no Go runtime to profile"), "Profiling and Monitoring", "Enable runtime profiling data via HTTP server."),
     flag!("metrics", Str, "basic", Warn("oxetcd serves no metrics"), "Profiling and Monitoring", "Set level of detail for exported metrics, specify 'extensive' to include histogram metrics."),
     flag!("listen-metrics-urls", Urls, "", Warn("oxetcd serves no metrics, so nothing listens on them (/health is on the client URLs)"), "Profiling and Monitoring", "List of URLs to listen on for the metrics and health endpoints."),

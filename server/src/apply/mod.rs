@@ -22,6 +22,7 @@ use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
 use prost::Message;
 
 use crate::alarm::Alarms;
+use crate::auth::AuthStore;
 use crate::command::{KeyWriteRef, Request, Response};
 use crate::error::EtcdError;
 use crate::lease::{KeyChange, Lessor};
@@ -57,6 +58,7 @@ pub fn apply(
     store: &Store,
     leases: &Lessor,
     alarms: &Alarms,
+    auth: &AuthStore,
     applied: Option<&Bytes>,
     request: &Request,
 ) -> Result<Response, EtcdError> {
@@ -64,6 +66,23 @@ pub fn apply(
         return Err(refused);
     }
     match request {
+        Request::Auth(a) => {
+            let change = a.change.as_ref().ok_or(EtcdError::InvalidAuthMgmt)?;
+            let applied = auth.apply(store, change, applied.cloned())?;
+            Ok(Response::Auth(applied))
+        }
+        // Checked against the auth state at `auth_revision`: refused on
+        // every member if users or roles changed since (etcd's
+        // ErrAuthOldRevision), applied as the request it holds otherwise.
+        Request::Authorized(w) => {
+            if w.auth_revision < auth.revision() {
+                return Err(EtcdError::AuthOldRevision);
+            }
+            match w.command.as_deref().and_then(|c| c.request.as_ref()) {
+                Some(Request::Authorized(_)) | None => Err(EtcdError::InvalidAuthMgmt),
+                Some(inner) => apply(store, leases, alarms, auth, applied, inner),
+            }
+        }
         Request::Alarm(a) => {
             let mut response = alarms.apply(store, a)?;
             if let Some(applied) = applied {
@@ -222,9 +241,10 @@ fn in_revision(
         Response::LeaseGrant(r) => &mut r.header,
         Response::LeaseRevoke(r) => &mut r.header,
         Response::LeaseCheckpoint(r) => &mut r.header,
-        Response::Published(_) | Response::LeaseExpire(_) | Response::Alarm(_) => {
-            return Ok(response)
-        }
+        Response::Published(_)
+        | Response::LeaseExpire(_)
+        | Response::Alarm(_)
+        | Response::Auth(_) => return Ok(response),
     };
     *top = header(rev);
     Ok(response)
