@@ -91,6 +91,10 @@ impl AuthStore {
             let granted = match need {
                 Need::Authenticated => self.user_exists(&info.name),
                 Need::Admin => self.is_root(&info.name),
+                Need::AdminOrUser(user) => self.is_root(&info.name) || info.name == *user,
+                Need::AdminOrRole(role) => {
+                    self.is_root(&info.name) || self.has_role(&info.name, role)
+                }
                 Need::Range {
                     key,
                     range_end,
@@ -187,6 +191,9 @@ mod tests {
             "etcdserver: permission denied"
         );
         auth.check(&bob, &[Need::Authenticated]).unwrap();
+        auth.check(&bob, &[Need::AdminOrUser("bob")]).unwrap();
+        assert!(auth.check(&bob, &[Need::AdminOrUser(ROOT)]).is_err());
+        assert!(auth.check(&bob, &[Need::AdminOrRole(ROOT)]).is_err());
         let root = auth.caller(None, Some(ROOT)).unwrap();
         auth.check(&root, &needs).unwrap();
         auth.check(&root, &[Need::Admin]).unwrap();

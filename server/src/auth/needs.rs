@@ -16,6 +16,10 @@ pub enum Need<'a> {
     Authenticated,
     /// The root role: membership, maintenance and auth administration.
     Admin,
+    /// Root, or the caller is this user (etcd lets a user read itself).
+    AdminOrUser(&'a str),
+    /// Root, or the caller holds this role (and may read it).
+    AdminOrRole(&'a str),
     /// `access` on `[key, range_end)` (etcd's notation).
     Range {
         key: &'a [u8],

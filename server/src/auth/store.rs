@@ -364,6 +364,15 @@ impl AuthStore {
         self.state.read().has_root_role(name)
     }
 
+    /// Whether user `name` holds `role`.
+    pub fn has_role(&self, name: &str, role: &str) -> bool {
+        self.state
+            .read()
+            .users
+            .get(name)
+            .is_some_and(|u| u.roles.iter().any(|r| r == role))
+    }
+
     /// Whether `name` exists.
     pub fn user_exists(&self, name: &str) -> bool {
         self.state.read().users.contains_key(name)

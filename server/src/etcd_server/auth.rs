@@ -58,10 +58,11 @@ impl EtcdServer {
         .await
     }
 
-    /// For a read of the auth state by `caller` (root once auth is enabled):
+    /// For a read of the auth state by `caller`, who must have `need` (root,
+    /// or for a user or role, that user or a holder of that role):
     /// waits until this member has applied every change committed before.
-    async fn read_auth(&self, caller: &Caller) -> Result<(), EtcdError> {
-        self.auth.check(caller, &[Need::Admin])?;
+    async fn read_auth(&self, caller: &Caller, need: Need<'_>) -> Result<(), EtcdError> {
+        self.auth.check(caller, &[need])?;
         self.read_barrier().await
     }
 
@@ -156,7 +157,7 @@ impl EtcdServer {
         caller: &Caller,
         req: AuthUserGetRequest,
     ) -> Result<AuthUserGetResponse, EtcdError> {
-        self.read_auth(caller).await?;
+        self.read_auth(caller, Need::AdminOrUser(&req.name)).await?;
         Ok(AuthUserGetResponse {
             header: self.current_header(),
             roles: self.auth.user_roles(&req.name)?,
@@ -164,7 +165,7 @@ impl EtcdServer {
     }
 
     pub async fn user_list(&self, caller: &Caller) -> Result<AuthUserListResponse, EtcdError> {
-        self.read_auth(caller).await?;
+        self.read_auth(caller, Need::Admin).await?;
         Ok(AuthUserListResponse {
             header: self.current_header(),
             users: self.auth.user_names(),
@@ -240,7 +241,7 @@ impl EtcdServer {
         caller: &Caller,
         req: AuthRoleGetRequest,
     ) -> Result<AuthRoleGetResponse, EtcdError> {
-        self.read_auth(caller).await?;
+        self.read_auth(caller, Need::AdminOrRole(&req.role)).await?;
         let perm: Vec<Permission> = self.auth.role_permissions(&req.role)?;
         Ok(AuthRoleGetResponse {
             header: self.current_header(),
@@ -249,7 +250,7 @@ impl EtcdServer {
     }
 
     pub async fn role_list(&self, caller: &Caller) -> Result<AuthRoleListResponse, EtcdError> {
-        self.read_auth(caller).await?;
+        self.read_auth(caller, Need::Admin).await?;
         Ok(AuthRoleListResponse {
             header: self.current_header(),
             roles: self.auth.role_names(),
