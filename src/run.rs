@@ -71,6 +71,7 @@ fn server_config(
         peer_client_tls,
         auth_token_ttl: config.auth_token_ttl,
         bcrypt_cost: config.bcrypt_cost,
+        jwt: config.jwt.clone(),
         client_cert_auth: config.client_tls.client_cert_auth,
         failpoint_stale_reads: failpoint("OXETCD_FAILPOINT_STALE_READS"),
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),

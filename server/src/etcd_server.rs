@@ -32,7 +32,7 @@ mod auth;
 
 use crate::alarm::Alarms;
 use crate::apply;
-use crate::auth::{needs, AuthStore, Caller, Need, SimpleTokens};
+use crate::auth::{needs, AuthStore, Caller, JwtTokens, Need, SimpleTokens};
 use crate::command::{
     Authorized, Command, KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request,
 };
@@ -104,6 +104,8 @@ pub struct ServerConfig {
     pub peer_client_tls: Option<Arc<rustls::ClientConfig>>,
     /// --auth-token-ttl: a simple token lives this long after its last use.
     pub auth_token_ttl: Duration,
+    /// --auth-token=jwt,...: tokens are JWTs; None for simple tokens.
+    pub jwt: Option<crate::auth::JwtConfig>,
     /// --client-cert-auth: a client certificate's CommonName names the
     /// user of a request that carries no token.
     pub client_cert_auth: bool,
@@ -148,6 +150,7 @@ impl ServerConfig {
             auth_token_ttl: crate::auth::DEFAULT_TOKEN_TTL,
             bcrypt_cost: bcrypt::DEFAULT_COST,
             client_cert_auth: false,
+            jwt: None,
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
         }
@@ -166,6 +169,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("--auth-token: {0}")]
+    AuthToken(String),
 }
 
 fn raft_error(e: impl std::fmt::Display) -> StartError {
@@ -354,8 +359,12 @@ impl EtcdServer {
         ));
         let alarms = Arc::new(Alarms::load(&store).map_err(raft_error)?);
         let quota = Arc::new(Quota::new(config.quota_backend_bytes));
+        let jwt = match &config.jwt {
+            Some(jwt) => Some(JwtTokens::new(jwt).map_err(StartError::AuthToken)?),
+            None => None,
+        };
         let auth = Arc::new(
-            AuthStore::load(&store, SimpleTokens::new(config.auth_token_ttl))
+            AuthStore::load(&store, SimpleTokens::new(config.auth_token_ttl), jwt)
                 .map_err(raft_error)?,
         );
         let companions = Companions {

@@ -10,12 +10,19 @@
 //! was checked at (`command::Authorized`): if users or roles changed before
 //! it is applied, every member refuses it ("revision of auth store is old"),
 //! so a revoked permission is never used after the revoke is applied.
+//!
+//! Tokens are simple tokens ([`SimpleTokens`], given through the log so
+//! every member knows them) or, with --auth-token=jwt, JWTs ([`JwtTokens`],
+//! checked with the public key, carrying the auth revision they were signed
+//! at).
 
+mod jwt;
 pub mod needs;
 mod perms;
 mod store;
 mod tokens;
 
+pub use jwt::{JwtConfig, JwtTokens};
 pub use needs::Need;
 pub use perms::Access;
 pub use store::{AuthStore, DEFAULT_TOKEN_TTL, ROOT};
@@ -64,9 +71,16 @@ impl AuthStore {
             return Ok(Caller::Unchecked);
         }
         let revision = self.revision();
-        let name = match (token, common_name) {
-            (Some(token), _) => self.token_user(token).ok_or(EtcdError::InvalidAuthToken)?,
-            (None, Some(cn)) if !cn.is_empty() => cn.to_string(),
+        let (name, revision) = match (token, common_name) {
+            // A JWT carries the auth revision it was signed at.
+            (Some(token), _) => match self.jwt() {
+                Some(jwt) => jwt.verify(token).ok_or(EtcdError::InvalidAuthToken)?,
+                None => (
+                    self.token_user(token).ok_or(EtcdError::InvalidAuthToken)?,
+                    revision,
+                ),
+            },
+            (None, Some(cn)) if !cn.is_empty() => (cn.to_string(), revision),
             (None, _) => return Ok(Caller::Anonymous),
         };
         Ok(Caller::User(AuthInfo { name, revision }))
@@ -136,7 +150,8 @@ mod tests {
     fn callers_are_named_by_token_then_certificate_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
-        let auth = AuthStore::load(&store, SimpleTokens::new(Duration::from_secs(60))).unwrap();
+        let auth =
+            AuthStore::load(&store, SimpleTokens::new(Duration::from_secs(60)), None).unwrap();
         assert_eq!(
             auth.caller(Some("anything"), None).unwrap(),
             Caller::Unchecked

@@ -17,6 +17,7 @@ use oxetcd_storage::Store;
 use parking_lot::RwLock;
 use prost::Message;
 
+use super::jwt::JwtTokens;
 use super::perms::{self, Access};
 use super::tokens::SimpleTokens;
 use crate::command::{AuthApplied, AuthChange};
@@ -265,6 +266,8 @@ fn grant(role: &mut Role, perm: Permission) {
 pub struct AuthStore {
     state: RwLock<AuthState>,
     tokens: SimpleTokens,
+    /// Set with --auth-token=jwt: tokens are JWTs, not simple tokens.
+    jwt: Option<JwtTokens>,
 }
 
 /// etcd's --auth-token-ttl default.
@@ -276,17 +279,28 @@ impl Default for AuthStore {
         Self {
             state: RwLock::default(),
             tokens: SimpleTokens::new(DEFAULT_TOKEN_TTL),
+            jwt: None,
         }
     }
 }
 
 impl AuthStore {
     /// The auth state recorded in `store`.
-    pub fn load(store: &Store, tokens: SimpleTokens) -> Result<Self, EtcdError> {
+    pub fn load(
+        store: &Store,
+        tokens: SimpleTokens,
+        jwt: Option<JwtTokens>,
+    ) -> Result<Self, EtcdError> {
         Ok(Self {
             state: RwLock::new(AuthState::load(store)?),
             tokens,
+            jwt,
         })
+    }
+
+    /// JWT tokens, when --auth-token=jwt.
+    pub fn jwt(&self) -> Option<&JwtTokens> {
+        self.jwt.as_ref()
     }
 
     /// Reads the state from `store` again (after a snapshot replaced it).
@@ -431,7 +445,7 @@ mod tests {
     }
 
     fn auth(store: &Store) -> AuthStore {
-        AuthStore::load(store, SimpleTokens::new(Duration::from_secs(60))).unwrap()
+        AuthStore::load(store, SimpleTokens::new(Duration::from_secs(60)), None).unwrap()
     }
 
     fn user_add(name: &str) -> AuthChange {
