@@ -52,6 +52,9 @@ use crate::validate;
 /// it is counted in the process's RSS (at 1M keys, 512 MiB cost about 200 MB
 /// of RSS for no measured gain: docs/performance.md, footprint).
 const STORE_CACHE_BYTES: u64 = 64 << 20;
+/// How many times a write refused for a changed auth state is checked and
+/// proposed again before the refusal reaches the client.
+const AUTH_RETRIES: u32 = 8;
 /// How often a physical Compact looks whether the compactor is done.
 const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 /// Between tries of a start-up step that waits for the cluster.
@@ -533,7 +536,9 @@ impl EtcdServer {
         self.auth.check(caller, &needs::put(&req))?;
         self.check_quota(quota::key_write_cost(KeyWriteRef::Put(&req)))
             .await?;
-        let mut resp = self.propose_as(caller, req).await?;
+        let mut resp = self
+            .propose_checked(caller, &needs::put(&req), req.clone())
+            .await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -551,8 +556,9 @@ impl EtcdServer {
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, EtcdError> {
         validate::delete_range(&req)?;
-        self.auth.check(caller, &needs::delete_range(&req))?;
-        let mut resp = self.propose_as(caller, req).await?;
+        let mut resp = self
+            .propose_checked(caller, &needs::delete_range(&req), req.clone())
+            .await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -565,7 +571,9 @@ impl EtcdServer {
         validate::txn(&req, self.config.max_txn_ops)?;
         self.auth.check(caller, &needs::txn(&req))?;
         self.check_quota(quota::txn_cost(&req)).await?;
-        let mut resp = self.propose_as(caller, req).await?;
+        let mut resp = self
+            .propose_checked(caller, &needs::txn(&req), req.clone())
+            .await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -584,9 +592,10 @@ impl EtcdServer {
         caller: &Caller,
         req: CompactionRequest,
     ) -> Result<CompactionResponse, EtcdError> {
-        self.auth.check(caller, &[Need::Authenticated])?;
         let (physical, revision) = (req.physical, req.revision);
-        let mut resp = self.propose_as(caller, req).await?;
+        let mut resp = self
+            .propose_checked(caller, &[Need::Authenticated], req)
+            .await?;
         if physical {
             // A follower may apply it after the leader has answered.
             while self.store.compacted_revision() < revision || self.store.compaction_backlog() > 0
@@ -629,19 +638,19 @@ impl EtcdServer {
         caller: &Caller,
         req: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, EtcdError> {
-        if *caller != Caller::Unchecked {
-            let keys = self.replication.lessor().keys(req.id).unwrap_or_default();
-            let needs: Vec<Need<'_>> = keys
-                .iter()
-                .map(|key| Need::Range {
-                    key,
-                    range_end: b"",
-                    access: crate::auth::Access::Write,
-                })
-                .collect();
-            self.auth.check(caller, &needs)?;
-        }
-        let mut resp = self.propose_as(caller, req).await?;
+        let keys = match caller {
+            Caller::Unchecked => Vec::new(),
+            _ => self.replication.lessor().keys(req.id).unwrap_or_default(),
+        };
+        let needs: Vec<Need<'_>> = keys
+            .iter()
+            .map(|key| Need::Range {
+                key,
+                range_end: b"",
+                access: crate::auth::Access::Write,
+            })
+            .collect();
+        let mut resp = self.propose_checked(caller, &needs, req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -774,6 +783,34 @@ impl EtcdServer {
                 }
             })
             .collect())
+    }
+
+    /// Checks `caller` for `needs` and proposes: a write refused because
+    /// users or roles changed after the check is checked again against the
+    /// new auth state and proposed again, for a caller named by a simple
+    /// token or a certificate (etcd's clients without a token cannot
+    /// refresh anything); a JWT's revision is its own, so it stays refused.
+    async fn propose_checked<P: Proposal + Clone>(
+        &self,
+        caller: &Caller,
+        needs: &[Need<'_>],
+        proposal: P,
+    ) -> Result<P::Response, EtcdError> {
+        let mut caller = caller.clone();
+        let mut tries = 0;
+        loop {
+            self.auth.check(&caller, needs)?;
+            match self.propose_as(&caller, proposal.clone()).await {
+                Err(EtcdError::AuthOldRevision) if tries < AUTH_RETRIES => {
+                    match caller.refreshed(self.auth.revision()) {
+                        Some(fresh) => caller = fresh,
+                        None => return Err(EtcdError::AuthOldRevision),
+                    }
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// [`EtcdServer::propose`] for `caller`: a checked user's write carries

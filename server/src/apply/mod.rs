@@ -327,3 +327,47 @@ pub(crate) fn delete_range(
         prev_kvs,
     })
 }
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::command::{AuthChange, AuthCommand, Authorized, Command};
+    use oxetcd_proto::etcdserverpb::AuthRoleAddRequest;
+    use oxetcd_storage::SledBackend;
+
+    #[test]
+    fn a_write_checked_before_an_auth_change_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
+        let (leases, alarms, auth) = (
+            Lessor::new(1, false),
+            Alarms::default(),
+            AuthStore::default(),
+        );
+        let put = Request::Put(PutRequest {
+            key: "k".into(),
+            value: "v".into(),
+            ..Default::default()
+        });
+        let checked_at = |auth_revision| {
+            Request::Authorized(Authorized {
+                auth_revision,
+                command: Some(Box::new(Command::from(put.clone()))),
+            })
+        };
+        let run = |r: &Request| apply(&store, &leases, &alarms, &auth, None, r);
+        run(&checked_at(0)).unwrap();
+        let role_add = Request::Auth(AuthCommand {
+            change: Some(AuthChange::RoleAdd(AuthRoleAddRequest { name: "r".into() })),
+        });
+        run(&role_add).unwrap();
+        let revision = store.applied_revision();
+        assert_eq!(
+            run(&checked_at(0)).unwrap_err().to_string(),
+            "etcdserver: revision of auth store is old"
+        );
+        assert_eq!(store.applied_revision(), revision, "nothing changed");
+        run(&checked_at(1)).unwrap();
+        assert_eq!(store.applied_revision(), revision + 1);
+    }
+}

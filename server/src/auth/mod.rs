@@ -35,6 +35,9 @@ use crate::error::EtcdError;
 pub struct AuthInfo {
     pub name: String,
     pub revision: u64,
+    /// The revision is the credential's own (a JWT's claim, a password
+    /// checked at it): looking the user up again cannot refresh it.
+    pub fixed_revision: bool,
 }
 
 /// Who sends a request.
@@ -49,6 +52,19 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The same caller looked up again at auth revision `revision`, when its
+    /// credential allows it (a simple token or a certificate does, a JWT
+    /// does not).
+    pub fn refreshed(&self, revision: u64) -> Option<Caller> {
+        match self {
+            Caller::User(info) if !info.fixed_revision => Some(Caller::User(AuthInfo {
+                revision,
+                ..info.clone()
+            })),
+            _ => None,
+        }
+    }
+
     /// The auth revision a write must be applied at, when it was checked.
     pub fn checked_at(&self) -> Option<u64> {
         match self {
@@ -71,19 +87,27 @@ impl AuthStore {
             return Ok(Caller::Unchecked);
         }
         let revision = self.revision();
-        let (name, revision) = match (token, common_name) {
+        let (name, revision, fixed_revision) = match (token, common_name) {
             // A JWT carries the auth revision it was signed at.
             (Some(token), _) => match self.jwt() {
-                Some(jwt) => jwt.verify(token).ok_or(EtcdError::InvalidAuthToken)?,
+                Some(jwt) => {
+                    let (name, signed_at) = jwt.verify(token).ok_or(EtcdError::InvalidAuthToken)?;
+                    (name, signed_at, true)
+                }
                 None => (
                     self.token_user(token).ok_or(EtcdError::InvalidAuthToken)?,
                     revision,
+                    false,
                 ),
             },
-            (None, Some(cn)) if !cn.is_empty() => (cn.to_string(), revision),
+            (None, Some(cn)) if !cn.is_empty() => (cn.to_string(), revision, false),
             (None, _) => return Ok(Caller::Anonymous),
         };
-        Ok(Caller::User(AuthInfo { name, revision }))
+        Ok(Caller::User(AuthInfo {
+            name,
+            revision,
+            fixed_revision,
+        }))
     }
 
     /// Whether `caller` may do everything in `needs`: `UserEmpty` without a
@@ -212,7 +236,8 @@ mod tests {
         let root = auth.caller(None, Some(ROOT)).unwrap();
         auth.check(&root, &needs).unwrap();
         auth.check(&root, &[Need::Admin]).unwrap();
-        // A change of the auth state makes callers identified before it stale.
+        // A change of the auth state makes callers identified before it
+        // stale; one named by a token or certificate can be looked up again.
         auth.apply(
             &store,
             &AuthChange::UserAdd(AuthUserAddRequest {
@@ -227,6 +252,8 @@ mod tests {
             auth.check(&root, &needs).unwrap_err().to_string(),
             "etcdserver: revision of auth store is old"
         );
+        auth.check(&root.refreshed(auth.revision()).unwrap(), &needs)
+            .unwrap();
     }
 
     #[test]

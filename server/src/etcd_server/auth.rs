@@ -122,6 +122,7 @@ impl EtcdServer {
         let as_checked = Caller::User(auth::AuthInfo {
             name: req.name.clone(),
             revision,
+            fixed_revision: true,
         });
         let grant = AuthCommand {
             change: Some(AuthChange::Authenticate(SimpleToken {
