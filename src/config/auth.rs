@@ -77,3 +77,49 @@ pub(super) fn auth_settings(v: &Values) -> Result<AuthSettings, ConfigError> {
         jwt,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{cfg, err};
+    use super::*;
+
+    #[test]
+    fn simple_tokens_by_default_with_etcds_ttl_and_cost() {
+        let c = cfg(&[]);
+        assert_eq!(
+            (c.auth_token_ttl, c.bcrypt_cost, c.jwt),
+            (Duration::from_secs(300), 10, None)
+        );
+        let c = cfg(&["--auth-token-ttl", "5", "--bcrypt-cost", "4"]);
+        assert_eq!(
+            (c.auth_token_ttl, c.bcrypt_cost),
+            (Duration::from_secs(5), 4)
+        );
+        assert!(err(&["--bcrypt-cost", "3"]).contains("invalid bcrypt-cost"));
+        assert!(err(&["--bcrypt-cost", "32"]).contains("invalid bcrypt-cost"));
+        assert!(err(&["--auth-token", "opaque"]).contains("unknown token type"));
+    }
+
+    #[test]
+    fn jwt_options_are_read_with_their_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (public, private) = (dir.path().join("pub.pem"), dir.path().join("priv.pem"));
+        std::fs::write(&public, "PUB").unwrap();
+        std::fs::write(&private, "PRIV").unwrap();
+        let option = format!(
+            "jwt,pub-key={},priv-key={},sign-method=RS256,ttl=1s",
+            public.display(),
+            private.display()
+        );
+        let jwt = cfg(&["--auth-token", &option]).jwt.expect("jwt");
+        assert_eq!(jwt.sign_method, "RS256");
+        assert_eq!(jwt.public_key_pem, b"PUB");
+        assert_eq!(jwt.private_key_pem.as_deref(), Some(&b"PRIV"[..]));
+        assert_eq!(jwt.ttl, Duration::from_secs(1));
+        assert!(
+            err(&["--auth-token", "jwt,pub-key=/nonexistent,sign-method=RS256"])
+                .contains("/nonexistent")
+        );
+        assert!(err(&["--auth-token", "jwt,sign-method=RS256"]).contains("pub-key"));
+    }
+}

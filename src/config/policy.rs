@@ -142,8 +142,6 @@ mod tests {
             "10s",
             "--listen-metrics-urls",
             "http://127.0.0.1:2381",
-            "--auth-token",
-            "jwt,pub-key=a,priv-key=b,sign-method=RS256",
             "--strict-reconfig-check=false",
             "-v",
         ]);
@@ -159,7 +157,6 @@ mod tests {
             [
                 "--grpc-keepalive-interval",
                 "--auto-compaction-retention",
-                "--auth-token",
                 "--listen-metrics-urls",
                 "--experimental-initial-corrupt-check",
                 "flag \"--v\" is no longer supported - ignoring",
