@@ -48,6 +48,19 @@ pub fn caller<T>(node: &EtcdServer, request: &Request<T>) -> Result<Caller, Stat
     Credentials::of(node, request).caller(node)
 }
 
+/// [`require_admin`] for the maintenance calls: etcd's maintenance server
+/// answers its auth store's own error, code Unknown and words "auth: ..."
+/// (e.g. "auth: permission denied").
+pub fn require_maintenance_admin<T>(node: &EtcdServer, request: &Request<T>) -> Result<(), Status> {
+    require_admin(node, request).map_err(|status| {
+        let words = status.message();
+        Status::unknown(format!(
+            "auth: {}",
+            words.strip_prefix("etcdserver: ").unwrap_or(words)
+        ))
+    })
+}
+
 /// Refuses a request whose caller is not root, once auth is enabled: for
 /// membership changes and the maintenance calls etcd reserves to admins
 /// (Defragment, Hash, HashKV, Snapshot, MoveLeader).
@@ -64,7 +77,10 @@ pub fn require<T>(
     needs: &[Need<'_>],
 ) -> Result<(), Status> {
     let caller = caller(node, request)?;
-    Ok(node.check(&caller, needs)?)
+    // etcd's lock and election servers call the KV API through a client and
+    // pass its errors on as plain errors: code Unknown, etcd's words.
+    node.check(&caller, needs)
+        .map_err(|e| Status::unknown(e.to_string()))
 }
 
 /// Reading and writing every key under `prefix`: what a lock or a campaign
