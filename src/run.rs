@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use oxetcd_proto::etcdserverpb::auth_server::AuthServer;
 use oxetcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use oxetcd_proto::etcdserverpb::kv_server::KvServer;
 use oxetcd_proto::etcdserverpb::lease_server::LeaseServer;
@@ -19,8 +20,8 @@ use crate::config::{ClusterState, Config};
 use crate::gateway;
 use crate::listener::{self, ListenError};
 use crate::service::{
-    grpc_metrics, http, metrics, ClusterService, ElectionService, KvService, LeaseService, Local,
-    LockService, MaintenanceService, WatchServer, WatchService,
+    grpc_metrics, http, metrics, AuthService, ClusterService, ElectionService, KvService,
+    LeaseService, Local, LockService, MaintenanceService, WatchServer, WatchService,
 };
 use crate::tls::{self, TlsError};
 
@@ -70,6 +71,10 @@ fn server_config(
         quota_backend_bytes: config.quota_backend_bytes,
         backend: config.backend,
         peer_client_tls,
+        auth_token_ttl: config.auth_token_ttl,
+        bcrypt_cost: config.bcrypt_cost,
+        jwt: config.jwt.clone(),
+        client_cert_auth: config.client_tls.client_cert_auth,
         failpoint_stale_reads: failpoint("OXETCD_FAILPOINT_STALE_READS"),
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
         auto_compaction: config.auto_compaction,
@@ -141,6 +146,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(usize::MAX),
     )
+    .add_service(AuthServer::new(AuthService::new(server.clone())))
     .add_service(ClusterServer::new(ClusterService::new(server.clone())))
     .add_service(LeaseServer::new(LeaseService::new(server.clone())))
     .add_service(
@@ -149,7 +155,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             .max_encoding_message_size(usize::MAX),
     );
     // etcd's JSON gateway calls the same services in-process.
-    // (Auth is not served yet: its calls get the same Unimplemented as over gRPC.)
     let json_gateway = gateway::Gateway::new(
         Routes::from(grpc.clone().into_axum_router().fallback(http::not_found)),
         config.max_concurrent_streams,

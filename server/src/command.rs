@@ -39,10 +39,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::EtcdError;
 use oxetcd_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
-    TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest,
+    AuthRoleDeleteRequest, AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest,
+    AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserDeleteRequest,
+    AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
+    PutResponse, TxnRequest, TxnResponse,
 };
 
 /// One write request, as logged and applied; or a batch of key writes that
@@ -50,7 +53,7 @@ use oxetcd_proto::etcdserverpb::{
 /// batch for all of them) and applied in order, each at its own revision.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
-    #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
     pub request: Option<Request>,
     /// Key writes; set only when `request` is not. Applying answers one
     /// result for each, in order.
@@ -145,6 +148,8 @@ impl Request {
             Request::LeaseExpire(_) => "lease expiry",
             Request::LeaseCheckpoint(_) => "lease checkpoint",
             Request::Alarm(_) => "alarm",
+            Request::Auth(_) => "auth change",
+            Request::Authorized(_) => "authorized request",
         }
     }
 }
@@ -174,6 +179,79 @@ pub enum Request {
     /// Raises, disarms or lists alarms (see `alarm`).
     #[prost(message, tag = "10")]
     Alarm(AlarmRequest),
+    /// Changes the auth state (see `auth`).
+    #[prost(message, tag = "11")]
+    Auth(AuthCommand),
+    /// A client's request checked against the auth state at a revision:
+    /// applied only if the auth state has not changed since (see `auth`).
+    #[prost(message, tag = "12")]
+    Authorized(Authorized),
+}
+
+/// One change of the auth state, as etcd's `InternalRaftRequest` carries
+/// them. Passwords travel hashed: the member that took the request hashed
+/// them, so no password is ever logged.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthCommand {
+    #[prost(oneof = "AuthChange", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
+    pub change: Option<AuthChange>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum AuthChange {
+    #[prost(message, tag = "1")]
+    Enable(AuthEnableRequest),
+    #[prost(message, tag = "2")]
+    Disable(AuthDisableRequest),
+    /// A simple token given to a user whose password the proposer checked.
+    #[prost(message, tag = "3")]
+    Authenticate(SimpleToken),
+    /// `password` empty, `hashed_password` set (or `no_password`).
+    #[prost(message, tag = "4")]
+    UserAdd(AuthUserAddRequest),
+    #[prost(message, tag = "5")]
+    UserDelete(AuthUserDeleteRequest),
+    /// `password` empty, `hashed_password` set.
+    #[prost(message, tag = "6")]
+    UserChangePassword(AuthUserChangePasswordRequest),
+    #[prost(message, tag = "7")]
+    UserGrantRole(AuthUserGrantRoleRequest),
+    #[prost(message, tag = "8")]
+    UserRevokeRole(AuthUserRevokeRoleRequest),
+    #[prost(message, tag = "9")]
+    RoleAdd(AuthRoleAddRequest),
+    #[prost(message, tag = "10")]
+    RoleDelete(AuthRoleDeleteRequest),
+    #[prost(message, tag = "11")]
+    RoleGrantPermission(AuthRoleGrantPermissionRequest),
+    #[prost(message, tag = "12")]
+    RoleRevokePermission(AuthRoleRevokePermissionRequest),
+}
+
+/// A simple token, assigned to `name` on every member when applied.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SimpleToken {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub token: String,
+}
+
+/// A request checked against the auth state at `auth_revision` (etcd's
+/// `RequestHeader.auth_revision`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Authorized {
+    #[prost(uint64, tag = "1")]
+    pub auth_revision: u64,
+    #[prost(message, optional, boxed, tag = "2")]
+    pub command: Option<Box<Command>>,
+}
+
+/// What an applied auth change answers: the auth revision after it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthApplied {
+    #[prost(uint64, tag = "1")]
+    pub auth_revision: u64,
 }
 
 /// Leases the leader found expired, revoked in order, each at its own
@@ -240,13 +318,15 @@ pub enum Response {
     LeaseCheckpoint(LeaseCheckpointResponse),
     #[prost(message, tag = "10")]
     Alarm(AlarmResponse),
+    #[prost(message, tag = "11")]
+    Auth(AuthApplied),
 }
 
 /// A command's result as a replicated log's response carries it: the
 /// response, or the error applying it gave (the same on every member).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Outcome {
-    #[prost(oneof = "Response", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Response", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub response: Option<Response>,
     /// `EtcdError::wire_code` of the refusal; 0 when there is a response.
     #[prost(uint32, tag = "15")]
@@ -541,6 +621,7 @@ proposal! {
     LeaseGrantRequest => LeaseGrant(LeaseGrantResponse),
     LeaseRevokeRequest => LeaseRevoke(LeaseRevokeResponse),
     AlarmRequest => Alarm(AlarmResponse),
+    AuthCommand => Auth(AuthApplied),
 }
 
 #[cfg(test)]
@@ -551,7 +632,7 @@ mod tests {
     /// encoded `Command` in `repeated bytes`.
     #[derive(Clone, PartialEq, prost::Message)]
     struct CommandBeforeTypedBatches {
-        #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+        #[prost(oneof = "Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
         request: Option<Request>,
         #[prost(bytes = "bytes", repeated, tag = "16")]
         batch: Vec<Bytes>,

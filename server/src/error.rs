@@ -73,6 +73,43 @@ pub enum EtcdError {
     /// etcd has no word for it: its applier answers nothing.
     #[error("etcdserver: unknown alarm action")]
     UnknownAlarmAction,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// A request checked against an auth state that changed before it was
+    /// applied (a user deleted, a role revoked): the client authenticates
+    /// again and retries.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// The disk failed under us. The write path stops the process on this
     /// (etcd panics); requests in flight get this error.
     #[error("etcdserver: storage failure: {0}")]
@@ -110,6 +147,23 @@ impl EtcdError {
             NoSpace => 15,
             Corrupt => 16,
             UnknownAlarmAction => 17,
+            RootUserNotExist => 30,
+            RootRoleNotExist => 31,
+            UserAlreadyExist => 32,
+            UserEmpty => 33,
+            UserNotFound => 34,
+            RoleAlreadyExist => 35,
+            RoleNotFound => 36,
+            RoleEmpty => 37,
+            AuthFailed => 38,
+            PermissionNotGiven => 39,
+            PermissionDenied => 40,
+            RoleNotGranted => 41,
+            PermissionNotGranted => 42,
+            AuthNotEnabled => 43,
+            InvalidAuthToken => 44,
+            InvalidAuthMgmt => 45,
+            AuthOldRevision => 46,
             // Not produced by applying; kept distinct from "none" (0).
             _ => u32::MAX,
         }
@@ -149,6 +203,23 @@ impl EtcdError {
             15 => EtcdError::NoSpace,
             16 => EtcdError::Corrupt,
             17 => EtcdError::UnknownAlarmAction,
+            30 => EtcdError::RootUserNotExist,
+            31 => EtcdError::RootRoleNotExist,
+            32 => EtcdError::UserAlreadyExist,
+            33 => EtcdError::UserEmpty,
+            34 => EtcdError::UserNotFound,
+            35 => EtcdError::RoleAlreadyExist,
+            36 => EtcdError::RoleNotFound,
+            37 => EtcdError::RoleEmpty,
+            38 => EtcdError::AuthFailed,
+            39 => EtcdError::PermissionNotGiven,
+            40 => EtcdError::PermissionDenied,
+            41 => EtcdError::RoleNotGranted,
+            42 => EtcdError::PermissionNotGranted,
+            43 => EtcdError::AuthNotEnabled,
+            44 => EtcdError::InvalidAuthToken,
+            45 => EtcdError::InvalidAuthMgmt,
+            46 => EtcdError::AuthOldRevision,
             other => EtcdError::Storage(format!(
                 "unknown error code {other} from another member: {detail}"
             )),
@@ -174,6 +245,14 @@ impl EtcdError {
             NoSpace => Code::ResourceExhausted,
             Corrupt => Code::DataLoss,
             UnknownAlarmAction => Code::InvalidArgument,
+            // etcd's rpctypes codes for its auth errors.
+            RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
+            | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
+            | AuthNotEnabled => Code::FailedPrecondition,
+            UserEmpty | RoleEmpty | AuthFailed | PermissionNotGiven | InvalidAuthMgmt
+            | AuthOldRevision => Code::InvalidArgument,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             // etcd has no gRPC error of its own for it.
             LeaderTransferTimeout => Code::Unknown,
             Storage(_) => Code::Internal,
@@ -247,6 +326,23 @@ mod tests {
             EtcdError::NoSpace,
             EtcdError::Corrupt,
             EtcdError::UnknownAlarmAction,
+            EtcdError::RootUserNotExist,
+            EtcdError::RootRoleNotExist,
+            EtcdError::UserAlreadyExist,
+            EtcdError::UserEmpty,
+            EtcdError::UserNotFound,
+            EtcdError::RoleAlreadyExist,
+            EtcdError::RoleNotFound,
+            EtcdError::RoleEmpty,
+            EtcdError::AuthFailed,
+            EtcdError::PermissionNotGiven,
+            EtcdError::PermissionDenied,
+            EtcdError::RoleNotGranted,
+            EtcdError::PermissionNotGranted,
+            EtcdError::AuthNotEnabled,
+            EtcdError::InvalidAuthToken,
+            EtcdError::InvalidAuthMgmt,
+            EtcdError::AuthOldRevision,
         ] {
             assert_eq!(
                 EtcdError::from_wire_code(e.wire_code()).to_string(),

@@ -28,10 +28,15 @@ use oxetcd_watch::{WatchConfig, WatchHub};
 use prost::Message;
 use tracing::{info, warn};
 
+mod auth;
+
 use crate::alarm::Alarms;
 use crate::apply;
+use crate::auth::{needs, AuthStore, Caller, JwtTokens, Need, SimpleTokens};
 use crate::auto_compaction::{self, AutoCompaction};
-use crate::command::{KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request};
+use crate::command::{
+    Authorized, Command, KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request,
+};
 use crate::compactor::{self, DEFAULT_COMPACTION_BATCH_LIMIT};
 use crate::datadir::{DataDir, DataDirError};
 use crate::error::EtcdError;
@@ -48,6 +53,9 @@ use crate::validate;
 /// it is counted in the process's RSS (at 1M keys, 512 MiB cost about 200 MB
 /// of RSS for no measured gain: docs/performance.md, footprint).
 const STORE_CACHE_BYTES: u64 = 64 << 20;
+/// How many times a write refused for a changed auth state is checked and
+/// proposed again before the refusal reaches the client.
+const AUTH_RETRIES: u32 = 8;
 /// How often a physical Compact looks whether the compactor is done.
 const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 /// Between tries of a start-up step that waits for the cluster.
@@ -103,6 +111,15 @@ pub struct ServerConfig {
     pub backend: Option<Engine>,
     /// TLS for requests to other members; None for plain HTTP/2.
     pub peer_client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// --auth-token-ttl: a simple token lives this long after its last use.
+    pub auth_token_ttl: Duration,
+    /// --auth-token=jwt,...: tokens are JWTs; None for simple tokens.
+    pub jwt: Option<crate::auth::JwtConfig>,
+    /// --client-cert-auth: a client certificate's CommonName names the
+    /// user of a request that carries no token.
+    pub client_cert_auth: bool,
+    /// --bcrypt-cost: the cost of the password hashes made here.
+    pub bcrypt_cost: u32,
     /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READS=1 in the front end):
     /// linearizable reads skip ReadIndex and read whatever this member has, so
     /// that the Jepsen tester can show it catches stale reads.
@@ -147,6 +164,10 @@ impl ServerConfig {
             quota_backend_bytes: 0,
             backend: None,
             peer_client_tls: None,
+            auth_token_ttl: crate::auth::DEFAULT_TOKEN_TTL,
+            bcrypt_cost: bcrypt::DEFAULT_COST,
+            client_cert_auth: false,
+            jwt: None,
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
             auto_compaction: None,
@@ -167,6 +188,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("--auth-token: {0}")]
+    AuthToken(String),
 }
 
 fn raft_error(e: impl std::fmt::Display) -> StartError {
@@ -217,6 +240,7 @@ pub struct Opened {
     hub: Arc<WatchHub>,
     replication: Arc<Replication>,
     alarms: Arc<Alarms>,
+    auth: Arc<AuthStore>,
     quota: Arc<Quota>,
     member_id: u64,
     /// Known at start unless this member is joining: then learned from the log.
@@ -239,6 +263,7 @@ impl Opened {
             hub,
             replication,
             alarms,
+            auth,
             quota,
             member_id,
             known_cluster_id,
@@ -287,6 +312,7 @@ impl Opened {
             hub,
             replication,
             alarms,
+            auth,
             quota,
             cluster_id,
             member_id,
@@ -317,6 +343,7 @@ pub struct EtcdServer {
     hub: Arc<WatchHub>,
     replication: Arc<Replication>,
     alarms: Arc<Alarms>,
+    auth: Arc<AuthStore>,
     quota: Arc<Quota>,
     cluster_id: u64,
     member_id: u64,
@@ -362,9 +389,18 @@ impl EtcdServer {
         ));
         let alarms = Arc::new(Alarms::load(&store).map_err(raft_error)?);
         let quota = Arc::new(Quota::new(config.quota_backend_bytes));
+        let jwt = match &config.jwt {
+            Some(jwt) => Some(JwtTokens::new(jwt).map_err(StartError::AuthToken)?),
+            None => None,
+        };
+        let auth = Arc::new(
+            AuthStore::load(&store, SimpleTokens::new(config.auth_token_ttl), jwt)
+                .map_err(raft_error)?,
+        );
         let companions = Companions {
             lessor,
             alarms: alarms.clone(),
+            auth: auth.clone(),
             quota: quota.clone(),
         };
         if config.force_new_cluster
@@ -410,6 +446,7 @@ impl EtcdServer {
             hub,
             replication,
             alarms,
+            auth,
             quota,
             member_id: identity.member_id,
             known_cluster_id,
@@ -497,7 +534,18 @@ impl EtcdServer {
 
     /// A Range: linearizable (after a read barrier) unless `serializable`.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
+        self.range_as(&Caller::Unchecked, req).await
+    }
+
+    /// [`EtcdServer::range`] for `caller`, who must be allowed to read the
+    /// range.
+    pub async fn range_as(
+        &self,
+        caller: &Caller,
+        req: RangeRequest,
+    ) -> Result<RangeResponse, EtcdError> {
         validate::range(&req)?;
+        self.auth.check(caller, &needs::range(&req))?;
         if !req.serializable && !self.config.failpoint_stale_reads {
             self.read_barrier().await?;
         }
@@ -507,10 +555,17 @@ impl EtcdServer {
     }
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
+        self.put_as(&Caller::Unchecked, req).await
+    }
+
+    pub async fn put_as(&self, caller: &Caller, req: PutRequest) -> Result<PutResponse, EtcdError> {
         validate::put(&req)?;
+        self.auth.check(caller, &needs::put(&req))?;
         self.check_quota(quota::key_write_cost(KeyWriteRef::Put(&req)))
             .await?;
-        let mut resp = self.propose(req).await?;
+        let mut resp = self
+            .propose_checked(caller, &needs::put(&req), req.clone())
+            .await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -519,16 +574,33 @@ impl EtcdServer {
         &self,
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, EtcdError> {
+        self.delete_range_as(&Caller::Unchecked, req).await
+    }
+
+    pub async fn delete_range_as(
+        &self,
+        caller: &Caller,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
         validate::delete_range(&req)?;
-        let mut resp = self.propose(req).await?;
+        let mut resp = self
+            .propose_checked(caller, &needs::delete_range(&req), req.clone())
+            .await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
+        self.txn_as(&Caller::Unchecked, req).await
+    }
+
+    pub async fn txn_as(&self, caller: &Caller, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         validate::txn(&req, self.config.max_txn_ops)?;
+        self.auth.check(caller, &needs::txn(&req))?;
         self.check_quota(quota::txn_cost(&req)).await?;
-        let mut resp = self.propose(req).await?;
+        let mut resp = self
+            .propose_checked(caller, &needs::txn(&req), req.clone())
+            .await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -537,8 +609,20 @@ impl EtcdServer {
     /// then on); the history is deleted in the background. With `physical`,
     /// as in etcd, it answers only once this member has deleted it.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+        self.compact_as(&Caller::Unchecked, req).await
+    }
+
+    /// [`EtcdServer::compact`] for `caller`, who must be a user (etcd checks
+    /// no permission for it; oxetcd lets no anonymous caller compact).
+    pub async fn compact_as(
+        &self,
+        caller: &Caller,
+        req: CompactionRequest,
+    ) -> Result<CompactionResponse, EtcdError> {
         let (physical, revision) = (req.physical, req.revision);
-        let mut resp = self.propose(req).await?;
+        let mut resp = self
+            .propose_checked(caller, &[Need::Authenticated], req)
+            .await?;
         if physical {
             // A follower may apply it after the leader has answered.
             while self.store.compacted_revision() < revision || self.store.compaction_pending() {
@@ -570,7 +654,29 @@ impl EtcdServer {
         &self,
         req: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, EtcdError> {
-        let mut resp = self.propose(req).await?;
+        self.lease_revoke_as(&Caller::Unchecked, req).await
+    }
+
+    /// [`EtcdServer::lease_revoke`] for `caller`, who must be allowed to
+    /// write every key attached to the lease (revoking deletes them).
+    pub async fn lease_revoke_as(
+        &self,
+        caller: &Caller,
+        req: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        let keys = match caller {
+            Caller::Unchecked => Vec::new(),
+            _ => self.replication.lessor().keys(req.id).unwrap_or_default(),
+        };
+        let needs: Vec<Need<'_>> = keys
+            .iter()
+            .map(|key| Need::Range {
+                key,
+                range_end: b"",
+                access: crate::auth::Access::Write,
+            })
+            .collect();
+        let mut resp = self.propose_checked(caller, &needs, req).await?;
         self.stamp(&mut resp.header);
         Ok(resp)
     }
@@ -703,6 +809,56 @@ impl EtcdServer {
                 }
             })
             .collect())
+    }
+
+    /// Checks `caller` for `needs` and proposes: a write refused because
+    /// users or roles changed after the check is checked again against the
+    /// new auth state and proposed again, for a caller named by a simple
+    /// token or a certificate (etcd's clients without a token cannot
+    /// refresh anything); a JWT's revision is its own, so it stays refused.
+    async fn propose_checked<P: Proposal + Clone>(
+        &self,
+        caller: &Caller,
+        needs: &[Need<'_>],
+        proposal: P,
+    ) -> Result<P::Response, EtcdError> {
+        let mut caller = caller.clone();
+        let mut tries = 0;
+        loop {
+            self.auth.check(&caller, needs)?;
+            match self.propose_as(&caller, proposal.clone()).await {
+                Err(EtcdError::AuthOldRevision) if tries < AUTH_RETRIES => {
+                    match caller.refreshed(self.auth.revision()) {
+                        Some(fresh) => caller = fresh,
+                        None => return Err(EtcdError::AuthOldRevision),
+                    }
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// [`EtcdServer::propose`] for `caller`: a checked user's write carries
+    /// the auth revision it was checked at, and is refused when applied if
+    /// the auth state changed since (see `auth`).
+    async fn propose_as<P: Proposal>(
+        &self,
+        caller: &Caller,
+        proposal: P,
+    ) -> Result<P::Response, EtcdError> {
+        let Some(auth_revision) = caller.checked_at() else {
+            return self.propose(proposal).await;
+        };
+        let request = Request::Authorized(Authorized {
+            auth_revision,
+            command: Some(Box::new(Command::from(proposal.into_request()))),
+        });
+        if request.encoded_len() > self.config.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let response = self.replication.propose(request).await?;
+        P::response(response)
     }
 
     /// Sends a write through the log; answers once it is applied here, with

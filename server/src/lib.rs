@@ -12,6 +12,8 @@
 //!   leader transfer, and the request router: whether a request runs here, waits
 //!   for a read index, or goes to the leader.
 //! - `datadir`: the data directory's layout, and importing etcd's.
+//! - [`auth`]: users, roles, permissions and tokens as replicated state,
+//!   and the check of every request against them.
 //! - `auto_compaction`: the leader's periodic or revision-based compaction.
 //! - [`alarm`] / [`quota`]: alarms as replicated state, and the storage
 //!   quota that raises NOSPACE.
@@ -48,6 +50,7 @@
 
 pub mod alarm;
 mod apply;
+pub mod auth;
 mod auto_compaction;
 pub mod command;
 mod compactor;

@@ -101,6 +101,11 @@ impl Quota {
 pub fn cost(request: &Request) -> u64 {
     match request {
         Request::LeaseGrant(_) => LEASE_OVERHEAD,
+        Request::Authorized(w) => w
+            .command
+            .as_deref()
+            .and_then(|c| c.request.as_ref())
+            .map_or(0, cost),
         other => other.as_key_write().map_or(0, key_write_cost),
     }
 }

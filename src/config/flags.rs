@@ -54,7 +54,6 @@ const NO_PROXY: &str = "the v2 proxy is not implemented";
 // Why an accepted flag is ignored, shared by several rows.
 const BACKEND_BATCH: &str = "the store flushes applied writes every 100ms or 8 MiB, whichever comes first (the Raft log made them durable already)";
 const NO_SERVER_PINGS: &str = "the gRPC server sends no keepalive pings";
-const NO_AUTH: &str = "auth is not implemented (its RPCs answer Unimplemented)";
 const NO_CORRUPT_CHECK: &str =
     "oxetcd runs no corruption checks (compare members with etcdctl endpoint hashkv)";
 
@@ -133,9 +132,9 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("cipher-suites", Str, "", Supported, "Security", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
     flag!("cors", Str, "*", Warn("the JSON gateway allows every origin (Access-Control-Allow-Origin: *)"), "Security", "Comma-separated whitelist of origins for CORS (empty or * means allow all)."),
     flag!("host-whitelist", Str, "*", Warn("oxetcd serves HTTP requests for any Host"), "Security", "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."),
-    flag!("auth-token", Str, "simple", Warn(NO_AUTH), "Auth", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
-    flag!("bcrypt-cost", Uint(64), "10", Warn(NO_AUTH), "Auth", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords."),
-    flag!("auth-token-ttl", Uint(64), "300", Warn(NO_AUTH), "Auth", "Time (in seconds) of the auth-token-ttl."),
+    flag!("auth-token", Str, "simple", Supported, "Auth", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
+    flag!("bcrypt-cost", Uint(64), "10", Supported, "Auth", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords."),
+    flag!("auth-token-ttl", Uint(64), "300", Supported, "Auth", "Time (in seconds) of the auth-token-ttl."),
     flag!("enable-pprof", Bool, "false", Warn("there is no Go runtime to profile"), "Profiling and Monitoring", "Enable runtime profiling data via HTTP server."),
     flag!("metrics", Str, "basic", Supported, "Profiling and Monitoring", "Set level of detail for exported metrics, specify 'extensive' to include histogram metrics."),
     flag!("listen-metrics-urls", Urls, "", Supported, "Profiling and Monitoring", "List of URLs to listen on for the metrics and health endpoints."),

@@ -25,6 +25,7 @@
 //! This module holds [`Config`], the result, and [`parse`], which builds it
 //! in etcd's order.
 
+mod auth;
 mod bootstrap;
 mod error;
 mod file;
@@ -103,6 +104,12 @@ pub struct Config {
     /// shares one gRPC connection).
     pub max_concurrent_streams: u32,
     pub quota_backend_bytes: i64,
+    /// --auth-token-ttl: how long a simple token lives after its last use.
+    pub auth_token_ttl: std::time::Duration,
+    /// --bcrypt-cost: the cost of the password hashes this member makes.
+    pub bcrypt_cost: u32,
+    /// --auth-token=jwt,...: JWT tokens; None for simple tokens.
+    pub jwt: Option<oxetcd_server::auth::JwtConfig>,
     /// --experimental-backend: the storage engine of a new data dir (None:
     /// the data dir's own, or the default for a new one).
     pub backend: Option<Engine>,
@@ -220,6 +227,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         n => usize::try_from(n).unwrap_or(usize::MAX),
     };
     let quota_backend_bytes = v.int("quota-backend-bytes", 64)?;
+    let auth = auth::auth_settings(v)?;
     let heartbeat_interval = std::time::Duration::from_millis(v.uint("heartbeat-interval", 64)?);
     let election_timeout = std::time::Duration::from_millis(v.uint("election-timeout", 64)?);
     let snapshot_count = v.uint("snapshot-count", 64)?;
@@ -321,6 +329,9 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams", 32)?)
             .unwrap_or(u32::MAX),
         quota_backend_bytes,
+        auth_token_ttl: auth.token_ttl,
+        bcrypt_cost: auth.bcrypt_cost,
+        jwt: auth.jwt,
         backend,
         watch_progress_notify_interval,
         heartbeat_interval,

@@ -140,8 +140,6 @@ mod tests {
             "10s",
             "--listen-metrics-urls",
             "http://127.0.0.1:2381",
-            "--auth-token",
-            "jwt,pub-key=a,priv-key=b,sign-method=RS256",
             "--strict-reconfig-check=false",
             "-v",
         ]);
@@ -156,7 +154,6 @@ mod tests {
             flags,
             [
                 "--grpc-keepalive-interval",
-                "--auth-token",
                 "--experimental-initial-corrupt-check",
                 "flag \"--v\" is no longer supported - ignoring",
             ]

@@ -27,15 +27,62 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Routes;
 use tonic::{Status, Streaming};
 
+use crate::listener::ConnInfo;
+
 pub use routes::router;
+
+/// What an HTTP request carries to name its user, handed to the gRPC call
+/// as a gRPC client would send it: the `Authorization` header's token as the
+/// `authorization` metadata etcd's gateway passes on, and the connection's
+/// TLS details (the client certificate's CommonName) as they are.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    token: Option<MetadataValue<Ascii>>,
+    connection: Option<ConnInfo>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| MetadataValue::try_from(v.as_bytes()).ok());
+        Ok(Identity {
+            token,
+            connection: parts.extensions.get::<ConnInfo>().cloned(),
+        })
+    }
+}
+
+impl Identity {
+    /// `message` as a gRPC request from this identity.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        if let Some(connection) = &self.connection {
+            request.extensions_mut().insert(connection.clone());
+        }
+        request
+    }
+}
 
 /// What every gateway handler shares: the gRPC services and the stream bound.
 #[derive(Clone)]
@@ -70,11 +117,11 @@ impl Gateway {
     }
 
     /// A unary call: one message in, one out.
-    async fn unary<Req, Resp, F, Fut>(&self, body: Bytes, call: F) -> Response
+    async fn unary<Req, Resp, F, Fut>(&self, who: Identity, body: Bytes, call: F) -> Response
     where
         Req: DeserializeOwned + Default,
         Resp: Serialize,
-        F: FnOnce(Routes, Req) -> Fut,
+        F: FnOnce(Routes, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let request = match json::first_message::<Req>(&body) {
@@ -82,18 +129,23 @@ impl Gateway {
             Err(e) => return reply::error(&Status::invalid_argument(e.to_string())),
         };
         let _permit = self.permit().await;
-        match call(self.grpc.clone(), request).await {
+        match call(self.grpc.clone(), who.request(request)).await {
             Ok(response) => reply::message(response.metadata(), response.get_ref()),
             Err(status) => reply::error(&status),
         }
     }
 
     /// One message in, a stream out (Observe, Snapshot).
-    async fn server_streaming<Req, Resp, F, Fut>(&self, body: Bytes, call: F) -> Response
+    async fn server_streaming<Req, Resp, F, Fut>(
+        &self,
+        who: Identity,
+        body: Bytes,
+        call: F,
+    ) -> Response
     where
         Req: DeserializeOwned + Default,
         Resp: Serialize + Send + 'static,
-        F: FnOnce(Routes, Req) -> Fut,
+        F: FnOnce(Routes, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Streaming<Resp>>, Status>>,
     {
         let request = match json::first_message::<Req>(&body) {
@@ -101,18 +153,18 @@ impl Gateway {
             Err(e) => return reply::error(&Status::invalid_argument(e.to_string())),
         };
         let permit = self.permit().await;
-        match call(self.grpc.clone(), request).await {
+        match call(self.grpc.clone(), who.request(request)).await {
             Ok(response) => stream::respond(response, permit).await,
             Err(status) => reply::error(&status),
         }
     }
 
     /// Streams both ways (Watch, LeaseKeepAlive).
-    async fn bidi<Req, Resp, F, Fut>(&self, body: Body, call: F) -> Response
+    async fn bidi<Req, Resp, F, Fut>(&self, who: Identity, body: Body, call: F) -> Response
     where
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
-        F: FnOnce(Routes, ReceiverStream<Req>) -> Fut,
+        F: FnOnce(Routes, tonic::Request<ReceiverStream<Req>>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Streaming<Resp>>, Status>>,
     {
         let requests = match stream::requests::<Req>(body, self.body_limit).await {
@@ -121,7 +173,7 @@ impl Gateway {
             Err(e) => return reply::error(&Status::unknown(e.to_string())),
         };
         let permit = self.permit().await;
-        match call(self.grpc.clone(), requests).await {
+        match call(self.grpc.clone(), who.request(requests)).await {
             Ok(response) => stream::respond(response, permit).await,
             Err(status) => reply::error(&status),
         }

@@ -21,7 +21,7 @@ use oxetcd_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest
 use oxetcd_proto::v3lockpb::lock_client::LockClient;
 use oxetcd_proto::v3lockpb::{LockRequest, UnlockRequest};
 
-use super::Gateway;
+use super::{Gateway, Identity};
 
 /// The API's path prefixes: etcd 3.4 rewrites `/v3beta/` to `/v3/`.
 const PREFIXES: [&str; 2] = ["/v3", "/v3beta"];
@@ -29,45 +29,59 @@ const PREFIXES: [&str; 2] = ["/v3", "/v3beta"];
 /// A unary method: `unary!(Client, method, RequestType)`.
 macro_rules! unary {
     ($client:ident, $method:ident, $request:ty) => {
-        gateway_method(post(|State(gw): State<Gateway>, body: Bytes| async move {
-            gw.unary(body, |grpc, request: $request| async move {
-                $client::new(grpc)
-                    .max_decoding_message_size(usize::MAX)
-                    .$method(request)
-                    .await
-            })
-            .await
-        }))
+        gateway_method(post(
+            |State(gw): State<Gateway>, who: Identity, body: Bytes| async move {
+                gw.unary(
+                    who,
+                    body,
+                    |grpc, request: tonic::Request<$request>| async move {
+                        $client::new(grpc)
+                            .max_decoding_message_size(usize::MAX)
+                            .$method(request)
+                            .await
+                    },
+                )
+                .await
+            },
+        ))
     };
 }
 
 /// A method with one request and a stream of responses.
 macro_rules! server_streaming {
     ($client:ident, $method:ident, $request:ty) => {
-        gateway_method(post(|State(gw): State<Gateway>, body: Bytes| async move {
-            gw.server_streaming(body, |grpc, request: $request| async move {
-                $client::new(grpc)
-                    .max_decoding_message_size(usize::MAX)
-                    .$method(request)
-                    .await
-            })
-            .await
-        }))
+        gateway_method(post(
+            |State(gw): State<Gateway>, who: Identity, body: Bytes| async move {
+                gw.server_streaming(
+                    who,
+                    body,
+                    |grpc, request: tonic::Request<$request>| async move {
+                        $client::new(grpc)
+                            .max_decoding_message_size(usize::MAX)
+                            .$method(request)
+                            .await
+                    },
+                )
+                .await
+            },
+        ))
     };
 }
 
 /// A method streaming both ways; its requests are read as they arrive.
 macro_rules! bidi {
     ($client:ident, $method:ident, $request:ty) => {
-        gateway_method(post(|State(gw): State<Gateway>, body: Body| async move {
-            gw.bidi(body, |grpc, requests| async move {
-                $client::new(grpc)
-                    .max_decoding_message_size(usize::MAX)
-                    .$method(requests)
-                    .await
-            })
-            .await
-        }))
+        gateway_method(post(
+            |State(gw): State<Gateway>, who: Identity, body: Body| async move {
+                gw.bidi(who, body, |grpc, requests| async move {
+                    $client::new(grpc)
+                        .max_decoding_message_size(usize::MAX)
+                        .$method(requests)
+                        .await
+                })
+                .await
+            },
+        ))
     };
 }
 

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use oxetcd_server::{AddMember, Change, UpdateMember};
 
+use super::caller::require_admin;
 use super::Shared;
 
 pub struct ClusterService {
@@ -48,6 +49,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        require_admin(&self.node, &request)?;
         let req = request.into_inner();
         let (peer_urls, is_learner) = (req.peer_ur_ls, req.is_learner);
         let change = Change::Add(AddMember {
@@ -73,6 +75,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        require_admin(&self.node, &request)?;
         self.node
             .change_members(Change::Remove(request.into_inner().id))
             .await?;
@@ -86,6 +89,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        require_admin(&self.node, &request)?;
         let req = request.into_inner();
         let change = Change::Update(UpdateMember {
             member_id: req.id,
@@ -102,6 +106,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        require_admin(&self.node, &request)?;
         self.node
             .change_members(Change::Promote(request.into_inner().id))
             .await?;

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::caller::{key_write, prefix_needs, require};
 use super::local::{key_prefix, session_key, Local};
 use super::lock::{create_rev_is, first_created_op, get_op, put_op};
 use oxetcd_proto::prefix_end;
@@ -83,6 +84,9 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let prefix = key_prefix(&request.get_ref().name);
+        let end = prefix_end(&prefix);
+        require(&self.local.node, &request, &prefix_needs(&prefix, &end))?;
         let mut req = request.into_inner();
         req.lease = self.local.session_lease(req.lease).await?;
         let prefix = key_prefix(&req.name);
@@ -127,6 +131,12 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let leader_key = request.get_ref().leader.as_ref().map(|l| l.key.clone());
+        require(
+            &self.local.node,
+            &request,
+            &key_write(&leader_key.unwrap_or_default()),
+        )?;
         let req = request.into_inner();
         let leader = req
             .leader
@@ -140,7 +150,13 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let prefix = key_prefix(&request.into_inner().name);
+        let prefix = key_prefix(&request.get_ref().name);
+        let end = prefix_end(&prefix);
+        require(
+            &self.local.node,
+            &request,
+            &prefix_needs(&prefix, &end)[..1],
+        )?;
         let resp = self.local.first_created(&prefix).await?;
         let kv = resp
             .kvs
@@ -159,7 +175,13 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        let prefix = key_prefix(&request.into_inner().name);
+        let prefix = key_prefix(&request.get_ref().name);
+        let end = prefix_end(&prefix);
+        require(
+            &self.local.node,
+            &request,
+            &prefix_needs(&prefix, &end)[..1],
+        )?;
         let (tx, rx) = mpsc::channel(OBSERVE_BUFFER);
         let local = self.local.clone();
         tokio::spawn(async move {
@@ -179,6 +201,12 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let leader_key = request.get_ref().leader.as_ref().map(|l| l.key.clone());
+        require(
+            &self.local.node,
+            &request,
+            &key_write(&leader_key.unwrap_or_default()),
+        )?;
         let leader = request
             .into_inner()
             .leader

@@ -1,4 +1,5 @@
-//! etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact.
+//! etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact, each as its
+//! caller (see `caller`): the member checks the caller's permissions.
 
 use oxetcd_proto::etcdserverpb::kv_server::Kv;
 use oxetcd_proto::etcdserverpb::{
@@ -7,6 +8,7 @@ use oxetcd_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use super::caller::caller;
 use super::Shared;
 
 pub struct KvService {
@@ -25,32 +27,45 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        Ok(Response::new(self.node.range(request.into_inner()).await?))
+        let caller = caller(&self.node, &request)?;
+        Ok(Response::new(
+            self.node.range_as(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        Ok(Response::new(self.node.put(request.into_inner()).await?))
+        let caller = caller(&self.node, &request)?;
+        Ok(Response::new(
+            self.node.put_as(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn delete_range(
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let caller = caller(&self.node, &request)?;
         Ok(Response::new(
-            self.node.delete_range(request.into_inner()).await?,
+            self.node
+                .delete_range_as(&caller, request.into_inner())
+                .await?,
         ))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        Ok(Response::new(self.node.txn(request.into_inner()).await?))
+        let caller = caller(&self.node, &request)?;
+        Ok(Response::new(
+            self.node.txn_as(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn compact(
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let caller = caller(&self.node, &request)?;
         Ok(Response::new(
-            self.node.compact(request.into_inner()).await?,
+            self.node.compact_as(&caller, request.into_inner()).await?,
         ))
     }
 }

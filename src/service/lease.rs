@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::caller::caller;
 use super::Shared;
 
 /// Keep-alive answers buffered per stream.
@@ -43,7 +44,9 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         Ok(Response::new(
-            self.node.lease_revoke(request.into_inner()).await?,
+            self.node
+                .lease_revoke_as(&caller(&self.node, &request)?, request.into_inner())
+                .await?,
         ))
     }
 

@@ -18,7 +18,9 @@ use oxetcd_proto::v3lockpb::lock_server::Lock;
 use oxetcd_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
 
+use super::caller::{key_write, prefix_needs, require};
 use super::local::{by_create, key_prefix, session_key, Local};
+use oxetcd_proto::prefix_end;
 
 /// What etcd's concurrency package answers when the session's key is gone.
 pub const SESSION_EXPIRED: &str = "session expired";
@@ -102,9 +104,11 @@ pub(crate) fn put_op(key: &Bytes, value: Bytes, lease: i64) -> RequestOp {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let prefix = key_prefix(&request.get_ref().name);
+        let end = prefix_end(&prefix);
+        require(&self.local.node, &request, &prefix_needs(&prefix, &end))?;
         let mut req = request.into_inner();
         req.lease = self.local.session_lease(req.lease).await?;
-        let prefix = key_prefix(&req.name);
         let my_key = session_key(&prefix, req.lease);
         let owner = RequestOp {
             request: Some(Op::RequestRange(first_created_op(&prefix))),
@@ -165,6 +169,11 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        require(
+            &self.local.node,
+            &request,
+            &key_write(&request.get_ref().key),
+        )?;
         let key = request.into_inner().key;
         let resp = self.local.txn(delete_txn(key)).await?;
         Ok(Response::new(UnlockResponse {

@@ -12,6 +12,7 @@ use oxetcd_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use super::caller::require_maintenance_admin;
 use super::Shared;
 use crate::config::ETCD_API_VERSION;
 use oxetcd_server::EtcdError;
@@ -88,8 +89,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        require_maintenance_admin(&self.node, &request)?;
         // The store makes what it holds durable, then the engine shrinks its
         // file (redb compacts it; sled, which reclaims space in the
         // background, cannot). Only the state machine publishes: a publish
@@ -116,7 +118,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        require_maintenance_admin(&self.node, &request)?;
         let h = self.node.store().hash_kv(0).map_err(EtcdError::from)?;
         Ok(Response::new(HashResponse {
             header: self.node.header(h.hash_revision),
@@ -128,6 +131,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        require_maintenance_admin(&self.node, &request)?;
         let rev = request.into_inner().revision;
         let h = self.node.store().hash_kv(rev).map_err(EtcdError::from)?;
         Ok(Response::new(HashKvResponse {
@@ -142,8 +146,9 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        require_maintenance_admin(&self.node, &request)?;
         Ok(Response::new(Box::pin(super::snapshot::stream(
             self.node.clone(),
         ))))
@@ -153,6 +158,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        require_maintenance_admin(&self.node, &request)?;
         let target = request.into_inner().target_id;
         self.node.move_leader(target).await?;
         Ok(Response::new(MoveLeaderResponse {

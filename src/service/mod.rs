@@ -1,5 +1,7 @@
 //! The gRPC services, each over the member ([`oxetcd_server::EtcdServer`]).
 
+mod auth;
+mod caller;
 mod cluster;
 mod election;
 pub mod grpc_metrics;
@@ -14,6 +16,7 @@ pub mod metrics;
 mod snapshot;
 mod watch;
 
+pub use auth::AuthService;
 pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use kv::KvService;

@@ -28,7 +28,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::codec::WatchReply;
 pub use self::server::WatchServer;
+use super::caller::Credentials;
 use super::Shared;
+use oxetcd_server::auth::{Access, Need};
 
 pub struct WatchService {
     node: Shared,
@@ -42,14 +44,21 @@ impl WatchService {
     /// One Watch call: requests are read by a task of their own; responses
     /// are the returned stream.
     fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Response<Replies> {
+        let credentials = Credentials::of(&self.node, &request);
         let mut inbound = request.into_inner();
         let stream = self.node.watch_hub().open_stream();
         let control = stream.control();
+        let node = self.node.clone();
         tokio::spawn(async move {
             // Ends when the client closes its side; the responses go on.
             while let Ok(Some(req)) = inbound.message().await {
                 match req.request_union {
-                    Some(RequestUnion::CreateRequest(c)) => control.create(spec(c)),
+                    Some(RequestUnion::CreateRequest(c)) => {
+                        match may_watch(&node, &credentials, &c) {
+                            Ok(()) => control.create(spec(c)),
+                            Err(refused) => control.refuse(refused),
+                        }
+                    }
                     Some(RequestUnion::CancelRequest(c)) => control.cancel(c.watch_id),
                     Some(RequestUnion::ProgressRequest(_)) => control.request_progress(),
                     None => {}
@@ -89,6 +98,31 @@ impl Stream for Replies {
             }
         }
     }
+}
+
+/// Whether the stream's caller may read what `c` watches, checked at each
+/// create as etcd does; the refusal's reason as etcd words it (the gRPC
+/// error's text).
+fn may_watch(
+    node: &Shared,
+    credentials: &Credentials,
+    c: &WatchCreateRequest,
+) -> Result<(), String> {
+    let refused = |status: Status| {
+        format!(
+            "rpc error: code = {:?} desc = {}",
+            status.code(),
+            status.message()
+        )
+    };
+    let caller = credentials.caller(node).map_err(refused)?;
+    let needs = [Need::Range {
+        key: &c.key,
+        range_end: &c.range_end,
+        access: Access::Read,
+    }];
+    node.check(&caller, &needs)
+        .map_err(|e| refused(Status::from(e)))
 }
 
 /// Normalizes a create request as etcd does.

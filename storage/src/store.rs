@@ -219,6 +219,34 @@ impl Store {
         self.backend.apply(batch)
     }
 
+    /// Puts (`Some`) and deletes (`None`) cluster records, and records
+    /// `applied` (the state machine's record) when given, in one backend
+    /// batch: a change of several records (auth's users, roles and revision)
+    /// is stored whole or not at all.
+    pub fn change_cluster_records(
+        &self,
+        changes: Vec<(String, Option<Bytes>)>,
+        applied: Option<Bytes>,
+    ) -> Result<()> {
+        let mut state = self.state.write();
+        let mut batch = WriteBatch::default();
+        for (key, value) in changes {
+            let key = Bytes::from(format!("{CLUSTER_PREFIX}{key}"));
+            match value {
+                Some(value) => batch.put(Bucket::Meta, key, value),
+                None => batch.delete(Bucket::Meta, key),
+            }
+        }
+        if let Some(applied) = &applied {
+            batch.put(Bucket::Meta, META_APPLIED_STATE, applied.clone());
+        }
+        self.backend.apply(batch)?;
+        if applied.is_some() {
+            state.applied_state = applied;
+        }
+        Ok(())
+    }
+
     /// Every cluster record whose key starts with `prefix`, in key order.
     pub fn cluster_records(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
         let _state = self.state.read();

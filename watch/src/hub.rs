@@ -243,6 +243,20 @@ impl WatchHub {
         self.wake_catch_up.notify_one();
     }
 
+    fn refuse(&self, stream_id: StreamId, reason: String) {
+        let mut st = self.state.lock();
+        let notified = st.notified_rev;
+        if let Some(stream) = st.streams.get_mut(&stream_id) {
+            stream.send(Delivery {
+                watch_id: INVALID_WATCH_ID,
+                revision: notified,
+                kind: DeliveryKind::Refused(reason),
+                prev_kv: false,
+                fragment: false,
+            });
+        }
+    }
+
     fn create(&self, stream_id: StreamId, spec: WatchSpec) {
         let mut st = self.state.lock();
         let notified = st.notified_rev;
@@ -599,6 +613,13 @@ impl StreamControl {
 
     pub fn cancel(&self, watch_id: i64) {
         self.hub.cancel(self.id, watch_id);
+    }
+
+    /// Answers a create request that is not served (the caller may not
+    /// read the range): created and canceled at once, for `reason`, in the
+    /// stream's order.
+    pub fn refuse(&self, reason: String) {
+        self.hub.refuse(self.id, reason);
     }
 
     pub fn request_progress(&self) {

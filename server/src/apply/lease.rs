@@ -125,6 +125,7 @@ mod tests {
     use super::*;
     use crate::alarm::Alarms;
     use crate::apply::apply;
+    use crate::auth::AuthStore;
     use crate::command::Request;
     use crate::lease::{self, Lessor};
     use oxetcd_proto::etcdserverpb::{LeaseCheckpoint, PutRequest};
@@ -158,7 +159,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let leases = Lessor::new(1, false);
-        let run = |r: Request| apply(&store, &leases, &Alarms::default(), None, &r);
+        let run = |r: Request| {
+            apply(
+                &store,
+                &leases,
+                &Alarms::default(),
+                &AuthStore::default(),
+                None,
+                &r,
+            )
+        };
         for id in [10, 20] {
             run(Request::LeaseGrant(LeaseGrantRequest { ttl: 5, id })).unwrap();
         }
@@ -207,7 +217,16 @@ mod tests {
         {
             let store = open(dir.path());
             let leases = Lessor::new(1, true);
-            let run = |r: Request| apply(&store, &leases, &Alarms::default(), None, &r);
+            let run = |r: Request| {
+                apply(
+                    &store,
+                    &leases,
+                    &Alarms::default(),
+                    &AuthStore::default(),
+                    None,
+                    &r,
+                )
+            };
             run(Request::LeaseGrant(LeaseGrantRequest { ttl: 100, id: 7 })).unwrap();
             run(Request::LeaseGrant(LeaseGrantRequest { ttl: 100, id: 8 })).unwrap();
             run(put("kept", 7)).unwrap();

@@ -22,6 +22,7 @@ use oxetcd_storage::{KeyRange, RangeOptions, Store, WriteTxn};
 use prost::Message;
 
 use crate::alarm::Alarms;
+use crate::auth::AuthStore;
 use crate::command::{KeyWriteRef, Request, Response};
 use crate::error::EtcdError;
 use crate::lease::{KeyChange, Lessor};
@@ -57,6 +58,7 @@ pub fn apply(
     store: &Store,
     leases: &Lessor,
     alarms: &Alarms,
+    auth: &AuthStore,
     applied: Option<&Bytes>,
     request: &Request,
 ) -> Result<Response, EtcdError> {
@@ -64,6 +66,23 @@ pub fn apply(
         return Err(refused);
     }
     match request {
+        Request::Auth(a) => {
+            let change = a.change.as_ref().ok_or(EtcdError::InvalidAuthMgmt)?;
+            let applied = auth.apply(store, change, applied.cloned())?;
+            Ok(Response::Auth(applied))
+        }
+        // Checked against the auth state at `auth_revision`: refused on
+        // every member if users or roles changed since (etcd's
+        // ErrAuthOldRevision), applied as the request it holds otherwise.
+        Request::Authorized(w) => {
+            if w.auth_revision < auth.revision() {
+                return Err(EtcdError::AuthOldRevision);
+            }
+            match w.command.as_deref().and_then(|c| c.request.as_ref()) {
+                Some(Request::Authorized(_)) | None => Err(EtcdError::InvalidAuthMgmt),
+                Some(inner) => apply(store, leases, alarms, auth, applied, inner),
+            }
+        }
         Request::Alarm(a) => {
             let mut response = alarms.apply(store, a)?;
             if let Some(applied) = applied {
@@ -222,9 +241,10 @@ fn in_revision(
         Response::LeaseGrant(r) => &mut r.header,
         Response::LeaseRevoke(r) => &mut r.header,
         Response::LeaseCheckpoint(r) => &mut r.header,
-        Response::Published(_) | Response::LeaseExpire(_) | Response::Alarm(_) => {
-            return Ok(response)
-        }
+        Response::Published(_)
+        | Response::LeaseExpire(_)
+        | Response::Alarm(_)
+        | Response::Auth(_) => return Ok(response),
     };
     *top = header(rev);
     Ok(response)
@@ -311,4 +331,48 @@ pub(crate) fn delete_range(
         deleted,
         prev_kvs,
     })
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::command::{AuthChange, AuthCommand, Authorized, Command};
+    use oxetcd_proto::etcdserverpb::AuthRoleAddRequest;
+    use oxetcd_storage::SledBackend;
+
+    #[test]
+    fn a_write_checked_before_an_auth_change_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
+        let (leases, alarms, auth) = (
+            Lessor::new(1, false),
+            Alarms::default(),
+            AuthStore::default(),
+        );
+        let put = Request::Put(PutRequest {
+            key: "k".into(),
+            value: "v".into(),
+            ..Default::default()
+        });
+        let checked_at = |auth_revision| {
+            Request::Authorized(Authorized {
+                auth_revision,
+                command: Some(Box::new(Command::from(put.clone()))),
+            })
+        };
+        let run = |r: &Request| apply(&store, &leases, &alarms, &auth, None, r);
+        run(&checked_at(0)).unwrap();
+        let role_add = Request::Auth(AuthCommand {
+            change: Some(AuthChange::RoleAdd(AuthRoleAddRequest { name: "r".into() })),
+        });
+        run(&role_add).unwrap();
+        let revision = store.applied_revision();
+        assert_eq!(
+            run(&checked_at(0)).unwrap_err().to_string(),
+            "etcdserver: revision of auth store is old"
+        );
+        assert_eq!(store.applied_revision(), revision, "nothing changed");
+        run(&checked_at(1)).unwrap();
+        assert_eq!(store.applied_revision(), revision + 1);
+    }
 }

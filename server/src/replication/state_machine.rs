@@ -62,6 +62,7 @@ use super::log_compaction::AppliedWrites;
 use super::{Entry, TypeConfig};
 use crate::alarm::Alarms;
 use crate::apply;
+use crate::auth::AuthStore;
 use crate::command::{self, Applied, ExpiredLeases, KeyWrite, Request, Response as WriteResponse};
 use crate::datadir;
 use crate::error::EtcdError;
@@ -207,6 +208,8 @@ pub struct StateMachine {
     lessor: Arc<Lessor>,
     /// Alarms, kept in step with the store.
     alarms: Arc<Alarms>,
+    /// Users, roles and tokens, kept in step with the store.
+    auth: Arc<AuthStore>,
     /// Told what applied writes cost, to notice the store past its quota.
     quota: Arc<Quota>,
     /// Where the meta of the last built or installed snapshot is kept.
@@ -223,6 +226,7 @@ pub struct StateMachine {
 pub struct Companions {
     pub lessor: Arc<Lessor>,
     pub alarms: Arc<Alarms>,
+    pub auth: Arc<AuthStore>,
     pub quota: Arc<Quota>,
 }
 
@@ -237,16 +241,19 @@ impl StateMachine {
         let Companions {
             lessor,
             alarms,
+            auth,
             quota,
         } = companions;
         let applied = AppliedRecord::decode(store.applied_state())?;
         lease::recover(&lessor, &store).map_err(|e| read_err(&e))?;
         alarms.reload(&store).map_err(|e| read_err(&e))?;
+        auth.reload(&store).map_err(|e| read_err(&e))?;
         Ok(Self {
             store,
             hub,
             lessor,
             alarms,
+            auth,
             quota,
             snapshots: SnapshotFiles { dir: snapshot_dir },
             applied,
@@ -327,6 +334,7 @@ impl StateMachine {
             &self.store,
             &self.lessor,
             &self.alarms,
+            &self.auth,
             Some(&record),
             request,
         );
@@ -429,6 +437,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.snapshots.save_meta(meta)?;
         lease::recover(&self.lessor, &self.store).map_err(|e| snapshot_err(&e))?;
         self.alarms
+            .reload(&self.store)
+            .map_err(|e| snapshot_err(&e))?;
+        self.auth
             .reload(&self.store)
             .map_err(|e| snapshot_err(&e))?;
         self.hub.resync();
@@ -562,6 +573,7 @@ mod tests {
             let companions = Companions {
                 lessor: Arc::new(crate::lease::Lessor::new(1, false)),
                 alarms: Arc::default(),
+                auth: Arc::default(),
                 quota: Arc::new(Quota::new(0)),
             };
             let sm = StateMachine::new(
