@@ -111,9 +111,10 @@ fn client_verifier(
         });
     };
     let mut roots = RootCertStore::empty();
-    for cert in Pem::file(ca_path).certs(WHAT)? {
+    let trusted = Pem::file(ca_path).certs(WHAT)?;
+    for cert in &trusted {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| oxetcd_tls::Error::parse(ca_path.display(), WHAT, e))?;
     }
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -128,10 +129,11 @@ fn client_verifier(
         let path = settings.crl_file.as_deref().unwrap_or(ca_path);
         oxetcd_tls::Error::parse(path.display(), "CA or CRL file", e)
     })?;
-    match name_rule(settings)? {
-        None => Ok(inner),
-        Some(rule) => Ok(Arc::new(AllowedNameVerifier { inner, rule })),
-    }
+    Ok(Arc::new(EtcdClientVerifier {
+        inner,
+        trusted,
+        rule: name_rule(settings)?,
+    }))
 }
 
 /// etcd's --peer-cert-allowed-cn / --*-cert-allowed-hostname, if given.
@@ -183,14 +185,44 @@ impl CertCheck for NameRule {
     }
 }
 
-/// The CA check, then etcd's extra name check on the client certificate.
+/// The CA check as Go's, then etcd's extra name check on the client
+/// certificate.
 #[derive(Debug)]
-struct AllowedNameVerifier {
+struct EtcdClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    rule: NameRule,
+    /// The trusted CA file's certificates: Go accepts a client presenting
+    /// one of them itself, CA or not (webpki refuses a CA as an end entity;
+    /// etcd's own tests use one self-signed CA as server, client and CA).
+    trusted: Vec<CertificateDer<'static>>,
+    rule: Option<NameRule>,
 }
 
-impl ClientCertVerifier for AllowedNameVerifier {
+impl EtcdClientVerifier {
+    /// True when `end_entity` is itself one of the trusted certificates and
+    /// valid now: a chain of one, as Go's verifier accepts.
+    fn is_trusted_itself(&self, end_entity: &CertificateDer<'_>, now: UnixTime) -> bool {
+        if !self
+            .trusted
+            .iter()
+            .any(|t| t.as_ref() == end_entity.as_ref())
+        {
+            return false;
+        }
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity) else {
+            return false;
+        };
+        let now = x509_parser::time::ASN1Time::from_timestamp(now.as_secs() as i64);
+        now.is_ok_and(|now| cert.validity().is_valid_at(now))
+    }
+}
+
+/// webpki's refusal of a certificate marked as a CA in the end entity's place.
+fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    matches!(e, rustls::Error::InvalidCertificate(CertificateError::Other(other))
+        if other.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity))
+}
+
+impl ClientCertVerifier for EtcdClientVerifier {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -209,10 +241,19 @@ impl ClientCertVerifier for AllowedNameVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
+        let verified = match self
             .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        self.rule.check(end_entity)?;
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Ok(verified) => verified,
+            Err(e) if is_ca_used_as_end_entity(&e) && self.is_trusted_itself(end_entity, now) => {
+                ClientCertVerified::assertion()
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(rule) = &self.rule {
+            rule.check(end_entity)?;
+        }
         Ok(verified)
     }
 
@@ -347,6 +388,31 @@ mod tests {
         }
         // TLS 1.3 is not limited, as in Go.
         assert!(handshake(server, offering(S::TLS13_AES_256_GCM_SHA384)).await);
+    }
+
+    #[tokio::test]
+    async fn a_client_presenting_the_trusted_ca_itself_is_accepted_like_go() {
+        // etcd's TestCtlV3AuthCertCNWithWithConcurrentOperation uses one
+        // self-signed CA as server, client and CA certificate.
+        let p = pki();
+        let server = build(&mtls(&p), p.dir.path());
+        let ca_key = write(
+            p.dir.path(),
+            "ca.key",
+            &p.issuer.issuer.key().serialize_pem(),
+        );
+        let itself = client_config(&p.ca, Some((&p.ca, &ca_key)));
+        assert!(handshake(server.clone(), itself).await);
+        // Another CA's own certificate is still refused.
+        let other = Ca::new("other ca");
+        let other_cert = write(p.dir.path(), "other.crt", &other.pem());
+        let other_key = write(
+            p.dir.path(),
+            "other.key",
+            &other.issuer.key().serialize_pem(),
+        );
+        let stranger = client_config(&p.ca, Some((&other_cert, &other_key)));
+        assert!(!handshake(server, stranger).await);
     }
 
     #[tokio::test]
