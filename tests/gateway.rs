@@ -227,11 +227,14 @@ fn errors_are_json_with_grpc_gateways_status_codes() {
         body,
         r#"{"error":"\"leader\" field must be provided","message":"\"leader\" field must be provided","code":2}"#
     );
-    // oxetcd has no Auth yet: Unimplemented, as over gRPC.
-    if !support::against_reference_server() {
-        let (status, body) = post(&ep, "/v3/auth/user/list", json!({}));
-        assert_eq!((status, &body["code"]), (501, &json!(12)), "{body}");
-    }
+    // FailedPrecondition is 412, as etcd 3.4's gateway maps it.
+    let (status, body) = post(
+        &ep,
+        "/v3/auth/authenticate",
+        json!({"name": "x", "password": "y"}),
+    );
+    assert_eq!((status, &body["code"]), (412, &json!(9)), "{body}");
+    assert_eq!(body["error"], "etcdserver: authentication is not enabled");
 
     // Paths and methods the gateway does not have.
     assert_eq!(call(&ep, "POST", "/v3/no/such", "{}").0, 404);
