@@ -7,8 +7,9 @@
 //! - `mvcc/range/*`: reads of a store whose keys have 3 revisions each: a
 //!   single-key get, a list page (limit 500) and a count over the whole prefix,
 //!   and the get and the page at an older revision.
-//! - `mvcc/compact`: compacting that store at its latest revision (200,000 old
-//!   revisions removed). Each iteration needs a fresh store, so it runs 10
+//! - `mvcc/compact_schedule`: compacting that store at its latest revision and
+//!   running the index pass to its end (200,000 old revisions queued);
+//!   `mvcc/compact`: the same, then the deletions (200,000 removed). Each iteration needs a fresh store, so it runs 10
 //!   samples of one iteration each.
 //!
 //! Fixtures are built once per group, and only when a benchmark of the group
