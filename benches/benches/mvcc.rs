@@ -9,8 +9,9 @@
 //!   and the get and the page at an older revision.
 //! - `mvcc/compact_schedule`: compacting that store at its latest revision and
 //!   running the index pass to its end (200,000 old revisions queued);
-//!   `mvcc/compact`: the same, then the deletions (200,000 removed). Each iteration needs a fresh store, so it runs 10
-//!   samples of one iteration each.
+//!   `mvcc/compact`: the same, then the deletions (200,000 removed). Each
+//!   iteration needs a fresh store, so it runs 10 samples of one iteration
+//!   each.
 //!
 //! Fixtures are built once per group, and only when a benchmark of the group
 //! is selected. Run: `cargo bench -p oxetcd-benches --bench mvcc`.
