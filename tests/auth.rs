@@ -8,10 +8,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use oxetcd_proto::authpb::permission::Type as PermType;
 use oxetcd_proto::authpb::Permission;
 use oxetcd_proto::etcdserverpb::auth_client::AuthClient;
@@ -131,26 +127,9 @@ async fn everything(channel: &Channel, root: &str) -> Vec<(String, String)> {
 
 /// A request over the JSON gateway with an optional Authorization header.
 fn gateway_post(endpoint: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let addr = endpoint.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect");
     let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
-    write!(
-        conn,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).expect("read");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    (status, raw)
+    let headers = format!("Content-Type: application/json\r\n{auth}");
+    support::http_request(endpoint, "POST", path, &headers, body)
 }
 
 #[tokio::test]

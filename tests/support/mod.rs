@@ -520,13 +520,29 @@ pub async fn all(kv: &mut KvClient<Channel>) -> Vec<KeyValue> {
 
 /// A minimal HTTP/1.1 GET (no client crate needed): status code and body.
 pub fn http_get(endpoint: &str, path: &str) -> (u16, String) {
+    http_request(endpoint, "GET", path, "", "")
+}
+
+/// A minimal HTTP/1.1 request: `headers` are whole lines ("Name: value\r\n"),
+/// `body` is sent with its length. Returns the status code and the body.
+pub fn http_request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let addr = endpoint.trim_start_matches("http://");
     let mut conn = TcpStream::connect(addr).expect("connect");
     write!(
         conn,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
     let mut raw = String::new();
     conn.read_to_string(&mut raw).expect("read");
     let status = raw
