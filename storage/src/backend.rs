@@ -66,6 +66,15 @@ pub trait Backend: Send + Sync + 'static {
         to: Option<&[u8]>,
     ) -> Box<dyn Iterator<Item = Result<Entry>> + 'a>;
 
+    /// Whether [`flush`](Backend::flush) costs little more than the fsync
+    /// itself, so that a write-back buffer may make every batch it hands over
+    /// durable at once (as etcd commits bbolt with an fsync every 100 ms)
+    /// rather than leave the engine to gather seconds of dirty pages for the
+    /// next snapshot's flush. By default no (sled's flush is CPU-heavy).
+    fn durable_flush_is_cheap(&self) -> bool {
+        false
+    }
+
     /// Whether a scan reads the contents as of its call: batches applied
     /// while its iterator lives do not change what it yields (redb: each scan
     /// owns a read transaction). A snapshot of the store then copies them

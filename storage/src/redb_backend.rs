@@ -146,6 +146,14 @@ impl Backend for RedbBackend {
         }
     }
 
+    /// A durable commit writes the pages the commits before it dirtied and
+    /// fsyncs: done each buffer interval it writes a little often; left to
+    /// the next snapshot it wrote seconds of pages at once, and the WAL's
+    /// fsyncs queued behind them (put latency spikes at each snapshot).
+    fn durable_flush_is_cheap(&self) -> bool {
+        true
+    }
+
     /// Each scan owns a read transaction: redb's MVCC keeps its pages as
     /// they were while later commits write elsewhere.
     fn scans_are_point_in_time(&self) -> bool {
