@@ -52,13 +52,21 @@ pub fn caller<T>(node: &EtcdServer, request: &Request<T>) -> Result<Caller, Stat
 /// answers its auth store's own error, code Unknown and words "auth: ..."
 /// (e.g. "auth: permission denied").
 pub fn require_maintenance_admin<T>(node: &EtcdServer, request: &Request<T>) -> Result<(), Status> {
-    require_admin(node, request).map_err(|status| {
-        let words = status.message();
-        Status::unknown(format!(
-            "auth: {}",
-            words.strip_prefix("etcdserver: ").unwrap_or(words)
-        ))
-    })
+    require_admin(node, request).map_err(as_maintenance_error)
+}
+
+/// [`caller`] for the maintenance calls that need no permission (Alarm):
+/// an invalid token is refused with etcd's maintenance words.
+pub fn maintenance_caller<T>(node: &EtcdServer, request: &Request<T>) -> Result<Caller, Status> {
+    caller(node, request).map_err(as_maintenance_error)
+}
+
+fn as_maintenance_error(status: Status) -> Status {
+    let words = status.message();
+    Status::unknown(format!(
+        "auth: {}",
+        words.strip_prefix("etcdserver: ").unwrap_or(words)
+    ))
 }
 
 /// Refuses a request whose caller is not root, once auth is enabled: for
