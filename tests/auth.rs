@@ -8,6 +8,9 @@
 
 mod support;
 
+#[path = "auth/refusals.rs"]
+mod refusals;
+
 use oxetcd_proto::authpb::permission::Type as PermType;
 use oxetcd_proto::authpb::Permission;
 use oxetcd_proto::etcdserverpb::auth_client::AuthClient;

@@ -4,7 +4,7 @@
 //! certificate's CommonName (etcd's `AuthInfoFromTLS`).
 
 use oxetcd_server::auth::{Access, Caller, Need};
-use oxetcd_server::EtcdServer;
+use oxetcd_server::{EtcdError, EtcdServer};
 use tonic::{Request, Status};
 
 use crate::listener::ConnInfo;
@@ -62,6 +62,10 @@ pub fn maintenance_caller<T>(node: &EtcdServer, request: &Request<T>) -> Result<
 }
 
 fn as_maintenance_error(status: Status) -> Status {
+    // etcd's auth store names a missing user in its own words.
+    if status.message() == EtcdError::UserNotFound.to_string() {
+        return Status::unknown("auth: user not found");
+    }
     let words = status.message();
     Status::unknown(format!(
         "auth: {}",
@@ -71,7 +75,7 @@ fn as_maintenance_error(status: Status) -> Status {
 
 /// Refuses a request whose caller is not root, once auth is enabled: for
 /// membership changes and the maintenance calls etcd reserves to admins
-/// (Defragment, Hash, HashKV, Snapshot, MoveLeader).
+/// (Defragment, Hash, HashKV, Snapshot).
 pub fn require_admin<T>(node: &EtcdServer, request: &Request<T>) -> Result<(), Status> {
     let caller = caller(node, request)?;
     Ok(node.check(&caller, &[Need::Admin])?)
@@ -84,9 +88,10 @@ pub fn require<T>(
     request: &Request<T>,
     needs: &[Need<'_>],
 ) -> Result<(), Status> {
-    let caller = caller(node, request)?;
     // etcd's lock and election servers call the KV API through a client and
-    // pass its errors on as plain errors: code Unknown, etcd's words.
+    // pass its errors on as plain errors: code Unknown, etcd's words (an
+    // invalid token's included).
+    let caller = caller(node, request).map_err(|status| Status::unknown(status.message()))?;
     node.check(&caller, needs)
         .map_err(|e| Status::unknown(e.to_string()))
 }
