@@ -8,6 +8,9 @@
 
 mod support;
 
+#[path = "auth/refusals.rs"]
+mod refusals;
+
 use oxetcd_proto::authpb::permission::Type as PermType;
 use oxetcd_proto::authpb::Permission;
 use oxetcd_proto::etcdserverpb::auth_client::AuthClient;
@@ -432,4 +435,56 @@ async fn every_refused_request_is_refused_with_etcds_error_and_changes_nothing()
         .users;
     assert_eq!(users, vec!["root".to_string()]);
     assert_eq!(everything(&channel, &root).await, before);
+}
+
+/// Repeated wrong passwords for one user are slowed (`auth::LoginBackoff`):
+/// N failed logins take at least the waits designed for them, while another
+/// user logging in meanwhile is not delayed.
+#[tokio::test]
+async fn repeated_failed_logins_are_slowed_and_other_users_are_not() {
+    if support::against_reference_server() {
+        eprintln!("skipped: etcd does not slow repeated failures");
+        return;
+    }
+    use oxetcd_server::auth::{login_delay, MAX_LOGIN_DELAY};
+    use std::time::{Duration, Instant};
+    const N: u32 = 7;
+    let server = Server::start_with(&["--bcrypt-cost", "4"]);
+    let channel = server.channel().await;
+    set_up(&channel).await;
+    let mut guesser = AuthClient::new(channel.clone());
+    let started = Instant::now();
+    let guesses = tokio::spawn(async move {
+        for _ in 0..N {
+            refused(login(&mut guesser, "alice", "guess").await, AUTH_FAILED);
+        }
+        started.elapsed()
+    });
+    let mut root = AuthClient::new(channel.clone());
+    let (mut slowest, mut logins) = (Duration::ZERO, 0);
+    while !guesses.is_finished() {
+        let t = Instant::now();
+        login(&mut root, "root", "rootpw")
+            .await
+            .expect("root logs in");
+        slowest = slowest.max(t.elapsed());
+        logins += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = guesses.await.expect("guesses");
+    // The k-th guess waits the delay after k-1 failures.
+    let designed: Duration = (1..N).map(login_delay).sum();
+    println!(
+        "{N} wrong passwords took {took:?} (designed at least {designed:?}); \
+         {logins} root logins meanwhile, the slowest {slowest:?}"
+    );
+    assert!(took >= designed, "{took:?} < {designed:?}");
+    assert!(
+        slowest < MAX_LOGIN_DELAY / 2,
+        "root waited {slowest:?} while alice was being guessed"
+    );
+    // Her right password still works (after the wait it is owed).
+    login(&mut AuthClient::new(channel), "alice", "alicepw")
+        .await
+        .expect("alice logs in");
 }

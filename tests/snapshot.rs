@@ -5,7 +5,10 @@
 //! - oxetcd's snapshot -> `etcdctl snapshot restore` -> oxetcd starts on the
 //!   restored dir with the same keys, revisions and leases;
 //! - etcd 3.4 writes keys and stops -> oxetcd starts on etcd's data dir and
-//!   serves the same keys and revisions.
+//!   serves the same keys and revisions;
+//! - auth (users, roles, permissions, the enabled flag, the auth revision)
+//!   moves both ways: etcd's snapshot restored for oxetcd, and oxetcd's
+//!   restored by `etcdctl snapshot restore` for etcd 3.4.
 //!
 //! Parts that need /usr/bin/etcd or /usr/bin/etcdctl are skipped (with a
 //! message) when those are absent, except under CI=true, where they fail.
@@ -13,14 +16,17 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use oxetcd_proto::etcdserverpb::auth_client::AuthClient;
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest,
-    RangeRequest, SnapshotRequest,
+    AuthStatusRequest, AuthStatusResponse, AuthenticateRequest, CompactionRequest,
+    DeleteRangeRequest, LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+    SnapshotRequest, StatusRequest,
 };
 use oxetcd_storage::bbolt::{parse_etcd_revision_key, Reader};
 use sha2::{Digest, Sha256};
@@ -271,12 +277,14 @@ async fn oxetcd_snapshot_restored_by_etcdctl_starts_oxetcd_with_the_same_data() 
     assert_eq!(current_rev(&mut server.kv().await).await, latest + 1);
 }
 
-/// Runs etcd 3.4 on `data`, lets `work` use it, stops it with SIGTERM.
-async fn with_etcd<F, Fut>(data: &Path, work: F) -> i64
-where
-    F: FnOnce(Channel) -> Fut,
-    Fut: std::future::Future<Output = i64>,
-{
+/// etcd 3.4 running as member "it"; killed if dropped without `stop`.
+struct Etcd {
+    child: Option<Child>,
+    endpoint: String,
+}
+
+/// Client and peer URLs of etcd's member "it", on free ports.
+fn etcd_urls() -> (String, String) {
     let (l1, l2) = (
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -285,49 +293,88 @@ where
         l1.local_addr().unwrap().port(),
         l2.local_addr().unwrap().port(),
     );
-    drop((l1, l2));
-    let curl = format!("http://127.0.0.1:{client}");
-    let purl = format!("http://127.0.0.1:{peer}");
-    let mut etcd = Command::new(ETCD)
-        .args(["--name", "it", "--data-dir"])
-        .arg(data)
-        .args([
-            "--listen-client-urls",
-            &curl,
-            "--advertise-client-urls",
-            &curl,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &purl,
-            "--initial-advertise-peer-urls",
-            &purl,
-        ])
-        .args(["--initial-cluster", &format!("it={purl}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start etcd");
-    let started = Instant::now();
-    let channel = loop {
-        if let Ok(ch) = connect(&curl).await {
-            let mut kv = kv_client(ch.clone());
-            if kv.range(get_req("x")).await.is_ok() {
-                break ch;
+    (
+        format!("http://127.0.0.1:{client}"),
+        format!("http://127.0.0.1:{peer}"),
+    )
+}
+
+impl Etcd {
+    /// Starts etcd on `data` at `urls` (client, peer); returns once it
+    /// answers Status (which needs no user, auth enabled or not).
+    async fn start(data: &Path, (curl, purl): &(String, String)) -> (Etcd, Channel) {
+        let (curl, purl) = (curl.as_str(), purl.as_str());
+        let child = Command::new(ETCD)
+            .args(["--name", "it", "--data-dir"])
+            .arg(data)
+            .args([
+                "--listen-client-urls",
+                curl,
+                "--advertise-client-urls",
+                curl,
+            ])
+            .args([
+                "--listen-peer-urls",
+                purl,
+                "--initial-advertise-peer-urls",
+                purl,
+            ])
+            .args(["--initial-cluster", &format!("it={purl}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        let etcd = Etcd {
+            child: Some(child),
+            endpoint: curl.to_string(),
+        };
+        let started = Instant::now();
+        let channel = loop {
+            if let Ok(ch) = connect(curl).await {
+                let mut m = MaintenanceClient::new(ch.clone());
+                if m.status(StatusRequest {}).await.is_ok() {
+                    break ch;
+                }
             }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "etcd did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        (etcd, channel)
+    }
+
+    /// SIGTERM, and waits for etcd to exit.
+    fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            child.wait().unwrap();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "etcd did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs etcd 3.4 on `data`, lets `work` use it, stops it with SIGTERM.
+async fn with_etcd<F, Fut>(data: &Path, work: F) -> i64
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let (etcd, channel) = Etcd::start(data, &etcd_urls()).await;
     let latest = work(channel).await;
-    Command::new("kill")
-        .args(["-TERM", &etcd.id().to_string()])
-        .status()
-        .unwrap();
-    etcd.wait().unwrap();
+    etcd.stop();
     latest
 }
 
@@ -417,4 +464,210 @@ async fn a_member_added_after_an_import_is_sent_the_imported_data() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// etcdctl against `endpoint`.
+fn ctl(endpoint: &str, args: &[&str]) -> std::process::Output {
+    etcdctl(&[&["--endpoints", endpoint], args].concat())
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Auth as an operator sets it up with etcdctl: `app/x` = 1, root, role
+/// `reader` reading the prefix `app/`, alice holding it; then auth on. Seven
+/// auth changes (etcd 3.4 counts enabling as one).
+fn set_up_auth(endpoint: &str) {
+    for args in [
+        &["put", "app/x", "1"][..],
+        &["user", "add", "root:rootpw"],
+        &["user", "grant-role", "root", "root"],
+        &["role", "add", "reader"],
+        &[
+            "role",
+            "grant-permission",
+            "reader",
+            "read",
+            "app/",
+            "--prefix=true",
+        ],
+        &["user", "add", "alice:alicepw"],
+        &["user", "grant-role", "alice", "reader"],
+        &["auth", "enable"],
+    ] {
+        ok(ctl(endpoint, args));
+    }
+}
+
+/// The auth revision `set_up_auth` leaves (etcd 3.4.23's count).
+const AUTH_REVISION_AFTER_SET_UP: u64 = 7;
+
+/// What a server restored from `set_up_auth`'s snapshot must do: alice
+/// reads `app/` and may not write it, a wrong password and no user get
+/// nothing, root sees the role's permission.
+fn assert_auth_kept(endpoint: &str) {
+    let alice = ["--user", "alice:alicepw"];
+    let got = ok(ctl(
+        endpoint,
+        &[&alice[..], &["get", "app/x", "--print-value-only"]].concat(),
+    ));
+    assert_eq!(got.trim(), "1");
+    for (args, error) in [
+        (
+            [&alice[..], &["put", "app/x", "2"]].concat(),
+            "etcdserver: permission denied",
+        ),
+        (
+            vec!["--user", "alice:wrong", "get", "app/x"],
+            "etcdserver: authentication failed, invalid user ID or password",
+        ),
+        (vec!["get", "app/x"], "etcdserver: user name is empty"),
+    ] {
+        let out = ctl(endpoint, &args);
+        let text = output_text(&out);
+        assert!(
+            !out.status.success() && text.contains(error),
+            "{args:?}: {text}"
+        );
+    }
+    let role = ok(ctl(
+        endpoint,
+        &["--user", "root:rootpw", "role", "get", "reader"],
+    ));
+    assert!(role.contains("[app/, app0)"), "{role}");
+}
+
+/// The auth revision in etcd's auth bucket of a saved snapshot.
+fn auth_revision_in(snap: &Path) -> u64 {
+    let mut file = std::fs::read(snap).unwrap();
+    // etcdctl appends the sha256 to the database it saves.
+    if file.len() % 512 == 32 {
+        file.truncate(file.len() - 32);
+    }
+    let db = Reader::open(file).unwrap();
+    let mut revision = None;
+    db.for_each(b"auth", &mut |k, v| {
+        if k == b"authRevision" {
+            revision = Some(u64::from_be_bytes(v.try_into().unwrap()));
+        }
+        Ok(())
+    })
+    .unwrap();
+    revision.expect("an authRevision in the snapshot")
+}
+
+/// Root's AuthStatus on `server`.
+async fn auth_status(channel: Channel) -> AuthStatusResponse {
+    let mut auth = AuthClient::new(channel);
+    let token = auth
+        .authenticate(AuthenticateRequest {
+            name: "root".into(),
+            password: "rootpw".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut request = tonic::Request::new(AuthStatusRequest {});
+    request
+        .metadata_mut()
+        .insert("token", token.parse().unwrap());
+    auth.auth_status(request).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn etcds_users_roles_and_auth_revision_come_to_oxetcd_in_a_snapshot() {
+    if !have(ETCD) || !have(ETCDCTL) {
+        return;
+    }
+    let mut server = Server::start();
+    server.stop();
+    let data = server.data_dir();
+    std::fs::remove_dir_all(&data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (etcd, _) = Etcd::start(&dir.path().join("etcd"), &etcd_urls()).await;
+    set_up_auth(&etcd.endpoint);
+    let snap = dir.path().join("snap.db");
+    let snap_arg = snap.to_str().unwrap();
+    ok(ctl(
+        &etcd.endpoint,
+        &["--user", "root:rootpw", "snapshot", "save", snap_arg],
+    ));
+    etcd.stop();
+    assert_eq!(auth_revision_in(&snap), AUTH_REVISION_AFTER_SET_UP);
+
+    ok(etcdctl(&[
+        "snapshot",
+        "restore",
+        snap_arg,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]));
+    server.restart();
+    assert_auth_kept(&server.endpoint());
+    let status = auth_status(server.channel().await).await;
+    assert!(status.enabled);
+    assert_eq!(status.auth_revision, AUTH_REVISION_AFTER_SET_UP);
+}
+
+#[tokio::test]
+async fn oxetcds_users_roles_and_auth_revision_go_to_etcd_in_a_snapshot() {
+    if !have(ETCD) || !have(ETCDCTL) {
+        return;
+    }
+    let mut server = Server::start();
+    set_up_auth(&server.endpoint());
+    // The same steps count as in etcd.
+    let status = auth_status(server.channel().await).await;
+    assert_eq!(status.auth_revision, AUTH_REVISION_AFTER_SET_UP);
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.db");
+    let snap_arg = snap.to_str().unwrap();
+    ok(ctl(
+        &server.endpoint(),
+        &["--user", "root:rootpw", "snapshot", "save", snap_arg],
+    ));
+    server.stop();
+    assert_eq!(auth_revision_in(&snap), AUTH_REVISION_AFTER_SET_UP);
+
+    let urls = etcd_urls();
+    let etcd_data = dir.path().join("etcd");
+    ok(etcdctl(&[
+        "snapshot",
+        "restore",
+        snap_arg,
+        "--data-dir",
+        etcd_data.to_str().unwrap(),
+        "--name",
+        "it",
+        "--initial-cluster",
+        &format!("it={}", urls.1),
+        "--initial-advertise-peer-urls",
+        &urls.1,
+    ]));
+    let (etcd, _) = Etcd::start(&etcd_data, &urls).await;
+    assert_auth_kept(&etcd.endpoint);
+    // etcd goes on from the auth revision it was given.
+    ok(ctl(
+        &etcd.endpoint,
+        &["--user", "root:rootpw", "user", "add", "bob:bobpw"],
+    ));
+    let again = dir.path().join("again.db");
+    ok(ctl(
+        &etcd.endpoint,
+        &[
+            "--user",
+            "root:rootpw",
+            "snapshot",
+            "save",
+            again.to_str().unwrap(),
+        ],
+    ));
+    etcd.stop();
+    assert_eq!(auth_revision_in(&again), AUTH_REVISION_AFTER_SET_UP + 1);
 }

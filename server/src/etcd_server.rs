@@ -32,7 +32,7 @@ mod auth;
 
 use crate::alarm::Alarms;
 use crate::apply;
-use crate::auth::{needs, AuthStore, Caller, JwtTokens, Need, SimpleTokens};
+use crate::auth::{needs, AuthStore, Caller, JwtTokens, LoginBackoff, Need, SimpleTokens};
 use crate::auto_compaction::{self, AutoCompaction};
 use crate::command::{
     Authorized, Command, KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request,
@@ -322,6 +322,7 @@ impl Opened {
             // Lease IDs chosen by this member: for grants, and the sessions
             // of locks and campaigns that come without a lease.
             lease_ids: IdGenerator::new(member_id),
+            login_backoff: LoginBackoff::default(),
             config,
         });
         server
@@ -351,6 +352,8 @@ pub struct EtcdServer {
     cluster_id: u64,
     member_id: u64,
     lease_ids: IdGenerator,
+    /// Slows repeated failed logins (see `auth::LoginBackoff`).
+    login_backoff: LoginBackoff,
     config: ServerConfig,
 }
 
@@ -610,22 +613,11 @@ impl EtcdServer {
 
     /// Compacts once the compaction is applied (reads below it fail from
     /// then on); the history is deleted in the background. With `physical`,
-    /// as in etcd, it answers only once this member has deleted it.
+    /// as in etcd, it answers only once this member has deleted it. No
+    /// caller is checked: etcd 3.4 lets anyone compact, auth enabled or not.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
-        self.compact_as(&Caller::Unchecked, req).await
-    }
-
-    /// [`EtcdServer::compact`] for `caller`, who must be a user (etcd checks
-    /// no permission for it; oxetcd lets no anonymous caller compact).
-    pub async fn compact_as(
-        &self,
-        caller: &Caller,
-        req: CompactionRequest,
-    ) -> Result<CompactionResponse, EtcdError> {
         let (physical, revision) = (req.physical, req.revision);
-        let mut resp = self
-            .propose_checked(caller, &[Need::Authenticated], req)
-            .await?;
+        let mut resp = self.propose(req).await?;
         if physical {
             // A follower may apply it after the leader has answered.
             while self.store.compacted_revision() < revision || self.store.compaction_pending() {

@@ -33,9 +33,10 @@ macro_rules! by_caller {
 impl Auth for AuthService {
     async fn auth_enable(
         &self,
-        _request: Request<AuthEnableRequest>,
+        request: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        Ok(Response::new(self.node.auth_enable().await?))
+        let caller = caller(&self.node, &request)?;
+        Ok(Response::new(self.node.auth_enable(&caller).await?))
     }
 
     async fn auth_disable(

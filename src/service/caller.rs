@@ -4,7 +4,7 @@
 //! certificate's CommonName (etcd's `AuthInfoFromTLS`).
 
 use oxetcd_server::auth::{Access, Caller, Need};
-use oxetcd_server::EtcdServer;
+use oxetcd_server::{EtcdError, EtcdServer};
 use tonic::{Request, Status};
 
 use crate::listener::ConnInfo;
@@ -52,18 +52,30 @@ pub fn caller<T>(node: &EtcdServer, request: &Request<T>) -> Result<Caller, Stat
 /// answers its auth store's own error, code Unknown and words "auth: ..."
 /// (e.g. "auth: permission denied").
 pub fn require_maintenance_admin<T>(node: &EtcdServer, request: &Request<T>) -> Result<(), Status> {
-    require_admin(node, request).map_err(|status| {
-        let words = status.message();
-        Status::unknown(format!(
-            "auth: {}",
-            words.strip_prefix("etcdserver: ").unwrap_or(words)
-        ))
-    })
+    require_admin(node, request).map_err(as_maintenance_error)
+}
+
+/// [`caller`] for the maintenance calls that need no permission (Alarm):
+/// an invalid token is refused with etcd's maintenance words.
+pub fn maintenance_caller<T>(node: &EtcdServer, request: &Request<T>) -> Result<Caller, Status> {
+    caller(node, request).map_err(as_maintenance_error)
+}
+
+fn as_maintenance_error(status: Status) -> Status {
+    // etcd's auth store names a missing user in its own words.
+    if status.message() == EtcdError::UserNotFound.to_string() {
+        return Status::unknown("auth: user not found");
+    }
+    let words = status.message();
+    Status::unknown(format!(
+        "auth: {}",
+        words.strip_prefix("etcdserver: ").unwrap_or(words)
+    ))
 }
 
 /// Refuses a request whose caller is not root, once auth is enabled: for
 /// membership changes and the maintenance calls etcd reserves to admins
-/// (Defragment, Hash, HashKV, Snapshot, MoveLeader).
+/// (Defragment, Hash, HashKV, Snapshot).
 pub fn require_admin<T>(node: &EtcdServer, request: &Request<T>) -> Result<(), Status> {
     let caller = caller(node, request)?;
     Ok(node.check(&caller, &[Need::Admin])?)
@@ -76,9 +88,10 @@ pub fn require<T>(
     request: &Request<T>,
     needs: &[Need<'_>],
 ) -> Result<(), Status> {
-    let caller = caller(node, request)?;
     // etcd's lock and election servers call the KV API through a client and
-    // pass its errors on as plain errors: code Unknown, etcd's words.
+    // pass its errors on as plain errors: code Unknown, etcd's words (an
+    // invalid token's included).
+    let caller = caller(node, request).map_err(|status| Status::unknown(status.message()))?;
     node.check(&caller, needs)
         .map_err(|e| Status::unknown(e.to_string()))
 }

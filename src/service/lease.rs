@@ -34,6 +34,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        // As etcd 3.4: anyone may grant a lease, but a token given must be
+        // valid.
+        caller(&self.node, &request)?;
         Ok(Response::new(
             self.node.lease_grant(request.into_inner()).await?,
         ))

@@ -10,6 +10,9 @@
 //! etcdctl appends the digest to the file it saves; `snapshot restore` finds
 //! it there (file size % 512 == 32) and checks it.
 //!
+//! The auth state (users, roles, enabled flag, auth revision) goes in etcd's
+//! auth buckets, so etcd restored from it keeps them.
+//!
 //! The copy is written to an unlinked temporary file first (in $TMPDIR),
 //! holding the store's read lock, so it is of exactly one revision; writes
 //! wait meanwhile. Then it is streamed at the client's pace.
@@ -62,6 +65,7 @@ fn send(node: &Shared, tx: &Sender) -> Result<(), Status> {
         members,
         cluster_version: CLUSTER_VERSION,
         lease: &etcd_lease,
+        cluster_buckets: &|records| Ok(oxetcd_server::auth::etcd_buckets(records)),
     };
     let file = tempfile::tempfile().map_err(io)?;
     let (mut file, summary) = node

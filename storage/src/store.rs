@@ -254,6 +254,11 @@ impl Store {
     /// Every cluster record whose key starts with `prefix`, in key order.
     pub fn cluster_records(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
         let _state = self.state.read();
+        self.scan_cluster_records(prefix)
+    }
+
+    /// [`Store::cluster_records`] for a caller that holds the state lock.
+    pub(crate) fn scan_cluster_records(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
         let from = format!("{CLUSTER_PREFIX}{prefix}");
         let mut out = Vec::new();
         for entry in self.backend.scan(Bucket::Meta, from.as_bytes(), None) {

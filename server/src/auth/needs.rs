@@ -12,8 +12,6 @@ use super::perms::Access;
 /// One thing a request needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need<'a> {
-    /// A user that exists (any user).
-    Authenticated,
     /// The root role: membership, maintenance and auth administration.
     Admin,
     /// Root, or the caller is this user (etcd lets a user read itself).

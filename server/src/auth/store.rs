@@ -23,11 +23,11 @@ use super::tokens::SimpleTokens;
 use crate::command::{AuthApplied, AuthChange};
 use crate::error::EtcdError;
 
-const PREFIX: &str = "auth/";
-const ENABLED: &str = "auth/enabled";
-const REVISION: &str = "auth/revision";
-const USERS: &str = "auth/users/";
-const ROLES: &str = "auth/roles/";
+pub(super) const PREFIX: &str = "auth/";
+pub(super) const ENABLED: &str = "auth/enabled";
+pub(super) const REVISION: &str = "auth/revision";
+pub(super) const USERS: &str = "auth/users/";
+pub(super) const ROLES: &str = "auth/roles/";
 
 /// The role that may do everything, and the user that must hold it before
 /// auth can be enabled.
@@ -90,12 +90,13 @@ impl AuthState {
     /// state is as it was: every check runs before the first change).
     fn change(&mut self, change: &AuthChange) -> Result<Vec<(String, Option<Bytes>)>, EtcdError> {
         let mut records = Vec::new();
-        // Whether the change moves the revision: every change of users or
-        // roles does, as in etcd; enabling and disabling do not.
+        // Whether the change moves the revision: as etcd 3.4, every change
+        // of users or roles, and enabling auth when it was off (so nothing
+        // checked before it passes after it); disabling does not.
         let mut bump = true;
         match change {
             AuthChange::Enable(_) => {
-                bump = false;
+                bump = !self.enabled;
                 if !self.enabled {
                     if !self.users.contains_key(ROOT) {
                         return Err(EtcdError::RootUserNotExist);
@@ -565,6 +566,43 @@ mod tests {
         assert!(a.user_roles("alice").unwrap().is_empty());
         assert!(!a.permitted("alice", b"b", b"", Access::Read));
         assert_eq!(*auth(&store).state.read(), *a.state.read());
+    }
+
+    /// The auth revision after each step of a session run against etcd
+    /// 3.4.23 (each number read from a root JWT's `revision` claim there).
+    #[test]
+    fn the_revision_moves_as_etcds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let a = auth(&store);
+        let enable = AuthChange::Enable(AuthEnableRequest {});
+        let disable = AuthChange::Disable(AuthDisableRequest {});
+        let steps = [
+            (user_add(ROOT), 1),
+            (grant_role(ROOT, ROOT), 2),
+            (enable.clone(), 3),
+            (
+                AuthChange::RoleAdd(AuthRoleAddRequest { name: "r1".into() }),
+                4,
+            ),
+            (grant_perm("r1", "a", "", PermType::Read), 5),
+            (user_add("u1"), 6),
+            (grant_role("u1", "r1"), 7),
+            // Granted already: no change.
+            (grant_role("u1", "r1"), 7),
+            (disable.clone(), 7),
+            (user_add("u2"), 8),
+            (enable.clone(), 9),
+            // Enabled already: no change.
+            (enable.clone(), 9),
+            (disable, 9),
+            (enable, 10),
+        ];
+        for (i, (change, want)) in steps.iter().enumerate() {
+            a.apply(&store, change, None).unwrap();
+            assert_eq!(a.revision(), *want, "after step {i}: {change:?}");
+        }
+        assert_eq!(auth(&store).revision(), 10, "stored");
     }
 
     #[test]

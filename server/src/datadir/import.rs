@@ -2,8 +2,9 @@
 //! becomes a new oxetcd store, once.
 //!
 //! What is imported: every revision etcd kept (so reads, watches and
-//! compaction continue from the same revisions), the compacted revision, and
-//! the leases. What is not: etcd's Raft log and membership. The member starts
+//! compaction continue from the same revisions), the compacted revision, the
+//! leases, and the auth state (users, roles, permissions, the enabled flag
+//! and the auth revision: see `auth::records_from_etcd`). What is not: etcd's Raft log and membership. The member starts
 //! as a new cluster from --initial-cluster, as etcd does on the directory
 //! `etcdctl snapshot restore` makes; `member/` is left as it was, so the
 //! operator can go back to etcd.
@@ -66,6 +67,8 @@ pub fn import(root: &Path, db: &Path, engine: Engine) -> Result<(), ImportError>
     let file = File::open(db).map_err(|e| open_err(BboltError::Io(e)))?;
     let reader = Reader::open(file).map_err(open_err)?;
     let (consistent_index, facts) = db_facts(&reader).map_err(open_err)?;
+    // Read before anything is built: a corrupt auth bucket refuses the import.
+    let auth = crate::auth::records_from_etcd(&reader).map_err(open_err)?;
     let wal = root.join("member/wal");
     if wal.is_dir() {
         let tail = Tail::read(&wal, consistent_index)?;
@@ -92,6 +95,10 @@ pub fn import(root: &Path, db: &Path, engine: Engine) -> Result<(), ImportError>
         .map_err(store_err)?;
     let (store, summary) =
         Store::import_etcd_db(backend, &reader, &lease_record).map_err(store_err)?;
+    let auth_records = auth.len();
+    store
+        .change_cluster_records(auth, None)
+        .map_err(store_err)?;
     store.flush().map_err(store_err)?;
     drop(store);
     staging.commit().map_err(|source| ImportError::Io {
@@ -103,6 +110,7 @@ pub fn import(root: &Path, db: &Path, engine: Engine) -> Result<(), ImportError>
         compact_revision = summary.compact_revision,
         revisions_kept = summary.revisions,
         leases = summary.leases,
+        auth_records,
         etcd_consistent_index = summary.consistent_index,
         "imported etcd's database; etcd's member/ directory is left unchanged"
     );
@@ -200,6 +208,23 @@ mod tests {
             [Ok((7i64.to_be_bytes().to_vec(), lease.encode_to_vec()))],
         )
         .unwrap();
+        // Auth enabled at auth revision 3, with root.
+        w.bucket(
+            b"auth",
+            [
+                Ok((b"authEnabled".to_vec(), vec![1])),
+                Ok((b"authRevision".to_vec(), 3u64.to_be_bytes().to_vec())),
+            ],
+        )
+        .unwrap();
+        let root = oxetcd_proto::authpb::User {
+            name: Bytes::from_static(b"root"),
+            password: Bytes::from_static(b"$2a$04$hash"),
+            roles: vec!["root".into()],
+            options: None,
+        };
+        w.bucket(b"authUsers", [Ok((b"root".to_vec(), root.encode_to_vec()))])
+            .unwrap();
         w.finish().unwrap().0.into_inner()
     }
 
@@ -240,6 +265,15 @@ mod tests {
         let leases = store.lease_records().unwrap();
         assert_eq!(leases.len(), 1);
         assert_eq!(leases[0].0, 7);
+        let auth = crate::auth::AuthStore::load(
+            &store,
+            crate::auth::SimpleTokens::new(std::time::Duration::from_secs(1)),
+            None,
+        )
+        .unwrap();
+        assert!(auth.enabled());
+        assert_eq!(auth.revision(), 3);
+        assert!(auth.is_root("root"));
         // What is imported stays: a second prepare keeps the store.
         let mut txn = store.write();
         txn.put(Bytes::from_static(b"new"), Bytes::new(), 0);

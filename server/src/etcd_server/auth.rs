@@ -6,8 +6,10 @@
 use oxetcd_proto::authpb::Permission;
 use oxetcd_proto::etcdserverpb::*;
 
+use std::time::Instant;
+
 use super::EtcdServer;
-use crate::auth::{self, Caller, Need, SimpleTokens};
+use crate::auth::{self, Caller, Login, Need, SimpleTokens};
 use crate::command::{AuthApplied, AuthChange, AuthCommand, SimpleToken};
 use crate::error::EtcdError;
 
@@ -66,9 +68,11 @@ impl EtcdServer {
         self.read_barrier().await
     }
 
-    pub async fn auth_enable(&self) -> Result<AuthEnableResponse, EtcdError> {
-        // Anyone may enable it (while it is off nobody is checked); etcd
-        // refuses it only without a root user holding the root role.
+    /// Enables auth. While it is off anyone may (etcd refuses it only
+    /// without a root user holding the root role); once it is on, as in
+    /// etcd, only root may ask again.
+    pub async fn auth_enable(&self, caller: &Caller) -> Result<AuthEnableResponse, EtcdError> {
+        self.auth.check(caller, &[Need::Admin])?;
         self.propose(AuthCommand {
             change: Some(AuthChange::Enable(AuthEnableRequest {})),
         })
@@ -95,7 +99,9 @@ impl EtcdServer {
         })
     }
 
-    /// Checks the password (bcrypt, off the request threads), then gives
+    /// Checks the password (bcrypt, off the request threads; after failures
+    /// on the same name, only once its backoff allows: see
+    /// `auth::LoginBackoff`), then gives
     /// the user a fresh simple token through the log, so that every member
     /// knows it. The grant is checked against the auth revision the
     /// password was read at: a password changed meanwhile refuses it.
@@ -106,11 +112,26 @@ impl EtcdServer {
         if !self.auth.enabled() {
             return Err(EtcdError::AuthNotEnabled);
         }
-        let (hash, revision) = self.auth.password_hash(&req.name)?;
+        let login = if self.auth.user_exists(&req.name) {
+            Login::User(&req.name)
+        } else {
+            Login::Unknown
+        };
+        // A timer, not a thread: other logins and requests go on meanwhile.
+        let slot = self.login_backoff.slot(login, Instant::now());
+        tokio::time::sleep_until(slot.into()).await;
         let password = req.password;
-        if !blocking(move || auth::password_matches(&password, &hash)).await? {
+        let matches = match self.auth.password_hash(&req.name) {
+            Ok((hash, revision)) => blocking(move || auth::password_matches(&password, &hash))
+                .await?
+                .then_some(revision),
+            Err(_) => None,
+        };
+        let Some(revision) = matches else {
+            self.login_backoff.failed(login, Instant::now());
             return Err(EtcdError::AuthFailed);
-        }
+        };
+        self.login_backoff.succeeded(&req.name);
         if let Some(jwt) = self.auth.jwt() {
             // Nothing to replicate: any member checks it with the public key.
             return Ok(AuthenticateResponse {

@@ -12,12 +12,16 @@
 //! bucket "lease": lease ID i64 BE -> leasepb.Lease {ID, TTL, RemainingTTL}
 //! bucket "members": member ID in hex -> JSON {"id", "peerURLs", "name", "clientURLs"}
 //! bucket "cluster": "clusterVersion" -> "3.4.0"
-//! buckets "members_removed", "alarm", "auth", "authRoles", "authUsers"
+//! buckets "auth", "authRoles", "authUsers": the auth state (filled by the
+//! caller from its cluster records, see `EtcdExport::cluster_buckets`)
+//! buckets "members_removed", "alarm"
 //! ```
 //!
 //! Our store keeps the same KeyValue bytes under our own revision keys (see
 //! `revision`), and lease records under `lease/` in its meta bucket, as opaque
-//! bytes: the caller converts between them and etcd's `leasepb.Lease`.
+//! bytes: the caller converts between them and etcd's `leasepb.Lease`. The
+//! import leaves the auth buckets to its caller, who reads them with the same
+//! `Reader`.
 
 use std::io::{Seek, Write};
 
@@ -38,8 +42,9 @@ pub const META_BUCKET: &[u8] = b"meta";
 pub const LEASE_BUCKET: &[u8] = b"lease";
 pub const MEMBERS_BUCKET: &[u8] = b"members";
 pub const CLUSTER_BUCKET: &[u8] = b"cluster";
-/// Buckets etcd 3.4 creates that we export empty.
-const EMPTY_BUCKETS: [&[u8]; 5] = [
+/// Buckets etcd 3.4 creates: written empty unless
+/// [`EtcdExport::cluster_buckets`] fills them (auth does).
+const OTHER_BUCKETS: [&[u8]; 5] = [
     b"members_removed",
     b"alarm",
     b"auth",
@@ -103,7 +108,15 @@ pub struct EtcdExport<'a> {
     pub cluster_version: &'a str,
     /// Converts one of our lease records to etcd's form.
     pub lease: &'a dyn Fn(i64, &[u8]) -> Result<EtcdLease>,
+    /// Given every cluster record (key without the `cluster/` namespace,
+    /// read under the same lock as the data, so of the same moment), the
+    /// etcd buckets they make, each with its entries (auth's users, roles
+    /// and flags). Buckets not named are written as etcd has them: empty.
+    pub cluster_buckets: &'a dyn Fn(Vec<(String, Bytes)>) -> Result<Vec<EtcdBucket>>,
 }
+
+/// A top-level bucket of etcd's database: its name and its entries.
+pub type EtcdBucket = (&'static [u8], Vec<(Vec<u8>, Vec<u8>)>);
 
 /// What an etcd database held (or was written with).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -220,10 +233,17 @@ impl Store {
                 export.cluster_version.as_bytes().to_vec(),
             ))],
         )?;
-        for name in EMPTY_BUCKETS {
-            w.bucket(name, std::iter::empty())?;
-        }
+        let filled = (export.cluster_buckets)(self.scan_cluster_records("")?)?;
         drop(state);
+        for name in OTHER_BUCKETS {
+            if !filled.iter().any(|(n, _)| *n == name) {
+                w.bucket(name, std::iter::empty())?;
+            }
+        }
+        for (name, mut entries) in filled {
+            entries.sort();
+            w.bucket(name, entries.into_iter().map(Ok))?;
+        }
         let (out, size) = w.finish()?;
         summary.size = size;
         Ok((out, summary))

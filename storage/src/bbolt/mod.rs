@@ -22,7 +22,9 @@ mod page;
 mod read;
 mod write;
 
-pub use etcd::{etcd_revision_key, parse_etcd_revision_key, EtcdDbSummary, EtcdExport, EtcdLease};
+pub use etcd::{
+    etcd_revision_key, parse_etcd_revision_key, EtcdBucket, EtcdDbSummary, EtcdExport, EtcdLease,
+};
 pub use page::DEFAULT_PAGE_SIZE;
 pub use read::{PageSource, Reader};
 pub use write::Writer;

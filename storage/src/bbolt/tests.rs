@@ -214,6 +214,15 @@ fn lease_in(l: EtcdLease) -> Bytes {
     Bytes::from(prost::Message::encode_to_vec(&l))
 }
 
+/// The test's cluster records under `t/` fill the "auth" bucket.
+fn auth_bucket(records: Vec<(String, Bytes)>) -> crate::Result<Vec<super::EtcdBucket>> {
+    let entries = records
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("t/")?.as_bytes().to_vec(), v.to_vec())))
+        .collect();
+    Ok(vec![(&b"auth"[..], entries)])
+}
+
 fn export(s: &Store) -> (Vec<u8>, EtcdDbSummary) {
     let (out, summary) = s
         .write_etcd_db(
@@ -223,6 +232,7 @@ fn export(s: &Store) -> (Vec<u8>, EtcdDbSummary) {
                 members: vec![(0x8e9e05c52164694d, br#"{"id":1}"#.to_vec())],
                 cluster_version: "3.4.0",
                 lease: &lease_out,
+                cluster_buckets: &auth_bucket,
             },
         )
         .unwrap();
@@ -264,6 +274,8 @@ fn store_moves_to_etcd_layout_and_back() {
     let _ = src.commit().unwrap();
     src.compact(3).unwrap();
     let _ = src.commit().unwrap();
+    src.put_cluster_record("t/flag", Bytes::from_static(b"1"))
+        .unwrap();
 
     let (file, summary) = export(&src);
     check_pages(&file);
@@ -286,10 +298,25 @@ fn store_moves_to_etcd_layout_and_back() {
         .map(|n| String::from_utf8(n).unwrap())
         .collect();
     for want in [
-        "key", "meta", "lease", "members", "cluster", "alarm", "auth",
+        "key",
+        "meta",
+        "lease",
+        "members",
+        "cluster",
+        "alarm",
+        "auth",
+        "authUsers",
     ] {
         assert!(names.contains(&want.to_string()), "{want} in {names:?}");
     }
+    // Cluster records fill the buckets the export says they make.
+    let mut auth = Vec::new();
+    db.for_each(b"auth", &mut |k, v| {
+        auth.push((k.to_vec(), v.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(auth, vec![(b"flag".to_vec(), b"1".to_vec())]);
 
     let backend = SledBackend::open(&dir.path().join("dst"), 16 << 20).unwrap();
     let (dst, imported) = Store::import_etcd_db(Box::new(backend), &db, &lease_in).unwrap();
