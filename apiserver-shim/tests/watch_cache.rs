@@ -549,11 +549,13 @@ async fn watches_before_the_window_get_410_and_the_window_outlives_compaction() 
 }
 
 /// A store whose watches the test can cut, and whose watches then wait
-/// to be reopened until the test lets them.
+/// to be reopened until the test lets them; `delay` holds back every item
+/// of a watch (a slow store watch, so that the cache lags the store).
 struct Cuttable {
     inner: Arc<Embedded>,
     cut: tokio::sync::watch::Sender<u64>,
     open: tokio::sync::watch::Sender<bool>,
+    delay: Duration,
 }
 
 #[async_trait::async_trait]
@@ -596,8 +598,28 @@ impl Store for Cuttable {
         let lost = futures_util::stream::once(async {
             Err(StoreError::Unavailable("cut by the test".into()))
         });
+        // Each item is held `delay` from when the store sent it (latency,
+        // not a queue: later items are not held behind earlier ones' waits).
+        let delay = self.delay;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut inner = w.items;
+        tokio::spawn(async move {
+            while let Some(item) = inner.next().await {
+                if tx
+                    .send((tokio::time::Instant::now() + delay, item))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let items = futures_util::stream::unfold(rx, |mut rx| async move {
+            let (due, item) = rx.recv().await?;
+            tokio::time::sleep_until(due).await;
+            Some((item, rx))
+        });
         Ok(ProgressWatch {
-            items: Box::pin(w.items.take_until(until_cut).chain(lost)),
+            items: Box::pin(items.take_until(until_cut).chain(lost)),
             request_progress: w.request_progress,
         })
     }
@@ -656,6 +678,7 @@ async fn a_cache_whose_watch_is_compacted_away_rebuilds() {
         inner: embedded.clone(),
         cut: tokio::sync::watch::channel(0).0,
         open: tokio::sync::watch::channel(true).0,
+        delay: Duration::ZERO,
     });
     let api = RestApi::new(store.clone(), "/registry")
         .with_watch_cache(oxetcd_apiserver::cache::Config { window_min: 100 });
@@ -725,5 +748,59 @@ async fn a_cache_whose_watch_is_compacted_away_rebuilds() {
         (Some("ADDED"), Some("d")),
         "{e}"
     );
+    embedded.stop().await;
+}
+
+#[tokio::test]
+async fn consistent_lists_wait_for_a_lagging_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Arc::new(Embedded::start(dir.path()).await.unwrap());
+    // Every event and progress notification reaches the cache 300 ms late.
+    let store = Arc::new(Cuttable {
+        inner: embedded.clone(),
+        cut: tokio::sync::watch::channel(0).0,
+        open: tokio::sync::watch::channel(true).0,
+        delay: Duration::from_millis(300),
+    });
+    let api = RestApi::new(store.clone(), "/registry")
+        .with_watch_cache(oxetcd_apiserver::cache::Config { window_min: 100 });
+    namespaces::bootstrap(&api).await.unwrap();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for i in 0..5 {
+        let cm = json_of(
+            &api,
+            Method::POST,
+            cms,
+            json!({"metadata": {"name": format!("c{i}")}}),
+        )
+        .await;
+        let rv: i64 = cm["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let list = json_of(&api, Method::GET, cms, Value::Null).await;
+        let took = t0.elapsed();
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&format!("c{i}").as_str()),
+            "list after c{i}: {names:?}"
+        );
+        let list_rv: i64 = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(list_rv >= rv, "list at {list_rv} < the write's {rv}");
+        // Served by the cache once caught up, not by the store after the
+        // 3 s it waits at most.
+        assert!(took < Duration::from_secs(2), "the list took {took:?}");
+    }
     embedded.stop().await;
 }
