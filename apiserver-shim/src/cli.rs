@@ -80,6 +80,12 @@ pub struct Flags {
     /// is the subject's CN, its groups the O's.
     #[arg(long, global = true)]
     pub client_ca_file: Option<PathBuf>,
+    /// Watch cache size (kube-apiserver's flag): each resource's window of
+    /// recent events keeps at least this many, and up to 1024 times as many
+    /// while they are younger than 75 s. 0 disables the watch caches: every
+    /// list and watch goes to the store.
+    #[arg(long, default_value_t = 100, global = true)]
+    pub default_watch_cache_size: usize,
     /// The embedded store's data, the generated certificates and token.
     #[arg(long, default_value = "oxetcd-apiserver-data", global = true)]
     pub data_dir: PathBuf,
@@ -141,6 +147,7 @@ mod tests {
         assert_eq!(cli.flags.etcd_servers.len(), 2);
         assert_eq!(cli.flags.secure_port, 26443);
         assert_eq!(cli.flags.etcd_prefix, "/registry");
+        assert_eq!(cli.flags.default_watch_cache_size, 100);
         assert!(cli.flags.conflicts().is_none());
         let cli = Cli::parse_from(["oxetcd-apiserver", "kubeconfig", "--data-dir", "/x"]);
         assert!(matches!(cli.command, Some(Command::Kubeconfig { .. })));

@@ -28,7 +28,7 @@ use crate::auth::{self, Tokens, User};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::proto;
-use crate::rest::{Api, Query, Reply, Request, Warnings};
+use crate::rest::{Api, Encoding, Query, Reply, Request, Warnings};
 use crate::route::{self, Route};
 use crate::schema::openapi;
 
@@ -154,28 +154,6 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &'static str) 
 fn warning(text: &str) -> String {
     let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
     format!("299 - \"{quoted}\"")
-}
-
-/// A watch in protobuf: each JSON event line the watch sends, re-encoded as
-/// a length-prefixed WatchEvent frame. An event that cannot be encoded ends
-/// the stream (the client relists), logged.
-fn streamed_protobuf(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
-    let frames = stream::unfold(rx, |mut rx| async move {
-        let line = rx.recv().await?;
-        match proto::watch_frame(&line) {
-            Ok(frame) => Some((Ok::<_, Infallible>(Frame::data(frame)), rx)),
-            Err(e) => {
-                warn!("protobuf watch: {e}");
-                None
-            }
-        }
-    });
-    let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(proto::WATCH_MEDIA_TYPE),
-    );
-    r
 }
 
 /// A response shape a client may ask for in Accept.
@@ -386,11 +364,12 @@ impl App {
                     body,
                     warnings: warnings.clone(),
                 };
-                let table = match shape {
-                    Shape::Table(v) => Some(v),
-                    _ => None,
+                let encoding = match shape {
+                    Shape::Table(v) => Encoding::Table(v),
+                    Shape::Protobuf => Encoding::Protobuf,
+                    _ => Encoding::Json,
                 };
-                let mut resp = match self.api.handle_as(request, table).await? {
+                let mut resp = match self.api.handle_as(request, encoding).await? {
                     // Only reads become Tables; writes answer JSON.
                     Reply::Json { code, body } if body["kind"] == "Table" => {
                         full(code, shape.content_type(), Bytes::from(body.to_string()))
@@ -399,7 +378,9 @@ impl App {
                         full(code, proto::MEDIA_TYPE, proto::encode_response(&body)?)
                     }
                     Reply::Json { code, body } => json(code, &body),
-                    Reply::Stream(rx) if shape == Shape::Protobuf => streamed_protobuf(rx),
+                    Reply::Stream(rx) if shape == Shape::Protobuf => {
+                        streamed(rx, proto::WATCH_MEDIA_TYPE)
+                    }
                     Reply::Stream(rx) => streamed(rx, shape.content_type()),
                 };
                 for w in warnings.take() {

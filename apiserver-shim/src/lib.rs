@@ -4,6 +4,7 @@
 //!
 //! By module:
 //! - [`store`]: the store trait, embedded oxetcd and remote etcd;
+//! - [`cache`]: the watch caches lists and watches are served from;
 //! - [`registry`]: the kinds served; [`route`]: what a path names;
 //! - [`crd`]: CustomResourceDefinitions and their resources' schemas;
 //! - [`rest`]: the verbs (get, list, watch, create, update, patch, delete);
@@ -21,6 +22,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod crd;
 pub mod discovery;

@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::auth::Tokens;
+use crate::cache;
 use crate::cli::{Command, Flags};
 use crate::error::ApiError;
 use crate::http::{self, App};
@@ -107,8 +108,14 @@ pub async fn main(command: Option<Command>, flags: Flags) -> Result<(), Error> {
         let interval = flags.etcd_compaction_interval;
         tokio::spawn(compactor::run(store.clone(), interval))
     });
-    let api = Api::new(store, &flags.etcd_prefix).with_event_ttl(flags.event_ttl);
+    let mut api = Api::new(store, &flags.etcd_prefix).with_event_ttl(flags.event_ttl);
+    if flags.default_watch_cache_size > 0 {
+        api = api.with_watch_cache(cache::Config {
+            window_min: flags.default_watch_cache_size,
+        });
+    }
     bootstrap(&api).await?;
+    api.start_caches();
     // The stored CRDs' resources are served from the first request on.
     crds::reconcile(&api).await?;
     crds::spawn_watch(api.clone());

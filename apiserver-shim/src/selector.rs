@@ -91,9 +91,15 @@ impl Selector {
     /// The name when the field selector pins one (metadata.name=x): lists
     /// and watches then read only that key.
     pub fn pinned_name(&self) -> Option<&str> {
+        self.field_equals("metadata.name")
+    }
+
+    /// The value the field selector requires `path` to equal, if it does
+    /// (spec.nodeName=n1: the watch cache's index).
+    pub fn field_equals(&self, path: &str) -> Option<&str> {
         self.fields
             .iter()
-            .find(|(p, _, eq)| *eq && p == "metadata.name")
+            .find(|(p, _, eq)| *eq && p == path)
             .map(|(_, v, _)| v.as_str())
     }
 }

@@ -1,6 +1,7 @@
 //! Real Kubernetes clients against the binary:
 //! - the Python `kubernetes` client from PyPI doing what an informer does
-//!   (tests/python/informer.py: list, watch, 410 after compaction, relist);
+//!   (tests/python/informer.py: list, watch, 410 once the watch cache's
+//!   window has moved past it, relist);
 //! - kube-rs's `watcher` and `reflector` keeping a store in sync while
 //!   objects are created, changed and deleted.
 //!
@@ -41,7 +42,15 @@ fn python_informer_lists_watches_and_relists_after_a_410() {
     let Some(python) = python() else {
         return;
     };
-    let server = Apiserver::start(43600, &["--etcd-compaction-interval=1s".to_string()]);
+    // The smallest watch cache (windows of 1 to 1,024 events): the writes
+    // elsewhere push the informer's resourceVersion out of the window.
+    let server = Apiserver::start(
+        43600,
+        &[
+            "--etcd-compaction-interval=1s".to_string(),
+            "--default-watch-cache-size=1".to_string(),
+        ],
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/informer.py");
     let out = Command::new(python)
         .arg(script)

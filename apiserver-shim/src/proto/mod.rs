@@ -138,9 +138,15 @@ pub fn encode_response(obj: &Value) -> Result<Bytes, ApiError> {
 /// as a protobuf watch frame.
 pub fn watch_frame(line: &[u8]) -> Result<Bytes, String> {
     let event: Value = serde_json::from_slice(line).map_err(|e| format!("watch event: {e}"))?;
-    let object = encode(&event["object"]).ok_or("the event's object has no protobuf message")??;
+    let t = event["type"].as_str().unwrap_or_default();
+    watch_event_frame(t, &event["object"])
+}
+
+/// The protobuf watch frame of an event of type `t` carrying `obj`.
+pub fn watch_event_frame(t: &str, obj: &Value) -> Result<Bytes, String> {
+    let object = encode(obj).ok_or("the event's object has no protobuf message")??;
     let event = WatchEvent {
-        r#type: event["type"].as_str().map(String::from),
+        r#type: Some(t.to_string()),
         object: Some(RawExtension { raw: Some(object) }),
     };
     let body = event.encode_to_vec();

@@ -35,6 +35,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use self::query::Query;
+use crate::cache::{self, Cache, Caches};
 use crate::error::ApiError;
 use crate::registry::{self, Kind, Registry};
 use crate::route::ResourcePath;
@@ -54,6 +55,19 @@ pub struct Api {
     registry: Registry,
     /// Serializes this server's CRD reconciliations (`crds`).
     crd_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The watch caches (None: --default-watch-cache-size=0, every read
+    /// goes to the store).
+    caches: Option<Arc<Caches>>,
+}
+
+/// How a resource request's answer is encoded, as negotiated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    /// application/vnd.kubernetes.protobuf (watches: length-prefixed frames).
+    Protobuf,
+    /// Reads answer a meta.k8s.io Table of this version.
+    Table(&'static str),
 }
 
 /// One resource request, as the HTTP layer hands it over.
@@ -92,7 +106,8 @@ pub enum Reply {
         code: u16,
         body: Value,
     },
-    /// A watch: one JSON line per item, until the sender is dropped.
+    /// A watch: its lines (JSON lines, or protobuf frames as asked), until
+    /// the sender is dropped.
     Stream(mpsc::Receiver<Bytes>),
 }
 
@@ -116,6 +131,31 @@ impl Api {
             leases: Arc::default(),
             registry: Registry::new(),
             crd_lock: Arc::default(),
+            caches: None,
+        }
+    }
+
+    /// Lists and watches are served from watch caches bounded by `config`
+    /// (--default-watch-cache-size).
+    pub fn with_watch_cache(self, config: cache::Config) -> Self {
+        let caches = Arc::new(Caches::new(self.store.clone(), config));
+        Self {
+            caches: Some(caches),
+            ..self
+        }
+    }
+
+    /// The watch cache of `kind`'s resource, if it has one.
+    pub(crate) fn cache(&self, kind: &Kind) -> Option<Arc<Cache>> {
+        let caches = self.caches.as_ref().filter(|_| cache::cached(kind))?;
+        Some(caches.get(&self.collection(kind, None)))
+    }
+
+    /// Starts the built-in kinds' caches (kube-apiserver fills them at
+    /// start-up), so that their windows reach back to the server's start.
+    pub fn start_caches(&self) {
+        for kind in registry::KINDS {
+            let _ = self.cache(kind);
         }
     }
 
@@ -158,17 +198,17 @@ impl Api {
 
     /// Serves one resource request.
     pub async fn handle(&self, req: Request) -> Result<Reply, ApiError> {
-        self.handle_as(req, None).await
+        self.handle_as(req, Encoding::Json).await
     }
 
-    /// Serves one resource request; `table`: the client asked for a
-    /// meta.k8s.io Table of this version, which reads (get, list, watch)
-    /// answer with.
-    pub async fn handle_as(
-        &self,
-        req: Request,
-        table: Option<&'static str>,
-    ) -> Result<Reply, ApiError> {
+    /// Serves one resource request, answered in `encoding`: a Table is
+    /// what reads (get, list, watch) answer with; protobuf is what a watch
+    /// streams (other answers are converted by the HTTP layer).
+    pub async fn handle_as(&self, req: Request, encoding: Encoding) -> Result<Reply, ApiError> {
+        let table = match encoding {
+            Encoding::Table(v) => Some(v),
+            _ => None,
+        };
         let p = &req.path;
         let kind = self
             .registry
@@ -207,7 +247,8 @@ impl Api {
             }
             _ => None,
         };
-        let reply = match self.verb(&req, &target, watch, table).await? {
+        let protobuf = encoding == Encoding::Protobuf;
+        let reply = match self.verb(&req, &target, watch, table, protobuf).await? {
             Reply::Json { code, body } => match table {
                 Some(opts) if target.name.is_none() => Reply::Json {
                     code,
@@ -240,11 +281,14 @@ impl Api {
         target: &Target<'_>,
         watch: bool,
         table: Option<table::Options>,
+        protobuf: bool,
     ) -> Result<Reply, ApiError> {
         let (p, kind, sub) = (&req.path, target.kind, req.path.subresource.as_deref());
         use hyper::Method;
         match (&req.method, target.name) {
-            (&Method::GET, None) if watch => watch::watch(self, target, &req.query, table).await,
+            (&Method::GET, None) if watch => {
+                watch::watch(self, target, &req.query, table, protobuf).await
+            }
             (_, _) if p.watch => Err(ApiError::MethodNotAllowed {
                 verb: req.method.to_string(),
                 resource: kind.qualified_resource(),

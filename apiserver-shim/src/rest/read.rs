@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::{continue_token, object, Api, Query, Target};
+use crate::cache::{Cache, Freshness};
 use crate::error::ApiError;
 use crate::selector::Selector;
 use crate::store::{prefix_end, StoreError};
@@ -55,6 +56,54 @@ fn read_at(q: &Query, limit: i64) -> Result<ReadAt, ApiError> {
     }
 }
 
+/// Whether the watch cache answers a list (kube-apiserver's delegator
+/// rules), and how fresh it must be: resourceVersion "0" (any limit,
+/// ignored) or NotOlderThan N without a limit, and consistent lists without
+/// a limit. Exact reads, paged reads at a revision and continues go to the
+/// store.
+fn from_cache(q: &Query, limit: i64) -> Result<Option<Freshness>, ApiError> {
+    let rv = q.get("resourceVersion");
+    Ok(match read_at(q, limit)? {
+        ReadAt::Latest { min: None } if rv == Some("0") => Some(Freshness::Any),
+        _ if limit > 0 => None,
+        ReadAt::Latest { min: None } => Some(Freshness::Consistent),
+        ReadAt::Latest { min: Some(n) } => Some(Freshness::NotOlderThan(n)),
+        ReadAt::Exact(_) => None,
+    })
+}
+
+/// A list from the cache, once it is `freshness` fresh; None: the store
+/// answers (the cache could not catch up in time).
+async fn cached_list(
+    cache: &Cache,
+    t: &Target<'_>,
+    selector: &Selector,
+    range: (&[u8], &[u8]),
+    freshness: Freshness,
+) -> Result<Option<Value>, ApiError> {
+    if !cache.fresh(freshness).await? {
+        return Ok(None);
+    }
+    let Some((objects, revision)) = cache.snapshot(range.0, range.1) else {
+        return Ok(None);
+    };
+    let mut items = Vec::new();
+    for o in &objects {
+        let v = o.value.as_ref().map_err(Clone::clone)?;
+        if selector.matches(v) {
+            let mut served = v.clone();
+            crate::crd::serve(t.kind, &mut served);
+            items.push(served);
+        }
+    }
+    Ok(Some(json!({
+        "kind": format!("{}List", t.kind.kind),
+        "apiVersion": t.kind.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": items,
+    })))
+}
+
 pub async fn list(api: &Api, t: &Target<'_>, q: &Query) -> Result<Value, ApiError> {
     if q.flag("sendInitialEvents")? {
         return Err(ApiError::Unprocessable(
@@ -76,6 +125,16 @@ pub async fn list(api: &Api, t: &Target<'_>, q: &Query) -> Result<Value, ApiErro
         Some(key) => format!("{key}\0").into_bytes(),
         None => prefix_end(prefix.as_bytes()),
     };
+    if q.get("continue").is_none() {
+        if let (Some(cache), Some(freshness)) = (api.cache(t.kind), from_cache(q, limit)?) {
+            let start = pinned.clone().unwrap_or_else(|| prefix.clone());
+            if let Some(list) =
+                cached_list(&cache, t, &selector, (start.as_bytes(), &end), freshness).await?
+            {
+                return Ok(list);
+            }
+        }
+    }
     let (mut revision, mut start, min, continuing) = match q.get("continue") {
         Some(token) => {
             if !matches!(q.get("resourceVersion"), None | Some("0")) {

@@ -10,8 +10,16 @@
 //!   the initial ADDED events with the initial-events-end BOOKMARK.
 //! - The stream ends at timeoutSeconds; a client that goes away drops the
 //!   receiver, which ends the task and with it the store watch.
+//!
+//! Every kind but events is served from its watch cache (`crate::cache`):
+//! unset and "0" start from the cache's state (unset once the cache has
+//! caught up with the store), N from the cache's window of events (older
+//! than the window: the 410 ERROR event). The store serves a watch itself
+//! when the cache cannot (events; the cache not ready or not caught up in
+//! time).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,8 +27,14 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, sleep, Instant};
+use tracing::warn;
 
 use super::{object, Api, Query, Reply, Target};
+use crate::cache::client;
+use crate::cache::event::Format;
+use crate::cache::watchers::{Spec, Wire};
+use crate::cache::window::TooOld;
+use crate::cache::{Cache, Freshness, Start};
 use crate::error::ApiError;
 use crate::registry::Kind;
 use crate::selector::Selector;
@@ -50,6 +64,12 @@ struct Plan {
     table: Option<table::Options>,
     /// The Table's column definitions went out (with the first event).
     columns_sent: AtomicBool,
+    /// How fresh the initial state must be (`from` None).
+    freshness: Freshness,
+    /// Lines are protobuf frames.
+    protobuf: bool,
+    /// The namespace and selectors as given (watches alike share lines).
+    class: String,
 }
 
 impl Plan {
@@ -70,6 +90,7 @@ fn plan(
     t: &Target<'_>,
     q: &Query,
     table: Option<table::Options>,
+    protobuf: bool,
 ) -> Result<Plan, ApiError> {
     let selector = Selector::parse(t.kind, q.get("labelSelector"), q.get("fieldSelector"))?;
     let send_initial = q.flag("sendInitialEvents")?;
@@ -88,6 +109,16 @@ fn plan(
         None | Some("0") => None,
         _ if send_initial => None,
         Some(rv) => Some(
+            rv.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ApiError::BadRequest(format!("invalid resourceVersion: {rv:?}")))?,
+        ),
+    };
+    let freshness = match q.get("resourceVersion") {
+        None => Freshness::Consistent,
+        Some("0") => Freshness::Any,
+        Some(rv) => Freshness::NotOlderThan(
             rv.parse::<i64>()
                 .ok()
                 .filter(|n| *n > 0)
@@ -121,6 +152,14 @@ fn plan(
         timeout,
         table,
         columns_sent: AtomicBool::new(false),
+        freshness,
+        protobuf,
+        class: format!(
+            "{}\0{}\0{}",
+            t.namespace.unwrap_or(""),
+            q.get("labelSelector").unwrap_or(""),
+            q.get("fieldSelector").unwrap_or("")
+        ),
     })
 }
 
@@ -129,8 +168,14 @@ pub async fn watch(
     t: &Target<'_>,
     q: &Query,
     table: Option<table::Options>,
+    protobuf: bool,
 ) -> Result<Reply, ApiError> {
-    let plan = plan(api, t, q, table)?;
+    let plan = plan(api, t, q, table, protobuf)?;
+    if let Some(cache) = api.cache(plan.kind) {
+        if let Some(reply) = watch_cached(cache, &plan, t).await? {
+            return Ok(reply);
+        }
+    }
     let (tx, rx) = mpsc::channel(QUEUE);
     // The initial state is read before answering, so that its errors are
     // still HTTP errors.
@@ -151,6 +196,64 @@ pub async fn watch(
     let events = api.store.watch(&plan.start, &plan.end, from).await?;
     tokio::spawn(run(plan, initial, from - 1, events, tx));
     Ok(Reply::Stream(rx))
+}
+
+/// A watch served from `cache`; None: the store serves it (the cache is
+/// not ready, or not caught up in time).
+async fn watch_cached(
+    cache: Arc<Cache>,
+    plan: &Plan,
+    t: &Target<'_>,
+) -> Result<Option<Reply>, ApiError> {
+    let start = match plan.from {
+        Some(n) => Start::After(n),
+        None if cache.fresh(plan.freshness).await? => Start::Snapshot,
+        None => return Ok(None),
+    };
+    let wire = match (plan.table, plan.protobuf) {
+        (Some(opts), _) => Wire::Table(opts),
+        (None, true) => Wire::Shared(Format::Protobuf),
+        (None, false) => Wire::Shared(Format::Json),
+    };
+    let spec = Arc::new(Spec {
+        kind: plan.kind,
+        namespace: t
+            .namespace
+            .filter(|_| plan.kind.namespaced)
+            .map(String::from),
+        selector: plan.selector.clone(),
+        class: plan.class.clone(),
+        wire,
+    });
+    let Some(registered) = cache.watch(spec.clone(), (&plan.start, &plan.end), start) else {
+        return Ok(None);
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    match registered {
+        Err(TooOld { start }) => {
+            let asked = plan.from.unwrap_or_default();
+            if let Some(line) = client::too_old(&spec, asked, start) {
+                let _ = tx.try_send(line);
+            }
+        }
+        Ok((initial, revision, registration)) => {
+            let opts = client::Options {
+                bookmarks: plan.bookmarks,
+                initial_end_bookmark: plan.initial_end_bookmark,
+                timeout: plan.timeout,
+            };
+            tokio::spawn(client::run(
+                spec,
+                opts,
+                initial,
+                revision,
+                cache,
+                registration,
+                tx,
+            ));
+        }
+    }
+    Ok(Some(Reply::Stream(rx)))
 }
 
 fn line(kind: &str, obj: &Value) -> Bytes {
@@ -180,6 +283,12 @@ async fn run(
     let deadline = sleep(plan.timeout);
     tokio::pin!(deadline);
     let mut last_rev = start_rev;
+    // Lines become protobuf frames here when asked for; one that cannot be
+    // ends the stream (the client lists again).
+    let tx = Frames {
+        tx,
+        protobuf: plan.protobuf,
+    };
     for obj in &initial {
         if tx.send(plan.line("ADDED", obj)).await.is_err() {
             return;
@@ -219,6 +328,27 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// The store path's sender: JSON lines, or the protobuf frames of them.
+struct Frames {
+    tx: mpsc::Sender<Bytes>,
+    protobuf: bool,
+}
+
+impl Frames {
+    async fn send(&self, line: Bytes) -> Result<(), ()> {
+        let frame = if self.protobuf {
+            crate::proto::watch_frame(&line).map_err(|e| warn!("protobuf watch: {e}"))?
+        } else {
+            line
+        };
+        self.tx.send(frame).await.map_err(|_| ())
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await
     }
 }
 
@@ -305,6 +435,9 @@ mod tests {
             timeout: DEFAULT_TIMEOUT,
             table: None,
             columns_sent: AtomicBool::new(false),
+            freshness: Freshness::Any,
+            protobuf: false,
+            class: String::new(),
         }
     }
 

@@ -14,7 +14,7 @@ use oxetcd_proto::etcdserverpb::{
 use oxetcd_server::{EtcdError, EtcdServer, ServerConfig, StartError};
 use oxetcd_watch::{DeliveryKind, WatchSpec, WatchStream};
 
-use super::{txn, Event, EventStream, StoreError, Transport};
+use super::{txn, ProgressWatch, StoreError, Transport, WatchItem};
 
 pub struct Embedded {
     server: Arc<EtcdServer>,
@@ -70,9 +70,10 @@ impl Transport for Embedded {
         Ok(self.server.lease_grant(req).await?.id)
     }
 
-    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError> {
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<ProgressWatch, StoreError> {
         let hub_stream = self.server.watch_hub().open_stream();
-        hub_stream.control().create(WatchSpec {
+        let control = hub_stream.control();
+        control.create(WatchSpec {
             key: req.key,
             range_end: req.range_end,
             start_revision: req.start_revision,
@@ -86,10 +87,20 @@ impl Transport for Embedded {
         };
         // Dropping the returned stream drops the hub stream, which cancels
         // the watch in the hub.
-        Ok(Box::pin(stream::unfold(state, |mut s| async move {
+        let items = Box::pin(stream::unfold(state, |mut s| async move {
             let item = s.next().await?;
             Some((item, s))
-        })))
+        }));
+        Ok(ProgressWatch {
+            items,
+            request_progress: Arc::new(move || control.request_progress()),
+        })
+    }
+
+    /// The hub answers a progress request once the stream's watchers have
+    /// caught up.
+    async fn progress_is_ordered(&self) -> bool {
+        true
     }
 }
 
@@ -101,17 +112,19 @@ struct HubWatch {
 }
 
 impl HubWatch {
-    async fn next(&mut self) -> Option<Result<Vec<Event>, StoreError>> {
+    async fn next(&mut self) -> Option<Result<WatchItem, StoreError>> {
         if self.done {
             return None;
         }
         loop {
             let delivery = self.stream.next().await?;
             match delivery.kind {
-                DeliveryKind::Created | DeliveryKind::Progress => continue,
+                DeliveryKind::Created => continue,
+                DeliveryKind::Progress => return Some(Ok(WatchItem::Progress(delivery.revision))),
                 DeliveryKind::Events(events) => {
                     let events = events.with_prev_kv(self.server.store());
-                    return Some(Ok(events.iter().filter_map(txn::event).collect()));
+                    let events = events.iter().filter_map(txn::event).collect();
+                    return Some(Ok(WatchItem::Events(events)));
                 }
                 DeliveryKind::Compacted(rev) => {
                     self.done = true;

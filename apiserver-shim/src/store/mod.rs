@@ -16,6 +16,7 @@ pub mod remote;
 mod txn;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -96,6 +97,26 @@ impl Event {
 /// revisions. After an error the stream ends.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Vec<Event>, StoreError>> + Send>>;
 
+/// What a watch opened with [`Store::watch_progress`] delivers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchItem {
+    /// The events of one or more whole revisions.
+    Events(Vec<Event>),
+    /// A progress notification: no change in the range up to this revision
+    /// is still to come.
+    Progress(i64),
+}
+
+/// Asks a watch for a progress notification (etcd's WatchProgressRequest).
+pub type ProgressRequester = Arc<dyn Fn() + Send + Sync>;
+
+/// A watch whose progress can be asked for (the watch cache's).
+pub struct ProgressWatch {
+    /// In revision order; after an error the stream ends.
+    pub items: Pin<Box<dyn Stream<Item = Result<WatchItem, StoreError>> + Send>>,
+    pub request_progress: ProgressRequester,
+}
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum StoreError {
     /// The revision asked for is compacted; `compact_revision` when the store
@@ -153,6 +174,21 @@ pub trait Store: Send + Sync {
     /// A compacted `from` gives one `Compacted` error.
     async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError>;
 
+    /// [`Store::watch`] that also delivers progress notifications, asked
+    /// for through its [`ProgressRequester`].
+    async fn watch_progress(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        from: i64,
+    ) -> Result<ProgressWatch, StoreError>;
+
+    /// Whether a progress notification's revision can be trusted: no event
+    /// at or below it is still to come on the watch (etcd >= 3.4.31 or
+    /// 3.5.13, and oxetcd; older etcd answers a progress request on its own
+    /// channel, ahead of events still being sent: etcd-io/etcd#15220).
+    async fn progress_is_ordered(&self) -> bool;
+
     /// Compacts history up to `revision` (what kube-apiserver's compactor and
     /// the tests ask for).
     async fn compact(&self, revision: i64) -> Result<(), StoreError>;
@@ -178,7 +214,9 @@ pub trait Transport: Send + Sync {
     /// Returns the granted lease's ID.
     async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<i64, StoreError>;
     /// Opens a watch; the stream ends after its first error.
-    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError>;
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<ProgressWatch, StoreError>;
+    /// See [`Store::progress_is_ordered`].
+    async fn progress_is_ordered(&self) -> bool;
 }
 
 /// The end of a prefix range: every key that starts with `prefix`.

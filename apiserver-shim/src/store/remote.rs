@@ -3,23 +3,30 @@
 //! from --etcd-cafile/--etcd-certfile/--etcd-keyfile).
 
 use async_trait::async_trait;
-use futures_util::{stream, StreamExt};
+use std::sync::Arc;
+
+use futures_util::stream;
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
 use oxetcd_proto::etcdserverpb::{
-    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchRequest,
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, StatusRequest, TxnRequest,
+    TxnResponse, WatchCreateRequest, WatchProgressRequest, WatchRequest,
 };
 use oxetcd_tls::{Dialer, Target, TlsConnector, UrlError};
+use tokio::sync::{mpsc, OnceCell};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use super::{txn, Event, EventStream, StoreError, Transport};
+use super::{txn, Event, ProgressWatch, StoreError, Transport, WatchItem};
 
 pub struct Remote {
     channel: Channel,
+    /// Whether the store's progress notifications can be trusted (probed
+    /// once, on first use).
+    progress_ordered: OnceCell<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +58,7 @@ impl Remote {
         let endpoint = dialer.endpoint()?;
         Ok(Self {
             channel: endpoint.connect_with_connector_lazy(dialer),
+            progress_ordered: OnceCell::new(),
         })
     }
 
@@ -117,51 +125,99 @@ impl Transport for Remote {
         Ok(resp.map_err(store_error)?.into_inner().id)
     }
 
-    async fn open_watch(&self, req: WatchCreateRequest) -> Result<EventStream, StoreError> {
-        let create = WatchRequest {
+    async fn open_watch(&self, req: WatchCreateRequest) -> Result<ProgressWatch, StoreError> {
+        // The request side stays open for as long as the watch is read
+        // (etcd ends the call when the client drops it); progress requests
+        // go on it.
+        let (requests, mut rx) = mpsc::unbounded_channel();
+        let _ = requests.send(WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(req)),
-        };
-        // The request side stays open (pending) for as long as the watch is
-        // read: etcd ends the call when the client drops it.
-        let requests = stream::once(async move { create }).chain(stream::pending());
+        });
+        let outgoing = stream::poll_fn(move |cx| rx.poll_recv(cx));
         let mut client = WatchClient::new(self.channel.clone());
         let responses = client
-            .watch(with_leader(requests))
+            .watch(with_leader(outgoing))
             .await
             .map_err(store_error)?
             .into_inner();
         let state = (responses, false);
-        Ok(Box::pin(stream::unfold(
-            state,
-            |(mut responses, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    let resp = match responses.message().await {
-                        Ok(Some(r)) => r,
-                        Ok(None) => return None,
-                        Err(s) => return Some((Err(store_error(s)), (responses, true))),
+        let items = Box::pin(stream::unfold(state, |(mut responses, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let resp = match responses.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return None,
+                    Err(s) => return Some((Err(store_error(s)), (responses, true))),
+                };
+                if resp.compact_revision > 0 {
+                    let err = StoreError::Compacted {
+                        compact_revision: Some(resp.compact_revision),
                     };
-                    if resp.compact_revision > 0 {
-                        let err = StoreError::Compacted {
-                            compact_revision: Some(resp.compact_revision),
-                        };
-                        return Some((Err(err), (responses, true)));
-                    }
-                    if resp.canceled {
-                        let why = format!("etcd canceled the watch: {}", resp.cancel_reason);
-                        return Some((Err(StoreError::Other(why)), (responses, true)));
-                    }
-                    if resp.events.is_empty() {
-                        // Created, or a progress notification.
-                        continue;
-                    }
-                    let events: Vec<Event> = resp.events.iter().filter_map(txn::event).collect();
-                    return Some((Ok(events), (responses, false)));
+                    return Some((Err(err), (responses, true)));
                 }
-            },
-        )))
+                if resp.canceled {
+                    let why = format!("etcd canceled the watch: {}", resp.cancel_reason);
+                    return Some((Err(StoreError::Other(why)), (responses, true)));
+                }
+                if resp.created {
+                    continue;
+                }
+                if resp.events.is_empty() {
+                    // A progress notification (asked for, or etcd's
+                    // periodic one).
+                    let revision = resp.header.map(|h| h.revision).unwrap_or_default();
+                    return Some((Ok(WatchItem::Progress(revision)), (responses, false)));
+                }
+                let events: Vec<Event> = resp.events.iter().filter_map(txn::event).collect();
+                return Some((Ok(WatchItem::Events(events)), (responses, false)));
+            }
+        }));
+        let request_progress = Arc::new(move || {
+            let _ = requests.send(WatchRequest {
+                request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+            });
+        });
+        Ok(ProgressWatch {
+            items,
+            request_progress,
+        })
+    }
+
+    /// kube-apiserver's probe: the version Maintenance.Status reports,
+    /// asked once (a failed probe is asked again next time).
+    async fn progress_is_ordered(&self) -> bool {
+        let probe = self
+            .progress_ordered
+            .get_or_try_init(|| async {
+                let resp = MaintenanceClient::new(self.channel.clone())
+                    .status(with_leader(StatusRequest {}))
+                    .await?;
+                Ok::<_, Status>(orders_progress(&resp.into_inner().version))
+            })
+            .await;
+        probe.copied().unwrap_or(false)
+    }
+}
+
+/// Whether etcd `version` answers progress requests after the events
+/// before them: 3.4.31+, 3.5.13+, 3.6 and later (kube-apiserver's rule).
+fn orders_progress(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    match (major, minor) {
+        (3, 4) => patch >= 31,
+        (3, 5) => patch >= 13,
+        (3, m) => m > 5,
+        (m, _) => m > 3,
     }
 }
 
@@ -189,6 +245,21 @@ mod tests {
             store_error(Status::unavailable("etcdserver: no leader")),
             StoreError::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn progress_is_trusted_from_the_etcd_versions_that_order_it() {
+        for (v, want) in [
+            ("3.4.23", false),
+            ("3.4.31", true),
+            ("3.5.12", false),
+            ("3.5.16", true),
+            ("3.6.0", true),
+            ("3.3.27", false),
+            ("", false),
+        ] {
+            assert_eq!(orders_progress(v), want, "{v}");
+        }
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd_proto::etcdserverpb::request_op::Request;
 use oxetcd_proto::etcdserverpb::response_op::Response;
@@ -17,7 +18,10 @@ use oxetcd_proto::etcdserverpb::{
 use oxetcd_proto::mvccpb;
 use oxetcd_proto::mvccpb::event::EventType;
 
-use super::{Claim, Event, EventStream, Kv, Page, Store, StoreError, Transport, Written};
+use super::{
+    Claim, Event, EventStream, Kv, Page, ProgressWatch, Store, StoreError, Transport, WatchItem,
+    Written,
+};
 
 #[async_trait]
 impl<T: Transport + ?Sized> Store for T {
@@ -59,14 +63,27 @@ impl<T: Transport + ?Sized> Store for T {
     }
 
     async fn watch(&self, start: &[u8], end: &[u8], from: i64) -> Result<EventStream, StoreError> {
-        let req = WatchCreateRequest {
-            key: Bytes::copy_from_slice(start),
-            range_end: Bytes::copy_from_slice(end),
-            start_revision: from,
-            prev_kv: true,
-            ..Default::default()
-        };
-        self.open_watch(req).await
+        let watch = self.open_watch(watch(start, end, from)).await?;
+        Ok(Box::pin(watch.items.filter_map(|item| async move {
+            match item {
+                Ok(WatchItem::Events(events)) => Some(Ok(events)),
+                Ok(WatchItem::Progress(_)) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })))
+    }
+
+    async fn watch_progress(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        from: i64,
+    ) -> Result<ProgressWatch, StoreError> {
+        self.open_watch(watch(start, end, from)).await
+    }
+
+    async fn progress_is_ordered(&self) -> bool {
+        Transport::progress_is_ordered(self).await
     }
 
     async fn compact(&self, revision: i64) -> Result<(), StoreError> {
@@ -98,6 +115,16 @@ impl<T: Transport + ?Sized> Store for T {
             version: current,
             revision: header,
         })
+    }
+}
+
+fn watch(start: &[u8], end: &[u8], from: i64) -> WatchCreateRequest {
+    WatchCreateRequest {
+        key: Bytes::copy_from_slice(start),
+        range_end: Bytes::copy_from_slice(end),
+        start_revision: from,
+        prev_kv: true,
+        ..Default::default()
     }
 }
 

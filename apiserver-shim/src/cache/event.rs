@@ -1,0 +1,204 @@
+//! What a watch cache holds: objects decoded once, and events whose wire
+//! lines are encoded once per (line, version, format) and shared, as
+//! `Bytes`, by every client watch that is sent them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::registry::Kind;
+use crate::rest::object;
+use crate::store::Kv;
+
+/// One stored object, decoded.
+pub struct Object {
+    pub key: Bytes,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    /// metadata.namespace ("" for cluster-scoped kinds).
+    pub namespace: String,
+    /// spec.nodeName (pods: the index kubelets' watches use), "" when unset.
+    pub node: String,
+    /// The object served (resourceVersion = mod_revision), or why it is
+    /// unreadable (a list of it fails as a list from the store would).
+    pub value: Result<Value, ApiError>,
+}
+
+impl Object {
+    pub fn decode(kv: &Kv) -> Self {
+        let value = object::decode(kv);
+        let field = |v: &Value, p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (namespace, node) = match &value {
+            Ok(v) => (field(v, "/metadata/namespace"), field(v, "/spec/nodeName")),
+            Err(_) => Default::default(),
+        };
+        Object {
+            key: kv.key.clone(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            namespace,
+            node,
+            value,
+        }
+    }
+
+    /// The object as `kind` serves it (a custom resource in its version).
+    pub fn served(&self, kind: &Kind) -> Option<Value> {
+        let mut v = self.value.as_ref().ok()?.clone();
+        crate::crd::serve(kind, &mut v);
+        Some(v)
+    }
+}
+
+/// The type of a watch line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LineType {
+    Added,
+    Modified,
+    /// The object's state before the event, at the event's revision (a
+    /// deletion, or an update out of a selection).
+    Deleted,
+}
+
+impl LineType {
+    fn name(self) -> &'static str {
+        match self {
+            LineType::Added => "ADDED",
+            LineType::Modified => "MODIFIED",
+            LineType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// The wire format of a watch's lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `{"type","object"}\n`
+    Json,
+    /// Length-prefixed meta/v1 WatchEvent frames.
+    Protobuf,
+}
+
+/// One line of `t` with `obj`, in `format`; None when the object has no
+/// protobuf form (logged: the watch goes on without it).
+pub fn encode(t: &str, obj: &Value, format: Format) -> Option<Bytes> {
+    match format {
+        Format::Json => {
+            let mut s = json!({"type": t, "object": obj}).to_string();
+            s.push('\n');
+            Some(Bytes::from(s))
+        }
+        Format::Protobuf => match crate::proto::watch_event_frame(t, obj) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!("protobuf watch event: {e}");
+                None
+            }
+        },
+    }
+}
+
+/// One change of the cache's resource.
+pub struct CachedEvent {
+    pub revision: i64,
+    /// The object after the event; None: deleted.
+    pub new: Option<Arc<Object>>,
+    /// The object before the event; None: created (or unknown).
+    pub old: Option<Arc<Object>>,
+    /// When the cache saw it (the window's age bound).
+    pub at: Instant,
+    /// `old` with resourceVersion = `revision` (DELETED lines).
+    old_at_revision: OnceLock<Option<Value>>,
+    /// Lines encoded so far, by (type, kind served, format).
+    lines: Mutex<HashMap<(LineType, usize, Format), Option<Bytes>>>,
+}
+
+impl CachedEvent {
+    pub fn new(revision: i64, new: Option<Arc<Object>>, old: Option<Arc<Object>>) -> Self {
+        CachedEvent {
+            revision,
+            new,
+            old,
+            at: Instant::now(),
+            old_at_revision: OnceLock::new(),
+            lines: Mutex::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn deleted_for_test(revision: i64, at: Instant) -> Self {
+        CachedEvent {
+            at,
+            ..CachedEvent::new(revision, None, None)
+        }
+    }
+
+    /// What a watch with `matches` as its selection sees of this event.
+    pub fn line_type(&self, matches: impl Fn(&Value) -> bool) -> Option<LineType> {
+        let in_sel = |o: &Option<Arc<Object>>| {
+            o.as_ref()
+                .and_then(|o| o.value.as_ref().ok())
+                .is_some_and(&matches)
+        };
+        let (now_in, was_in) = (in_sel(&self.new), in_sel(&self.old));
+        let created = self
+            .new
+            .as_ref()
+            .is_some_and(|n| n.create_revision == n.mod_revision);
+        match (now_in, was_in) {
+            (true, true) if !created => Some(LineType::Modified),
+            (true, _) => Some(LineType::Added),
+            (false, true) => Some(LineType::Deleted),
+            (false, false) => None,
+        }
+    }
+
+    /// The object a line of type `t` carries, as `kind` serves it.
+    pub fn object(&self, t: LineType, kind: &Kind) -> Option<Value> {
+        match t {
+            LineType::Added | LineType::Modified => self.new.as_ref()?.served(kind),
+            LineType::Deleted => {
+                let mut v = self
+                    .old_at_revision
+                    .get_or_init(|| {
+                        let mut v = self.old.as_ref()?.value.as_ref().ok()?.clone();
+                        object::set_resource_version(&mut v, self.revision);
+                        Some(v)
+                    })
+                    .clone()?;
+                crate::crd::serve(kind, &mut v);
+                Some(v)
+            }
+        }
+    }
+
+    /// The line of type `t` for `kind` in `format`, encoded on first use
+    /// and shared after.
+    pub fn line(&self, t: LineType, kind: &'static Kind, format: Format) -> Option<Bytes> {
+        let key = (t, kind as *const Kind as usize, format);
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = lines.get(&key) {
+            return b.clone();
+        }
+        let line = self
+            .object(t, kind)
+            .and_then(|o| encode(t.name(), &o, format));
+        lines.insert(key, line.clone());
+        line
+    }
+}
+
+/// The name of a line type, for lines encoded outside the shared cache
+/// (Tables).
+pub fn type_name(t: LineType) -> &'static str {
+    t.name()
+}
