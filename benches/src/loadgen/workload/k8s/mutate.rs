@@ -259,7 +259,6 @@ impl Mutator {
 
 impl Client for Mutator {
     async fn op(&mut self, start: Instant) -> bool {
-        let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
         let picked = match self.pick() {
             Verb::Create => None,
             Verb::Change(change) => self
@@ -268,6 +267,11 @@ impl Client for Mutator {
                 .take(&mut self.rng)
                 .map(|pod| (change, pod)),
         };
+        // Numbered after the pod was taken (under the pool's lock): the
+        // mutation that put it back was numbered before, so each version of
+        // a pod has a higher number than the last, as `pod::written_by`
+        // assumes.
+        let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
         let (verb, result) = match picked {
             Some((change, pod)) => (Verb::Change(change), self.change(change, pod, seq).await),
             None => (Verb::Create, self.create(seq).await),

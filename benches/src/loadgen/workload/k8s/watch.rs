@@ -219,10 +219,10 @@ impl NodeWatch {
         }
         let node = object.pointer("/spec/nodeName").and_then(Value::as_str);
         if node != Some(self.node.as_str()) {
-            let e = OpError::Unexpected(format!(
-                "WrongNode: the watch of {} got a pod of node {node:?}",
-                self.node
-            ));
+            // One message for every node, so that the errors group together.
+            let e = OpError::Unexpected(
+                "WrongNode: a watch by spec.nodeName got a pod of another node".into(),
+            );
             self.stats.record_errors("watch-event", Role::Detail, &e, 1);
             return None;
         }
