@@ -27,20 +27,17 @@ pub struct Cli {
 /// Options every sub-command takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// gRPC endpoints, comma separated: http://host:port, https://host:port or host:port.
-    #[arg(
-        long,
-        global = true,
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
+    /// gRPC endpoints, comma separated: http://host:port, https://host:port or host:port
+    /// (default: http://127.0.0.1:2379). k8s: the apiserver's URL (default: the kubeconfig's).
+    #[arg(long, global = true, value_delimiter = ',')]
     pub endpoints: Vec<String>,
     /// gRPC (HTTP/2) connections, spread over the endpoints; client i uses connection i % conns.
     #[arg(long, global = true, default_value_t = 1)]
     pub conns: usize,
-    /// Concurrent clients (closed loop: each waits for its answer before its next request).
-    #[arg(long, global = true, default_value_t = 1)]
-    pub clients: usize,
+    /// Concurrent clients (closed loop: each waits for its answer before its next request;
+    /// open loop: at most this many requests in flight). Default 1; k8s: 100.
+    #[arg(long, global = true)]
+    pub clients: Option<usize>,
     /// Requests to issue in all (default: 10000; watch-latency: 1000).
     #[arg(long, global = true, conflicts_with = "duration")]
     pub total: Option<u64>,
@@ -107,6 +104,9 @@ pub enum Command {
     Mixed(MixedArgs),
     /// This machine's fsync latency, and the ceiling it sets for one sequential durable writer.
     FsyncProbe(FsyncArgs),
+    /// Kubelet- and controller-like load on a Kubernetes apiserver: nodes watching their pods
+    /// by spec.nodeName, pod creates/updates/status patches/deletes at --rate, periodic lists.
+    K8s(K8sArgs),
     /// Turns `benches/compare` results into the markdown table and SVG plot of docs/performance.md.
     Report(ReportArgs),
 }
@@ -271,6 +271,106 @@ pub struct MixedArgs {
     pub no_watch: bool,
 }
 
+/// `--mix`: relative weights of the k8s mutations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub create: u32,
+    pub update: u32,
+    pub status: u32,
+    pub delete: u32,
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    /// `create=10,update=30,status=50,delete=10`; a verb left out weighs 0.
+    fn from_str(text: &str) -> Result<Mix, String> {
+        let mut mix = Mix {
+            create: 0,
+            update: 0,
+            status: 0,
+            delete: 0,
+        };
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (verb, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: want verb=weight"))?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: the weight is not a whole number"))?;
+            let slot = match verb.trim() {
+                "create" => &mut mix.create,
+                "update" => &mut mix.update,
+                "status" => &mut mix.status,
+                "delete" => &mut mix.delete,
+                other => {
+                    return Err(format!(
+                        "unknown verb {other:?} (create, update, status, delete)"
+                    ))
+                }
+            };
+            *slot = weight;
+        }
+        if mix.create + mix.update + mix.status + mix.delete == 0 {
+            return Err("every weight is 0".into());
+        }
+        Ok(mix)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct K8sArgs {
+    /// kubeconfig to read the apiserver, CA and credentials from (default: $KUBECONFIG).
+    /// --endpoints, --token, --cacert, --cert/--key and --insecure-skip-tls-verify override it.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Bearer token.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Namespace the pods are created in (created if missing).
+    #[arg(long, default_value = "oxetcd-bench")]
+    pub namespace: String,
+    /// Simulated nodes (bench-node-00000, ...): the pods' spec.nodeName is spread over them.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Pods created before the run (not measured), pod i on node i % nodes.
+    #[arg(long, default_value_t = 1000)]
+    pub pods: usize,
+    /// Size of each pod's JSON as created, in bytes (Kubernetes: about 2 KiB).
+    #[arg(long, default_value_t = 2048)]
+    pub pod_size: usize,
+    /// Watches on pods by fieldSelector=spec.nodeName, as kubelets open: watch w is node
+    /// w % nodes's (default: one per node).
+    #[arg(long)]
+    pub watches: Option<usize>,
+    /// Watch streams per HTTP/2 connection (servers cap concurrent streams: hyper 200,
+    /// Go 250); watches get connections of their own, apart from --conns.
+    #[arg(long, default_value_t = 100)]
+    pub watches_per_conn: usize,
+    /// Relative weights of the mutations: create (POST), update (PUT of labels and
+    /// annotations with the known resourceVersion), status (merge PATCH of status, as
+    /// kubelets), delete (DELETE, gracePeriodSeconds=0).
+    #[arg(long, default_value = "create=10,update=30,status=50,delete=10")]
+    pub mix: Mix,
+    /// Every this long, a full list of the namespace's pods, paged (--list-limit) and
+    /// unpaged; 0: no lists.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub list_interval: Duration,
+    /// Page size of the paged lists (kubectl and informers ask for 500).
+    #[arg(long, default_value_t = 500)]
+    pub list_limit: usize,
+    /// Concurrent creates while setting up the pods.
+    #[arg(long, default_value_t = 50)]
+    pub setup_clients: usize,
+    /// After the last mutation, how long to wait without progress for events on their way.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub drain_timeout: Duration,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct FsyncArgs {
     /// Directory to probe (the disk the server's data dir is on).
@@ -350,6 +450,7 @@ mod tests {
             "lease-keepalive",
             "mixed",
             "fsync-probe",
+            "k8s",
         ] {
             // A sub-command flag sharing a name with a common one (e.g. the
             // TLS `--key`) would panic here.
@@ -371,7 +472,7 @@ mod tests {
             "50000",
         ])
         .unwrap();
-        assert_eq!((cli.common.clients, cli.common.conns), (100, 10));
+        assert_eq!((cli.common.clients, cli.common.conns), (Some(100), 10));
         assert_eq!(cli.common.total, Some(50000));
         assert!(matches!(cli.command, Command::Put(_)));
 

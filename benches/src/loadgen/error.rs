@@ -72,6 +72,11 @@ pub enum OpError {
     RetriesExhausted(u32),
     /// Watch events that never arrived.
     Missing(&'static str),
+    /// An HTTP answer other than 2xx (k8s): its status code and the
+    /// message of the Kubernetes `Status` it carried.
+    Http { status: u16, message: String },
+    /// The HTTP request could not be made or its answer not read (k8s).
+    Transport(String),
 }
 
 impl OpError {
@@ -85,6 +90,8 @@ impl OpError {
             OpError::Unexpected(_) => "Unexpected".to_owned(),
             OpError::RetriesExhausted(_) => "RetriesExhausted".to_owned(),
             OpError::Missing(_) => "Missing".to_owned(),
+            OpError::Http { status, .. } => format!("HTTP {status}"),
+            OpError::Transport(_) => "Transport".to_owned(),
         }
     }
 
@@ -106,6 +113,8 @@ impl OpError {
             OpError::Unexpected(what) => what.clone(),
             OpError::RetriesExhausted(n) => format!("compare failed {n} times in a row"),
             OpError::Missing(what) => format!("{what} never arrived"),
+            OpError::Http { message, .. } => message.clone(),
+            OpError::Transport(what) => what.clone(),
         };
         text.chars().take(MESSAGE_CHARS).collect()
     }

@@ -1,12 +1,15 @@
 //! `oxetcd-bench`: a load generator speaking etcd's v3 gRPC API to any
 //! endpoints, the counterpart of etcd's `benchmark` tool, so the same client
-//! measures oxetcd and etcd.
+//! measures oxetcd and etcd; and (`k8s`) the Kubernetes API to any
+//! apiserver, so the same client measures oxetcd-apiserver over oxetcd,
+//! over etcd, and kube-apiserver.
 //!
 //! ```text
 //! oxetcd-bench put --clients 100 --conns 10 --total 50000
 //! oxetcd-bench --endpoints https://127.0.0.1:2379 --cacert ca.pem range --consistency s --duration 10s
 //! oxetcd-bench mixed --clients 50 --duration 30s --rate 2000 --json --csv series.csv
 //! oxetcd-bench fsync-probe --dir /var/lib/etcd
+//! oxetcd-bench k8s --kubeconfig admin.conf --nodes 100 --pods 1000 --rate 100 --duration 60s
 //! ```
 //!
 //! How it is put together:
@@ -17,7 +20,7 @@
 //! | [`connect`], [`tls`] | `--conns` connections over the endpoints, `--target-leader`, TLS |
 //! | [`runner`] | clients, closed or open loop (`--rate`), `--total`/`--duration`, progress bar, `--csv` |
 //! | [`stats`] | latency histograms (HdrHistogram), errors by code and message, the summary |
-//! | [`workload`] | one module per sub-command |
+//! | [`workload`] | one module per sub-command (`k8s`: its HTTP client, kubeconfig, pods and watches too) |
 //! | [`requests`], [`watchers`], [`keys`] | etcd requests, watch streams, keys and stamped values |
 //! | [`fsync`] | `fsync-probe`: the machine's fsync ceiling |
 //! | [`report`] | the side-by-side table and plot of `benches/compare` |
@@ -128,6 +131,7 @@ pub async fn execute(cli: &Cli) -> Result<Output, BenchError> {
         Command::Mixed(args) => {
             run(workload::mixed::run(&Env::new(common, DEFAULT_TOTAL, None).await?, args).await?)
         }
+        Command::K8s(args) => run(workload::k8s::run(common, args).await?),
         Command::FsyncProbe(args) => {
             let args = args.clone();
             let dir = args.dir.clone();

@@ -77,16 +77,23 @@ pub fn parse_manifest(text: &str, base: &Path) -> Result<Vec<Run>, BenchError> {
     Ok(runs)
 }
 
-/// The figures of `summary` for `metric` (`None`: all ops).
+/// The figures of `summary` for `metric` (`None`: all ops); a kind the run
+/// never recorded (e.g. a list that never finished) has rate and p99 0.
 pub fn figures(summary: &Summary, metric: Option<&str>) -> Figures {
     let fsync_ceiling = summary
         .fsync
         .as_ref()
         .map(|f| (f.probe.ceiling_per_sec, f.fraction_of_ceiling));
-    match metric.and_then(|kind| summary.kind(kind)) {
-        Some(kind) => Figures {
+    match metric.map(|kind| summary.kind(kind)) {
+        Some(Some(kind)) => Figures {
             per_sec: kind.per_sec,
             p99_ms: kind.latency_ms.p99,
+            errors: summary.errors,
+            fsync_ceiling,
+        },
+        Some(None) => Figures {
+            per_sec: 0.0,
+            p99_ms: 0.0,
             errors: summary.errors,
             fsync_ceiling,
         },
@@ -532,6 +539,14 @@ mod tests {
         let svg = std::fs::read_to_string(svg).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("oxetcd put-sweep"));
         let _ = Latency::default();
+    }
+
+    #[test]
+    fn a_metric_the_run_never_recorded_is_zero_not_the_ops() {
+        let summary: Summary = serde_json::from_str(&summary_json(10, 2)).unwrap();
+        assert_eq!(figures(&summary, Some("list-paged")).per_sec, 0.0);
+        assert_eq!(figures(&summary, Some("put")).per_sec, 10.0);
+        assert_eq!(figures(&summary, None).per_sec, 10.0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! [`Env`] (connections, recorder, plan), runs them with
 //! [`super::runner::run`], and returns the [`Summary`].
 
+pub mod k8s;
 pub mod lease;
 pub mod mixed;
 pub mod put;
@@ -18,6 +19,46 @@ use super::error::BenchError;
 use super::runner::{self, Client, Limit, Plan, Reporting, RunOutcome};
 use super::stats::{RunSetup, Stats, Summary};
 use super::tls::TlsOptions;
+
+/// The etcd endpoint when `--endpoints` is not given.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
+
+/// Default `--clients`.
+pub const DEFAULT_CLIENTS: usize = 1;
+
+/// The plan and reporting of the common flags: `default_total` requests
+/// unless `--total` or `--duration` says otherwise; `default_rate` unless
+/// `--rate` does; `default_clients` unless `--clients` does.
+pub fn plan(
+    common: &Common,
+    default_total: u64,
+    default_rate: Option<f64>,
+    default_clients: usize,
+) -> Result<(Plan, Reporting), BenchError> {
+    let clients = common.clients.unwrap_or(default_clients);
+    if clients == 0 {
+        return Err(BenchError::Usage("--clients must be at least 1".into()));
+    }
+    if common.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(BenchError::Usage("--rate must be a positive number".into()));
+    }
+    let limit = match (common.total, common.duration) {
+        (_, Some(duration)) => Limit::Duration(duration),
+        (Some(total), None) => Limit::Total(total),
+        (None, None) => Limit::Total(default_total),
+    };
+    Ok((
+        Plan {
+            clients,
+            limit,
+            rate: common.rate.or(default_rate),
+        },
+        Reporting {
+            progress: !common.no_progress,
+            csv: common.csv.clone(),
+        },
+    ))
+}
 
 /// What every workload runs on.
 pub struct Env {
@@ -38,19 +79,14 @@ impl Env {
         default_total: u64,
         default_rate: Option<f64>,
     ) -> Result<Env, BenchError> {
-        if common.clients == 0 {
-            return Err(BenchError::Usage("--clients must be at least 1".into()));
-        }
-        if common.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-            return Err(BenchError::Usage("--rate must be a positive number".into()));
-        }
-        let limit = match (common.total, common.duration) {
-            (_, Some(duration)) => Limit::Duration(duration),
-            (Some(total), None) => Limit::Total(total),
-            (None, None) => Limit::Total(default_total),
+        let (plan, reporting) = plan(common, default_total, default_rate, DEFAULT_CLIENTS)?;
+        let endpoints = if common.endpoints.is_empty() {
+            vec![DEFAULT_ENDPOINT.to_owned()]
+        } else {
+            common.endpoints.clone()
         };
         let pool = Pool::connect(&ConnOptions {
-            endpoints: common.endpoints.clone(),
+            endpoints,
             conns: common.conns,
             target_leader: common.target_leader,
             target_follower: common.target_follower,
@@ -66,15 +102,8 @@ impl Env {
         Ok(Env {
             pool,
             stats: Arc::new(Stats::new()?),
-            plan: Plan {
-                clients: common.clients,
-                limit,
-                rate: common.rate.or(default_rate),
-            },
-            reporting: Reporting {
-                progress: !common.no_progress,
-                csv: common.csv.clone(),
-            },
+            plan,
+            reporting,
             timeout: common.request_timeout,
         })
     }
