@@ -82,6 +82,8 @@ fn server_config(
             .ok()
             .and_then(|ms| ms.parse().ok())
             .map(Duration::from_millis),
+        initial_corrupt_check: config.initial_corrupt_check,
+        corrupt_check_interval: config.corrupt_check_interval,
     }
 }
 

@@ -59,7 +59,7 @@ mod wal;
 
 pub use log_store::{LogReader, LogStore};
 pub use network::{
-    ClusterTag, LeaderDuties, Network, NetworkOptions, PeerClient, PeerError, PeerService,
+    ClusterTag, KvHash, LeaderDuties, Network, NetworkOptions, PeerClient, PeerError, PeerService,
 };
 pub use types::{Entry, LogId, NodeId, Payload, Request, Response, TypeConfig, Types, Vote};
 pub use wal::{

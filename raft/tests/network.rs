@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use oxetcd_raft::{
-    LeaderDuties, LogStore, Network, NodeId, PeerError, PeerService, Request, TypeConfig, Wal,
-    WalOptions,
+    KvHash, LeaderDuties, LogStore, Network, NodeId, PeerError, PeerService, Request, TypeConfig,
+    Wal, WalOptions,
 };
 use oxetcd_tls::test_pki::Ca;
 use oxetcd_tls::{ClientTlsOptions, Identity, Pem, Trust};
@@ -46,6 +46,22 @@ impl LeaderDuties for Duties {
 
     async fn read_index(&self) -> Result<u64, PeerError> {
         Ok(self.0.ensure_linearizable().await?.map_or(0, |id| id.index))
+    }
+
+    /// The test state machine keeps no history: the answer names the member
+    /// (as its hash) and its applied index (as its revision), enough to see
+    /// that the call reached the member asked and came back whole.
+    async fn hash_kv(&self, revision: i64) -> Result<KvHash, PeerError> {
+        if revision < 0 {
+            return Err(PeerError::Rejected(format!("bad revision {revision}")));
+        }
+        let metrics = self.0.metrics().borrow().clone();
+        Ok(KvHash {
+            hash: metrics.id as u32,
+            compact_revision: 1,
+            revision: metrics.last_applied.map_or(0, |l| l.index as i64),
+            hash_revision: revision,
+        })
     }
 }
 
@@ -444,6 +460,12 @@ async fn replicates_forwards_reads_and_fails_over() {
     assert!(err.not_delivered());
     let err = peers.read_index(other, &not_leader).await.unwrap_err();
     assert!(matches!(err, PeerError::NotLeader { .. }), "{err}");
+    // Any member answers HashKV, and its refusal comes back as it was sent.
+    let hash = peers.hash_kv(other, &not_leader, 7).await.unwrap();
+    assert_eq!((hash.hash, hash.hash_revision), (other as u32, 7));
+    assert!(hash.revision > 0, "{hash:?}");
+    let err = peers.hash_kv(other, &not_leader, -1).await.unwrap_err();
+    assert_eq!(err, PeerError::Rejected("bad revision -1".into()));
     cluster.assert_connections_reused();
 
     // The leader goes away: the others elect a new one, writes go on.

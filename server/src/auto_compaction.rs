@@ -134,10 +134,10 @@ impl PeriodicPolicy {
     }
 }
 
-type RoleWatch =
+pub(crate) type RoleWatch =
     tokio::sync::watch::Receiver<RaftServerMetrics<oxetcd_raft::NodeId, openraft::BasicNode>>;
 
-fn leading(role: &RoleWatch) -> bool {
+pub(crate) fn leading(role: &RoleWatch) -> bool {
     role.borrow().state == ServerState::Leader
 }
 
@@ -206,7 +206,7 @@ pub(crate) async fn run(
 }
 
 /// Sleeps `interval`; false once Raft has stopped.
-async fn wait(role: &mut RoleWatch, interval: Duration) -> bool {
+pub(crate) async fn wait(role: &mut RoleWatch, interval: Duration) -> bool {
     let until = Instant::now() + interval;
     loop {
         tokio::select! {

@@ -38,6 +38,7 @@ use crate::command::{
     Authorized, Command, KeyWriteRef, LogCommand, MemberAttributes, Proposal, Request,
 };
 use crate::compactor::{self, DEFAULT_COMPACTION_BATCH_LIMIT};
+use crate::corruption::{self, CorruptionError};
 use crate::datadir::{DataDir, DataDirError};
 use crate::error::EtcdError;
 use crate::ids::{self, IdGenerator};
@@ -137,6 +138,13 @@ pub struct ServerConfig {
     /// Test hook (OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS in the front end):
     /// revision mode looks this often instead of every 5 minutes.
     pub test_auto_compaction_interval: Option<Duration>,
+    /// --experimental-initial-corrupt-check: a member restarting on its
+    /// data compares its HashKV with its peers' before it serves clients
+    /// (see `corruption`).
+    pub initial_corrupt_check: bool,
+    /// --experimental-corrupt-check-time: how often the leader compares
+    /// every member's HashKV; None (etcd's 0) for never.
+    pub corrupt_check_interval: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -175,6 +183,8 @@ impl ServerConfig {
             failpoint_skip_wal_fsync: false,
             auto_compaction: None,
             test_auto_compaction_interval: None,
+            initial_corrupt_check: false,
+            corrupt_check_interval: None,
         }
     }
 }
@@ -193,6 +203,8 @@ pub enum StartError {
     Raft(String),
     #[error("--auth-token: {0}")]
     AuthToken(String),
+    #[error(transparent)]
+    Corruption(#[from] CorruptionError),
 }
 
 fn raft_error(e: impl std::fmt::Display) -> StartError {
@@ -248,6 +260,10 @@ pub struct Opened {
     member_id: u64,
     /// Known at start unless this member is joining: then learned from the log.
     known_cluster_id: Option<u64>,
+    /// The data dir held a member's data before this start (etcd's
+    /// "member initialized"): only then is there anything to check for
+    /// corruption at start.
+    initialized: bool,
 }
 
 impl Opened {
@@ -270,8 +286,12 @@ impl Opened {
             quota,
             member_id,
             known_cluster_id,
+            initialized,
         } = self;
         replication.wait_for_leader().await.map_err(raft_error)?;
+        if config.initial_corrupt_check && initialized {
+            corruption::check_initial(&replication, &store, member_id).await?;
+        }
         if data_dir.imported_store_needs_snapshot() {
             // Members that join later must get the imported data by snapshot.
             replication
@@ -301,6 +321,15 @@ impl Opened {
             quota: quota.clone(),
             member_id,
         }));
+        if let Some(interval) = config.corrupt_check_interval {
+            tokio::spawn(corruption::run_periodic(corruption::PeriodicCheck {
+                replication: replication.clone(),
+                store: store.clone(),
+                alarms: alarms.clone(),
+                member_id,
+                interval,
+            }));
+        }
         if let Some(policy) = config.auto_compaction {
             info!(?policy, "auto compaction is on (on the leader)");
             tokio::spawn(auto_compaction::run(
@@ -361,6 +390,9 @@ impl EtcdServer {
     /// Opens the member's data and starts Raft; see [`Opened`]. A cluster of
     /// several members needs the peer service served before [`Opened::serve`].
     pub async fn open(config: ServerConfig) -> Result<Opened, StartError> {
+        // Ours, or etcd's to import: a member's data either way.
+        let initialized =
+            config.data_dir.join("oxetcd").exists() || config.data_dir.join("member").exists();
         let data_dir =
             DataDir::prepare(&config.data_dir, config.backend, config.wal_dir.as_deref())?;
         info!(engine = %data_dir.engine(), "opening the store");
@@ -456,6 +488,7 @@ impl EtcdServer {
             quota,
             member_id: identity.member_id,
             known_cluster_id,
+            initialized,
         })
     }
 

@@ -15,6 +15,8 @@
 //! - [`auth`]: users, roles, permissions and tokens as replicated state,
 //!   and the check of every request against them.
 //! - `auto_compaction`: the leader's periodic or revision-based compaction.
+//! - `corruption`: members compare their HashKV (at start, and the leader
+//!   periodically) and raise CORRUPT, as etcd's corruption checks.
 //! - [`alarm`] / [`quota`]: alarms as replicated state, and the storage
 //!   quota that raises NOSPACE.
 //! - [`validate`] / [`error`]: etcd's request checks and its errors, mapped to
@@ -54,6 +56,7 @@ pub mod auth;
 mod auto_compaction;
 pub mod command;
 mod compactor;
+mod corruption;
 mod datadir;
 pub mod error;
 mod etcd_server;
@@ -67,6 +70,7 @@ mod watchdog;
 pub use apply::{range, recorded_cluster_id, Reader};
 pub use auto_compaction::AutoCompaction;
 pub use compactor::DEFAULT_COMPACTION_BATCH_LIMIT;
+pub use corruption::CorruptionError;
 pub use datadir::{DataDir, DataDirError, RaftPaths};
 pub use error::EtcdError;
 pub use etcd_server::{EtcdServer, Opened, ServerConfig, StartError};

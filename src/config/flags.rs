@@ -54,8 +54,6 @@ const NO_PROXY: &str = "the v2 proxy is not implemented";
 // Why an accepted flag is ignored, shared by several rows.
 const BACKEND_BATCH: &str = "the store flushes applied writes every 100ms or 8 MiB, whichever comes first (the Raft log made them durable already)";
 const NO_SERVER_PINGS: &str = "the gRPC server sends no keepalive pings";
-const NO_CORRUPT_CHECK: &str =
-    "oxetcd runs no corruption checks (compare members with etcdctl endpoint hashkv)";
 
 macro_rules! flag {
     ($name:literal, $kind:expr, $default:literal, $policy:expr, $heading:literal, $help:literal) => {
@@ -151,8 +149,8 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("proxy-write-timeout", Uint(64), "5000", Reject(NO_PROXY), "v2 Proxy", "Time (in milliseconds) for a write to timeout."),
     flag!("proxy-read-timeout", Uint(64), "0", Reject(NO_PROXY), "v2 Proxy", "Time (in milliseconds) for a read to timeout."),
     flag!("enable-grpc-gateway", Bool, "true", Warn("the JSON gateway is always served on the client URLs"), "Experimental feature", "Enable GRPC gateway."),
-    flag!("experimental-initial-corrupt-check", Bool, "false", Warn(NO_CORRUPT_CHECK), "Experimental feature", "Enable to check data corruption before serving any client/peer traffic."),
-    flag!("experimental-corrupt-check-time", Dur, "0s", Warn(NO_CORRUPT_CHECK), "Experimental feature", "Duration of time between cluster corruption check passes."),
+    flag!("experimental-initial-corrupt-check", Bool, "false", Supported, "Experimental feature", "Enable to check data corruption before serving any client/peer traffic."),
+    flag!("experimental-corrupt-check-time", Dur, "0s", Supported, "Experimental feature", "Duration of time between cluster corruption check passes."),
     flag!("experimental-enable-v2v3", Str, "", Reject(NO_V2), "Experimental feature", "Serve v2 requests through the v3 backend under a given prefix."),
     flag!("experimental-backend-bbolt-freelist-type", Str, "array", Warn("oxetcd keeps its store in sled or redb (--experimental-backend), not bbolt"), "Experimental feature", "ExperimentalBackendFreelistType specifies the type of freelist that boltdb backend uses (array and map are supported types)."),
     flag!("experimental-backend", Str, "", Supported, "Experimental feature", "oxetcd's own: the storage engine of a new data directory, 'redb' or 'sled' [default: redb]. A data directory keeps the engine its data was written with; naming another is an error."),

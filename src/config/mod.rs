@@ -115,6 +115,10 @@ pub struct Config {
     pub backend: Option<Engine>,
     /// How often idle watches that asked for it get a progress notification.
     pub watch_progress_notify_interval: std::time::Duration,
+    /// --experimental-initial-corrupt-check.
+    pub initial_corrupt_check: bool,
+    /// --experimental-corrupt-check-time; None when 0 (etcd's "never").
+    pub corrupt_check_interval: Option<std::time::Duration>,
     /// Raft: heartbeat interval and election timeout (milliseconds in etcd's
     /// flags), and applied entries between snapshots.
     pub heartbeat_interval: std::time::Duration,
@@ -234,6 +238,13 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     let snapshot_catchup_entries = v.uint("experimental-snapshot-catchup-entries", 64)?;
     let watch_progress_notify_interval =
         values::positive_duration(v, "experimental-watch-progress-notify-interval")?;
+    // etcd checks only for a positive interval (a negative one would spin).
+    let corrupt_check_interval = match v.duration("experimental-corrupt-check-time")? {
+        nanos if nanos <= 0 => None,
+        nanos => Some(std::time::Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        )),
+    };
 
     let listen_peer_urls = urls::listen_urls(v, "listen-peer-urls")?;
     let listen_client_urls = urls::listen_urls(v, "listen-client-urls")?;
@@ -334,6 +345,8 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         jwt: auth.jwt,
         backend,
         watch_progress_notify_interval,
+        initial_corrupt_check: v.bool("experimental-initial-corrupt-check")?,
+        corrupt_check_interval,
         heartbeat_interval,
         election_timeout,
         snapshot_count,

@@ -136,6 +136,7 @@ mod tests {
             "--quota-backend-bytes",
             "8589934592",
             "--experimental-initial-corrupt-check",
+            "--experimental-corrupt-check-time=3m",
             "--grpc-keepalive-interval",
             "10s",
             "--listen-metrics-urls",
@@ -144,6 +145,11 @@ mod tests {
             "-v",
         ]);
         assert_eq!(c.quota_backend_bytes, 8_589_934_592);
+        assert!(c.initial_corrupt_check);
+        assert_eq!(
+            c.corrupt_check_interval,
+            Some(std::time::Duration::from_secs(180))
+        );
         assert!(!c.strict_reconfig_check);
         let flags: Vec<&str> = c
             .warnings
@@ -154,7 +160,6 @@ mod tests {
             flags,
             [
                 "--grpc-keepalive-interval",
-                "--experimental-initial-corrupt-check",
                 "flag \"--v\" is no longer supported - ignoring",
             ]
         );

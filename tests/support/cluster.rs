@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use oxetcd_proto::etcdserverpb::cluster_client::ClusterClient;
@@ -392,6 +392,29 @@ impl Cluster {
         self.members[i].kill_9();
         self.members[i].spawn(&self.options);
         self.wait_ready(&[i]).await;
+    }
+
+    /// Starts member `i` again on its data dir (killing it first if it runs)
+    /// without waiting for it to serve: for a start expected to fail (see
+    /// [`Cluster::wait_exit`]).
+    pub fn respawn(&mut self, i: usize) {
+        self.members[i].kill_9();
+        self.members[i].spawn(&self.options);
+    }
+
+    /// Waits up to `timeout` for member `i`'s process to exit; its exit
+    /// status, or None if it still runs.
+    pub async fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            let child = self.members[i].child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("poll member process") {
+                self.members[i].child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Starts every member not running (and not removed), all before waiting

@@ -24,8 +24,8 @@ use super::cluster_tag::ClusterTag;
 use super::error::{AddrError, CallError, PeerError};
 use super::pb::raft_client::RaftClient;
 use super::pb::{
-    call, forward_response, read_index_response, reply, ForwardRequest, RaftMessage, ReadIndexAsk,
-    SnapshotChunk, TimeoutNowRequest,
+    call, forward_response, hash_kv_answer, read_index_response, reply, ForwardRequest, HashKvAsk,
+    KvHash, RaftMessage, ReadIndexAsk, SnapshotChunk, TimeoutNowRequest,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::types::{NodeId, Payload, Types};
@@ -545,6 +545,35 @@ impl PeerClient {
             Ok(())
         } else {
             Err(decode_peer_error(&reply.error, &node.addr))
+        }
+    }
+}
+
+impl PeerClient {
+    /// Asks member `target` at `node` for its hash of its key-value history
+    /// up to `revision` (etcd's HashKV over the peer URL, as etcd's
+    /// corruption checks ask their peers). Any member answers.
+    pub async fn hash_kv(
+        &self,
+        target: NodeId,
+        node: &BasicNode,
+        revision: i64,
+    ) -> Result<KvHash, PeerError> {
+        let peer_err = |e: CallError| e.into_peer(&node.addr);
+        let mut client = self
+            .shared
+            .client(target, &node.addr)
+            .map_err(|e| peer_err(e.into()))?;
+        let reply = call(
+            self.timeout,
+            client.hash_kv(self.shared.request(HashKvAsk { revision }, self.timeout)),
+        )
+        .await
+        .map_err(peer_err)?;
+        match reply.result {
+            Some(hash_kv_answer::Result::Hash(hash)) => Ok(hash),
+            Some(hash_kv_answer::Result::Error(e)) => Err(decode_peer_error(&e, &node.addr)),
+            None => Err(peer_err(CallError::Empty)),
         }
     }
 }

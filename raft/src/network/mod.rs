@@ -6,7 +6,9 @@
 //!   `InstallSnapshot`, one chunk per call) to the local [`openraft::Raft`],
 //!   and the two leader duties (`Forward`, and a follower's read-index asks)
 //!   to the server's [`LeaderDuties`]; `TimeoutNow` makes the member campaign
-//!   at once (the last step of a leadership transfer). `Calls` is one
+//!   at once (the last step of a leadership transfer); `HashKV` answers
+//!   another member's corruption check with [`LeaderDuties::hash_kv`]
+//!   (etcd's `/members/hashkv` on its peer URLs). `Calls` is one
 //!   standing stream per pair of members for the small, frequent calls:
 //!   read-index asks and append-entries up to 64 KiB (heartbeats included). The server mounts
 //!   [`PeerService::into_server`] on its peer listener, which it binds (with
@@ -37,7 +39,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use bytes::Bytes;
-//! use oxetcd_raft::network::{LeaderDuties, Network, PeerError, PeerService};
+//! use oxetcd_raft::network::{KvHash, LeaderDuties, Network, PeerError, PeerService};
 //! use oxetcd_raft::{Request, TypeConfig};
 //!
 //! struct Duties(openraft::Raft<TypeConfig>);
@@ -50,6 +52,9 @@
 //!     async fn read_index(&self) -> Result<u64, PeerError> {
 //!         let (read, _applied) = self.0.get_read_log_id().await?;
 //!         Ok(read.map_or(0, |id| id.index))
+//!     }
+//!     async fn hash_kv(&self, _revision: i64) -> Result<KvHash, PeerError> {
+//!         Err(PeerError::Rejected("this example keeps no key-value history".into()))
 //!     }
 //! }
 //!
@@ -78,6 +83,7 @@ pub use client::{Network, NetworkOptions, PeerClient, PeerConnection};
 pub use cluster_tag::ClusterTag;
 pub use error::{AddrError, PeerError};
 pub use pb::raft_server::RaftServer;
+pub use pb::KvHash;
 pub use server::{LeaderDuties, PeerService};
 
 use error::CodecError;

@@ -15,17 +15,19 @@ use super::cluster_tag::ClusterTag;
 use super::error::PeerError;
 use super::pb::raft_server::{Raft as RaftRpc, RaftServer};
 use super::pb::{
-    call, forward_response, read_index_response, reply as stream_reply, Call, ForwardRequest,
-    ForwardResponse, RaftMessage, ReadIndexResponse, Reply, SnapshotChunk, TimeoutNowRequest,
-    TimeoutNowResponse,
+    call, forward_response, hash_kv_answer, read_index_response, reply as stream_reply, Call,
+    ForwardRequest, ForwardResponse, HashKvAnswer, HashKvAsk, KvHash, RaftMessage,
+    ReadIndexResponse, Reply, SnapshotChunk, TimeoutNowRequest, TimeoutNowResponse,
 };
 use super::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::types::{NodeId, Payload, Types};
 
-/// What only the leader does for the other members, implemented by the
-/// server. Called on whichever member the asking follower believes is the
-/// leader: an implementation that is not the leader answers
-/// [`PeerError::NotLeader`] (what `?` on openraft's `ForwardToLeader` gives).
+/// What a member does for the other members besides Raft, implemented by the
+/// server. `forward` and `read_index` only the leader does: they are called
+/// on whichever member the asking follower believes is the leader, and an
+/// implementation that is not the leader answers [`PeerError::NotLeader`]
+/// (what `?` on openraft's `ForwardToLeader` gives). `hash_kv` every member
+/// answers.
 #[async_trait::async_trait]
 pub trait LeaderDuties: Send + Sync + 'static {
     /// Answers a follower's request, in the server's own encoding (a
@@ -37,6 +39,12 @@ pub trait LeaderDuties: Send + Sync + 'static {
     /// linearizable read must wait for: `Raft::get_read_log_id`'s, 0 for an
     /// empty log.
     async fn read_index(&self) -> Result<u64, PeerError>;
+
+    /// This member's hash of its key-value history up to `revision` (0: its
+    /// current revision), for another member's corruption check. A revision
+    /// compacted away or not reached yet is refused with
+    /// [`PeerError::Rejected`] carrying the store's error text.
+    async fn hash_kv(&self, revision: i64) -> Result<KvHash, PeerError>;
 }
 
 /// The peer gRPC service (`oxetcdraftpb.Raft`) of one member: openraft's
@@ -256,5 +264,16 @@ impl<P: Payload> RaftRpc for PeerService<P> {
             Err(fatal) => encode_error(&PeerError::from(fatal))?,
         };
         Ok(Response::new(TimeoutNowResponse { error }))
+    }
+
+    async fn hash_kv(&self, request: Request<HashKvAsk>) -> Result<Response<HashKvAnswer>, Status> {
+        self.cluster.check(&request)?;
+        let result = match self.duties.hash_kv(request.get_ref().revision).await {
+            Ok(hash) => hash_kv_answer::Result::Hash(hash),
+            Err(e) => hash_kv_answer::Result::Error(encode_error(&e)?),
+        };
+        Ok(Response::new(HashKvAnswer {
+            result: Some(result),
+        }))
     }
 }

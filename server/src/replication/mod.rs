@@ -35,8 +35,8 @@ use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use oxetcd_raft::{
-    ClusterTag, LeaderDuties, LogStore, Network, NetworkOptions, NodeId, PeerClient, PeerError,
-    PeerService, Wal, WalOptions,
+    ClusterTag, KvHash, LeaderDuties, LogStore, Network, NetworkOptions, NodeId, PeerClient,
+    PeerError, PeerService, Wal, WalOptions,
 };
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
@@ -105,6 +105,8 @@ pub struct Replication {
     proposals: Arc<proposals::Proposals>,
     /// The cluster ID on every peer request, checked on every one received.
     cluster: ClusterTag,
+    /// The store the state machine applies to: what HashKV asks hash.
+    store: Arc<Store>,
 }
 
 impl Replication {
@@ -122,6 +124,7 @@ impl Replication {
     ) -> Result<Self, ReplicationError> {
         let id = settings.id;
         let started_members = store.clone();
+        let hashed = store.clone();
         let raft_err = |e: &dyn std::fmt::Display| ReplicationError::Raft(e.to_string());
         let mut wal_options = WalOptions::default();
         wal_options.skip_fsync = settings.skip_wal_fsync;
@@ -220,6 +223,7 @@ impl Replication {
             lessor,
             cluster_token: settings.cluster_token.clone(),
             cluster,
+            store: hashed,
         })
     }
 
@@ -239,8 +243,20 @@ impl Replication {
             cluster_token: self.cluster_token.clone(),
             proposals: self.proposals.clone(),
             leadership: self.leadership.clone(),
+            store: self.store.clone(),
         };
         PeerService::new(self.raft.clone(), Arc::new(duties)).with_cluster(self.cluster.clone())
+    }
+
+    /// Asks member `id` at `node` for its HashKV at `revision` (see
+    /// `corruption`).
+    pub async fn peer_hash_kv(
+        &self,
+        id: NodeId,
+        node: &BasicNode,
+        revision: i64,
+    ) -> Result<KvHash, PeerError> {
+        self.peers.hash_kv(id, node, revision).await
     }
 
     /// Waits until a leader is known (etcd serves clients only then).
@@ -426,6 +442,7 @@ struct Duties {
     cluster_token: String,
     proposals: Arc<proposals::Proposals>,
     leadership: Arc<read_index::ReadIndexBatcher>,
+    store: Arc<Store>,
 }
 
 #[tonic::async_trait]
@@ -490,6 +507,16 @@ impl LeaderDuties for Duties {
     async fn read_index(&self) -> Result<u64, PeerError> {
         let (read, _) = self.raft.get_read_log_id().await?;
         Ok(read.map_or(0, |l| l.index))
+    }
+
+    /// Not a leader duty: every member answers another's corruption check.
+    /// The store's refusals (compacted, future revision) go back as their
+    /// etcd error text, which the asking member matches, as etcd's peer
+    /// endpoint answers them.
+    async fn hash_kv(&self, revision: i64) -> Result<KvHash, PeerError> {
+        crate::corruption::hash_here(&self.store, revision)
+            .await
+            .map_err(|e| PeerError::Rejected(e.to_string()))
     }
 }
 
