@@ -153,6 +153,9 @@ fn rustls_pki_types_pem(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
         .collect()
 }
 
+/// How long `Watch::next` waits for a line before failing the test.
+const WATCH_SILENCE_LIMIT: Duration = Duration::from_secs(60);
+
 /// A watch's body: chunked, each chunk one or more JSON lines.
 struct Watch {
     r: BufReader<TlsStream<tokio::net::TcpStream>>,
@@ -160,8 +163,16 @@ struct Watch {
 }
 
 impl Watch {
-    /// The next event; None at the end of the stream.
+    /// The next event; None at the end of the stream. A stream that stays
+    /// silent for `WATCH_SILENCE_LIMIT` fails the test rather than hanging it
+    /// (a missing 410 or event would otherwise wait forever).
     async fn next(&mut self) -> Option<Value> {
+        tokio::time::timeout(WATCH_SILENCE_LIMIT, self.next_unbounded())
+            .await
+            .unwrap_or_else(|_| panic!("no event and no end within {WATCH_SILENCE_LIMIT:?}"))
+    }
+
+    async fn next_unbounded(&mut self) -> Option<Value> {
         loop {
             if let Some(nl) = self.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=nl).collect();
