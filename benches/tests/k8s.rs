@@ -19,31 +19,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{target_dir, workspace_root};
+
+mod support;
 
 /// This file's ports, 127.0.0.1:25500-25999: each test's apiserver has a
 /// hundred of its own (tests run in parallel), etcd two hundred from 25700.
 const ETCD_PORTS: u16 = 25700;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("benches/ has a parent")
-        .to_owned()
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
-        }
-        _ => workspace_root().join("target"),
-    }
-}
 
 fn apiserver_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();

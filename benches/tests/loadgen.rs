@@ -22,31 +22,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{target_dir, workspace_root};
+
+mod support;
 
 /// The line oxetcd (and etcd) print once they serve clients.
 const READY_LINE: &str = "ready to serve client requests";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("benches/ has a parent")
-        .to_owned()
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
-        }
-        _ => workspace_root().join("target"),
-    }
-}
 
 /// The oxetcd binary to test against (built once if missing).
 fn server_binary() -> &'static Path {
