@@ -12,6 +12,8 @@
 //!   the durability of each operation and what opening does with damaged files.
 //! - [`LogStore`] / [`LogReader`]: openraft's `RaftLogStorage` and
 //!   `RaftLogReader` on the WAL, what `openraft::Raft::new` takes as log store.
+//!   [`PurgeGate`]: purges held back until the state machine is durable past
+//!   them.
 //!
 //! - [`network`]: the peer transport, gRPC between members: [`PeerService`]
 //!   (served on the peer URLs), [`Network`] (openraft's network factory) and
@@ -46,7 +48,9 @@
 //! # }
 //! ```
 //!
-//! With openraft, wrap the WAL: `LogStore::new(wal)` is the log store passed to
+//! With openraft, wrap the WAL: `LogStore::new(wal)` (or
+//! `LogStore::with_purge_gate`, for a state machine that is not durable at
+//! every apply) is the log store passed to
 //! `openraft::Raft::new` next to the state machine.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -54,6 +58,7 @@
 
 mod log_store;
 pub mod network;
+mod purge_gate;
 mod types;
 mod wal;
 
@@ -61,6 +66,7 @@ pub use log_store::{LogReader, LogStore};
 pub use network::{
     ClusterTag, KvHash, LeaderDuties, Network, NetworkOptions, PeerClient, PeerError, PeerService,
 };
+pub use purge_gate::PurgeGate;
 pub use types::{Entry, LogId, NodeId, Payload, Request, Response, TypeConfig, Types, Vote};
 pub use wal::{
     Flushed, Recovery, TornTail, Wal, WalError, WalOptions, WalStats, CACHE_BYTES, SEGMENT_SIZE,

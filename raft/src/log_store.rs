@@ -2,18 +2,21 @@
 //! [`RaftLogReader`] for it and for the replication tasks.
 //!
 //! Every method maps onto one WAL call; the WAL does the work (durability,
-//! group commit, reads from cache or disk). Errors become openraft
-//! [`StorageError`]s naming what was being read or written.
+//! group commit, reads from cache or disk), except purges, which go through a
+//! [`PurgeGate`] (never past what the state machine holds durably). Errors
+//! become openraft [`StorageError`]s naming what was being read or written.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
     AnyError, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError, StorageIOError,
 };
 
+use crate::purge_gate::PurgeGate;
 use crate::types::{Entry, LogId, NodeId, Payload, Types, Vote};
 use crate::wal::{Wal, WalError};
 
@@ -21,6 +24,7 @@ use crate::wal::{Wal, WalError};
 #[derive(Debug, Clone)]
 pub struct LogStore<P: Payload> {
     wal: Wal<P>,
+    purges: Arc<PurgeGate<P>>,
 }
 
 /// Reads the log for replication; a clone of the same [`Wal`].
@@ -30,9 +34,19 @@ pub struct LogReader<P: Payload> {
 }
 
 impl<P: Payload> LogStore<P> {
-    /// A log store on an open WAL.
+    /// A log store on an open WAL whose purges run at once: for a state
+    /// machine that is durable at every apply.
     pub fn new(wal: Wal<P>) -> LogStore<P> {
-        LogStore { wal }
+        Self::with_purge_gate(PurgeGate::unchecked(wal))
+    }
+
+    /// A log store on the gate's WAL that purges only as far as the gate lets
+    /// it (see [`PurgeGate`]).
+    pub fn with_purge_gate(purges: Arc<PurgeGate<P>>) -> LogStore<P> {
+        LogStore {
+            wal: purges.wal().clone(),
+            purges,
+        }
     }
 
     /// The WAL underneath (stats, recovery report).
@@ -139,7 +153,7 @@ impl<P: Payload> RaftLogStorage<Types<P>> for LogStore<P> {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
-        self.wal
+        self.purges
             .purge(log_id)
             .await
             .map_err(|e| io_err(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))

@@ -13,10 +13,12 @@
 //! Worked example, one key bucket entry (key 3 bytes, value 2 bytes):
 //! `4f58534e41503031 6b 03000000 616263 02000000 7879 ff <crc32>`.
 //!
-//! Installing one replaces everything. A `restoring` marker is made durable
-//! before the old contents go and removed after the new ones are durable, so a
-//! crash in between leaves a store that [`Store::open`] recognizes and empties
-//! (the cluster sends the snapshot again) instead of a mix of two stores.
+//! Installing one replaces everything in one engine batch (every old key
+//! deleted, every record put), made durable before the install returns: a
+//! crash leaves the old store or the new one, never a mix and never an empty
+//! store. The old store must survive: the Raft log may already be purged up to
+//! what it holds, and a member whose store went back to empty could not replay
+//! its log (found by the Jepsen power-cut test, see `Store::open`).
 
 use std::io::Write;
 
@@ -24,12 +26,10 @@ use bytes::Bytes;
 
 use crate::backend::{Bucket, WriteBatch};
 use crate::error::{Result, StorageError};
-use crate::store::{clear, load_state, Store, META_RESTORING};
+use crate::store::{load_state, Store, META_RESTORING};
 
 const MAGIC: &[u8; 8] = b"OXSNAP01";
 const END: u8 = 0xFF;
-/// Records per backend batch while installing.
-const INSTALL_BATCH: usize = 10_000;
 
 fn bucket_byte(b: Bucket) -> u8 {
     match b {
@@ -94,27 +94,24 @@ impl Store {
     }
 
     /// Replaces the whole store with `snapshot` (as written by `snapshot_to`),
-    /// durably. The snapshot is checked completely before anything changes.
-    /// Watchers must be re-synced by the caller: history may have jumped.
+    /// atomically and durably. The snapshot is checked completely before
+    /// anything changes. Watchers must be re-synced by the caller: history may
+    /// have jumped.
     pub fn install_snapshot(&self, snapshot: &[u8]) -> Result<()> {
         let records = parse(snapshot)?;
         let mut state = self.state.write();
-        let mut marker = WriteBatch::default();
-        marker.put(Bucket::Meta, META_RESTORING, Bytes::from_static(b"1"));
-        self.backend.apply(marker)?;
-        self.backend.flush()?;
-        clear(self.backend.as_ref())?;
-        for chunk in records.chunks(INSTALL_BATCH) {
-            let mut batch = WriteBatch::default();
-            for (bucket, k, v) in chunk {
-                batch.put(*bucket, k.clone(), v.clone());
+        let mut batch = WriteBatch::default();
+        // Deletes first: a later change of the same key wins (`WriteBatch`).
+        for bucket in [Bucket::Key, Bucket::Meta] {
+            for entry in self.backend.scan(bucket, &[], None) {
+                let (key, _) = entry?;
+                batch.delete(bucket, key);
             }
-            self.backend.apply(batch)?;
         }
-        self.backend.flush()?;
-        let mut done = WriteBatch::default();
-        done.delete(Bucket::Meta, META_RESTORING);
-        self.backend.apply(done)?;
+        for (bucket, key, value) in records {
+            batch.put(bucket, key, value);
+        }
+        self.backend.apply(batch)?;
         self.backend.flush()?;
         *state = load_state(self.backend.as_ref())?;
         self.reset_visible(state.current_rev);

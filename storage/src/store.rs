@@ -39,7 +39,7 @@ pub(crate) const META_APPLIED_STATE: &[u8] = b"applied_state";
 const CLUSTER_PREFIX: &str = "cluster/";
 /// Prefix of lease records: `lease/` + the lease ID, 8 bytes big-endian.
 const LEASE_PREFIX: &[u8] = b"lease/";
-/// Present while a snapshot install is replacing the store.
+/// Left by an interrupted snapshot install of an earlier release (see `open`).
 pub(crate) const META_RESTORING: &[u8] = b"restoring";
 
 /// How to read a range.
@@ -120,8 +120,10 @@ impl Store {
     /// Opens the store on `backend`, rebuilding the index from stored history.
     pub fn open(backend: Box<dyn Backend>) -> Result<Self> {
         if backend.get(Bucket::Meta, META_RESTORING)?.is_some() {
-            // A snapshot install died half way: what is here is neither the old
-            // store nor the new one. Start empty; the cluster sends it again.
+            // Installs of earlier builds replaced the store in several batches
+            // under this marker, and one of them died half way: what is here
+            // is neither the old store nor the new one. Start empty; the
+            // cluster sends it again. (Installs are one batch now.)
             clear(backend.as_ref())?;
             backend.flush()?;
         }

@@ -663,14 +663,139 @@ fn a_damaged_snapshot_is_refused_and_changes_nothing() {
     assert_eq!(all_at(&target, 0), before);
 }
 
+/// A backend that hands every batch to `inner` and keeps a copy of it, so a
+/// test can replay any prefix of them: what a crash after that batch leaves.
+struct RecordingBackend {
+    inner: Box<dyn crate::Backend>,
+    batches: std::sync::Arc<std::sync::Mutex<Vec<Vec<crate::backend::BatchOp>>>>,
+}
+
+impl crate::Backend for RecordingBackend {
+    fn get(&self, bucket: crate::Bucket, key: &[u8]) -> crate::Result<Option<Bytes>> {
+        self.inner.get(bucket, key)
+    }
+
+    fn scan<'a>(
+        &'a self,
+        bucket: crate::Bucket,
+        from: &[u8],
+        to: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = crate::Result<crate::backend::Entry>> + 'a> {
+        self.inner.scan(bucket, from, to)
+    }
+
+    fn apply(&self, batch: crate::WriteBatch) -> crate::Result<()> {
+        let ops: Vec<_> = batch.into_ops().collect();
+        self.batches.lock().unwrap().push(ops.clone());
+        let mut copy = crate::WriteBatch::default();
+        for (bucket, key, value) in ops {
+            match value {
+                Some(v) => copy.put(bucket, key, v),
+                None => copy.delete(bucket, key),
+            }
+        }
+        self.inner.apply(copy)
+    }
+
+    fn flush(&self) -> crate::Result<()> {
+        self.inner.flush()
+    }
+
+    fn size_on_disk(&self) -> crate::Result<u64> {
+        self.inner.size_on_disk()
+    }
+}
+
+/// Every key-value of the store at every revision it can read, and its
+/// applied state: what must be the old store or the new one after a crash.
+fn contents(store: &Store) -> (Vec<(String, String, i64)>, Option<Bytes>, i64) {
+    (
+        (store.compacted_revision().max(1)..=store.current_revision())
+            .flat_map(|rev| all_at(store, rev))
+            .collect(),
+        store.applied_state(),
+        store.current_revision(),
+    )
+}
+
+fn old_store(path: &Path) -> Store {
+    let store = open(path);
+    fill(&store, &[("zzz", "old"), ("a", "old a"), ("zzz", "older")]);
+    let mut txn = store.write();
+    txn.put(Bytes::from("b"), Bytes::from("old b"), 0);
+    txn.set_applied_state(Bytes::from("old applied"));
+    txn.end().unwrap();
+    let _ = store.commit().unwrap();
+    store.flush().unwrap();
+    store
+}
+
 #[test]
-fn an_interrupted_install_leaves_an_empty_store_not_a_mix() {
+fn a_crash_at_any_point_of_an_install_leaves_the_old_store_or_the_new_one() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open(source_dir.path());
+    fill(&source, &[("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")]);
+    source.compact(2).unwrap();
+    let mut txn = source.write();
+    txn.put(Bytes::from("d"), Bytes::from("5"), 0);
+    txn.set_applied_state(Bytes::from("new applied"));
+    txn.end().unwrap();
+    let _ = source.commit().unwrap();
+    let mut snap = Vec::new();
+    source.snapshot_to(&mut snap).unwrap();
+
+    // Install once through a recording backend, on top of an old store.
+    let dir = tempfile::tempdir().unwrap();
+    let old = contents(&old_store(dir.path()));
+    let batches = std::sync::Arc::default();
+    let recorded = Store::open(Box::new(RecordingBackend {
+        inner: Box::new(SledBackend::open(dir.path(), 8 << 20).unwrap()),
+        batches: std::sync::Arc::clone(&batches),
+    }))
+    .unwrap();
+    recorded.install_snapshot(&snap).unwrap();
+    let new = contents(&recorded);
+    assert_eq!(new.1.as_deref(), Some(&b"new applied"[..]));
+    drop(recorded);
+    let batches = batches.lock().unwrap().clone();
+    assert!(!batches.is_empty());
+
+    // A crash after any number of those batches reached the engine.
+    for crashed_after in 0..=batches.len() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(old_store(dir.path()));
+        {
+            let engine = SledBackend::open(dir.path(), 8 << 20).unwrap();
+            for ops in &batches[..crashed_after] {
+                let mut batch = crate::WriteBatch::default();
+                for (bucket, key, value) in ops.iter().cloned() {
+                    match value {
+                        Some(v) => batch.put(bucket, key, v),
+                        None => batch.delete(bucket, key),
+                    }
+                }
+                crate::Backend::apply(&engine, batch).unwrap();
+            }
+            crate::Backend::flush(&engine).unwrap();
+        }
+        let after = contents(&open(dir.path()));
+        assert!(
+            after == old || after == new,
+            "a crash after {crashed_after} of {} install batches left {after:?}",
+            batches.len()
+        );
+    }
+}
+
+#[test]
+fn an_install_interrupted_by_an_earlier_build_leaves_an_empty_store_not_a_mix() {
     let dir = tempfile::tempdir().unwrap();
     {
         let backend = SledBackend::open(dir.path(), 8 << 20).unwrap();
         let store = Store::open(Box::new(backend)).unwrap();
         fill(&store, &[("a", "1"), ("b", "2")]);
-        // What install_snapshot leaves if it dies after its first step.
+        // What install_snapshot of earlier builds left if it died after its
+        // first step (it wrote this marker, then the store in batches).
         let mut marker = crate::WriteBatch::default();
         marker.put(crate::Bucket::Meta, &b"restoring"[..], &b"1"[..]);
         store.backend.apply(marker).unwrap();

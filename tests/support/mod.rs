@@ -185,6 +185,18 @@ impl Server {
             logs: StartLogs::new(dir.path().join("logs")),
             dir,
         };
+        // The ports were free when picked, but another test process may bind
+        // one before the server does: then it exits at once, and new ports
+        // are picked (a CI run failed so once).
+        for _ in 1..PORT_ATTEMPTS {
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(why) if why.contains(ADDRESS_IN_USE) => {
+                    (server.client_port, server.peer_port) = two_free_ports();
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
         server.spawn();
         server
     }
@@ -313,6 +325,14 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// Starts the process and waits until it is ready; says why not if it
+    /// exited first.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let (log_path, log) = self.logs.next();
         let client_url = format!("http://127.0.0.1:{}", self.client_port);
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
@@ -334,12 +354,13 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", server_binary().display()));
         self.child = Some(child);
-        self.wait_ready(&log_path);
+        self.wait_ready(&log_path)
     }
 
     /// Waits for the ready line and an accepting client port. If the log
     /// level hides the ready line, an accepting port for a while will do.
-    fn wait_ready(&mut self, log_path: &Path) {
+    /// Fails if the process exits first.
+    fn wait_ready(&mut self, log_path: &Path) -> Result<(), String> {
         let started = Instant::now();
         let mut accepting_since: Option<Instant> = None;
         loop {
@@ -349,10 +370,10 @@ impl Server {
                 .and_then(|c| c.try_wait().expect("poll server process"))
             {
                 self.child = None;
-                panic!(
+                return Err(format!(
                     "server exited with {exit} before it was ready\n{}",
                     self.logs()
-                );
+                ));
             }
             let accepting = TcpStream::connect(("127.0.0.1", self.client_port)).is_ok();
             if accepting {
@@ -360,7 +381,7 @@ impl Server {
                 let ready_line =
                     fs::read_to_string(log_path).is_ok_and(|log| log.contains(READY_LINE));
                 if ready_line || since.elapsed() > Duration::from_secs(5) {
-                    return;
+                    return Ok(());
                 }
             } else {
                 accepting_since = None;
@@ -401,6 +422,12 @@ pub async fn connect(endpoint: &str) -> Result<Channel, tonic::transport::Error>
 pub fn kv_client(channel: Channel) -> KvClient<Channel> {
     KvClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
+
+/// Starts on freshly picked ports tried before giving up.
+const PORT_ATTEMPTS: usize = 5;
+/// What the server's log says when a port it was given is taken (etcd's
+/// words, as src/listener.rs writes them).
+const ADDRESS_IN_USE: &str = "address already in use";
 
 /// Two distinct ports that were free a moment ago.
 fn two_free_ports() -> (u16, u16) {

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
-use oxetcd_raft::{NodeId, Vote, Wal, WalOptions};
+use oxetcd_raft::{NodeId, PurgeGate, Vote, Wal, WalOptions};
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
 use tracing::{info, warn};
@@ -59,12 +59,15 @@ pub async fn force_new_cluster(
         std::process::exit(1);
     })
     .map_err(|e| failed("watchdog", e))?;
+    let durable =
+        StateMachine::durable_applied(store).map_err(|e| failed("flushing the store", e))?;
     let mut sm = StateMachine::new(
         store.clone(),
         hub.clone(),
         companions.clone(),
         snapshot_dir.clone(),
         watchdog,
+        PurgeGate::new(wal.clone(), durable),
     )
     .map_err(|e| failed("opening the state machine", e))?;
 

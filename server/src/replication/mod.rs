@@ -36,7 +36,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use oxetcd_raft::{
     ClusterTag, KvHash, LeaderDuties, LogStore, Network, NetworkOptions, NodeId, PeerClient,
-    PeerError, PeerService, Wal, WalOptions,
+    PeerError, PeerService, PurgeGate, Wal, WalOptions,
 };
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
@@ -135,9 +135,17 @@ impl Replication {
         })
         .map_err(|e| raft_err(&e))?;
         let lessor = companions.lessor.clone();
-        let state_machine =
-            StateMachine::new(store, hub, companions, paths.snapshot.clone(), watchdog)
-                .map_err(|e| raft_err(&e))?;
+        let durable = StateMachine::durable_applied(&store).map_err(|e| raft_err(&e))?;
+        let purges = PurgeGate::new(wal, durable);
+        let state_machine = StateMachine::new(
+            store,
+            hub,
+            companions,
+            paths.snapshot.clone(),
+            watchdog,
+            purges.clone(),
+        )
+        .map_err(|e| raft_err(&e))?;
         let cluster = ClusterTag::default();
         let options = NetworkOptions {
             cluster: cluster.clone(),
@@ -176,7 +184,7 @@ impl Replication {
             id,
             Arc::new(config),
             network,
-            LogStore::new(wal),
+            LogStore::with_purge_gate(purges),
             state_machine,
         )
         .await

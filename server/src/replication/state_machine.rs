@@ -9,9 +9,13 @@
 //! its last `Backend::flush` (an fsync, or redb's durable commit). Building a
 //! snapshot is making the store durable: the store itself is the snapshot,
 //! and its meta (`snapshot.meta`, fsynced) names the last entry the flush
-//! covered (`Store::flush_applied`), so openraft purges the log only below a
-//! durable point, and every entry the store may lose in a crash is still in
-//! the log:
+//! covered (`Store::flush_applied`). The log is purged only up to a durable
+//! point of the store, which the state machine reports to the log store's
+//! [`PurgeGate`] after each flush that moves it (start-up, a build, an
+//! install): openraft asks a follower to purge up to a snapshot it is still
+//! installing, and a power cut then would leave the old store beside a log
+//! that no longer holds what it must replay. So every entry the store may
+//! lose in a crash is still in the log:
 //!
 //! ```text
 //! log:      1 2 3 4 5 6 7 8        (durable on a quorum before 1..8 apply)
@@ -52,7 +56,7 @@ use openraft::{
     AnyError, BasicNode, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use oxetcd_raft::{LogId, NodeId};
+use oxetcd_raft::{LogId, NodeId, PurgeGate};
 use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
 
@@ -63,7 +67,9 @@ use super::{Entry, TypeConfig};
 use crate::alarm::Alarms;
 use crate::apply;
 use crate::auth::AuthStore;
-use crate::command::{self, Applied, ExpiredLeases, KeyWrite, Request, Response as WriteResponse};
+use crate::command::{
+    self, Applied, ExpiredLeases, KeyWrite, LogCommand, Request, Response as WriteResponse,
+};
 use crate::datadir;
 use crate::error::EtcdError;
 use crate::lease::{self, Lessor};
@@ -219,6 +225,9 @@ pub struct StateMachine {
     watchdog: Arc<Watchdog>,
     /// Writes per applied entry: what snapshots and log purges count.
     writes: Arc<AppliedWrites>,
+    /// Told each new durable point of the store, so the log is purged no
+    /// further.
+    purges: Arc<PurgeGate<LogCommand>>,
 }
 
 /// What the state machine keeps in step with the store besides the keys.
@@ -237,6 +246,7 @@ impl StateMachine {
         companions: Companions,
         snapshot_dir: PathBuf,
         watchdog: Arc<Watchdog>,
+        purges: Arc<PurgeGate<LogCommand>>,
     ) -> RaftResult<Self> {
         let Companions {
             lessor,
@@ -259,7 +269,16 @@ impl StateMachine {
             applied,
             watchdog,
             writes: Arc::default(),
+            purges,
         })
+    }
+
+    /// Makes `store` durable and names the last entry it then holds: the
+    /// durable point a [`PurgeGate`] starts from. (After a kill the store may
+    /// show applies that were never made durable; they are now.)
+    pub fn durable_applied(store: &Store) -> RaftResult<Option<LogId>> {
+        let applied = store.flush_applied().map_err(|e| write_err(&e))?;
+        Ok(AppliedRecord::decode(applied)?.last_applied)
     }
 
     /// --force-new-cluster: records this member alone as the membership, as
@@ -411,6 +430,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             store: self.store.clone(),
             files: self.snapshots.clone(),
+            purges: self.purges.clone(),
         }
     }
 
@@ -435,6 +455,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| write_err(&e))?;
         self.store.flush().map_err(|e| write_err(&e))?;
         self.snapshots.save_meta(meta)?;
+        // Durable now: the log may go up to the snapshot's end (openraft has
+        // asked for that already), before the leader hears that it is in.
+        self.purges
+            .durable_at(meta.last_log_id)
+            .await
+            .map_err(|e| write_err(&e))?;
         lease::recover(&self.lessor, &self.store).map_err(|e| snapshot_err(&e))?;
         self.alarms
             .reload(&self.store)
@@ -492,6 +518,7 @@ fn snapshot_meta(applied: AppliedRecord) -> SnapshotMeta<NodeId, BasicNode> {
 pub struct SnapshotBuilder {
     store: Arc<Store>,
     files: SnapshotFiles,
+    purges: Arc<PurgeGate<LogCommand>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -503,6 +530,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .map_err(|e| snapshot_err(&e))?;
         let meta = snapshot_meta(AppliedRecord::decode(applied)?);
         self.files.save_meta(&meta)?;
+        self.purges
+            .durable_at(meta.last_log_id)
+            .await
+            .map_err(|e| write_err(&e))?;
         // openraft keeps only the meta of what a build returns (it reads the
         // data through `get_current_snapshot` when it sends one).
         Ok(Snapshot {
@@ -576,14 +607,17 @@ mod tests {
                 auth: Arc::default(),
                 quota: Arc::new(Quota::new(0)),
             };
+            // openraft's suite purges without building snapshots first.
+            let purges = PurgeGate::unchecked(wal);
             let sm = StateMachine::new(
                 store,
                 hub,
                 companions,
                 dir.path().join("snapshot"),
                 watchdog,
+                purges.clone(),
             )?;
-            Ok((dir, LogStore::new(wal), sm))
+            Ok((dir, LogStore::with_purge_gate(purges), sm))
         }
     }
 
