@@ -104,6 +104,9 @@ enum Held {
     Invalid,
     /// A JWT still well signed, of a user deleted since.
     StaleJwt,
+    /// A JWT still well signed, of a user without the permission, from
+    /// before users or roles changed.
+    StaleLackingJwt,
     /// A valid token of a user without the permission.
     Lacking,
 }
@@ -124,7 +127,8 @@ fn expected(guard: Guard, held: Held) -> Outcome {
     use Guard::*;
     use Held::*;
     match (guard, held) {
-        (Open, _) | (TokenOnly | MaintenanceTokenOnly, NoToken | StaleJwt | Lacking) => {
+        (Open, _)
+        | (TokenOnly | MaintenanceTokenOnly, NoToken | StaleJwt | StaleLackingJwt | Lacking) => {
             Outcome::Through
         }
         (TokenOnly, Invalid) => refused_with(Code::Unauthenticated, BAD_TOKEN),
@@ -132,16 +136,21 @@ fn expected(guard: Guard, held: Held) -> Outcome {
         (Key | Admin, NoToken) => refused_with(Code::InvalidArgument, NO_USER),
         (Key | Admin, Invalid) => refused_with(Code::Unauthenticated, BAD_TOKEN),
         (Key | Admin, Lacking) => refused_with(Code::PermissionDenied, DENIED),
-        (Key, StaleJwt) => refused_with(Code::InvalidArgument, OLD_REVISION),
+        (Key, StaleJwt | StaleLackingJwt) => refused_with(Code::InvalidArgument, OLD_REVISION),
         (Admin, StaleJwt) => refused_with(Code::FailedPrecondition, USER_NOT_FOUND),
+        // etcd asks admin calls only whether the user holds root now.
+        (Admin, StaleLackingJwt) => refused_with(Code::PermissionDenied, DENIED),
         (MaintenanceAdmin, NoToken) => refused_with(Code::Unknown, "auth: user name is empty"),
         (MaintenanceAdmin, Invalid) => refused_with(Code::Unknown, "auth: invalid auth token"),
         (MaintenanceAdmin, Lacking) => refused_with(Code::Unknown, "auth: permission denied"),
         (MaintenanceAdmin, StaleJwt) => refused_with(Code::Unknown, "auth: user not found"),
+        (MaintenanceAdmin, StaleLackingJwt) => {
+            refused_with(Code::Unknown, "auth: permission denied")
+        }
         (Client, NoToken) => refused_with(Code::Unknown, NO_USER),
         (Client, Invalid) => refused_with(Code::Unknown, BAD_TOKEN),
         (Client, Lacking) => refused_with(Code::Unknown, DENIED),
-        (Client, StaleJwt) => refused_with(Code::Unknown, OLD_REVISION),
+        (Client, StaleJwt | StaleLackingJwt) => refused_with(Code::Unknown, OLD_REVISION),
         // The reason carries the error a Range would get, as Go prints it.
         (Watch, held) => match expected(Key, held) {
             Outcome::Refused(code, words) => refused_with(
@@ -345,7 +354,12 @@ fn rows(lease: i64) -> Vec<Row> {
             None,
         )
         .differs(
-            &[Held::NoToken, Held::StaleJwt, Held::Lacking],
+            &[
+                Held::NoToken,
+                Held::StaleJwt,
+                Held::StaleLackingJwt,
+                Held::Lacking,
+            ],
             "etcd 3.4.23 does not check the operations of a nested txn: anyone reads and writes any key that way",
         ),
         row(
@@ -721,7 +735,13 @@ fn rows(lease: i64) -> Vec<Row> {
             etcd_differs: None,
         }
         .differs(
-            &[Held::NoToken, Held::Invalid, Held::StaleJwt, Held::Lacking],
+            &[
+                Held::NoToken,
+                Held::Invalid,
+                Held::StaleJwt,
+                Held::StaleLackingJwt,
+                Held::Lacking,
+            ],
             "etcd 3.4 ends the stream without a word; oxetcd says why",
         ),
         row(
@@ -1186,6 +1206,31 @@ async fn every_rpc_and_gateway_path_refuses_every_bad_credential_as_etcd() {
         &mut report,
     )
     .await;
+    // Made stale by a role added (and removed again after) right away: the
+    // JWTs live 5 s.
+    let stale_alice = login(&mut auth, "alice", "alicepw").await.expect("alice");
+    let root = root_token(&t.channel).await;
+    let later = || AuthRoleAddRequest {
+        name: "later".into(),
+    };
+    auth.role_add(with(Some(&root), later()))
+        .await
+        .expect("role add");
+    attack(
+        &t,
+        "a lacking user's JWT from before a change",
+        Some(&stale_alice),
+        Held::StaleLackingJwt,
+        &mut report,
+    )
+    .await;
+    let root = root_token(&t.channel).await;
+    auth.role_delete(with(
+        Some(&root),
+        AuthRoleDeleteRequest { role: later().name },
+    ))
+    .await
+    .expect("role delete");
     let mut claims = claims_of(&alice);
     let header = r#"{"alg":"RS256","typ":"JWT"}"#;
     let other_key = jwt(header, &claims.to_string(), Some(&other));

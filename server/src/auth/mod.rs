@@ -73,6 +73,19 @@ impl Caller {
         }
     }
 
+    /// The caller as checked against the auth state at `revision`, whatever
+    /// its credential's own revision: for admin calls, which are checked
+    /// against the current state (see `AuthStore::check`).
+    pub fn checked_now(&self, revision: u64) -> Caller {
+        match self {
+            Caller::User(info) => Caller::User(AuthInfo {
+                revision,
+                ..info.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
     /// The auth revision a write must be applied at, when it was checked.
     pub fn checked_at(&self) -> Option<u64> {
         match self {
@@ -120,7 +133,8 @@ impl AuthStore {
 
     /// Whether `caller` may do everything in `needs`: `UserEmpty` without a
     /// user, `AuthOldRevision` when the auth state changed since the caller
-    /// was identified, `PermissionDenied` when a need is not granted.
+    /// was identified (not for admin calls, see below), `PermissionDenied`
+    /// when a need is not granted.
     pub fn check(&self, caller: &Caller, needs: &[Need<'_>]) -> Result<(), EtcdError> {
         let info = match caller {
             Caller::Unchecked => return Ok(()),
@@ -139,7 +153,10 @@ impl AuthStore {
         if admin && !self.user_exists(&info.name) {
             return Err(EtcdError::UserNotFound);
         }
-        if info.revision < self.revision() {
+        // etcd's IsAdminPermitted looks at the user as it is now, whatever
+        // the revision its token was issued at: a JWT from before a change
+        // still works for root, and gets "permission denied" for anyone else.
+        if !admin && info.revision < self.revision() {
             return Err(EtcdError::AuthOldRevision);
         }
         for need in needs {
@@ -269,6 +286,27 @@ mod tests {
         );
         auth.check(&root.refreshed(auth.revision()).unwrap(), &needs)
             .unwrap();
+        // Admin calls look at the user as it is now, as etcd's
+        // IsAdminPermitted: a JWT signed before the change still serves root,
+        // and anyone else is denied, not told the revision is old.
+        let jwt = |name: &str| {
+            Caller::User(AuthInfo {
+                name: name.into(),
+                revision: auth.revision() - 1,
+                fixed_revision: true,
+            })
+        };
+        auth.check(&jwt(ROOT), &[Need::Admin]).unwrap();
+        assert_eq!(
+            auth.check(&jwt("bob"), &[Need::Admin])
+                .unwrap_err()
+                .to_string(),
+            "etcdserver: permission denied"
+        );
+        assert_eq!(
+            auth.check(&jwt(ROOT), &needs).unwrap_err().to_string(),
+            "etcdserver: revision of auth store is old"
+        );
     }
 
     #[test]

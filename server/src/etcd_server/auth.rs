@@ -8,7 +8,7 @@ use oxetcd_proto::etcdserverpb::*;
 
 use std::time::Instant;
 
-use super::EtcdServer;
+use super::{EtcdServer, AUTH_RETRIES};
 use crate::auth::{self, Caller, Login, Need, SimpleTokens};
 use crate::command::{AuthApplied, AuthChange, AuthCommand, SimpleToken};
 use crate::error::EtcdError;
@@ -44,20 +44,32 @@ impl EtcdServer {
     }
 
     /// Proposes an auth change for `caller`, who must be root once auth is
-    /// enabled.
+    /// enabled. As etcd checks admin calls when it applies them, against the
+    /// users and roles of that moment: the change carries the auth revision
+    /// it was checked at, and one refused because users or roles changed
+    /// meanwhile is checked again against the new state and proposed again.
     async fn change_auth(
         &self,
         caller: &Caller,
         change: AuthChange,
     ) -> Result<AuthApplied, EtcdError> {
-        self.auth.check(caller, &[Need::Admin])?;
-        self.propose_as(
-            caller,
-            AuthCommand {
-                change: Some(change),
-            },
-        )
-        .await
+        let mut tries = 0;
+        loop {
+            // Read before the check: a change between them makes the
+            // proposal stale, never a check of one state applied at another.
+            let revision = self.auth.revision();
+            self.auth.check(caller, &[Need::Admin])?;
+            let proposal = AuthCommand {
+                change: Some(change.clone()),
+            };
+            match self
+                .propose_as(&caller.checked_now(revision), proposal)
+                .await
+            {
+                Err(EtcdError::AuthOldRevision) if tries < AUTH_RETRIES => tries += 1,
+                result => return result,
+            }
+        }
     }
 
     /// For a read of the auth state by `caller`, who must have `need` (root,
