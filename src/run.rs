@@ -62,6 +62,7 @@ fn server_config(
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
         snapshot_catchup_entries: config.snapshot_catchup_entries,
+        warning_apply_duration: config.warning_apply_duration,
         strict_reconfig_check: config.strict_reconfig_check,
         lease_checkpoint: config.lease_checkpoint,
         watch_progress_notify_interval: config.watch_progress_notify_interval,

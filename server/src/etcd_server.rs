@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// Writes kept in the log behind a snapshot for slow followers
     /// (--experimental-snapshot-catchup-entries, etcd's SnapshotCatchUpEntries).
     pub snapshot_catchup_entries: u64,
+    /// An entry whose apply takes longer is logged and counted as slow
+    /// (--experimental-warning-apply-duration).
+    pub warning_apply_duration: Duration,
     pub strict_reconfig_check: bool,
     /// --experimental-enable-lease-checkpoint.
     pub lease_checkpoint: bool,
@@ -166,6 +169,7 @@ impl ServerConfig {
             election_timeout: Duration::from_millis(1000),
             snapshot_count: 100_000,
             snapshot_catchup_entries: 5_000,
+            warning_apply_duration: crate::replication::DEFAULT_SLOW_APPLY,
             strict_reconfig_check: true,
             lease_checkpoint: false,
             watch_progress_notify_interval: Duration::from_secs(600),
@@ -415,6 +419,7 @@ impl EtcdServer {
             election_timeout: config.election_timeout,
             snapshot_count: config.snapshot_count,
             snapshot_catchup_entries: config.snapshot_catchup_entries,
+            warning_apply_duration: config.warning_apply_duration,
             strict_reconfig_check: config.strict_reconfig_check,
             skip_wal_fsync: config.failpoint_skip_wal_fsync,
         };

@@ -159,7 +159,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("experimental-compaction-batch-limit", Int(64), "1000", Supported, "Experimental feature", "Sets the maximum revisions deleted in each compaction batch."),
     flag!("experimental-peer-skip-client-san-verification", Bool, "false", Warn("oxetcd never checks a peer client certificate's SANs against the peer's address"), "Experimental feature", "Skip verification of SAN field in client certificate for peer connections."),
     flag!("experimental-watch-progress-notify-interval", Dur, "10m", Supported, "Experimental feature", "Duration of periodical watch progress notification."),
-    flag!("experimental-warning-apply-duration", Dur, "100ms", Warn("oxetcd logs no slow-apply warnings"), "Experimental feature", "Warning is generated if requests take more than this duration."),
+    flag!("experimental-warning-apply-duration", Dur, "100ms", Supported, "Experimental feature", "Warning is generated if requests take more than this duration."),
     flag!("unsafe-no-fsync", Bool, "false", Warn("oxetcd always fsyncs the Raft log before it acknowledges a write"), "Unsafe feature", "Disables fsync, unsafe, will cause data loss."),
     flag!("force-new-cluster", Bool, "false", Supported, "Unsafe feature", "Force to create a new one-member cluster."),
     flag!("version", Bool, "false", Supported, "", "Print the version and exit."),

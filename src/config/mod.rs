@@ -126,6 +126,9 @@ pub struct Config {
     pub snapshot_count: u64,
     /// Writes kept in the Raft log behind a snapshot for slow followers.
     pub snapshot_catchup_entries: u64,
+    /// --experimental-warning-apply-duration: an entry whose apply takes
+    /// longer is logged and counted in etcd_server_slow_apply_total.
+    pub warning_apply_duration: std::time::Duration,
     /// --strict-reconfig-check: refuse membership changes that could cost
     /// the quorum.
     pub strict_reconfig_check: bool,
@@ -236,6 +239,11 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
     let election_timeout = std::time::Duration::from_millis(v.uint("election-timeout", 64)?);
     let snapshot_count = v.uint("snapshot-count", 64)?;
     let snapshot_catchup_entries = v.uint("experimental-snapshot-catchup-entries", 64)?;
+    // etcd takes any duration here, zero and negative ones included (then
+    // every apply is slow).
+    let warning_apply_duration = std::time::Duration::from_nanos(
+        u64::try_from(v.duration("experimental-warning-apply-duration")?).unwrap_or(0),
+    );
     let watch_progress_notify_interval =
         values::positive_duration(v, "experimental-watch-progress-notify-interval")?;
     // etcd checks only for a positive interval (a negative one would spin).
@@ -351,6 +359,7 @@ fn build(v: &mut Values) -> Result<Config, ConfigError> {
         election_timeout,
         snapshot_count,
         snapshot_catchup_entries,
+        warning_apply_duration,
         strict_reconfig_check: v.bool("strict-reconfig-check")?,
         lease_checkpoint: v.bool("experimental-enable-lease-checkpoint")?,
         client_tls,

@@ -26,7 +26,7 @@ use oxetcd_storage::Store;
 use oxetcd_watch::WatchHub;
 use tracing::{info, warn};
 
-use super::{Companions, ReplicationError, StateMachine};
+use super::{Companions, ReplicationError, StateMachine, DEFAULT_SLOW_APPLY};
 use crate::command::LogCommand;
 use crate::datadir::RaftPaths;
 use crate::watchdog::{Watchdog, STUCK_WRITER};
@@ -68,6 +68,7 @@ pub async fn force_new_cluster(
         snapshot_dir.clone(),
         watchdog,
         PurgeGate::new(wal.clone(), durable),
+        DEFAULT_SLOW_APPLY,
     )
     .map_err(|e| failed("opening the state machine", e))?;
 

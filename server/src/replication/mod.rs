@@ -25,7 +25,7 @@ pub use force_new_cluster::force_new_cluster;
 pub use leader_log::LeaderSeen;
 pub use membership::{AddMember, Change, UpdateMember};
 use router::{decode_error, peer_error, route, write_here, Forward, Forwarded, Route};
-pub use state_machine::{Companions, StateMachine};
+pub use state_machine::{Companions, StateMachine, DEFAULT_SLOW_APPLY};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,6 +70,8 @@ pub struct RaftSettings {
     pub snapshot_count: u64,
     /// Writes kept behind a snapshot (--experimental-snapshot-catchup-entries).
     pub snapshot_catchup_entries: u64,
+    /// A slower apply is logged and counted (--experimental-warning-apply-duration).
+    pub warning_apply_duration: Duration,
     /// --strict-reconfig-check: see [`reconfig`].
     pub strict_reconfig_check: bool,
     /// The failpoint [`ServerConfig::failpoint_skip_wal_fsync`](crate::ServerConfig).
@@ -144,6 +146,7 @@ impl Replication {
             paths.snapshot.clone(),
             watchdog,
             purges.clone(),
+            settings.warning_apply_duration,
         )
         .map_err(|e| raft_err(&e))?;
         let cluster = ClusterTag::default();

@@ -76,10 +76,8 @@ use crate::lease::{self, Lessor};
 use crate::quota::{self, Quota};
 use crate::watchdog::Watchdog;
 
-/// An entry whose apply takes longer counts in etcd_server_slow_apply_total
-/// (etcd's --experimental-warning-apply-duration default; oxetcd does not
-/// take that flag).
-const SLOW_APPLY: Duration = Duration::from_millis(100);
+/// etcd's --experimental-warning-apply-duration default.
+pub const DEFAULT_SLOW_APPLY: Duration = Duration::from_millis(100);
 
 type Membership = StoredMembership<NodeId, BasicNode>;
 type RaftResult<T> = Result<T, StorageError<NodeId>>;
@@ -228,6 +226,9 @@ pub struct StateMachine {
     /// Told each new durable point of the store, so the log is purged no
     /// further.
     purges: Arc<PurgeGate<LogCommand>>,
+    /// An entry whose apply takes longer is logged and counted in
+    /// etcd_server_slow_apply_total (--experimental-warning-apply-duration).
+    slow_apply: Duration,
 }
 
 /// What the state machine keeps in step with the store besides the keys.
@@ -247,6 +248,7 @@ impl StateMachine {
         snapshot_dir: PathBuf,
         watchdog: Arc<Watchdog>,
         purges: Arc<PurgeGate<LogCommand>>,
+        slow_apply: Duration,
     ) -> RaftResult<Self> {
         let Companions {
             lessor,
@@ -270,6 +272,7 @@ impl StateMachine {
             watchdog,
             writes: Arc::default(),
             purges,
+            slow_apply,
         })
     }
 
@@ -409,9 +412,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut cost = 0;
         for entry in entries {
             let started = Instant::now();
+            let index = entry.log_id.index;
+            let (what, writes) = entry_kind(&entry);
             responses.push(self.apply_one(entry, &mut cost)?);
-            if started.elapsed() > SLOW_APPLY {
+            let took = started.elapsed();
+            if took > self.slow_apply {
                 oxetcd_metrics::server().slow_apply_total.inc();
+                // etcd's warning, with the entry's kind instead of its
+                // contents (keys and values may be secret).
+                tracing::warn!(
+                    took = ?took,
+                    "expected-duration" = ?self.slow_apply,
+                    index,
+                    request = what,
+                    writes,
+                    "apply request took too long"
+                );
             }
         }
         self.quota.applied(&self.store, cost);
@@ -479,6 +495,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(None);
         }
         copy_store(&self.store).await.map(Some)
+    }
+}
+
+/// What an entry is and how many writes it holds, for the slow-apply
+/// warning (taken before every apply: no allocation).
+fn entry_kind(entry: &Entry) -> (&'static str, usize) {
+    match &entry.payload {
+        EntryPayload::Blank => ("blank entry", 0),
+        EntryPayload::Membership(_) => ("membership change", 0),
+        EntryPayload::Normal(logged) => {
+            let command = logged.command();
+            match &command.request {
+                Some(request) => (request.kind(), 1),
+                None => ("batch of key writes", command.batch.len()),
+            }
+        }
     }
 }
 
@@ -616,6 +648,7 @@ mod tests {
                 dir.path().join("snapshot"),
                 watchdog,
                 purges.clone(),
+                DEFAULT_SLOW_APPLY,
             )?;
             Ok((dir, LogStore::with_purge_gate(purges), sm))
         }
