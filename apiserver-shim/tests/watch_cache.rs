@@ -667,10 +667,18 @@ async fn call(api: &RestApi, method: Method, uri: &str, body: Value) -> Reply {
     .unwrap()
 }
 
+/// The answer of a call that is not a watch: a value, or a list streamed
+/// from the cache, read to its end.
 async fn json_of(api: &RestApi, method: Method, uri: &str, body: Value) -> Value {
     match call(api, method, uri, body).await {
         Reply::Json { body, .. } => body,
-        Reply::Stream(_) => panic!("{uri}: a stream"),
+        Reply::Stream(mut rx) => {
+            let mut all = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                all.extend_from_slice(&chunk);
+            }
+            serde_json::from_slice(&all).unwrap_or_else(|e| panic!("{uri}: {e}"))
+        }
     }
 }
 

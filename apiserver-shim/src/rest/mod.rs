@@ -17,6 +17,7 @@ pub mod crds;
 mod create;
 mod delete;
 mod gc;
+mod list_stream;
 pub mod namespaces;
 pub mod object;
 mod patch;
@@ -293,7 +294,11 @@ impl Api {
                 verb: req.method.to_string(),
                 resource: kind.qualified_resource(),
             }),
-            (&Method::GET, None) => ok(read::list(self, target, &req.query).await?),
+            (&Method::GET, None) => {
+                // Tables and protobuf are made from the list as a value.
+                let streamable = table.is_none() && !protobuf;
+                read::list_reply(self, target, &req.query, streamable).await
+            }
             (&Method::GET, Some(name)) if sub == Some("scale") => {
                 ok(scale::get(self, target, name).await?)
             }

@@ -1,11 +1,15 @@
 //! get and list (reference: kubernetes-apiserver.md §2: list pages, the
 //! continue token, resourceVersion and resourceVersionMatch rules).
 
-use serde_json::{json, Value};
+use std::sync::Arc;
 
-use super::{continue_token, object, Api, Query, Target};
+use serde_json::{json, Map, Value};
+
+use super::{continue_token, list_stream, object, Api, Query, Reply, Target};
+use crate::cache::event::Object;
 use crate::cache::{Cache, Freshness};
 use crate::error::ApiError;
+use crate::registry::Kind;
 use crate::selector::Selector;
 use crate::store::{prefix_end, StoreError};
 
@@ -72,39 +76,107 @@ fn from_cache(q: &Query, limit: i64) -> Result<Option<Freshness>, ApiError> {
     })
 }
 
-/// A list from the cache, once it is `freshness` fresh; None: the store
-/// answers (the cache could not catch up in time).
-async fn cached_list(
+/// A list's items from the watch cache: the cached objects themselves,
+/// selected, in key order, and the revision they are at. Encoded straight
+/// from the cache when sent (see `list_stream`), never copied first.
+pub struct CachedItems {
+    pub kind: &'static Kind,
+    pub revision: i64,
+    pub objects: Vec<Arc<Object>>,
+}
+
+impl CachedItems {
+    /// The list as a value (for Tables, protobuf, deletecollection): each
+    /// object copied once, as its kind serves it.
+    fn into_value(self) -> Value {
+        let items = self
+            .objects
+            .iter()
+            .filter_map(|o| o.served(self.kind))
+            .collect();
+        list_value(
+            self.kind,
+            json!({"resourceVersion": self.revision.to_string()}),
+            items,
+        )
+    }
+}
+
+/// A `{Kind}List` of `items` with `metadata`; the items are moved in (the
+/// `json!` macro would copy every one of them).
+fn list_value(kind: &Kind, metadata: Value, items: Vec<Value>) -> Value {
+    let mut list = Map::new();
+    list.insert("kind".into(), json!(format!("{}List", kind.kind)));
+    list.insert("apiVersion".into(), json!(kind.api_version()));
+    list.insert("metadata".into(), metadata);
+    list.insert("items".into(), Value::Array(items));
+    Value::Object(list)
+}
+
+/// The cache's objects in `range` that `selector` selects, once the cache
+/// is `freshness` fresh; None: the store answers (the cache could not catch
+/// up in time). An unreadable object fails the list, as a list from the
+/// store would.
+async fn cached_items(
     cache: &Cache,
     t: &Target<'_>,
     selector: &Selector,
     range: (&[u8], &[u8]),
     freshness: Freshness,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<CachedItems>, ApiError> {
     if !cache.fresh(freshness).await? {
         return Ok(None);
     }
-    let Some((objects, revision)) = cache.snapshot(range.0, range.1) else {
+    let Some((mut objects, revision)) = cache.snapshot(range.0, range.1) else {
         return Ok(None);
     };
-    let mut items = Vec::new();
-    for o in &objects {
-        let v = o.value.as_ref().map_err(Clone::clone)?;
-        if selector.matches(v) {
-            let mut served = v.clone();
-            crate::crd::serve(t.kind, &mut served);
-            items.push(served);
+    let mut selected = Ok(());
+    objects.retain(|o| match &o.value {
+        Ok(v) => selector.matches(v),
+        Err(e) => {
+            selected = Err(e.clone());
+            false
         }
-    }
-    Ok(Some(json!({
-        "kind": format!("{}List", t.kind.kind),
-        "apiVersion": t.kind.api_version(),
-        "metadata": {"resourceVersion": revision.to_string()},
-        "items": items,
-    })))
+    });
+    selected?;
+    Ok(Some(CachedItems {
+        kind: t.kind,
+        revision,
+        objects,
+    }))
 }
 
+/// A list, answered as kube-apiserver answers it: from the watch cache
+/// when it may, streamed as JSON when `streamable` (no Table or protobuf
+/// asked for), else as one value.
+pub async fn list_reply(
+    api: &Api,
+    t: &Target<'_>,
+    q: &Query,
+    streamable: bool,
+) -> Result<Reply, ApiError> {
+    let body = match listed(api, t, q).await? {
+        Listed::Cached(items) if streamable => return Ok(Reply::Stream(list_stream::json(items))),
+        Listed::Cached(items) => items.into_value(),
+        Listed::Value(v) => v,
+    };
+    Ok(Reply::Json { code: 200, body })
+}
+
+/// A list as one value (deletecollection reads one).
 pub async fn list(api: &Api, t: &Target<'_>, q: &Query) -> Result<Value, ApiError> {
+    Ok(match listed(api, t, q).await? {
+        Listed::Cached(items) => items.into_value(),
+        Listed::Value(v) => v,
+    })
+}
+
+enum Listed {
+    Cached(CachedItems),
+    Value(Value),
+}
+
+async fn listed(api: &Api, t: &Target<'_>, q: &Query) -> Result<Listed, ApiError> {
     if q.flag("sendInitialEvents")? {
         return Err(ApiError::Unprocessable(
             "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list".into(),
@@ -128,10 +200,10 @@ pub async fn list(api: &Api, t: &Target<'_>, q: &Query) -> Result<Value, ApiErro
     if q.get("continue").is_none() {
         if let (Some(cache), Some(freshness)) = (api.cache(t.kind), from_cache(q, limit)?) {
             let start = pinned.clone().unwrap_or_else(|| prefix.clone());
-            if let Some(list) =
-                cached_list(&cache, t, &selector, (start.as_bytes(), &end), freshness).await?
+            if let Some(items) =
+                cached_items(&cache, t, &selector, (start.as_bytes(), &end), freshness).await?
             {
-                return Ok(list);
+                return Ok(Listed::Cached(items));
             }
         }
     }
@@ -220,10 +292,5 @@ pub async fn list(api: &Api, t: &Target<'_>, q: &Query) -> Result<Value, ApiErro
             }
         }
     }
-    Ok(json!({
-        "kind": format!("{}List", t.kind.kind),
-        "apiVersion": t.kind.api_version(),
-        "metadata": meta,
-        "items": items,
-    }))
+    Ok(Listed::Value(list_value(t.kind, meta, items)))
 }
