@@ -22,6 +22,9 @@ use tonic::{Code, Request, Status};
 
 use super::{txn, Event, ProgressWatch, StoreError, Transport, WatchItem};
 
+/// The largest answer read from etcd: kube-apiserver's etcd client limit.
+const MAX_ANSWER_BYTES: usize = i32::MAX as usize;
+
 pub struct Remote {
     channel: Channel,
     /// Whether the store's progress notifications can be trusted (probed
@@ -62,8 +65,11 @@ impl Remote {
         })
     }
 
+    /// Answers of any size, as kube-apiserver's etcd client takes them
+    /// (MaxCallRecvMsgSize = math.MaxInt32): a list of 20,000 pods is 77 MB,
+    /// and tonic's default of 4 MiB refused it.
     fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone())
+        KvClient::new(self.channel.clone()).max_decoding_message_size(MAX_ANSWER_BYTES)
     }
 }
 
@@ -134,7 +140,8 @@ impl Transport for Remote {
             request_union: Some(RequestUnion::CreateRequest(req)),
         });
         let outgoing = stream::poll_fn(move |cx| rx.poll_recv(cx));
-        let mut client = WatchClient::new(self.channel.clone());
+        let mut client =
+            WatchClient::new(self.channel.clone()).max_decoding_message_size(MAX_ANSWER_BYTES);
         let responses = client
             .watch(with_leader(outgoing))
             .await
