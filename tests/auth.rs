@@ -496,8 +496,8 @@ async fn repeated_failed_logins_are_slowed_and_other_users_are_not() {
 /// ("authentication is not enabled").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticate_on_a_follower_that_missed_auth_enable_waits_for_it() {
-    use support::cluster::{channel_to, Cluster, ClusterOptions};
     use std::time::Duration;
+    use support::cluster::{channel_to, Cluster, ClusterOptions};
     let mut cluster = Cluster::start_with(
         3,
         ClusterOptions {
@@ -515,9 +515,13 @@ async fn authenticate_on_a_follower_that_missed_auth_enable_waits_for_it() {
         if round == 0 {
             set_up(&leader_channel).await;
         } else {
-            let root = login(&mut AuthClient::new(leader_channel.clone()), "root", "rootpw")
-                .await
-                .expect("root logs in");
+            let root = login(
+                &mut AuthClient::new(leader_channel.clone()),
+                "root",
+                "rootpw",
+            )
+            .await
+            .expect("root logs in");
             let mut auth = AuthClient::new(leader_channel.clone());
             let name = format!("user-{round}");
             auth.user_add(with(
