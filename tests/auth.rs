@@ -488,3 +488,61 @@ async fn repeated_failed_logins_are_slowed_and_other_users_are_not() {
         .await
         .expect("alice logs in");
 }
+
+/// Authenticate answers from a state at least as new as the request, as
+/// etcd 3.4's does (a linearizable read first): a follower that missed
+/// AuthEnable and the users while it was stopped, asked right after it
+/// resumes, still logs alice in, instead of answering from what it had
+/// ("authentication is not enabled").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticate_on_a_follower_that_missed_auth_enable_waits_for_it() {
+    use std::time::Duration;
+    use support::cluster::{channel_to, Cluster, ClusterOptions};
+    let mut cluster = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec!["--bcrypt-cost".into(), "4".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let timeout = Duration::from_secs(5);
+    for round in 0..3 {
+        let follower = (leader + 1 + round % 2) % 3;
+        cluster.pause(follower);
+        let leader_channel = channel_to(&cluster.member(leader).client_url(), timeout);
+        if round == 0 {
+            set_up(&leader_channel).await;
+        } else {
+            let root = login(
+                &mut AuthClient::new(leader_channel.clone()),
+                "root",
+                "rootpw",
+            )
+            .await
+            .expect("root logs in");
+            let mut auth = AuthClient::new(leader_channel.clone());
+            let name = format!("user-{round}");
+            auth.user_add(with(
+                Some(&root),
+                AuthUserAddRequest {
+                    name: name.clone(),
+                    password: "pw".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("user add");
+        }
+        cluster.resume(follower);
+        let mut at_follower =
+            AuthClient::new(channel_to(&cluster.member(follower).client_url(), timeout));
+        let (name, password) = match round {
+            0 => ("alice".to_owned(), "alicepw"),
+            _ => (format!("user-{round}"), "pw"),
+        };
+        let logged_in = login(&mut at_follower, &name, password).await;
+        assert!(logged_in.is_ok(), "round {round}: {logged_in:?}");
+    }
+}

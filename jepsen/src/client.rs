@@ -20,8 +20,10 @@ use oxetcd_proto::etcdserverpb::{
 };
 use oxetcd_proto::mvccpb::KeyValue;
 pub use oxetcd_proto::prefix_end;
-use tonic::transport::Channel;
 
+pub use crate::auth::channel::AuthedChannel;
+use crate::auth::tokens::{AuthCounts, Login, NOT_SENT};
+use crate::auth::{refusal, PASSWORD, ROOT, ROOT_PASSWORD, USER};
 use crate::cluster;
 use crate::history::{Call, Op, Outcome};
 
@@ -30,7 +32,14 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// The state every client task shares.
 pub struct Ctx {
-    channels: Vec<Channel>,
+    /// One per member: the workload's requests, with the workload user's
+    /// token when auth is on.
+    channels: Vec<AuthedChannel>,
+    /// One per member: administration (HashKV), with root's token when
+    /// auth is on.
+    admin: Vec<AuthedChannel>,
+    /// The workload user's tokens, when auth is on.
+    login: Option<Login>,
     start: Instant,
     /// Clients issue no new operation after this.
     pub deadline: Instant,
@@ -54,13 +63,30 @@ impl Ctx {
         op_timeout: Duration,
         delay: Duration,
         concurrency: u32,
+        auth: bool,
     ) -> Result<Ctx, String> {
-        let channels = urls
+        let raw = urls
             .iter()
             .map(|u| cluster::channel(u, op_timeout))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let (channels, admin, login) = if auth {
+            let login = Login::new(USER, PASSWORD, &raw, op_timeout);
+            let root = Login::new(ROOT, ROOT_PASSWORD, &raw, op_timeout);
+            let authed = |login: &Login| {
+                raw.iter()
+                    .zip(&login.members)
+                    .map(|(c, t)| AuthedChannel::with_token(c.clone(), t.clone()))
+                    .collect::<Vec<_>>()
+            };
+            (authed(&login), authed(&root), Some(login))
+        } else {
+            let plain: Vec<_> = raw.into_iter().map(AuthedChannel::plain).collect();
+            (plain.clone(), plain, None)
+        };
         Ok(Ctx {
             channels,
+            admin,
+            login,
             start,
             deadline,
             op_timeout,
@@ -104,27 +130,36 @@ impl Ctx {
         ops
     }
 
-    pub fn kv(&self, member: usize) -> KvClient<Channel> {
+    /// How often the workload user authenticated and why its tokens were
+    /// refreshed, when auth is on.
+    pub fn auth_counts(&self) -> Option<AuthCounts> {
+        self.login.as_ref().map(Login::counts)
+    }
+
+    pub fn kv(&self, member: usize) -> KvClient<AuthedChannel> {
         KvClient::new(self.channels[member % self.channels.len()].clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    pub fn lease(&self, member: usize) -> LeaseClient<Channel> {
+    pub fn lease(&self, member: usize) -> LeaseClient<AuthedChannel> {
         LeaseClient::new(self.channels[member % self.channels.len()].clone())
     }
 
-    pub fn maintenance(&self, member: usize) -> MaintenanceClient<Channel> {
-        MaintenanceClient::new(self.channels[member % self.channels.len()].clone())
+    /// As root when auth is on: HashKV needs it.
+    pub fn maintenance(&self, member: usize) -> MaintenanceClient<AuthedChannel> {
+        MaintenanceClient::new(self.admin[member % self.admin.len()].clone())
     }
 
-    pub fn watch(&self, member: usize) -> WatchClient<Channel> {
+    pub fn watch(&self, member: usize) -> WatchClient<AuthedChannel> {
         WatchClient::new(self.channels[member % self.channels.len()].clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// Runs one operation with the deadline and records it. `effect` is
     /// whether the call changes state: a change that timed out or errored
-    /// is indeterminate, a read that did is simply failed.
+    /// is indeterminate, a read that did is simply failed; a change refused
+    /// by an auth check failed (the server guarantees it was not applied:
+    /// see [`refusal`]).
     pub async fn invoke<F>(&self, process: u32, call: Call, effect: bool, run: F) -> Outcome
     where
         F: std::future::Future<Output = Result<Call, tonic::Status>>,
@@ -135,7 +170,7 @@ impl Ctx {
         let uncertain = if effect { Outcome::Info } else { Outcome::Fail };
         let (outcome, call, error) = match result {
             Ok(Ok(call)) => (Outcome::Ok, call, None),
-            Ok(Err(status)) if never_sent(&status) => {
+            Ok(Err(status)) if never_sent(&status) || refusal::never_applied(status.message()) => {
                 (Outcome::Fail, call, Some(status_text(&status)))
             }
             Ok(Err(status)) => (uncertain, call, Some(status_text(&status))),
@@ -153,11 +188,13 @@ impl Ctx {
     }
 }
 
-/// The channel could not connect, so the request never left the client:
-/// certainly not executed. Anything else (a timeout, a reset, an error from
-/// the server) may have come after the server applied it.
+/// The channel could not connect, or no token could be had, so the request
+/// never left the client: certainly not executed. Anything else (a timeout,
+/// a reset, an error from the server) may have come after the server
+/// applied it.
 fn never_sent(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && status.message() == "tcp connect error"
+    status.code() == tonic::Code::Unavailable
+        && (status.message() == "tcp connect error" || status.message().starts_with(NOT_SENT))
 }
 
 fn status_text(status: &tonic::Status) -> String {
@@ -174,7 +211,10 @@ pub fn decode(kv: &KeyValue) -> Option<i64> {
 }
 
 /// A linearizable read of one key.
-pub async fn get(kv: &mut KvClient<Channel>, key: &str) -> Result<Option<KeyValue>, tonic::Status> {
+pub async fn get(
+    kv: &mut KvClient<AuthedChannel>,
+    key: &str,
+) -> Result<Option<KeyValue>, tonic::Status> {
     let request = RangeRequest {
         key: Bytes::from(key.to_owned()),
         ..Default::default()
@@ -183,7 +223,11 @@ pub async fn get(kv: &mut KvClient<Channel>, key: &str) -> Result<Option<KeyValu
 }
 
 /// A put; returns the header revision (the put's mod_revision).
-pub async fn put(kv: &mut KvClient<Channel>, key: &str, value: i64) -> Result<i64, tonic::Status> {
+pub async fn put(
+    kv: &mut KvClient<AuthedChannel>,
+    key: &str,
+    value: i64,
+) -> Result<i64, tonic::Status> {
     let request = PutRequest {
         key: Bytes::from(key.to_owned()),
         value: encode(value),
@@ -197,7 +241,7 @@ pub async fn put(kv: &mut KvClient<Channel>, key: &str, value: i64) -> Result<i6
 /// `page` keys as Kubernetes lists: the next page starts after the last key,
 /// at the first page's revision. Returns (revision, keys and values).
 pub async fn list(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<AuthedChannel>,
     prefix: &str,
     page: i64,
     at: i64,
@@ -286,7 +330,7 @@ pub fn range_op(key: &str) -> RequestOp {
 }
 
 pub async fn txn(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<AuthedChannel>,
     compare: Vec<Compare>,
     success: Vec<RequestOp>,
     failure: Vec<RequestOp>,

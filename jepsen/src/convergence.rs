@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use oxetcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd_proto::etcdserverpb::{HashKvRequest, StatusRequest};
-use tonic::transport::Channel;
 
 use crate::check::{Anomaly, Verdict};
-use crate::client::Ctx;
+use crate::client::{AuthedChannel, Ctx};
 
 /// How long members get to catch up and agree.
 pub const SETTLE: Duration = Duration::from_secs(30);
@@ -66,7 +65,7 @@ pub async fn check(ctx: &Ctx, names: &[String]) -> Verdict {
 /// once all have applied `target` (the highest applied index first seen);
 /// None while some member is behind.
 async fn round(
-    clients: &mut [MaintenanceClient<Channel>],
+    clients: &mut [MaintenanceClient<AuthedChannel>],
     target: &mut Option<u64>,
 ) -> Result<Option<(i64, Vec<Hashed>)>, String> {
     let mut seen = Vec::with_capacity(clients.len());
@@ -110,7 +109,7 @@ async fn round(
     Ok(Some((revision, hashes)))
 }
 
-async fn status(client: &mut MaintenanceClient<Channel>) -> Result<Applied, String> {
+async fn status(client: &mut MaintenanceClient<AuthedChannel>) -> Result<Applied, String> {
     let s = client
         .status(StatusRequest {})
         .await

@@ -24,12 +24,14 @@
 //!
 //! Modules: [`history`] (operations, JSON lines), [`check`] (the checkers),
 //! [`cluster`] (member processes, network namespaces, faults), [`nemesis`]
-//! (the seeded fault schedule), [`client`] (gRPC connections),
+//! (the seeded fault schedule), [`client`] (gRPC connections), [`auth`]
+//! (runs with etcd's auth enabled: setup, tokens, their refresh),
 //! [`convergence`] (the members agree at the end), [`powerfs`] (a FUSE file
 //! system that loses unsynced writes on a power cut),
 //! [`workload`] (what the clients do), [`report`] (the run directory and its
 //! HTML page), [`run`] (a whole run, top to bottom).
 
+pub mod auth;
 pub mod check;
 pub mod client;
 pub mod cluster;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use oxetcd_jepsen::auth::Granted;
 use oxetcd_jepsen::check::{Validity, Verdict};
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::error::JepsenError;
@@ -77,6 +78,15 @@ struct Cli {
     /// Extra flags for every member, e.g. --server-arg=--snapshot-count=100.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Enable etcd's auth once the cluster forms: clients authenticate as a
+    /// user granted READWRITE on the workload's keys and send its token
+    /// (simple or JWT, as the server is started: --server-arg=--auth-token=...).
+    #[arg(long)]
+    auth: bool,
+    /// With --auth: what the workload user is granted (readwrite; read or
+    /// write alone only to check that the tester reports the denials).
+    #[arg(long, default_value = "readwrite", requires = "auth", value_parser = parse_granted)]
+    auth_permission: Granted,
 }
 
 #[tokio::main]
@@ -111,6 +121,7 @@ async fn main() -> ExitCode {
         progress: !cli.quiet,
         server_args: cli.server_args,
         server_env: cli.server_env,
+        auth: cli.auth.then_some(cli.auth_permission),
     };
     // Dropping the run stops its members and removes its namespaces (the
     // cluster's Drop); a signal's default action would skip that and leave
@@ -164,6 +175,10 @@ async fn interrupted() -> (&'static str, u8) {
         _ = int.recv() => ("interrupted", 130),
         _ = term.recv() => ("terminated", 143),
     }
+}
+
+fn parse_granted(text: &str) -> Result<Granted, String> {
+    text.parse().map_err(|e: JepsenError| e.to_string())
 }
 
 fn parse_server_env(text: &str) -> Result<(String, String), String> {

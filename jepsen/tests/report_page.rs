@@ -147,6 +147,7 @@ fn config(out: &Path) -> RunConfig {
         progress: false,
         server_args: Vec::new(),
         server_env: Vec::new(),
+        auth: None,
     }
 }
 

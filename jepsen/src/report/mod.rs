@@ -6,6 +6,7 @@
 //! | `history.jsonl` | every operation, one JSON object a line ([`crate::history`]) |
 //! | `faults.json` | the fault windows |
 //! | `verdicts.json` | each checker's verdict, with a small counter-example per anomaly |
+//! | `auth.json` | with `--auth`: the workload user's authentications and token refreshes ([`crate::auth::tokens::AuthCounts`]) |
 //! | `index.html` | all of it on one page, with latency and throughput plots, faults shaded |
 //! | `members/<name>/` | each member's data dir and log |
 
@@ -23,7 +24,7 @@ use crate::error::JepsenError;
 use crate::history::{self, FaultWindow, Op};
 use crate::run::RunConfig;
 
-fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), JepsenError> {
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), JepsenError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| JepsenError::Io {
         path: path.to_owned(),
         source: std::io::Error::other(e),

@@ -19,11 +19,12 @@ use oxetcd_proto::etcdserverpb::request_op::Request;
 use oxetcd_proto::etcdserverpb::{PutRequest, RequestOp};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use tonic::transport::Channel;
 
-use crate::client::{self, Ctx};
+use crate::client::{self, AuthedChannel, Ctx};
 use crate::history::{Call, Mop, Op, Outcome};
 
+/// Every key of the workload is under it.
+pub const PREFIX: &str = "jepsen/a/";
 const KEYS_AT_ONCE: u64 = 6;
 const TXNS_PER_WINDOW: u64 = 150;
 
@@ -55,7 +56,7 @@ pub async fn client(
         let window = counter.fetch_add(1, Ordering::Relaxed) / TXNS_PER_WINDOW;
         let mops: Vec<Mop> = (0..rng.random_range(1..=4))
             .map(|_| {
-                let key = format!("jepsen/a/{}", window + rng.random_range(0..KEYS_AT_ONCE));
+                let key = format!("{PREFIX}{}", window + rng.random_range(0..KEYS_AT_ONCE));
                 if rng.random_bool(0.5) {
                     Mop::Read { key, value: None }
                 } else {
@@ -92,7 +93,7 @@ pub async fn client(
 /// Runs one transaction: `Some(mops with reads filled)` when committed,
 /// `None` when a key changed since it was read.
 async fn transact(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<AuthedChannel>,
     mops: &[Mop],
 ) -> Result<Option<Vec<Mop>>, tonic::Status> {
     // key -> (mod_revision read, list)

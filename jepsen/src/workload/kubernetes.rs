@@ -31,10 +31,9 @@ use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::TxnResponse;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use tonic::transport::Channel;
 
 use super::watch::Spec;
-use crate::client::{self, Ctx};
+use crate::client::{self, AuthedChannel, Ctx};
 use crate::history::{Call, Listed, Outcome, Seen, Version};
 
 pub const PREFIX: &str = "/registry/pods/";
@@ -148,7 +147,7 @@ fn seen(kv: Option<&oxetcd_proto::mvccpb::KeyValue>) -> Seen {
 
 async fn get(
     ctx: &Ctx,
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<AuthedChannel>,
     process: u32,
     key: &str,
 ) -> (Call, Outcome, Learned) {
@@ -179,7 +178,7 @@ async fn get(
 /// None`) guarded by the object's mod_revision.
 async fn guarded(
     ctx: &Ctx,
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<AuthedChannel>,
     process: u32,
     key: &str,
     expect: Option<Version>,
@@ -264,7 +263,7 @@ fn answered(
 /// A paginated list of `prefix` at `at` (0: the latest).
 async fn list(
     ctx: &Ctx,
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<AuthedChannel>,
     process: u32,
     prefix: &str,
     at: i64,

@@ -67,6 +67,19 @@ impl Workload {
             Workload::Lease => "lease",
         }
     }
+
+    /// The prefix every key the workload touches is under: what its user
+    /// is granted with `--auth`.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Workload::Register => register::PREFIX,
+            Workload::Set => set::PREFIX,
+            Workload::Watch => watch::PREFIX,
+            Workload::Append => append::PREFIX,
+            Workload::Kubernetes => kubernetes::PREFIX,
+            Workload::Lease => lease::PREFIX,
+        }
+    }
 }
 
 /// A workload under way: its client tasks and what its end needs.

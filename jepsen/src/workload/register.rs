@@ -16,6 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::client::{self, Ctx};
 use crate::history::{Call, Outcome};
 
+/// Every key of the workload is under it.
+pub const PREFIX: &str = "jepsen/r/";
 const KEYS_AT_ONCE: u64 = 3;
 const OPS_PER_WINDOW: u64 = 100;
 const VALUES: i64 = 5;
@@ -32,7 +34,7 @@ pub async fn client(
     while ctx.running() {
         let n = counter.fetch_add(1, Ordering::Relaxed);
         let key = format!(
-            "jepsen/r/{}",
+            "{PREFIX}{}",
             n / OPS_PER_WINDOW + rng.random_range(0..KEYS_AT_ONCE)
         );
         let outcome = match rng.random_range(0..4) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::client::{self, Ctx};
 use crate::history::{Call, Outcome};
 
-const PREFIX: &str = "jepsen/s/";
+pub const PREFIX: &str = "jepsen/s/";
 
 fn key(element: i64) -> String {
     format!("{PREFIX}{element:010}")

@@ -111,7 +111,10 @@ impl EtcdServer {
         })
     }
 
-    /// Checks the password (bcrypt, off the request threads; after failures
+    /// Waits until this member has applied everything committed before the
+    /// request (etcd 3.4's linearizable read: a member that is behind would
+    /// answer from users, passwords and an enabled flag that are gone),
+    /// checks the password (bcrypt, off the request threads; after failures
     /// on the same name, only once its backoff allows: see
     /// `auth::LoginBackoff`), then gives
     /// the user a fresh simple token through the log, so that every member
@@ -121,6 +124,7 @@ impl EtcdServer {
         &self,
         req: AuthenticateRequest,
     ) -> Result<AuthenticateResponse, EtcdError> {
+        self.read_barrier().await?;
         if !self.auth.enabled() {
             return Err(EtcdError::AuthNotEnabled);
         }
