@@ -1,8 +1,8 @@
 //! `oxetcd-bench` against the real `oxetcd` binary over the network: a short
 //! run of every sub-command with zero errors, errors counted (not a crash)
-//! when the server lacks a service or dies mid-run, TLS, and the exit
-//! statuses the tool documents (0 all requests succeeded, 1 some failed,
-//! 2 could not run).
+//! when the server lacks a service or dies mid-run, TLS, auth (`--user`,
+//! `auth-setup`, `authenticate`), and the exit statuses the tool documents
+//! (0 all requests succeeded, 1 some failed, 2 could not run).
 //!
 //! The server binary is `$OXETCD_BENCH_SERVER` if set, else the workspace's
 //! `target/debug/oxetcd` (`cargo test --workspace` builds it). If it is
@@ -78,6 +78,11 @@ impl Server {
 
     /// `https`: serve TLS with a self-signed certificate (`--auto-tls`).
     fn start_with(https: bool) -> Server {
+        Server::start_with_flags(https, &[])
+    }
+
+    /// As [`Server::start_with`], with `flags` added to the command line.
+    fn start_with_flags(https: bool, flags: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("oxetcd-loadgen-")
             .tempdir()
@@ -99,6 +104,7 @@ impl Server {
         if https {
             command.arg("--auto-tls");
         }
+        command.args(flags);
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -493,6 +499,112 @@ fn killing_the_server_mid_run_is_counted_not_a_crash() {
     assert_eq!(code, 1);
     assert!(u64_at(&summary, "errors") > 0);
     assert!(kind_count(&summary, "watch-event") > 0);
+}
+
+/// `--user`: `auth-setup` enables auth on a fresh server, puts as the user
+/// under its prefix and `authenticate` (logins) finish with zero errors; a
+/// token that expires mid-run is renewed and the request goes again (no
+/// error); a wrong password stops the tool before the run with the server's
+/// refusal (exit status 2, no summary), instead of a run of refused requests.
+#[test]
+fn auth_mode_runs_as_a_user_and_a_wrong_password_is_a_clear_error() {
+    // Tokens live 1 s: the open-loop put below waits 2 s between requests.
+    let server = Server::start_with_flags(false, &["--auth-token-ttl", "1", "--bcrypt-cost", "4"]);
+    let endpoint = server.endpoint();
+    let setup = bench(&[
+        "--endpoints",
+        &endpoint,
+        "--user",
+        "bench:pw",
+        "auth-setup",
+        "--prefix",
+        "/bench/",
+    ]);
+    assert_eq!(
+        setup.status.code(),
+        Some(0),
+        "auth-setup: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+
+    // Auth is on: the same puts without credentials are all refused.
+    let put = [
+        "put",
+        "--total",
+        "20",
+        "--key-prefix",
+        "/bench/",
+        "--no-fsync-probe",
+    ];
+    let (code, summary, _) = run_json(&endpoint, &put);
+    assert_eq!((code, u64_at(&summary, "ops")), (1, 0), "{summary}");
+
+    let args = [
+        "--user",
+        "bench:pw",
+        "put",
+        "--clients",
+        "4",
+        "--conns",
+        "2",
+        "--total",
+        "200",
+        "--key-prefix",
+        "/bench/",
+        "--no-fsync-probe",
+    ];
+    let (code, summary, _) = run_json(&endpoint, &args);
+    assert_clean(&args, code, &summary);
+    assert_eq!(u64_at(&summary, "ops"), 200);
+
+    let args = [
+        "--user",
+        "bench:pw",
+        "authenticate",
+        "--clients",
+        "2",
+        "--total",
+        "6",
+    ];
+    let (code, summary, _) = run_json(&endpoint, &args);
+    assert_clean(&args, code, &summary);
+    assert_eq!(kind_count(&summary, "authenticate"), 6, "{summary}");
+
+    let args = [
+        "--user",
+        "bench:pw",
+        "put",
+        "--rate",
+        "0.5",
+        "--duration",
+        "5s",
+        "--key-prefix",
+        "/bench/",
+        "--no-fsync-probe",
+    ];
+    let (code, summary, _) = run_json(&endpoint, &args);
+    assert_clean(&args, code, &summary);
+    assert!(
+        summary["counters"]["token-renewals"].as_u64() >= Some(1),
+        "the expired token was renewed: {summary}"
+    );
+
+    for run in [&put[..], &["authenticate", "--total", "5"]] {
+        let mut args = vec!["--endpoints", &endpoint, "--user", "bench:wrong"];
+        args.extend_from_slice(run);
+        let output = bench(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot authenticate as \"bench\"")
+                && stderr.contains("authentication failed"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "no summary of a run that never ran"
+        );
+    }
 }
 
 #[test]

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::auth::Credentials;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "oxetcd-bench",
@@ -68,6 +70,11 @@ pub struct Common {
     /// Accept any server certificate (still encrypted, not authenticated).
     #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
+    /// Run as this user of a server with auth enabled (etcdctl's --user): each connection
+    /// authenticates before the run and sends the token with every request, authenticating
+    /// again when the token is refused (expired, or auth changed).
+    #[arg(long, global = true)]
+    pub user: Option<Credentials>,
     /// A request without an answer after this long counts as a ClientTimeout error.
     #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
@@ -97,6 +104,11 @@ pub enum Command {
     Watch(WatchArgs),
     /// One put at a time (at --rate, default 100/s) to one key; latency until every watcher has it.
     WatchLatency(WatchLatencyArgs),
+    /// Authenticate calls (--user's name and password, each checked by the server as a login).
+    Authenticate,
+    /// Sets up auth on a fresh server for runs with --user: a root user, the --user user
+    /// with read-write on --prefix (a role of its own name), then enables auth.
+    AuthSetup(AuthSetupArgs),
     /// LeaseGrant per client, then keepalive round trips on a LeaseKeepAlive stream.
     LeaseKeepalive(LeaseArgs),
     /// Kubernetes-like traffic on /registry/pods/<ns>/<name>: optimistic create/update/delete,
@@ -116,6 +128,10 @@ pub struct PutArgs {
     /// Key size in bytes (etcd benchmark's keys: the index as a Go varint, zero padded).
     #[arg(long, default_value_t = 8)]
     pub key_size: usize,
+    /// Put every key under this prefix (the key is the prefix, then --key-size bytes):
+    /// a user's permission can then name the keys.
+    #[arg(long, default_value = "")]
+    pub key_prefix: String,
     /// Value size in bytes.
     #[arg(long, default_value_t = 8)]
     pub val_size: usize,
@@ -372,6 +388,16 @@ pub struct K8sArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct AuthSetupArgs {
+    /// Password of the root user created.
+    #[arg(long, default_value = "root")]
+    pub root_password: String,
+    /// Keys the --user user may read and write: this prefix.
+    #[arg(long, default_value = "/bench/")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct FsyncArgs {
     /// Directory to probe (the disk the server's data dir is on).
     #[arg(long, default_value = ".")]
@@ -390,7 +416,7 @@ pub struct ReportArgs {
     /// scenario, group, clients, metric kind, server, round, JSON file, command).
     #[arg(long)]
     pub manifest: PathBuf,
-    /// Where to write the SVG plot of the client-count sweeps.
+    /// Where to write the SVG plot of the client-count sweeps (none without sweeps).
     #[arg(long)]
     pub svg: PathBuf,
     /// How the markdown links the plot (relative to the doc).
@@ -448,6 +474,8 @@ mod tests {
             "watch",
             "watch-latency",
             "lease-keepalive",
+            "authenticate",
+            "auth-setup",
             "mixed",
             "fsync-probe",
             "k8s",

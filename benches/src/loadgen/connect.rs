@@ -2,7 +2,9 @@
 //! round-robin over the endpoints (or only the leader's, with
 //! `--target-leader`, or only the followers', with `--target-follower`), and
 //! shared round-robin by the clients: client `i` sends on connection
-//! `i % conns`, as etcd's `benchmark` does.
+//! `i % conns`, as etcd's `benchmark` does. With `--user`, each connection
+//! authenticates before the run and its requests carry the token (see
+//! [`super::auth`]).
 //!
 //! **TLS.** Connections are dialed through oxetcd-tls's [`Dialer`], which
 //! runs the rustls handshake itself (ALPN `h2`) and hands tonic the encrypted
@@ -22,6 +24,7 @@ use oxetcd_proto::etcdserverpb::StatusRequest;
 use oxetcd_tls::{tls_connector, Dialer, TlsConnector};
 use tonic::transport::Channel;
 
+use super::auth::{Conn, Credentials, Session};
 use super::error::BenchError;
 use super::tls::{self, TlsOptions};
 
@@ -37,6 +40,10 @@ pub struct ConnOptions {
     pub target_follower: bool,
     pub dial_timeout: Duration,
     pub tls: TlsOptions,
+    /// `--user`: authenticate every connection as this user.
+    pub credentials: Option<Credentials>,
+    /// `--request-timeout`: the longest wait for each Authenticate.
+    pub request_timeout: Duration,
 }
 
 /// One endpoint, parsed.
@@ -85,6 +92,9 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Target, BenchError> {
 /// The connections of a run.
 #[derive(Clone)]
 pub struct Pool {
+    /// The connections, each with its login under `--user`.
+    conns: Arc<Vec<Conn>>,
+    /// The same connections without a token (for Authenticate itself).
     channels: Arc<Vec<Channel>>,
     /// The endpoints actually used (only the leader's with `--target-leader`,
     /// only the followers' with `--target-follower`).
@@ -92,8 +102,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Opens every connection now, so a wrong endpoint fails before the run.
-    /// Later, a connection that breaks is re-dialled on its next request.
+    /// Opens every connection now (and authenticates on it with `--user`),
+    /// so a wrong endpoint or password fails before the run. Later, a
+    /// connection that breaks is re-dialled on its next request.
     pub async fn connect(opts: &ConnOptions) -> Result<Pool, BenchError> {
         if opts.endpoints.is_empty() {
             return Err(BenchError::Usage("no --endpoints".into()));
@@ -120,11 +131,27 @@ impl Pool {
             };
         }
         let mut channels = Vec::with_capacity(opts.conns);
+        let mut conns = Vec::with_capacity(opts.conns);
         for i in 0..opts.conns {
-            channels
-                .push(dial(&targets[i % targets.len()], tls.as_ref(), opts.dial_timeout).await?);
+            let target = &targets[i % targets.len()];
+            let channel = dial(target, tls.as_ref(), opts.dial_timeout).await?;
+            let session = match &opts.credentials {
+                Some(credentials) => Some(Arc::new(
+                    Session::start(channel.clone(), credentials.clone(), opts.request_timeout)
+                        .await
+                        .map_err(|error| BenchError::Authenticate {
+                            user: credentials.name.clone(),
+                            endpoint: target.endpoint.clone(),
+                            error,
+                        })?,
+                )),
+                None => None,
+            };
+            conns.push(Conn::new(channel.clone(), session));
+            channels.push(channel);
         }
         Ok(Pool {
+            conns: Arc::new(conns),
             channels: Arc::new(channels),
             endpoints: targets.into_iter().map(|t| t.endpoint).collect(),
         })
@@ -138,23 +165,33 @@ impl Pool {
         self.channels.is_empty()
     }
 
-    /// The connection client `i` uses.
+    /// Tokens renewed during the run, over every connection.
+    pub fn token_renewals(&self) -> u64 {
+        self.conns.iter().map(Conn::token_renewals).sum()
+    }
+
+    /// The connection client `i` uses (its requests carry the token).
+    pub fn conn(&self, i: usize) -> Conn {
+        self.conns[i % self.conns.len()].clone()
+    }
+
+    /// The connection client `i` uses, without a token.
     pub fn channel(&self, i: usize) -> Channel {
         self.channels[i % self.channels.len()].clone()
     }
 
-    pub fn kv(&self, i: usize) -> KvClient<Channel> {
-        KvClient::new(self.channel(i))
+    pub fn kv(&self, i: usize) -> KvClient<Conn> {
+        KvClient::new(self.conn(i))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    pub fn watch(&self, i: usize) -> WatchClient<Channel> {
-        WatchClient::new(self.channel(i)).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    pub fn watch(&self, i: usize) -> WatchClient<Conn> {
+        WatchClient::new(self.conn(i)).max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    pub fn lease(&self, i: usize) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel(i))
+    pub fn lease(&self, i: usize) -> LeaseClient<Conn> {
+        LeaseClient::new(self.conn(i))
     }
 }
 

@@ -34,6 +34,14 @@ pub enum BenchError {
         #[source]
         source: io::Error,
     },
+    /// `--user`: the login before the run failed (a wrong password, a server
+    /// without auth enabled); nothing was measured.
+    #[error("cannot authenticate as {user:?} on {endpoint}: {error}")]
+    Authenticate {
+        user: String,
+        endpoint: String,
+        error: OpError,
+    },
     #[error("--target-leader: {0}")]
     NoLeader(String),
     #[error("--target-follower: {0}")]

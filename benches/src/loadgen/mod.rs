@@ -18,6 +18,7 @@
 //! |---|---|
 //! | [`cli`] | flags (clap) |
 //! | [`connect`], [`tls`] | `--conns` connections over the endpoints, `--target-leader`, TLS |
+//! | [`auth`], [`auth_setup`] | `--user`: a login per connection, its token on every request; `auth-setup` |
 //! | [`runner`] | clients, closed or open loop (`--rate`), `--total`/`--duration`, progress bar, `--csv` |
 //! | [`stats`] | latency histograms (HdrHistogram), errors by code and message, the summary |
 //! | [`workload`] | one module per sub-command (`k8s`: its HTTP client, kubeconfig, pods and watches too) |
@@ -28,6 +29,8 @@
 //! A failed request is counted (by kind, gRPC code and message) and the run
 //! goes on; see [`ExitStatus`] for what the tool returns.
 
+pub mod auth;
+pub mod auth_setup;
 pub mod cli;
 pub mod connect;
 pub mod error;
@@ -57,6 +60,8 @@ pub enum Output {
     Fsync(fsync::FsyncReport),
     /// `report`'s markdown.
     Report(String),
+    /// What a setup sub-command did (`auth-setup`).
+    Done(String),
 }
 
 /// The tool's exit status.
@@ -93,7 +98,7 @@ impl Output {
             Output::Run(summary) => Ok(summary.to_text()),
             Output::Fsync(report) if json => to_json(serde_json::to_string_pretty(report)),
             Output::Fsync(report) => Ok(report.to_text()),
-            Output::Report(markdown) => Ok(markdown.clone()),
+            Output::Report(markdown) | Output::Done(markdown) => Ok(markdown.clone()),
         }
     }
 }
@@ -124,6 +129,23 @@ pub async fn execute(cli: &Cli) -> Result<Output, BenchError> {
             )
             .await?;
             run(workload::watch::run_latency(&env, args).await?)
+        }
+        Command::Authenticate => {
+            run(workload::authenticate::run(&Env::new(common, DEFAULT_TOTAL, None).await?).await?)
+        }
+        Command::AuthSetup(args) => {
+            let Some(user) = &common.user else {
+                return Err(BenchError::Usage(
+                    "auth-setup needs --user NAME:PASSWORD (the user to create)".into(),
+                ));
+            };
+            // Auth is still off: one connection, no login.
+            let mut opts = workload::conn_options(common);
+            opts.credentials = None;
+            opts.conns = 1;
+            let pool = connect::Pool::connect(&opts).await?;
+            let done = auth_setup::run(pool.channel(0), user, args, common.request_timeout).await?;
+            Output::Done(done)
         }
         Command::LeaseKeepalive(args) => {
             run(workload::lease::run(&Env::new(common, DEFAULT_TOTAL, None).await?, args).await?)

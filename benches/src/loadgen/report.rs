@@ -437,7 +437,8 @@ fn ceiling_lines(scenarios: &[(String, Scenario)]) -> String {
     out
 }
 
-/// Runs `report`: writes the SVG, and returns the markdown.
+/// Runs `report`: writes the SVG (when there are sweeps to plot), and
+/// returns the markdown.
 pub fn run(args: &ReportArgs) -> Result<String, BenchError> {
     let text = std::fs::read_to_string(&args.manifest).map_err(|source| BenchError::ReadFile {
         path: args.manifest.clone(),
@@ -451,15 +452,18 @@ pub fn run(args: &ReportArgs) -> Result<String, BenchError> {
     let runs = parse_manifest(&text, &base)?;
     let scenarios = group(&runs)?;
     let series = sweeps(&scenarios);
-    plot(&series, &args.svg)?;
     let mut md = String::new();
     md.push_str(&table(&scenarios));
     md.push('\n');
-    let _ = writeln!(
-        md,
-        "![Throughput and p99 latency against client count, oxetcd and etcd]({})\n",
-        args.svg_link
-    );
+    // No client-count sweep among the scenarios: nothing to plot.
+    if !series.is_empty() {
+        plot(&series, &args.svg)?;
+        let _ = writeln!(
+            md,
+            "![Throughput and p99 latency against client count, oxetcd and etcd]({})\n",
+            args.svg_link
+        );
+    }
     md.push_str(&sweep_table(&series));
     let ceiling = ceiling_lines(&scenarios);
     if !ceiling.is_empty() {

@@ -16,9 +16,9 @@ use oxetcd_proto::etcdserverpb::{
 };
 use oxetcd_proto::mvccpb::KeyValue;
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 use tonic::Status;
 
+use super::auth::Conn;
 use super::connect::Pool;
 use super::error::{BenchError, OpError};
 use super::stats::Stats;
@@ -107,7 +107,7 @@ pub enum Applied {
 /// `txn-attempts` and `conflicts`.
 #[allow(clippy::too_many_arguments)]
 pub async fn optimistic(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<Conn>,
     timeout: Duration,
     stats: &Stats,
     key: &Bytes,

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 
+use super::auth::Conn;
 use super::error::OpError;
 use super::requests::call;
 use super::stats::{Role, Stats};
@@ -58,7 +58,7 @@ impl Drop for WatchStream {
 /// runs for each event, `watch` being the watch's number in the stream
 /// (`0..watches`). If the stream fails, that is one `watch-stream` error.
 pub async fn open<F>(
-    mut client: WatchClient<Channel>,
+    mut client: WatchClient<Conn>,
     spec: &WatchSpec,
     watches: usize,
     timeout: Duration,

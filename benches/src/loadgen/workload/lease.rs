@@ -17,9 +17,9 @@ use oxetcd_proto::etcdserverpb::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 
 use super::Env;
+use crate::loadgen::auth::Conn;
 use crate::loadgen::cli::LeaseArgs;
 use crate::loadgen::error::{BenchError, OpError};
 use crate::loadgen::requests::call;
@@ -32,7 +32,7 @@ struct KeepAlive {
 }
 
 struct LeaseKeeper {
-    lease: LeaseClient<Channel>,
+    lease: LeaseClient<Conn>,
     stats: Arc<Stats>,
     timeout: Duration,
     ttl: i64,

@@ -29,9 +29,9 @@ use oxetcd_proto::etcdserverpb::watch_client::WatchClient;
 use oxetcd_proto::etcdserverpb::{RangeRequest, TxnRequest};
 use oxetcd_proto::mvccpb::event::EventType;
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 
 use super::Env;
+use crate::loadgen::auth::Conn;
 use crate::loadgen::cli::MixedArgs;
 use crate::loadgen::error::{BenchError, OpError};
 use crate::loadgen::keys::{prefix_end, since_stamp, stamp, Rng};
@@ -102,7 +102,7 @@ struct Object {
 
 struct MixedClient {
     id: usize,
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
     stats: Arc<Stats>,
     timeout: Duration,
     rng: Rng,
@@ -113,7 +113,7 @@ struct MixedClient {
     objects: Vec<Object>,
     created: u64,
     /// Taken by [`MixedClient::prepare`] to open the watch (`None`: no watch).
-    watch_client: Option<WatchClient<Channel>>,
+    watch_client: Option<WatchClient<Conn>>,
     /// (cumulative weight, action).
     weights: Arc<Vec<(u32, Action)>>,
     args: Arc<MixedArgs>,

@@ -2,6 +2,7 @@
 //! [`Env`] (connections, recorder, plan), runs them with
 //! [`super::runner::run`], and returns the [`Summary`].
 
+pub mod authenticate;
 pub mod k8s;
 pub mod lease;
 pub mod mixed;
@@ -13,6 +14,7 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::Credentials;
 use super::cli::Common;
 use super::connect::{ConnOptions, Pool};
 use super::error::BenchError;
@@ -60,6 +62,30 @@ pub fn plan(
     ))
 }
 
+/// How to reach the servers, from the common flags.
+pub fn conn_options(common: &Common) -> ConnOptions {
+    let endpoints = if common.endpoints.is_empty() {
+        vec![DEFAULT_ENDPOINT.to_owned()]
+    } else {
+        common.endpoints.clone()
+    };
+    ConnOptions {
+        endpoints,
+        conns: common.conns,
+        target_leader: common.target_leader,
+        target_follower: common.target_follower,
+        dial_timeout: common.dial_timeout,
+        tls: TlsOptions {
+            cacert: common.cacert.clone(),
+            cert: common.cert.clone(),
+            key: common.key.clone(),
+            insecure_skip_verify: common.insecure_skip_tls_verify,
+        },
+        credentials: common.user.clone(),
+        request_timeout: common.request_timeout,
+    }
+}
+
 /// What every workload runs on.
 pub struct Env {
     pub pool: Pool,
@@ -68,6 +94,8 @@ pub struct Env {
     pub reporting: Reporting,
     /// `--request-timeout`.
     pub timeout: Duration,
+    /// `--user`.
+    pub credentials: Option<Credentials>,
 }
 
 impl Env {
@@ -80,31 +108,14 @@ impl Env {
         default_rate: Option<f64>,
     ) -> Result<Env, BenchError> {
         let (plan, reporting) = plan(common, default_total, default_rate, DEFAULT_CLIENTS)?;
-        let endpoints = if common.endpoints.is_empty() {
-            vec![DEFAULT_ENDPOINT.to_owned()]
-        } else {
-            common.endpoints.clone()
-        };
-        let pool = Pool::connect(&ConnOptions {
-            endpoints,
-            conns: common.conns,
-            target_leader: common.target_leader,
-            target_follower: common.target_follower,
-            dial_timeout: common.dial_timeout,
-            tls: TlsOptions {
-                cacert: common.cacert.clone(),
-                cert: common.cert.clone(),
-                key: common.key.clone(),
-                insecure_skip_verify: common.insecure_skip_tls_verify,
-            },
-        })
-        .await?;
+        let pool = Pool::connect(&conn_options(common)).await?;
         Ok(Env {
             pool,
             stats: Arc::new(Stats::new()?),
             plan,
             reporting,
             timeout: common.request_timeout,
+            credentials: common.user.clone(),
         })
     }
 
@@ -125,6 +136,11 @@ impl Env {
     /// The summary of a run named `command` that took `elapsed`.
     pub fn summary(&self, command: &str, outcome: RunOutcome, elapsed: Duration) -> Summary {
         let mut summary = self.stats.summary(command, &self.setup(), elapsed);
+        if self.credentials.is_some() {
+            summary
+                .counters
+                .insert("token-renewals".into(), self.pool.token_renewals());
+        }
         if outcome.interrupted {
             summary
                 .notes

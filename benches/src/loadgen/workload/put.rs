@@ -1,6 +1,6 @@
 //! `put`: etcd benchmark's put. Each request puts one key (`--key-size`
 //! bytes, from a key space of `--key-space-size`, at random or in turn) with
-//! one fixed `--val-size`-byte value.
+//! one fixed `--val-size`-byte value, under `--key-prefix` if given.
 //!
 //! With `--clients 1` (one sequential writer) the summary also gives the
 //! machine's fsync ceiling (see [`crate::loadgen::fsync`]) and how close the
@@ -20,9 +20,9 @@ use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_proto::etcdserverpb::{LeaseGrantRequest, PutRequest};
-use tonic::transport::Channel;
 
 use super::Env;
+use crate::loadgen::auth::Conn;
 use crate::loadgen::cli::PutArgs;
 use crate::loadgen::error::BenchError;
 use crate::loadgen::fsync;
@@ -41,14 +41,15 @@ enum Keys {
 }
 
 struct PutClient {
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
     /// With `--lease-ttl`: the client that grants each put's lease, and the TTL.
-    lease: Option<(LeaseClient<Channel>, i64)>,
+    lease: Option<(LeaseClient<Conn>, i64)>,
     stats: Arc<Stats>,
     timeout: Duration,
     keys: Keys,
     key_space: u64,
     key_size: usize,
+    key_prefix: Bytes,
     value: Bytes,
 }
 
@@ -58,8 +59,14 @@ impl Client for PutClient {
             Keys::Sequential(next) => next.fetch_add(1, Ordering::Relaxed) % self.key_space,
             Keys::Random(rng) => rng.below(self.key_space),
         };
+        let key = etcd_key(index, self.key_size);
+        let key = if self.key_prefix.is_empty() {
+            key
+        } else {
+            [&self.key_prefix[..], &key[..]].concat().into()
+        };
         let mut put = PutRequest {
-            key: etcd_key(index, self.key_size),
+            key,
             value: self.value.clone(),
             ..Default::default()
         };
@@ -99,6 +106,7 @@ pub async fn run(env: &Env, args: &PutArgs) -> Result<Summary, BenchError> {
             },
             key_space: args.key_space_size,
             key_size: args.key_size,
+            key_prefix: Bytes::from(args.key_prefix.clone()),
             value: value.clone(),
         })
         .collect();

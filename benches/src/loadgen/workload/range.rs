@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
 use oxetcd_proto::etcdserverpb::RangeRequest;
-use tonic::transport::Channel;
 
 use super::Env;
+use crate::loadgen::auth::Conn;
 use crate::loadgen::cli::{Consistency, RangeArgs};
 use crate::loadgen::error::BenchError;
 use crate::loadgen::keys::{indexed_key, prefix_end, random_bytes, Rng};
@@ -22,7 +22,7 @@ use crate::loadgen::runner::Client;
 use crate::loadgen::stats::{Stats, Summary};
 
 struct RangeClient {
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
     stats: Arc<Stats>,
     timeout: Duration,
     rng: Rng,

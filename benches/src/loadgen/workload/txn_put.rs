@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::kv_client::KvClient;
-use tonic::transport::Channel;
 
 use super::Env;
+use crate::loadgen::auth::Conn;
 use crate::loadgen::cli::TxnPutArgs;
 use crate::loadgen::error::BenchError;
 use crate::loadgen::keys::{indexed_key, random_bytes, Rng};
@@ -25,7 +25,7 @@ use crate::loadgen::runner::Client;
 use crate::loadgen::stats::{Stats, Summary};
 
 struct TxnPutClient {
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
     stats: Arc<Stats>,
     timeout: Duration,
     rng: Rng,

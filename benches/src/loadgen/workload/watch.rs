@@ -29,9 +29,9 @@ use oxetcd_proto::etcdserverpb::PutRequest;
 use oxetcd_proto::mvccpb::event::EventType;
 use oxetcd_proto::mvccpb::Event;
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 use super::Env;
+use crate::loadgen::auth::Conn;
 use crate::loadgen::cli::{WatchArgs, WatchLatencyArgs};
 use crate::loadgen::error::{BenchError, OpError};
 use crate::loadgen::keys::{
@@ -101,7 +101,7 @@ where
 }
 
 struct Writer {
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
     stats: Arc<Stats>,
     timeout: Duration,
     rng: Rng,
@@ -207,7 +207,7 @@ pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
 }
 
 struct LatencyWriter {
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
     stats: Arc<Stats>,
     timeout: Duration,
     key: Bytes,
