@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, sleep, Instant};
 
-use super::event::{encode, Format, LineType};
+use super::event::{encode, Format};
 use super::resource::{Cache, Initial, Registration};
 use super::watchers::{Closed, Spec, Wire, QUEUE};
 use crate::error::ApiError;
@@ -91,9 +91,7 @@ pub async fn run(
                 let Some(v) = o.value.as_ref().ok().filter(|v| spec.matches(v)) else {
                     continue;
                 };
-                let mut served = v.clone();
-                crate::crd::serve(spec.kind, &mut served);
-                let Some(l) = spec.encode_one(LineType::Added, &served, &columns_sent) else {
+                let Some(l) = spec.initial_line(o, v, &columns_sent) else {
                     continue;
                 };
                 if out.send(l).await.is_err() {

@@ -1,4 +1,5 @@
-//! What a watch cache holds: objects decoded once, and events whose wire
+//! What a watch cache holds: objects decoded once (and encoded as JSON at
+//! most once: lists and watch lines share the bytes), and events whose wire
 //! lines are encoded once per (line, version, format) and shared, as
 //! `Bytes`, by every client watch that is sent them.
 
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::registry::Kind;
@@ -26,6 +27,10 @@ pub struct Object {
     /// The object served (resourceVersion = mod_revision), or why it is
     /// unreadable (a list of it fails as a list from the store would).
     pub value: Result<Value, ApiError>,
+    /// `value` as JSON, encoded on first use (built-in kinds: they are
+    /// served as stored). A list of 100,000 pods is then a copy of bytes,
+    /// not 100,000 serializations.
+    pub(super) json: OnceLock<Option<Bytes>>,
 }
 
 impl Object {
@@ -48,7 +53,25 @@ impl Object {
             namespace,
             node,
             value,
+            json: OnceLock::new(),
         }
+    }
+
+    /// The object as `kind` serves it, as JSON (None: unreadable). A
+    /// built-in kind's is encoded once and shared; a custom resource's
+    /// depends on the version asked for.
+    pub fn json(&self, kind: &Kind) -> Option<Bytes> {
+        if kind.custom.is_some() {
+            return serde_json::to_vec(&self.served(kind)?)
+                .ok()
+                .map(Bytes::from);
+        }
+        self.json
+            .get_or_init(|| {
+                let value = self.value.as_ref().ok()?;
+                serde_json::to_vec(value).ok().map(Bytes::from)
+            })
+            .clone()
     }
 
     /// The object as `kind` serves it (a custom resource in its version).
@@ -92,11 +115,9 @@ pub enum Format {
 /// protobuf form (logged: the watch goes on without it).
 pub fn encode(t: &str, obj: &Value, format: Format) -> Option<Bytes> {
     match format {
-        Format::Json => {
-            let mut s = json!({"type": t, "object": obj}).to_string();
-            s.push('\n');
-            Some(Bytes::from(s))
-        }
+        Format::Json => serde_json::to_vec(obj)
+            .map(|object| json_line(t, &object))
+            .ok(),
         Format::Protobuf => match crate::proto::watch_event_frame(t, obj) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -105,6 +126,17 @@ pub fn encode(t: &str, obj: &Value, format: Format) -> Option<Bytes> {
             }
         },
     }
+}
+
+/// The JSON line `{"type":t,"object":object}\n` around an encoded object.
+pub fn json_line(t: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + t.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(t.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
 }
 
 /// One change of the cache's resource.
@@ -189,9 +221,17 @@ impl CachedEvent {
         if let Some(b) = lines.get(&key) {
             return b.clone();
         }
-        let line = self
-            .object(t, kind)
-            .and_then(|o| encode(t.name(), &o, format));
+        let line = match (t, format) {
+            // The object's own JSON, shared with lists and other lines.
+            (LineType::Added | LineType::Modified, Format::Json) => self
+                .new
+                .as_ref()
+                .and_then(|o| o.json(kind))
+                .map(|object| json_line(t.name(), &object)),
+            _ => self
+                .object(t, kind)
+                .and_then(|o| encode(t.name(), &o, format)),
+        };
         lines.insert(key, line.clone());
         line
     }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::event::{encode, type_name, CachedEvent, Format, LineType, Object};
+use super::event::{encode, json_line, type_name, CachedEvent, Format, LineType, Object};
 use crate::registry::Kind;
 use crate::rest::object;
 use crate::selector::Selector;
@@ -82,6 +82,19 @@ impl Spec {
                 )
             }
         }
+    }
+
+    /// The ADDED line of a snapshot's object `o` (whose value is `v`): a
+    /// JSON watch's carries the object's shared JSON.
+    pub fn initial_line(&self, o: &Object, v: &Value, columns_sent: &AtomicBool) -> Option<Bytes> {
+        if self.wire == Wire::Shared(Format::Json) {
+            return o
+                .json(self.kind)
+                .map(|object| json_line(type_name(LineType::Added), &object));
+        }
+        let mut served = v.clone();
+        crate::crd::serve(self.kind, &mut served);
+        self.encode_one(LineType::Added, &served, columns_sent)
     }
 
     /// This watch's line for `ev`, if it selects it; shared lines come from
@@ -372,5 +385,22 @@ mod tests {
         let mut late = w.add(spec(None, None, None), 10);
         w.dispatch(&CachedEvent::new(9, Some(pod("q", "a", "", "x", 9)), None));
         assert!(late.rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_objects_json_is_encoded_once_for_its_lines_and_lists() {
+        let p = pod("p", "a", "n1", "web", 4);
+        let first = p.json(pods()).unwrap();
+        // The same bytes, not a second encoding.
+        assert_eq!(first.as_ptr(), p.json(pods()).unwrap().as_ptr());
+        let ev = CachedEvent::new(4, Some(p.clone()), None);
+        let line = ev.line(LineType::Added, pods(), Format::Json).unwrap();
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["type"], "ADDED");
+        assert_eq!(&parsed["object"], p.value.as_ref().unwrap());
+        assert!(line.ends_with(b"}\n"));
+        let ws = spec(None, None, None);
+        let initial = ws.initial_line(&p, p.value.as_ref().unwrap(), &AtomicBool::new(false));
+        assert_eq!(initial.unwrap(), line);
     }
 }
