@@ -157,6 +157,22 @@ impl Conn {
         content_type: &str,
         body: Bytes,
     ) -> Answer {
+        let bytes = self
+            .exchange(method, path_and_query, content_type, body)
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| OpError::Unexpected(format!("answer is not JSON: {e}")))
+    }
+
+    /// Sends a request and reads the whole body of a 2xx answer (the time
+    /// limit covers both).
+    async fn exchange(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Bytes, OpError> {
         let timeout = self.shared.timeout;
         let exchange = async {
             let response = self
@@ -172,8 +188,7 @@ impl Conn {
             if !status.is_success() {
                 return Err(http_error(status, &bytes));
             }
-            serde_json::from_slice(&bytes)
-                .map_err(|e| OpError::Unexpected(format!("answer is not JSON: {e}")))
+            Ok(bytes)
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -183,6 +198,55 @@ impl Conn {
     pub async fn get(&self, path_and_query: &str) -> Answer {
         self.call(Method::GET, path_and_query, JSON, Bytes::new())
             .await
+    }
+
+    /// GETs a list and reads only its item count and continue token, on a
+    /// blocking thread: a list of 100,000 pods is hundreds of MB, and
+    /// building it as a `Value` on the runtime's threads would delay every
+    /// other request this client times (and take GBs of memory).
+    pub async fn get_list(&self, path_and_query: &str) -> Result<ListSummary, OpError> {
+        let bytes = self
+            .exchange(Method::GET, path_and_query, JSON, Bytes::new())
+            .await?;
+        tokio::task::spawn_blocking(move || ListSummary::parse(&bytes))
+            .await
+            .map_err(|e| OpError::Unexpected(format!("parsing the list: {e}")))?
+    }
+}
+
+/// What a list answer's reader needs: how many items, and where to go on.
+#[derive(Debug, PartialEq)]
+pub struct ListSummary {
+    pub items: u64,
+    pub continue_token: Option<String>,
+}
+
+impl ListSummary {
+    /// Checks that the body is a JSON list (every item parsed, none kept).
+    fn parse(body: &[u8]) -> Result<ListSummary, OpError> {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(default, rename = "continue")]
+            continue_token: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct List {
+            #[serde(default)]
+            metadata: Option<Meta>,
+            items: Option<Vec<serde::de::IgnoredAny>>,
+        }
+        let list: List = serde_json::from_slice(body)
+            .map_err(|e| OpError::Unexpected(format!("answer is not JSON: {e}")))?;
+        let items = list
+            .items
+            .ok_or_else(|| OpError::Unexpected("list without items".into()))?;
+        Ok(ListSummary {
+            items: items.len() as u64,
+            continue_token: list
+                .metadata
+                .and_then(|m| m.continue_token)
+                .filter(|t| !t.is_empty()),
+        })
     }
 }
 
@@ -221,6 +285,23 @@ mod tests {
             (e.code().as_str(), e.message().as_str()),
             ("HTTP 502", "upstream down")
         );
+    }
+
+    #[test]
+    fn lists_are_summarised_without_keeping_items() {
+        let body = br#"{"kind":"PodList","metadata":{"resourceVersion":"7","continue":"abc"},
+            "items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}"#;
+        assert_eq!(
+            ListSummary::parse(body).unwrap(),
+            ListSummary {
+                items: 2,
+                continue_token: Some("abc".into())
+            }
+        );
+        let last = br#"{"metadata":{"continue":""},"items":[]}"#;
+        assert_eq!(ListSummary::parse(last).unwrap().continue_token, None);
+        assert!(ListSummary::parse(br#"{"metadata":{}}"#).is_err());
+        assert!(ListSummary::parse(br#"{"items":[{"a":1},"#).is_err());
     }
 
     #[test]

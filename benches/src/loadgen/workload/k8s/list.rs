@@ -8,8 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::api::{query_escape, Conn};
 use crate::loadgen::error::OpError;
 use crate::loadgen::stats::{Role, Stats};
@@ -20,14 +18,6 @@ pub struct Lister {
     pub namespace: String,
     pub interval: Duration,
     pub limit: usize,
-}
-
-/// The items of a list answer.
-fn items(list: &Value) -> Result<u64, OpError> {
-    list.get("items")
-        .and_then(Value::as_array)
-        .map(|items| items.len() as u64)
-        .ok_or_else(|| OpError::Unexpected("list without items".into()))
 }
 
 impl Lister {
@@ -45,15 +35,11 @@ impl Lister {
                 path.push_str(&query_escape(token));
             }
             let start = Instant::now();
-            let page = self.conn.get(&path).await?;
+            let page = self.conn.get_list(&path).await?;
             self.stats
                 .record("list-page", Role::Detail, start.elapsed());
-            total += items(&page)?;
-            token = page
-                .pointer("/metadata/continue")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
+            total += page.items;
+            token = page.continue_token;
             if token.is_none() {
                 return Ok(total);
             }
@@ -61,7 +47,7 @@ impl Lister {
     }
 
     async fn unpaged(&self) -> Result<u64, OpError> {
-        items(&self.conn.get(&self.path()).await?)
+        Ok(self.conn.get_list(&self.path()).await?.items)
     }
 
     fn outcome(&self, kind: &'static str, start: Instant, result: Result<u64, OpError>) {
