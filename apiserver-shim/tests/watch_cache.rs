@@ -7,6 +7,8 @@
 //! - reads from the cache see the client's acknowledged writes (consistent
 //!   lists, NotOlderThan, resourceVersion "0" eventually) under concurrent
 //!   writes;
+//! - GETs with resourceVersion "0" or N are served by the cache (N once it
+//!   has caught up), unset by the store;
 //! - a watch from before the window gets 410 "too old resource version",
 //!   and the window serves watches the store has compacted away;
 //! - the cache rebuilds (list + watch) when its own store watch is lost and
@@ -24,6 +26,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use oxetcd_apiserver::error::ApiError;
 use oxetcd_apiserver::rest::{namespaces, Api as RestApi, Query, Reply, Request};
 use oxetcd_apiserver::route::{self, Route};
 use oxetcd_apiserver::store::embedded::Embedded;
@@ -646,6 +649,15 @@ impl Store for Cuttable {
 }
 
 async fn call(api: &RestApi, method: Method, uri: &str, body: Value) -> Reply {
+    try_call(api, method, uri, body).await.unwrap()
+}
+
+async fn try_call(
+    api: &RestApi,
+    method: Method,
+    uri: &str,
+    body: Value,
+) -> Result<Reply, ApiError> {
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
     let Route::Resource(path) = route::parse(path) else {
         panic!("{uri}")
@@ -664,7 +676,6 @@ async fn call(api: &RestApi, method: Method, uri: &str, body: Value) -> Reply {
         warnings: Default::default(),
     })
     .await
-    .unwrap()
 }
 
 /// The answer of a call that is not a watch: a value, or a list streamed
@@ -821,5 +832,105 @@ async fn consistent_lists_wait_for_a_lagging_cache() {
         // 3 s it waits at most.
         assert!(took < Duration::from_secs(2), "the list took {took:?}");
     }
+    embedded.stop().await;
+}
+
+/// GET with resourceVersion "0" is served by the cache (possibly behind the
+/// store, as kube-apiserver's), with resourceVersion N by the cache once it
+/// has N, unset by the store; N beyond the store's revision is a 504.
+#[tokio::test]
+async fn gets_with_a_resource_version_are_served_by_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Arc::new(Embedded::start(dir.path()).await.unwrap());
+    // Every event reaches the cache 500 ms late.
+    let store = Arc::new(Cuttable {
+        inner: embedded.clone(),
+        cut: tokio::sync::watch::channel(0).0,
+        open: tokio::sync::watch::channel(true).0,
+        delay: Duration::from_millis(500),
+    });
+    let api = RestApi::new(store.clone(), "/registry")
+        .with_watch_cache(oxetcd_apiserver::cache::Config { window_min: 100 });
+    namespaces::bootstrap(&api).await.unwrap();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = |v: &str| json!({"metadata": {"name": "g"}, "data": {"v": v}});
+    json_of(&api, Method::POST, cms, cm("1")).await;
+    let uri = format!("{cms}/g");
+    // Wait until the cache has the object.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while json_of(
+        &api,
+        Method::GET,
+        &format!("{uri}?resourceVersion=0"),
+        Value::Null,
+    )
+    .await["data"]["v"]
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the cache never saw the object");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let updated = json_of(&api, Method::PUT, &uri, cm("2")).await;
+    let rv = updated["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Right after the write: the cache (500 ms behind) still has the old state.
+    let any = json_of(
+        &api,
+        Method::GET,
+        &format!("{uri}?resourceVersion=0"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        any["data"]["v"], "1",
+        "resourceVersion=0 from the cache: {any}"
+    );
+    // Not older than the write: the cache, once it has it.
+    let t0 = Instant::now();
+    let fresh = json_of(
+        &api,
+        Method::GET,
+        &format!("{uri}?resourceVersion={rv}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(fresh["data"]["v"], "2", "{fresh}");
+    assert_eq!(fresh["metadata"]["resourceVersion"], rv.as_str());
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        t0.elapsed()
+    );
+    // Unset: the store.
+    json_of(
+        &api,
+        Method::PUT,
+        &uri,
+        json!({"metadata": {"name": "g", "resourceVersion": rv}, "data": {"v": "3"}}),
+    )
+    .await;
+    let latest = json_of(&api, Method::GET, &uri, Value::Null).await;
+    assert_eq!(latest["data"]["v"], "3", "{latest}");
+    // Missing objects and bad versions.
+    let error = |uri: String| {
+        let api = &api;
+        async move {
+            match try_call(api, Method::GET, &uri, Value::Null).await {
+                Err(e) => e,
+                Ok(_) => panic!("{uri}: an answer"),
+            }
+        }
+    };
+    let missing = error(format!("{cms}/none?resourceVersion=0")).await;
+    assert!(matches!(missing, ApiError::NotFound { .. }), "{missing:?}");
+    let bad = error(format!("{uri}?resourceVersion=x")).await;
+    assert!(matches!(bad, ApiError::BadRequest(_)), "{bad:?}");
+    let future = error(format!("{uri}?resourceVersion=99999999")).await;
+    assert!(
+        matches!(&future, ApiError::Timeout(m) if m.contains("Too large resource version")),
+        "{future:?}"
+    );
     embedded.stop().await;
 }

@@ -305,7 +305,9 @@ impl Api {
             (&Method::PUT | &Method::PATCH, Some(name)) if sub == Some("scale") => {
                 ok(scale::write(self, target, name, req).await?)
             }
-            (&Method::GET, Some(name)) => ok(read::get(self, target, name).await?),
+            (&Method::GET, Some(name)) => {
+                ok(read::get_reply(self, target, name, &req.query).await?)
+            }
             (&Method::POST, None) => {
                 let obj = create::create(self, target, req).await?;
                 Ok(Reply::Json {

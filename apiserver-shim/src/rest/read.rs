@@ -16,9 +16,64 @@ use crate::store::{prefix_end, StoreError};
 /// Largest page asked of the store while a selector filters short pages.
 const MAX_PAGE: i64 = 10_000;
 
+/// The latest state of an object: a quorum read of the store.
 pub async fn get(api: &Api, t: &Target<'_>, name: &str) -> Result<Value, ApiError> {
+    get_fresh(api, t, name, None).await
+}
+
+/// A GET, answered as kube-apiserver answers it: resourceVersion "0" (any
+/// state) or N (not older than N) from the watch cache, once it is that
+/// fresh; unset, or a cache that cannot catch up in time: the store.
+pub async fn get_reply(
+    api: &Api,
+    t: &Target<'_>,
+    name: &str,
+    q: &Query,
+) -> Result<Value, ApiError> {
+    let freshness = match q.get("resourceVersion") {
+        None | Some("") => None,
+        Some("0") => Some(Freshness::Any),
+        Some(rv) => Some(Freshness::NotOlderThan(
+            rv.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| ApiError::BadRequest(format!("invalid resourceVersion: {rv:?}")))?,
+        )),
+    };
+    get_fresh(api, t, name, freshness).await
+}
+
+async fn get_fresh(
+    api: &Api,
+    t: &Target<'_>,
+    name: &str,
+    freshness: Option<Freshness>,
+) -> Result<Value, ApiError> {
     let key = api.key(t.kind, t.namespace, name);
-    let (kv, _) = api.store.get(key.as_bytes()).await?;
+    if let (Some(freshness), Some(cache)) = (freshness, api.cache(t.kind)) {
+        if cache.fresh(freshness).await? {
+            let end = format!("{key}\0");
+            if let Some((objects, _)) = cache.snapshot(key.as_bytes(), end.as_bytes()) {
+                let object = objects
+                    .first()
+                    .ok_or_else(|| ApiError::not_found(t.kind, name))?;
+                return match &object.value {
+                    Ok(_) => object
+                        .served(t.kind)
+                        .ok_or_else(|| ApiError::not_found(t.kind, name)),
+                    Err(e) => Err(e.clone()),
+                };
+            }
+        }
+    }
+    let (kv, revision) = api.store.get(key.as_bytes()).await?;
+    if let Some(Freshness::NotOlderThan(min)) = freshness {
+        if min > revision {
+            return Err(ApiError::Timeout(format!(
+                "Too large resource version: {min}, current: {revision}"
+            )));
+        }
+    }
     let kv = kv.ok_or_else(|| ApiError::not_found(t.kind, name))?;
     object::decode_as(t.kind, &kv)
 }
