@@ -96,6 +96,16 @@ impl Selector {
 
     /// The value the field selector requires `path` to equal, if it does
     /// (spec.nodeName=n1: the watch cache's index).
+    /// A label the selected objects must carry with one value (`k=v`,
+    /// `k==v` or `k in (v)`): what a watch can be indexed by.
+    pub fn label_equals(&self) -> Option<(&str, &str)> {
+        self.labels.iter().find_map(|r| match &r.op {
+            LabelOp::Equals(v) => Some((r.key.as_str(), v.as_str())),
+            LabelOp::In(vs) if vs.len() == 1 => Some((r.key.as_str(), vs[0].as_str())),
+            _ => None,
+        })
+    }
+
     pub fn field_equals(&self, path: &str) -> Option<&str> {
         self.fields
             .iter()

@@ -24,6 +24,8 @@ pub struct Object {
     pub namespace: String,
     /// spec.nodeName (pods: the index kubelets' watches use), "" when unset.
     pub node: String,
+    /// metadata.labels (the index of label-selected watches).
+    pub labels: Vec<(String, String)>,
     /// The object served (resourceVersion = mod_revision), or why it is
     /// unreadable (a list of it fails as a list from the store would).
     pub value: Result<Value, ApiError>,
@@ -46,12 +48,25 @@ impl Object {
             Ok(v) => (field(v, "/metadata/namespace"), field(v, "/spec/nodeName")),
             Err(_) => Default::default(),
         };
+        let labels = value
+            .as_ref()
+            .ok()
+            .and_then(|v| v.pointer("/metadata/labels"))
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
         Object {
             key: kv.key.clone(),
             create_revision: kv.create_revision,
             mod_revision: kv.mod_revision,
             namespace,
             node,
+            labels,
             value,
             json: OnceLock::new(),
         }

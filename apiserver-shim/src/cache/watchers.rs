@@ -1,11 +1,12 @@
 //! The client watches a cache feeds, indexed by what they select, and the
 //! fan-out of each event to them.
 //!
-//! - A watch is found by the namespace it watches, or for pods by the
-//!   spec.nodeName its field selector names (kube-apiserver's indexer: each
-//!   kubelet watches its own pods), else among the unindexed ones; an event
-//!   reaches only the watches its object's (old and new) namespace and node
-//!   index, plus the unindexed.
+//! - A watch is found, for pods, by the spec.nodeName its field selector
+//!   names (kube-apiserver's indexer: each kubelet watches its own pods),
+//!   else by a label its label selector requires with one value (`app=web`),
+//!   else by the namespace it watches, else among the unindexed ones; an
+//!   event reaches only the watches its object's (old and new) node, labels
+//!   and namespace index, plus the unindexed.
 //! - Watches with the same namespace and selectors form a class: an event
 //!   is matched once per class, and its line encoded once per (class type,
 //!   version, format), then the same `Bytes` go to every watch.
@@ -143,6 +144,40 @@ pub struct Watchers {
     unindexed: HashSet<u64>,
     by_namespace: HashMap<String, HashSet<u64>>,
     by_node: HashMap<String, HashSet<u64>>,
+    /// label key -> value -> watches.
+    by_label: HashMap<String, HashMap<String, HashSet<u64>>>,
+}
+
+/// What a watch is indexed by (the most selective its spec allows).
+enum IndexKey<'a> {
+    Node(&'a str),
+    Label(&'a str, &'a str),
+    Namespace(&'a str),
+    None,
+}
+
+impl Spec {
+    fn index_key(&self) -> IndexKey<'_> {
+        if let Some(node) = self.node() {
+            IndexKey::Node(node)
+        } else if let Some((k, v)) = self.selector.label_equals() {
+            IndexKey::Label(k, v)
+        } else if let Some(ns) = self.namespace.as_deref() {
+            IndexKey::Namespace(ns)
+        } else {
+            IndexKey::None
+        }
+    }
+}
+
+/// Removes `id` from `map[k]`, and the set once empty.
+fn unindex(map: &mut HashMap<String, HashSet<u64>>, k: &str, id: u64) {
+    if let Some(set) = map.get_mut(k) {
+        set.remove(&id);
+        if set.is_empty() {
+            map.remove(k);
+        }
+    }
 }
 
 impl Watchers {
@@ -152,10 +187,17 @@ impl Watchers {
         let (tx, rx) = mpsc::channel(QUEUE);
         let closed = Arc::new(OnceLock::new());
         let columns_sent = Arc::new(AtomicBool::new(false));
-        match (spec.node(), spec.namespace.as_deref()) {
-            (Some(node), _) => self.by_node.entry(node.into()).or_default().insert(id),
-            (None, Some(ns)) => self.by_namespace.entry(ns.into()).or_default().insert(id),
-            (None, None) => self.unindexed.insert(id),
+        match spec.index_key() {
+            IndexKey::Node(node) => self.by_node.entry(node.into()).or_default().insert(id),
+            IndexKey::Label(k, v) => self
+                .by_label
+                .entry(k.into())
+                .or_default()
+                .entry(v.into())
+                .or_default()
+                .insert(id),
+            IndexKey::Namespace(ns) => self.by_namespace.entry(ns.into()).or_default().insert(id),
+            IndexKey::None => self.unindexed.insert(id),
         };
         self.entries.insert(
             id,
@@ -179,18 +221,18 @@ impl Watchers {
         let Some(e) = self.entries.remove(&id) else {
             return;
         };
-        let unindex = |map: &mut HashMap<String, HashSet<u64>>, k: &str| {
-            if let Some(set) = map.get_mut(k) {
-                set.remove(&id);
-                if set.is_empty() {
-                    map.remove(k);
+        match e.spec.index_key() {
+            IndexKey::Node(node) => unindex(&mut self.by_node, node, id),
+            IndexKey::Label(k, v) => {
+                if let Some(values) = self.by_label.get_mut(k) {
+                    unindex(values, v, id);
+                    if values.is_empty() {
+                        self.by_label.remove(k);
+                    }
                 }
             }
-        };
-        match (e.spec.node(), e.spec.namespace.as_deref()) {
-            (Some(node), _) => unindex(&mut self.by_node, node),
-            (None, Some(ns)) => unindex(&mut self.by_namespace, ns),
-            (None, None) => {
+            IndexKey::Namespace(ns) => unindex(&mut self.by_namespace, ns, id),
+            IndexKey::None => {
                 self.unindexed.remove(&id);
             }
         }
@@ -225,6 +267,13 @@ impl Watchers {
             }
             if let Some(set) = self.by_node.get(&o.node) {
                 out.extend(set.iter().copied());
+            }
+            if !self.by_label.is_empty() {
+                for (k, v) in &o.labels {
+                    if let Some(set) = self.by_label.get(k).and_then(|values| values.get(v)) {
+                        out.extend(set.iter().copied());
+                    }
+                }
             }
         }
         out.sort_unstable();
@@ -364,6 +413,26 @@ mod tests {
         assert_eq!(t(&mut web_a.rx), "DELETED");
         assert_eq!(t(&mut all.rx), "MODIFIED");
         assert!(other_ns.rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn label_selected_watches_are_candidates_only_for_their_labels() {
+        let mut w = Watchers::default();
+        let web = w.add(spec(Some("a"), Some("app=web"), None), 0);
+        let web_in = w.add(spec(None, Some("app in (web),tier!=x"), None), 0);
+        let two = w.add(spec(None, Some("app in (web,db)"), None), 0);
+        let mut ids = Vec::new();
+        let db = pod("d", "a", "", "db", 3);
+        w.candidates([Some(&db), None], &mut ids);
+        // Only the unindexed set-based watch, not the label-indexed ones.
+        assert_eq!(ids, vec![two.id]);
+        ids.clear();
+        let web_pod = pod("p", "b", "", "web", 4);
+        w.candidates([Some(&db), Some(&web_pod)], &mut ids);
+        assert_eq!(ids, vec![web.id, web_in.id, two.id]);
+        w.remove(web.id);
+        w.remove(web_in.id);
+        assert!(w.by_label.is_empty());
     }
 
     #[test]
