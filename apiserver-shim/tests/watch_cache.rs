@@ -934,3 +934,76 @@ async fn gets_with_a_resource_version_are_served_by_the_cache() {
     );
     embedded.stop().await;
 }
+
+/// A paged list is served from the cache's snapshot: every page at the
+/// first page's revision whatever is written meanwhile, with continue
+/// tokens and remainingItemCount as the store's pages, and its continue
+/// pages still answered after the store compacted that revision away (the
+/// store would answer 410).
+#[tokio::test]
+async fn paged_lists_read_one_snapshot_of_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Arc::new(Embedded::start(dir.path()).await.unwrap());
+    let api = RestApi::new(embedded.clone(), "/registry")
+        .with_watch_cache(oxetcd_apiserver::cache::Config { window_min: 100 });
+    namespaces::bootstrap(&api).await.unwrap();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = |name: &str| json!({"metadata": {"name": name}});
+    for i in 0..7 {
+        json_of(&api, Method::POST, cms, cm(&format!("c{i}"))).await;
+    }
+    let first = json_of(&api, Method::GET, &format!("{cms}?limit=3"), Value::Null).await;
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&first), ["c0", "c1", "c2"], "{first}");
+    assert_eq!(first["metadata"]["remainingItemCount"], 4, "{first}");
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Changes after the first page, then the revision compacted away.
+    json_of(&api, Method::DELETE, &format!("{cms}/c4"), Value::Null).await;
+    let last = json_of(&api, Method::POST, cms, cm("c9")).await;
+    let now: i64 = last["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    embedded.compact(now).await.unwrap();
+    let mut all = names(&first);
+    let mut token = first["metadata"]["continue"].as_str().unwrap().to_owned();
+    loop {
+        let page = json_of(
+            &api,
+            Method::GET,
+            &format!("{cms}?limit=3&continue={token}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(page["metadata"]["resourceVersion"], rv.as_str(), "{page}");
+        all.extend(names(&page));
+        match page["metadata"]["continue"].as_str() {
+            Some(t) if !t.is_empty() => {
+                assert_eq!(page["metadata"]["remainingItemCount"], 1, "{page}");
+                token = t.to_owned();
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(all, ["c0", "c1", "c2", "c3", "c4", "c5", "c6"]);
+    // A new paged list sees the changes.
+    let fresh = json_of(&api, Method::GET, &format!("{cms}?limit=10"), Value::Null).await;
+    assert_eq!(
+        names(&fresh),
+        ["c0", "c1", "c2", "c3", "c5", "c6", "c9"],
+        "{fresh}"
+    );
+    assert!(fresh["metadata"].get("continue").is_none(), "{fresh}");
+    embedded.stop().await;
+}

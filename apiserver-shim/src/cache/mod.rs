@@ -2,13 +2,13 @@
 //! cacher): one per resource, started on first use (and for the built-in
 //! kinds at start-up), each one store watch of the resource's prefix.
 //!
-//! - `resource`: the cache: objects decoded once, the reflector (list +
-//!   watch, progress requests, rebuild after a compaction), reads waiting
-//!   for freshness;
+//! - `resource`: the cache: objects decoded once (in a persistent map whose
+//!   snapshots serve paged lists), the reflector (list + watch, progress
+//!   requests, rebuild after a compaction), reads waiting for freshness;
 //! - `window`: the bounded window of recent events watches start from;
 //! - `event`: cached objects and events, lines encoded once and shared;
-//! - `watchers`: client watches indexed by namespace and spec.nodeName, and
-//!   the fan-out with bounded queues;
+//! - `watchers`: client watches indexed by spec.nodeName, a label or the
+//!   namespace, and the fan-out with bounded queues;
 //! - `client`: one client watch's task.
 //!
 //! Events (core and events.k8s.io) are not cached, as in kube-apiserver:

@@ -1,6 +1,7 @@
 //! One resource's watch cache: a store watch of its prefix (the reflector)
 //! keeping every current object, decoded once, and a window of recent
-//! events; lists and watches served from them.
+//! events; lists and watches served from them, and paged lists from
+//! snapshots of the objects pinned by their first page.
 //!
 //! The reflector lists the prefix (in pages of 10,000 at one revision),
 //! then watches from the revision after. A watch that ends or fails is
@@ -8,7 +9,7 @@
 //! the cache rebuilt by a new list, and its watches closed with 410 (their
 //! position is gone with the old window), so that their clients relist.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -35,6 +36,16 @@ const FRESH_WAIT: Duration = Duration::from_secs(3);
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Between attempts to list or watch after a store error.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a paged list's snapshot is kept for its continue pages
+/// (kube-apiserver keeps its cache snapshots as long as its event history:
+/// 75 s); a later page is read from the store.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(75);
+/// Snapshots kept at most (the oldest is dropped first).
+const SNAPSHOTS_MAX: usize = 64;
+
+/// The cached objects by key: a persistent map, so that a snapshot for a
+/// paged list is an O(1) clone that later changes copy on write.
+pub type Objects = imbl::OrdMap<Bytes, Arc<Object>>;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,7 +78,9 @@ struct State {
     ready: bool,
     /// Every change up to this revision is applied.
     revision: i64,
-    objects: BTreeMap<Bytes, Arc<Object>>,
+    objects: Objects,
+    /// Snapshots of `objects` pinned by paged lists: (revision, when, objects).
+    snapshots: VecDeque<(i64, Instant, Objects)>,
     window: Window,
     watchers: Watchers,
     /// Asks the current store watch for progress (None: no watch, or a
@@ -97,7 +110,8 @@ impl Cache {
             state: Mutex::new(State {
                 ready: false,
                 revision: 0,
-                objects: BTreeMap::new(),
+                objects: Objects::new(),
+                snapshots: VecDeque::new(),
                 window: Window::new(0, config.window_min, config.window_max()),
                 watchers: Watchers::default(),
                 progress: None,
@@ -166,8 +180,40 @@ impl Cache {
             return None;
         }
         let range = (Bound::Included(start), Bound::Excluded(end));
-        let objs = st.objects.range::<[u8], _>(range).map(|(_, o)| o.clone());
+        let objs = st.objects.range::<_, [u8]>(range).map(|(_, o)| o.clone());
         Some((objs.collect(), st.revision))
+    }
+
+    /// Every current object and the revision they are at, pinned for
+    /// later pages at that revision (see [`Cache::pinned`]); None while the
+    /// cache is not ready.
+    pub fn pin(&self) -> Option<(Objects, i64)> {
+        let mut st = self.lock();
+        if !st.ready {
+            return None;
+        }
+        let (objects, revision) = (st.objects.clone(), st.revision);
+        let now = Instant::now();
+        st.snapshots
+            .retain(|(_, at, _)| now.duration_since(*at) < SNAPSHOT_TTL);
+        if st.snapshots.back().map(|(r, _, _)| *r) != Some(revision) {
+            if st.snapshots.len() == SNAPSHOTS_MAX {
+                st.snapshots.pop_front();
+            }
+            st.snapshots.push_back((revision, now, objects.clone()));
+        }
+        Some((objects, revision))
+    }
+
+    /// The objects at `revision` as an earlier [`Cache::pin`] kept them, if
+    /// they are still kept.
+    pub fn pinned(&self, revision: i64) -> Option<Objects> {
+        let st = self.lock();
+        st.snapshots
+            .iter()
+            .rev()
+            .find(|(r, at, _)| *r == revision && at.elapsed() < SNAPSHOT_TTL)
+            .map(|(_, _, objects)| objects.clone())
     }
 
     /// Registers a watch of `spec` (keys in [start, end)) starting at
@@ -187,7 +233,7 @@ impl Cache {
         let (initial, after) = match start {
             Start::Snapshot => {
                 let range = (Bound::Included(range.0), Bound::Excluded(range.1));
-                let objs = st.objects.range::<[u8], _>(range).map(|(_, o)| o.clone());
+                let objs = st.objects.range::<_, [u8]>(range).map(|(_, o)| o.clone());
                 (Initial::Objects(objs.collect()), st.revision)
             }
             Start::After(n) => match st.window.since(n) {
@@ -210,7 +256,7 @@ impl Cache {
 
     /// Replaces the state with a new list at `revision`; closes the watches
     /// of an earlier state.
-    fn reset(&self, objects: BTreeMap<Bytes, Arc<Object>>, revision: i64) {
+    fn reset(&self, objects: Objects, revision: i64) {
         let mut st = self.lock();
         if !st.watchers.is_empty() {
             st.watchers.close_all(Closed::Rebuilt { revision });
@@ -281,8 +327,8 @@ impl Cache {
     }
 
     /// The current objects, listed from the store in pages at one revision.
-    async fn list(&self) -> Result<(BTreeMap<Bytes, Arc<Object>>, i64), StoreError> {
-        let mut objects = BTreeMap::new();
+    async fn list(&self) -> Result<(Objects, i64), StoreError> {
+        let mut objects = Objects::new();
         let mut start = self.start.clone();
         let mut revision = 0;
         loop {

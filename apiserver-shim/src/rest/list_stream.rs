@@ -7,8 +7,6 @@
 //! in `benches/k8s-compare`); now nothing is copied, the workers stay free,
 //! and at most a few chunks of the answer are in memory at once.
 
-use std::io::Write;
-
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -38,8 +36,6 @@ enum Stopped {
     Gone,
     #[error("{0}")]
     Json(#[from] serde_json::Error),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
 }
 
 fn encode(items: &CachedItems, tx: &mpsc::Sender<Bytes>) -> Result<(), Stopped> {
@@ -49,11 +45,9 @@ fn encode(items: &CachedItems, tx: &mpsc::Sender<Bytes>) -> Result<(), Stopped> 
     serde_json::to_writer(&mut buf, &format!("{}List", kind.kind))?;
     buf.extend_from_slice(b",\"apiVersion\":");
     serde_json::to_writer(&mut buf, &kind.api_version())?;
-    write!(
-        buf,
-        ",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[",
-        items.revision
-    )?;
+    buf.extend_from_slice(b",\"metadata\":");
+    serde_json::to_writer(&mut buf, &items.metadata())?;
+    buf.extend_from_slice(b",\"items\":[");
     for (i, object) in items.objects.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
@@ -109,6 +103,8 @@ mod tests {
             kind,
             revision: 42,
             objects,
+            continue_token: Some("next".into()),
+            remaining: Some(5),
         });
         let mut chunks = Vec::new();
         while let Some(chunk) = rx.recv().await {
@@ -119,7 +115,10 @@ mod tests {
         let list: Value = serde_json::from_slice(&whole).expect("one JSON document");
         assert_eq!(list["kind"], "PodList");
         assert_eq!(list["apiVersion"], "v1");
-        assert_eq!(list["metadata"], json!({"resourceVersion": "42"}));
+        assert_eq!(
+            list["metadata"],
+            json!({"resourceVersion": "42", "continue": "next", "remainingItemCount": 5})
+        );
         let items = list["items"].as_array().expect("items");
         assert_eq!(items.len(), 300);
         for (i, item) in items.iter().enumerate() {

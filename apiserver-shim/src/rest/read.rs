@@ -1,12 +1,14 @@
 //! get and list (reference: kubernetes-apiserver.md §2: list pages, the
 //! continue token, resourceVersion and resourceVersionMatch rules).
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use super::{continue_token, list_stream, object, Api, Query, Reply, Target};
 use crate::cache::event::Object;
+use crate::cache::resource::Objects;
 use crate::cache::{Cache, Freshness};
 use crate::error::ApiError;
 use crate::registry::Kind;
@@ -118,8 +120,9 @@ fn read_at(q: &Query, limit: i64) -> Result<ReadAt, ApiError> {
 /// Whether the watch cache answers a list (kube-apiserver's delegator
 /// rules), and how fresh it must be: resourceVersion "0" (any limit,
 /// ignored) or NotOlderThan N without a limit, and consistent lists without
-/// a limit. Exact reads, paged reads at a revision and continues go to the
-/// store.
+/// a limit. Consistent paged lists and their continues are read from the
+/// cache's snapshots before this (see `listed`); exact reads and paged
+/// reads at a revision go to the store.
 fn from_cache(q: &Query, limit: i64) -> Result<Option<Freshness>, ApiError> {
     let rv = q.get("resourceVersion");
     Ok(match read_at(q, limit)? {
@@ -138,6 +141,24 @@ pub struct CachedItems {
     pub kind: &'static Kind,
     pub revision: i64,
     pub objects: Vec<Arc<Object>>,
+    /// A page's continue token, when keys remain.
+    pub continue_token: Option<String>,
+    /// The keys after a page (without a selector), as remainingItemCount.
+    pub remaining: Option<i64>,
+}
+
+impl CachedItems {
+    /// The list's metadata.
+    pub fn metadata(&self) -> Value {
+        let mut meta = json!({"resourceVersion": self.revision.to_string()});
+        if let Some(token) = &self.continue_token {
+            meta["continue"] = json!(token);
+        }
+        if let Some(n) = self.remaining {
+            meta["remainingItemCount"] = json!(n);
+        }
+        meta
+    }
 }
 
 impl CachedItems {
@@ -149,11 +170,7 @@ impl CachedItems {
             .iter()
             .filter_map(|o| o.served(self.kind))
             .collect();
-        list_value(
-            self.kind,
-            json!({"resourceVersion": self.revision.to_string()}),
-            items,
-        )
+        list_value(self.kind, self.metadata(), items)
     }
 }
 
@@ -198,7 +215,49 @@ async fn cached_items(
         kind: t.kind,
         revision,
         objects,
+        continue_token: None,
+        remaining: None,
     }))
+}
+
+/// A page of at most `limit` selected objects of `snapshot` from `start`
+/// (below `end`), with the continue token of the next page at the same
+/// revision.
+fn snapshot_page(
+    t: &Target<'_>,
+    snapshot: &Objects,
+    revision: i64,
+    selector: &Selector,
+    (prefix, start, end): (&str, &[u8], &[u8]),
+    limit: i64,
+) -> Result<CachedItems, ApiError> {
+    let mut range = snapshot.range::<_, [u8]>((Bound::Included(start), Bound::Excluded(end)));
+    let mut objects = Vec::new();
+    let mut last_key = None;
+    for (key, object) in range.by_ref() {
+        match &object.value {
+            Ok(v) if selector.matches(v) => objects.push(object.clone()),
+            Ok(_) => {}
+            Err(e) => return Err(e.clone()),
+        }
+        last_key = Some(key);
+        if objects.len() as i64 == limit {
+            break;
+        }
+    }
+    let rest = range.count() as i64;
+    let continue_token = last_key.filter(|_| rest > 0).map(|k| {
+        let rel = String::from_utf8_lossy(&k[prefix.len().min(k.len())..]).to_string();
+        continue_token::encode(revision, &format!("{rel}\0"))
+    });
+    let remaining = (continue_token.is_some() && selector.is_empty()).then_some(rest);
+    Ok(CachedItems {
+        kind: t.kind,
+        revision,
+        objects,
+        continue_token,
+        remaining,
+    })
 }
 
 /// A list, answered as kube-apiserver answers it: from the watch cache
@@ -252,6 +311,36 @@ async fn listed(api: &Api, t: &Target<'_>, q: &Query) -> Result<Listed, ApiError
         Some(key) => format!("{key}\0").into_bytes(),
         None => prefix_end(prefix.as_bytes()),
     };
+    // Paged lists from the cache's snapshots (kube-apiserver's
+    // ListFromCacheSnapshot): a consistent first page pins the cache's
+    // objects at its revision; its continue pages read the same snapshot
+    // while it is kept, else the store at that revision.
+    if let (Some(cache), true) = (api.cache(t.kind), limit > 0) {
+        let start = pinned.clone().unwrap_or_else(|| prefix.clone());
+        let snapshot = match q.get("continue") {
+            None if q.get("resourceVersion").is_none()
+                && q.get("resourceVersionMatch").is_none()
+                && cache.fresh(Freshness::Consistent).await? =>
+            {
+                cache
+                    .pin()
+                    .map(|(objects, revision)| (objects, revision, start.into_bytes()))
+            }
+            Some(token) if matches!(q.get("resourceVersion"), None | Some("0")) => {
+                let (rv, rel) = continue_token::decode(token)?;
+                cache
+                    .pinned(rv)
+                    .map(|objects| (objects, rv, format!("{prefix}{rel}").into_bytes()))
+            }
+            _ => None,
+        };
+        if let Some((objects, revision, start)) = snapshot {
+            let bounds = (prefix.as_str(), start.as_slice(), end.as_slice());
+            return Ok(Listed::Cached(snapshot_page(
+                t, &objects, revision, &selector, bounds, limit,
+            )?));
+        }
+    }
     if q.get("continue").is_none() {
         if let (Some(cache), Some(freshness)) = (api.cache(t.kind), from_cache(q, limit)?) {
             let start = pinned.clone().unwrap_or_else(|| prefix.clone());
