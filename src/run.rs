@@ -78,6 +78,9 @@ fn server_config(
         client_cert_auth: config.client_tls.client_cert_auth,
         failpoint_stale_reads: failpoint("OXETCD_FAILPOINT_STALE_READS"),
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
+        watch_failpoints: oxetcd_watch::WatchFailpoints {
+            drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
+        },
         auto_compaction: config.auto_compaction,
         test_auto_compaction_interval: std::env::var("OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS")
             .ok()

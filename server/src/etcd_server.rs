@@ -24,7 +24,7 @@ use oxetcd_proto::etcdserverpb::{
 };
 use oxetcd_raft::{NodeId, PeerService};
 use oxetcd_storage::{Engine, StorageError, Store, WriteBuffer, FLUSH_INTERVAL};
-use oxetcd_watch::{WatchConfig, WatchHub};
+use oxetcd_watch::{WatchConfig, WatchFailpoints, WatchHub};
 use prost::Message;
 use tracing::{info, warn};
 
@@ -135,6 +135,10 @@ pub struct ServerConfig {
     /// end): the Raft log is never fsynced, so a power cut loses acknowledged
     /// writes; the power-loss tests must catch it.
     pub failpoint_skip_wal_fsync: bool,
+    /// Test-only failpoints in the watch hub (OXETCD_FAILPOINT_WATCH_*=1 in
+    /// the front end): events dropped, duplicated, or a resumed watch served
+    /// from a later revision; the tester's watch checker must catch each.
+    pub watch_failpoints: WatchFailpoints,
     /// --auto-compaction-mode and --auto-compaction-retention; None when
     /// the retention is 0 (etcd's "disabled").
     pub auto_compaction: Option<AutoCompaction>,
@@ -185,6 +189,7 @@ impl ServerConfig {
             jwt: None,
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
+            watch_failpoints: WatchFailpoints::default(),
             auto_compaction: None,
             test_auto_compaction_interval: None,
             initial_corrupt_check: false,
@@ -318,6 +323,9 @@ impl Opened {
         if config.failpoint_skip_wal_fsync {
             warn!("OXETCD_FAILPOINT_SKIP_WAL_FSYNC is set: the Raft log is not fsynced, a power cut loses acknowledged writes (a test failpoint)");
         }
+        if config.watch_failpoints.drop_events {
+            warn!("OXETCD_FAILPOINT_WATCH_DROP_EVENTS is set: watch streams miss events (a test failpoint)");
+        }
         tokio::spawn(watch_quota(QuotaWatch {
             replication: replication.clone(),
             store: store.clone(),
@@ -408,6 +416,7 @@ impl EtcdServer {
         compactor::spawn(&store, config.compaction_batch_limit)?;
         let watch_config = WatchConfig {
             progress_notify_interval: config.watch_progress_notify_interval,
+            failpoints: config.watch_failpoints,
             ..WatchConfig::default()
         };
         let hub = WatchHub::start(store.clone(), watch_config);
