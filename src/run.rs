@@ -80,6 +80,7 @@ fn server_config(
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
         watch_failpoints: oxetcd_watch::WatchFailpoints {
             drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
+            duplicate_events: failpoint("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS"),
         },
         auto_compaction: config.auto_compaction,
         test_auto_compaction_interval: std::env::var("OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS")

@@ -436,6 +436,15 @@ async fn watch_events_dropped_are_caught() {
     a_failpoint_is_caught(config, "OXETCD_FAILPOINT_WATCH_DROP_EVENTS", "watch", "gap").await;
 }
 
+/// `OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS`: the fan-out sends one
+/// revision in 20 twice per stream (`duplicate`).
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_events_duplicated_are_caught() {
+    let (config, _dir) = config(oxetcd(), "watch", WATCH_SEED);
+    let failpoint = "OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS";
+    a_failpoint_is_caught(config, failpoint, "watch", "duplicate").await;
+}
+
 /// A 15-second `register` run with auth (`--auth`), granted `granted`,
 /// whose schedule starts by killing members (checked: a killed member
 /// forgets its simple tokens, so its clients must authenticate again):

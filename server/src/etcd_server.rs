@@ -326,6 +326,9 @@ impl Opened {
         if config.watch_failpoints.drop_events {
             warn!("OXETCD_FAILPOINT_WATCH_DROP_EVENTS is set: watch streams miss events (a test failpoint)");
         }
+        if config.watch_failpoints.duplicate_events {
+            warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
+        }
         tokio::spawn(watch_quota(QuotaWatch {
             replication: replication.clone(),
             store: store.clone(),

@@ -64,6 +64,9 @@ pub struct WatchFailpoints {
     /// [`FAILPOINT_PERIOD`] (which one depends on the stream), while the
     /// watcher moves past it: a gap in the stream.
     pub drop_events: bool,
+    /// The write-path fan-out sends, for each stream, one revision in
+    /// [`FAILPOINT_PERIOD`] twice: a duplicate in the stream.
+    pub duplicate_events: bool,
 }
 
 /// How often a failpoint of [`WatchFailpoints`] strikes: once every this
@@ -229,6 +232,13 @@ impl WatchHub {
                     indices.clear();
                     indices.extend(run.iter().map(|(_, i)| *i));
                     let events = batches.get(&indices);
+                    if self.config.failpoints.duplicate_events
+                        && (rev + w.key.0 as i64) % FAILPOINT_PERIOD == 0
+                    {
+                        // The failpoint's bug: the same events sent twice.
+                        let again = DeliveryKind::Events(events.clone());
+                        w.outbox.send(delivery(w, rev, again));
+                    }
                     w.outbox
                         .send(delivery(w, rev, DeliveryKind::Events(events)));
                     w.next_rev = rev + 1;
