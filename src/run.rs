@@ -81,6 +81,7 @@ fn server_config(
         watch_failpoints: oxetcd_watch::WatchFailpoints {
             drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
             duplicate_events: failpoint("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS"),
+            start_late: failpoint("OXETCD_FAILPOINT_WATCH_START_LATE"),
         },
         auto_compaction: config.auto_compaction,
         test_auto_compaction_interval: std::env::var("OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS")

@@ -445,6 +445,17 @@ async fn watch_events_duplicated_are_caught() {
     a_failpoint_is_caught(config, failpoint, "watch", "duplicate").await;
 }
 
+/// `OXETCD_FAILPOINT_WATCH_START_LATE`: a watch created at a start
+/// revision (every watcher's first, at the run's first revision, and each
+/// resume after a broken stream) is served from the revision after it, and
+/// misses that one (`gap`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_started_late_is_caught() {
+    let (config, _dir) = config(oxetcd(), "watch", WATCH_SEED);
+    let failpoint = "OXETCD_FAILPOINT_WATCH_START_LATE";
+    a_failpoint_is_caught(config, failpoint, "watch", "gap").await;
+}
+
 /// A 15-second `register` run with auth (`--auth`), granted `granted`,
 /// whose schedule starts by killing members (checked: a killed member
 /// forgets its simple tokens, so its clients must authenticate again):

@@ -329,6 +329,9 @@ impl Opened {
         if config.watch_failpoints.duplicate_events {
             warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
         }
+        if config.watch_failpoints.start_late {
+            warn!("OXETCD_FAILPOINT_WATCH_START_LATE is set: watches created at a revision skip it (a test failpoint)");
+        }
         tokio::spawn(watch_quota(QuotaWatch {
             replication: replication.clone(),
             store: store.clone(),

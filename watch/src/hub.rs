@@ -67,6 +67,10 @@ pub struct WatchFailpoints {
     /// The write-path fan-out sends, for each stream, one revision in
     /// [`FAILPOINT_PERIOD`] twice: a duplicate in the stream.
     pub duplicate_events: bool,
+    /// A watch created at a start revision (a client starting at a known
+    /// revision, or resuming after its stream broke) is served from the
+    /// revision after it: the start revision's events are never sent.
+    pub start_late: bool,
 }
 
 /// How often a failpoint of [`WatchFailpoints`] strikes: once every this
@@ -317,7 +321,8 @@ impl WatchHub {
         };
         stream.watch_ids.insert(id);
         let next_rev = if spec.start_revision > 0 {
-            spec.start_revision
+            // The failpoint's bug: the watch starts one revision late.
+            spec.start_revision + i64::from(self.config.failpoints.start_late)
         } else {
             notified + 1
         };
