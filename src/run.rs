@@ -78,6 +78,7 @@ fn server_config(
         client_cert_auth: config.client_tls.client_cert_auth,
         failpoint_stale_reads: failpoint("OXETCD_FAILPOINT_STALE_READS"),
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
+        failpoint_lease_expire_early: failpoint("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY"),
         watch_failpoints: oxetcd_watch::WatchFailpoints {
             drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
             duplicate_events: failpoint("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS"),

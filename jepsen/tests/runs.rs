@@ -456,6 +456,17 @@ async fn a_watch_started_late_is_caught() {
     a_failpoint_is_caught(config, failpoint, "watch", "gap").await;
 }
 
+/// `OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY`: the leader expires leases after
+/// half their TTL; a lease left to expire loses its key while it must still
+/// be there (`vanished-early`). The same run without it is
+/// `oxetcd_passes_lease`.
+#[tokio::test(flavor = "multi_thread")]
+async fn leases_expiring_early_are_caught() {
+    let (config, _dir) = config(oxetcd(), "lease", 11);
+    let failpoint = "OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY";
+    a_failpoint_is_caught(config, failpoint, "lease", "vanished-early").await;
+}
+
 /// A 15-second `register` run with auth (`--auth`), granted `granted`,
 /// whose schedule starts by killing members (checked: a killed member
 /// forgets its simple tokens, so its clients must authenticate again):

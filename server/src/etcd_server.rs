@@ -139,6 +139,10 @@ pub struct ServerConfig {
     /// the front end): events dropped, duplicated, or a resumed watch served
     /// from a later revision; the tester's watch checker must catch each.
     pub watch_failpoints: WatchFailpoints,
+    /// Test-only failpoint (OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY=1 in the
+    /// front end): the leader expires leases after half their TTL; the
+    /// tester's lease checker must catch it.
+    pub failpoint_lease_expire_early: bool,
     /// --auto-compaction-mode and --auto-compaction-retention; None when
     /// the retention is 0 (etcd's "disabled").
     pub auto_compaction: Option<AutoCompaction>,
@@ -190,6 +194,7 @@ impl ServerConfig {
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
             watch_failpoints: WatchFailpoints::default(),
+            failpoint_lease_expire_early: false,
             auto_compaction: None,
             test_auto_compaction_interval: None,
             initial_corrupt_check: false,
@@ -329,6 +334,9 @@ impl Opened {
         if config.watch_failpoints.duplicate_events {
             warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
         }
+        if config.failpoint_lease_expire_early {
+            warn!("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY is set: leases expire after half their TTL (a test failpoint)");
+        }
         if config.watch_failpoints.start_late {
             warn!("OXETCD_FAILPOINT_WATCH_START_LATE is set: watches created at a revision skip it (a test failpoint)");
         }
@@ -441,10 +449,13 @@ impl EtcdServer {
         // Members of a new cluster bootstrap it together; a member joining an
         // existing one waits to be added (MemberAdd on the cluster).
         let mut bootstrap = config.new_cluster.then(|| identity.members.clone());
-        let lessor = Arc::new(Lessor::new(
-            Lessor::min_ttl_for(config.election_timeout),
-            config.lease_checkpoint,
-        ));
+        let lessor = Arc::new(
+            Lessor::new(
+                Lessor::min_ttl_for(config.election_timeout),
+                config.lease_checkpoint,
+            )
+            .with_early_expiry(config.failpoint_lease_expire_early),
+        );
         let alarms = Arc::new(Alarms::load(&store).map_err(raft_error)?);
         let quota = Arc::new(Quota::new(config.quota_backend_bytes));
         let jwt = match &config.jwt {
