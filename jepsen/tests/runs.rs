@@ -467,6 +467,24 @@ async fn leases_expiring_early_are_caught() {
     a_failpoint_is_caught(config, failpoint, "lease", "vanished-early").await;
 }
 
+/// `OXETCD_FAILPOINT_TXN_HALF_APPLIED`: a txn appending to several keys is
+/// acknowledged with its last put never applied; later reads of that key
+/// lack the value (`lost-append`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_txn_applied_in_part_is_caught() {
+    let (config, _dir) = config(oxetcd(), "append", APPEND_SEED);
+    let failpoint = "OXETCD_FAILPOINT_TXN_HALF_APPLIED";
+    a_failpoint_is_caught(config, failpoint, "elle-append", "lost-append").await;
+}
+
+/// The `append` run of the txn failpoints: kill + pause (+ partition), 15 s.
+const APPEND_SEED: u64 = 22;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_append() {
+    passes(oxetcd(), "append", APPEND_SEED).await;
+}
+
 /// A 15-second `register` run with auth (`--auth`), granted `granted`,
 /// whose schedule starts by killing members (checked: a killed member
 /// forgets its simple tokens, so its clients must authenticate again):

@@ -143,6 +143,10 @@ pub struct ServerConfig {
     /// front end): the leader expires leases after half their TTL; the
     /// tester's lease checker must catch it.
     pub failpoint_lease_expire_early: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_TXN_HALF_APPLIED=1 in the front
+    /// end): a txn putting several keys applies all puts but its last; the
+    /// tester's append checker must catch it.
+    pub failpoint_txn_half_applied: bool,
     /// --auto-compaction-mode and --auto-compaction-retention; None when
     /// the retention is 0 (etcd's "disabled").
     pub auto_compaction: Option<AutoCompaction>,
@@ -195,6 +199,7 @@ impl ServerConfig {
             failpoint_skip_wal_fsync: false,
             watch_failpoints: WatchFailpoints::default(),
             failpoint_lease_expire_early: false,
+            failpoint_txn_half_applied: false,
             auto_compaction: None,
             test_auto_compaction_interval: None,
             initial_corrupt_check: false,
@@ -334,6 +339,9 @@ impl Opened {
         if config.watch_failpoints.duplicate_events {
             warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
         }
+        if config.failpoint_txn_half_applied {
+            warn!("OXETCD_FAILPOINT_TXN_HALF_APPLIED is set: txns putting several keys lose their last put (a test failpoint)");
+        }
         if config.failpoint_lease_expire_early {
             warn!("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY is set: leases expire after half their TTL (a test failpoint)");
         }
@@ -449,6 +457,10 @@ impl EtcdServer {
         // Members of a new cluster bootstrap it together; a member joining an
         // existing one waits to be added (MemberAdd on the cluster).
         let mut bootstrap = config.new_cluster.then(|| identity.members.clone());
+        if config.failpoint_txn_half_applied {
+            // Before the log is replayed: every txn applied here is broken.
+            crate::apply::set_half_applied_failpoint(true);
+        }
         let lessor = Arc::new(
             Lessor::new(
                 Lessor::min_ttl_for(config.election_timeout),
