@@ -80,6 +80,7 @@ fn server_config(
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
         failpoint_lease_expire_early: failpoint("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY"),
         failpoint_txn_half_applied: failpoint("OXETCD_FAILPOINT_TXN_HALF_APPLIED"),
+        failpoint_stale_read_only_txn: failpoint("OXETCD_FAILPOINT_STALE_READ_ONLY_TXN"),
         watch_failpoints: oxetcd_watch::WatchFailpoints {
             drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
             duplicate_events: failpoint("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS"),

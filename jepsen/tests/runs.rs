@@ -485,6 +485,26 @@ async fn oxetcd_passes_append() {
     passes(oxetcd(), "append", APPEND_SEED).await;
 }
 
+/// The `register` run of the read-only txn failpoint: kill + pause (+
+/// partition), 15 s. Without it, valid.
+const REGISTER_SEED: u64 = 23;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_register() {
+    passes(oxetcd(), "register", REGISTER_SEED).await;
+}
+
+/// `OXETCD_FAILPOINT_STALE_READ_ONLY_TXN`: read-only txns (half of the
+/// workload's reads) read the store as it was 10 revisions before; reads
+/// miss writes acknowledged before they began (`nonlinearizable`).
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_txns_served_stale_are_caught() {
+    let (config, _dir) = config(oxetcd(), "register", REGISTER_SEED);
+    let failpoint = "OXETCD_FAILPOINT_STALE_READ_ONLY_TXN";
+    let checker = "linearizable-register";
+    a_failpoint_is_caught(config, failpoint, checker, "nonlinearizable").await;
+}
+
 /// A 15-second `register` run with auth (`--auth`), granted `granted`,
 /// whose schedule starts by killing members (checked: a killed member
 /// forgets its simple tokens, so its clients must authenticate again):

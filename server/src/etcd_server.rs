@@ -147,6 +147,10 @@ pub struct ServerConfig {
     /// end): a txn putting several keys applies all puts but its last; the
     /// tester's append checker must catch it.
     pub failpoint_txn_half_applied: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READ_ONLY_TXN=1 in the
+    /// front end): read-only txns read a snapshot 10 revisions old; the
+    /// tester's register checker must catch it.
+    pub failpoint_stale_read_only_txn: bool,
     /// --auto-compaction-mode and --auto-compaction-retention; None when
     /// the retention is 0 (etcd's "disabled").
     pub auto_compaction: Option<AutoCompaction>,
@@ -200,6 +204,7 @@ impl ServerConfig {
             watch_failpoints: WatchFailpoints::default(),
             failpoint_lease_expire_early: false,
             failpoint_txn_half_applied: false,
+            failpoint_stale_read_only_txn: false,
             auto_compaction: None,
             test_auto_compaction_interval: None,
             initial_corrupt_check: false,
@@ -339,6 +344,9 @@ impl Opened {
         if config.watch_failpoints.duplicate_events {
             warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
         }
+        if config.failpoint_stale_read_only_txn {
+            warn!("OXETCD_FAILPOINT_STALE_READ_ONLY_TXN is set: read-only txns read an old snapshot (a test failpoint)");
+        }
         if config.failpoint_txn_half_applied {
             warn!("OXETCD_FAILPOINT_TXN_HALF_APPLIED is set: txns putting several keys lose their last put (a test failpoint)");
         }
@@ -457,9 +465,12 @@ impl EtcdServer {
         // Members of a new cluster bootstrap it together; a member joining an
         // existing one waits to be added (MemberAdd on the cluster).
         let mut bootstrap = config.new_cluster.then(|| identity.members.clone());
+        // Before the log is replayed: every txn applied here is broken.
         if config.failpoint_txn_half_applied {
-            // Before the log is replayed: every txn applied here is broken.
             crate::apply::set_half_applied_failpoint(true);
+        }
+        if config.failpoint_stale_read_only_txn {
+            crate::apply::set_stale_read_only_failpoint(true);
         }
         let lessor = Arc::new(
             Lessor::new(

@@ -30,6 +30,27 @@ pub fn set_half_applied_failpoint(on: bool) {
     HALF_APPLIED.store(on, Ordering::Relaxed);
 }
 
+/// Test-only failpoint (OXETCD_FAILPOINT_STALE_READ_ONLY_TXN): the ranges
+/// of a read-only txn (no put, delete or nested txn on either branch) that
+/// ask for the latest revision read the store as it was
+/// [`STALE_BY`] revisions before. Process-wide, as [`HALF_APPLIED`].
+static STALE_READ_ONLY: AtomicBool = AtomicBool::new(false);
+const STALE_BY: i64 = 10;
+
+/// Enables the failpoint [`STALE_READ_ONLY`] (at start, from the config).
+pub fn set_stale_read_only_failpoint(on: bool) {
+    STALE_READ_ONLY.store(on, Ordering::Relaxed);
+}
+
+/// Whether `req` only reads: no put, delete or txn on either branch.
+fn read_only(req: &TxnRequest) -> bool {
+    let reads = |ops: &[RequestOp]| {
+        ops.iter()
+            .all(|op| matches!(op.request, Some(Op::RequestRange(_)) | None))
+    };
+    reads(&req.success) && reads(&req.failure)
+}
+
 /// Applies a TxnRequest (already validated) in `txn`.
 pub fn apply_txn(
     txn: &mut WriteTxn<'_>,
@@ -138,6 +159,16 @@ fn execute(
     let mut puts_left = puts;
     for op in ops {
         let response = match &op.request {
+            Some(Op::RequestRange(r))
+                if r.revision == 0 && STALE_READ_ONLY.load(Ordering::Relaxed) && read_only(req) =>
+            {
+                // The failpoint's bug: an old snapshot for a read-only txn.
+                let stale = oxetcd_proto::etcdserverpb::RangeRequest {
+                    revision: (txn.read_rev() - STALE_BY).max(1),
+                    ..r.clone()
+                };
+                OpResponse::ResponseRange(range(&*txn, &stale)?)
+            }
             Some(Op::RequestRange(r)) => OpResponse::ResponseRange(range(&*txn, r)?),
             Some(Op::RequestPut(p)) => {
                 puts_left -= 1;
