@@ -505,6 +505,27 @@ async fn read_only_txns_served_stale_are_caught() {
     a_failpoint_is_caught(config, failpoint, checker, "nonlinearizable").await;
 }
 
+/// The `set` run of the restart failpoint: seed 25, kills alone (two
+/// members, then more), 15 s. Without it, valid.
+const RESTART_SEED: u64 = 25;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_set_under_kills() {
+    passes_without(oxetcd(), "set", RESTART_SEED, &["pause", "partition"]).await;
+}
+
+/// `OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART`: a killed member, restarted,
+/// forgets the first key writes it applies (its last entries replayed, or
+/// the next new one): it holds other keys at other revisions than its
+/// peers (`divergent-members`), and a final read there misses adds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_forgotten_on_restart_is_caught() {
+    let (mut config, _dir) = config(oxetcd(), "set", RESTART_SEED);
+    config.nemesis = vec!["kill".into()];
+    let failpoint = "OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART";
+    a_failpoint_is_caught(config, failpoint, "convergence", "divergent-members").await;
+}
+
 /// A 15-second `register` run with auth (`--auth`), granted `granted`,
 /// whose schedule starts by killing members (checked: a killed member
 /// forgets its simple tokens, so its clients must authenticate again):

@@ -151,6 +151,10 @@ pub struct ServerConfig {
     /// front end): read-only txns read a snapshot 10 revisions old; the
     /// tester's register checker must catch it.
     pub failpoint_stale_read_only_txn: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART=1 in
+    /// the front end): a restarted member forgets the first key writes it
+    /// applies; the tester must see the members diverge.
+    pub failpoint_forget_write_on_restart: bool,
     /// --auto-compaction-mode and --auto-compaction-retention; None when
     /// the retention is 0 (etcd's "disabled").
     pub auto_compaction: Option<AutoCompaction>,
@@ -205,6 +209,7 @@ impl ServerConfig {
             failpoint_lease_expire_early: false,
             failpoint_txn_half_applied: false,
             failpoint_stale_read_only_txn: false,
+            failpoint_forget_write_on_restart: false,
             auto_compaction: None,
             test_auto_compaction_interval: None,
             initial_corrupt_check: false,
@@ -344,6 +349,9 @@ impl Opened {
         if config.watch_failpoints.duplicate_events {
             warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
         }
+        if config.failpoint_forget_write_on_restart {
+            warn!("OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART is set: a restarted member forgets the first key writes it applies (a test failpoint)");
+        }
         if config.failpoint_stale_read_only_txn {
             warn!("OXETCD_FAILPOINT_STALE_READ_ONLY_TXN is set: read-only txns read an old snapshot (a test failpoint)");
         }
@@ -471,6 +479,9 @@ impl EtcdServer {
         }
         if config.failpoint_stale_read_only_txn {
             crate::apply::set_stale_read_only_failpoint(true);
+        }
+        if config.failpoint_forget_write_on_restart {
+            crate::replication::set_forget_write_on_restart_failpoint(true);
         }
         let lessor = Arc::new(
             Lessor::new(
