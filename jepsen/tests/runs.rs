@@ -16,7 +16,13 @@
 //!   the run invalid;
 //! - power cuts (1 and 3 members, 100 each) lose no acknowledged write and
 //!   leave every member able to start, and the same runs catch a broken
-//!   oxetcd whose Raft log is never fsynced (`OXETCD_FAILPOINT_SKIP_WAL_FSYNC=1`).
+//!   oxetcd whose Raft log is never fsynced (`OXETCD_FAILPOINT_SKIP_WAL_FSYNC=1`);
+//! - one failpoint per class of bug the other checkers claim to catch
+//!   (watch events dropped, duplicated, a watch started late; leases
+//!   expiring early; a txn applied in part; read-only txns served stale; a
+//!   write forgotten on restart) makes its run invalid with the anomaly
+//!   named, and the same run without it is valid (docs/jepsen.md,
+//!   Failpoints).
 //!
 //! The oxetcd binary is the workspace's `oxetcd` in the same target dir and
 //! profile as this test (`cargo test --workspace` builds it); when it is not
