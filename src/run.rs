@@ -78,6 +78,15 @@ fn server_config(
         client_cert_auth: config.client_tls.client_cert_auth,
         failpoint_stale_reads: failpoint("OXETCD_FAILPOINT_STALE_READS"),
         failpoint_skip_wal_fsync: failpoint("OXETCD_FAILPOINT_SKIP_WAL_FSYNC"),
+        failpoint_lease_expire_early: failpoint("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY"),
+        failpoint_txn_half_applied: failpoint("OXETCD_FAILPOINT_TXN_HALF_APPLIED"),
+        failpoint_stale_read_only_txn: failpoint("OXETCD_FAILPOINT_STALE_READ_ONLY_TXN"),
+        failpoint_forget_write_on_restart: failpoint("OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART"),
+        watch_failpoints: oxetcd_watch::WatchFailpoints {
+            drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
+            duplicate_events: failpoint("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS"),
+            start_late: failpoint("OXETCD_FAILPOINT_WATCH_START_LATE"),
+        },
         auto_compaction: config.auto_compaction,
         test_auto_compaction_interval: std::env::var("OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS")
             .ok()

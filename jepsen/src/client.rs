@@ -222,6 +222,16 @@ pub async fn get(
     Ok(kv.range(request).await?.into_inner().kvs.into_iter().next())
 }
 
+/// A linearizable read of one key by a read-only Txn (no compare, one
+/// Range).
+pub async fn get_in_txn(
+    kv: &mut KvClient<AuthedChannel>,
+    key: &str,
+) -> Result<Option<KeyValue>, tonic::Status> {
+    let response = txn(kv, Vec::new(), vec![range_op(key)], Vec::new()).await?;
+    Ok(range_kvs(&response, 0).and_then(|kvs| kvs.first().cloned()))
+}
+
 /// A put; returns the header revision (the put's mod_revision).
 pub async fn put(
     kv: &mut KvClient<AuthedChannel>,

@@ -16,7 +16,13 @@
 //!   the run invalid;
 //! - power cuts (1 and 3 members, 100 each) lose no acknowledged write and
 //!   leave every member able to start, and the same runs catch a broken
-//!   oxetcd whose Raft log is never fsynced (`OXETCD_FAILPOINT_SKIP_WAL_FSYNC=1`).
+//!   oxetcd whose Raft log is never fsynced (`OXETCD_FAILPOINT_SKIP_WAL_FSYNC=1`);
+//! - one failpoint per class of bug the other checkers claim to catch
+//!   (watch events dropped, duplicated, a watch started late; leases
+//!   expiring early; a txn applied in part; read-only txns served stale; a
+//!   write forgotten on restart) makes its run invalid with the anomaly
+//!   named, and the same run without it is valid (docs/jepsen.md,
+//!   Failpoints).
 //!
 //! The oxetcd binary is the workspace's `oxetcd` in the same target dir and
 //! profile as this test (`cargo test --workspace` builds it); when it is not
@@ -382,6 +388,148 @@ async fn a_server_serving_stale_reads_is_caught() {
     let anomaly = &outcome.verdicts[0].anomalies[0];
     assert_eq!(anomaly.kind, "nonlinearizable");
     assert!(!anomaly.ops.is_empty());
+}
+
+/// Runs `config` with the failpoint `failpoint` set on every member: the
+/// run must be invalid, the verdict of `checker` naming `anomaly`.
+async fn a_failpoint_is_caught(
+    mut config: RunConfig,
+    failpoint: &str,
+    checker: &str,
+    anomaly: &str,
+) {
+    config.server_env = vec![(failpoint.into(), "1".into())];
+    let (outcome, faults) = run_alone(config).await;
+    assert_eq!(
+        outcome.validity,
+        Validity::Invalid,
+        "{failpoint} went unnoticed over {} faults: {:#?}",
+        faults.len(),
+        outcome.verdicts
+    );
+    let verdict = outcome.verdicts.iter().find(|v| v.checker == checker);
+    let kinds: Vec<&str> = verdict
+        .iter()
+        .flat_map(|v| v.anomalies.iter().map(|a| a.kind.as_str()))
+        .collect();
+    assert!(
+        kinds.contains(&anomaly),
+        "{failpoint}: {checker} found {kinds:?}, not {anomaly}: {:#?}",
+        outcome.verdicts
+    );
+    eprintln!(
+        "{failpoint}: {} {anomaly} anomalies of {}",
+        kinds.iter().filter(|k| **k == anomaly).count(),
+        kinds.len()
+    );
+}
+
+/// The `watch` run of the watch failpoints: seed 21, kill + pause (+
+/// partition as root), 15 s. Without a failpoint it is valid.
+const WATCH_SEED: u64 = 21;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_watch() {
+    passes(oxetcd(), "watch", WATCH_SEED).await;
+}
+
+/// `OXETCD_FAILPOINT_WATCH_DROP_EVENTS`: the fan-out skips one revision in
+/// 20 per stream; every watcher then misses revisions that writers saw
+/// acknowledged (`gap`).
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_events_dropped_are_caught() {
+    let (config, _dir) = config(oxetcd(), "watch", WATCH_SEED);
+    a_failpoint_is_caught(config, "OXETCD_FAILPOINT_WATCH_DROP_EVENTS", "watch", "gap").await;
+}
+
+/// `OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS`: the fan-out sends one
+/// revision in 20 twice per stream (`duplicate`).
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_events_duplicated_are_caught() {
+    let (config, _dir) = config(oxetcd(), "watch", WATCH_SEED);
+    let failpoint = "OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS";
+    a_failpoint_is_caught(config, failpoint, "watch", "duplicate").await;
+}
+
+/// `OXETCD_FAILPOINT_WATCH_START_LATE`: a watch created at a start
+/// revision (every watcher's first, at the run's first revision, and each
+/// resume after a broken stream) is served from the revision after it, and
+/// misses that one (`gap`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_started_late_is_caught() {
+    let (config, _dir) = config(oxetcd(), "watch", WATCH_SEED);
+    let failpoint = "OXETCD_FAILPOINT_WATCH_START_LATE";
+    a_failpoint_is_caught(config, failpoint, "watch", "gap").await;
+}
+
+/// `OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY`: the leader expires leases after
+/// half their TTL; a lease left to expire loses its key while it must still
+/// be there (`vanished-early`). The same run without it is
+/// `oxetcd_passes_lease`.
+#[tokio::test(flavor = "multi_thread")]
+async fn leases_expiring_early_are_caught() {
+    let (config, _dir) = config(oxetcd(), "lease", 11);
+    let failpoint = "OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY";
+    a_failpoint_is_caught(config, failpoint, "lease", "vanished-early").await;
+}
+
+/// `OXETCD_FAILPOINT_TXN_HALF_APPLIED`: a txn appending to several keys is
+/// acknowledged with its last put never applied; later reads of that key
+/// lack the value (`lost-append`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_txn_applied_in_part_is_caught() {
+    let (config, _dir) = config(oxetcd(), "append", APPEND_SEED);
+    let failpoint = "OXETCD_FAILPOINT_TXN_HALF_APPLIED";
+    a_failpoint_is_caught(config, failpoint, "elle-append", "lost-append").await;
+}
+
+/// The `append` run of the txn failpoints: kill + pause (+ partition), 15 s.
+const APPEND_SEED: u64 = 22;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_append() {
+    passes(oxetcd(), "append", APPEND_SEED).await;
+}
+
+/// The `register` run of the read-only txn failpoint: kill + pause (+
+/// partition), 15 s. Without it, valid.
+const REGISTER_SEED: u64 = 23;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_register() {
+    passes(oxetcd(), "register", REGISTER_SEED).await;
+}
+
+/// `OXETCD_FAILPOINT_STALE_READ_ONLY_TXN`: read-only txns (half of the
+/// workload's reads) read the store as it was 10 revisions before; reads
+/// miss writes acknowledged before they began (`nonlinearizable`).
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_txns_served_stale_are_caught() {
+    let (config, _dir) = config(oxetcd(), "register", REGISTER_SEED);
+    let failpoint = "OXETCD_FAILPOINT_STALE_READ_ONLY_TXN";
+    let checker = "linearizable-register";
+    a_failpoint_is_caught(config, failpoint, checker, "nonlinearizable").await;
+}
+
+/// The `set` run of the restart failpoint: seed 25, kills alone (two
+/// members, then more), 15 s. Without it, valid.
+const RESTART_SEED: u64 = 25;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_set_under_kills() {
+    passes_without(oxetcd(), "set", RESTART_SEED, &["pause", "partition"]).await;
+}
+
+/// `OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART`: a killed member, restarted,
+/// forgets the first key writes it applies (its last entries replayed, or
+/// the next new one): it holds other keys at other revisions than its
+/// peers (`divergent-members`), and a final read there misses adds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_forgotten_on_restart_is_caught() {
+    let (mut config, _dir) = config(oxetcd(), "set", RESTART_SEED);
+    config.nemesis = vec!["kill".into()];
+    let failpoint = "OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART";
+    a_failpoint_is_caught(config, failpoint, "convergence", "divergent-members").await;
 }
 
 /// A 15-second `register` run with auth (`--auth`), granted `granted`,

@@ -24,7 +24,7 @@ use oxetcd_proto::etcdserverpb::{
 };
 use oxetcd_raft::{NodeId, PeerService};
 use oxetcd_storage::{Engine, StorageError, Store, WriteBuffer, FLUSH_INTERVAL};
-use oxetcd_watch::{WatchConfig, WatchHub};
+use oxetcd_watch::{WatchConfig, WatchFailpoints, WatchHub};
 use prost::Message;
 use tracing::{info, warn};
 
@@ -135,6 +135,26 @@ pub struct ServerConfig {
     /// end): the Raft log is never fsynced, so a power cut loses acknowledged
     /// writes; the power-loss tests must catch it.
     pub failpoint_skip_wal_fsync: bool,
+    /// Test-only failpoints in the watch hub (OXETCD_FAILPOINT_WATCH_*=1 in
+    /// the front end): events dropped, duplicated, or a resumed watch served
+    /// from a later revision; the tester's watch checker must catch each.
+    pub watch_failpoints: WatchFailpoints,
+    /// Test-only failpoint (OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY=1 in the
+    /// front end): the leader expires leases after half their TTL; the
+    /// tester's lease checker must catch it.
+    pub failpoint_lease_expire_early: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_TXN_HALF_APPLIED=1 in the front
+    /// end): a txn putting several keys applies all puts but its last; the
+    /// tester's append checker must catch it.
+    pub failpoint_txn_half_applied: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READ_ONLY_TXN=1 in the
+    /// front end): read-only txns read a snapshot 10 revisions old; the
+    /// tester's register checker must catch it.
+    pub failpoint_stale_read_only_txn: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART=1 in
+    /// the front end): a restarted member forgets the first key writes it
+    /// applies; the tester must see the members diverge.
+    pub failpoint_forget_write_on_restart: bool,
     /// --auto-compaction-mode and --auto-compaction-retention; None when
     /// the retention is 0 (etcd's "disabled").
     pub auto_compaction: Option<AutoCompaction>,
@@ -185,6 +205,11 @@ impl ServerConfig {
             jwt: None,
             failpoint_stale_reads: false,
             failpoint_skip_wal_fsync: false,
+            watch_failpoints: WatchFailpoints::default(),
+            failpoint_lease_expire_early: false,
+            failpoint_txn_half_applied: false,
+            failpoint_stale_read_only_txn: false,
+            failpoint_forget_write_on_restart: false,
             auto_compaction: None,
             test_auto_compaction_interval: None,
             initial_corrupt_check: false,
@@ -318,6 +343,27 @@ impl Opened {
         if config.failpoint_skip_wal_fsync {
             warn!("OXETCD_FAILPOINT_SKIP_WAL_FSYNC is set: the Raft log is not fsynced, a power cut loses acknowledged writes (a test failpoint)");
         }
+        if config.watch_failpoints.drop_events {
+            warn!("OXETCD_FAILPOINT_WATCH_DROP_EVENTS is set: watch streams miss events (a test failpoint)");
+        }
+        if config.watch_failpoints.duplicate_events {
+            warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
+        }
+        if config.failpoint_forget_write_on_restart {
+            warn!("OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART is set: a restarted member forgets the first key writes it applies (a test failpoint)");
+        }
+        if config.failpoint_stale_read_only_txn {
+            warn!("OXETCD_FAILPOINT_STALE_READ_ONLY_TXN is set: read-only txns read an old snapshot (a test failpoint)");
+        }
+        if config.failpoint_txn_half_applied {
+            warn!("OXETCD_FAILPOINT_TXN_HALF_APPLIED is set: txns putting several keys lose their last put (a test failpoint)");
+        }
+        if config.failpoint_lease_expire_early {
+            warn!("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY is set: leases expire after half their TTL (a test failpoint)");
+        }
+        if config.watch_failpoints.start_late {
+            warn!("OXETCD_FAILPOINT_WATCH_START_LATE is set: watches created at a revision skip it (a test failpoint)");
+        }
         tokio::spawn(watch_quota(QuotaWatch {
             replication: replication.clone(),
             store: store.clone(),
@@ -408,6 +454,7 @@ impl EtcdServer {
         compactor::spawn(&store, config.compaction_batch_limit)?;
         let watch_config = WatchConfig {
             progress_notify_interval: config.watch_progress_notify_interval,
+            failpoints: config.watch_failpoints,
             ..WatchConfig::default()
         };
         let hub = WatchHub::start(store.clone(), watch_config);
@@ -426,10 +473,23 @@ impl EtcdServer {
         // Members of a new cluster bootstrap it together; a member joining an
         // existing one waits to be added (MemberAdd on the cluster).
         let mut bootstrap = config.new_cluster.then(|| identity.members.clone());
-        let lessor = Arc::new(Lessor::new(
-            Lessor::min_ttl_for(config.election_timeout),
-            config.lease_checkpoint,
-        ));
+        // Before the log is replayed: every txn applied here is broken.
+        if config.failpoint_txn_half_applied {
+            crate::apply::set_half_applied_failpoint(true);
+        }
+        if config.failpoint_stale_read_only_txn {
+            crate::apply::set_stale_read_only_failpoint(true);
+        }
+        if config.failpoint_forget_write_on_restart {
+            crate::replication::set_forget_write_on_restart_failpoint(true);
+        }
+        let lessor = Arc::new(
+            Lessor::new(
+                Lessor::min_ttl_for(config.election_timeout),
+                config.lease_checkpoint,
+            )
+            .with_early_expiry(config.failpoint_lease_expire_early),
+        );
         let alarms = Arc::new(Alarms::load(&store).map_err(raft_error)?);
         let quota = Arc::new(Quota::new(config.quota_backend_bytes));
         let jwt = match &config.jwt {

@@ -51,7 +51,31 @@ pub struct WatchConfig {
     pub progress_notify_interval: Duration,
     /// Most events read from history in one catch-up round.
     pub catch_up_batch: usize,
+    /// Test-only bugs, off by default (see [`WatchFailpoints`]).
+    pub failpoints: WatchFailpoints,
 }
+
+/// Test-only bugs in the hub, each enabled by a failpoint of oxetcd's
+/// (`OXETCD_FAILPOINT_WATCH_*`), so that the Jepsen tester can show it
+/// catches them on a live cluster. All off by default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchFailpoints {
+    /// The write-path fan-out skips, for each stream, one revision in
+    /// [`FAILPOINT_PERIOD`] (which one depends on the stream), while the
+    /// watcher moves past it: a gap in the stream.
+    pub drop_events: bool,
+    /// The write-path fan-out sends, for each stream, one revision in
+    /// [`FAILPOINT_PERIOD`] twice: a duplicate in the stream.
+    pub duplicate_events: bool,
+    /// A watch created at a start revision (a client starting at a known
+    /// revision, or resuming after its stream broke) is served from the
+    /// revision after it: the start revision's events are never sent.
+    pub start_late: bool,
+}
+
+/// How often a failpoint of [`WatchFailpoints`] strikes: once every this
+/// many revisions.
+pub const FAILPOINT_PERIOD: i64 = 20;
 
 impl Default for WatchConfig {
     fn default() -> Self {
@@ -60,6 +84,7 @@ impl Default for WatchConfig {
             // etcd's default (--experimental-watch-progress-notify-interval).
             progress_notify_interval: Duration::from_secs(600),
             catch_up_batch: 1000,
+            failpoints: WatchFailpoints::default(),
         }
     }
 }
@@ -202,10 +227,22 @@ impl WatchHub {
                 let Some(w) = synced.at_mut(run[0].0) else {
                     continue;
                 };
-                if w.outbox.has_room(limit) {
+                let dropped = self.config.failpoints.drop_events
+                    && (rev + w.key.0 as i64) % FAILPOINT_PERIOD == 0;
+                if dropped {
+                    // The failpoint's bug: moved past events never sent.
+                    w.next_rev = rev + 1;
+                } else if w.outbox.has_room(limit) {
                     indices.clear();
                     indices.extend(run.iter().map(|(_, i)| *i));
                     let events = batches.get(&indices);
+                    if self.config.failpoints.duplicate_events
+                        && (rev + w.key.0 as i64) % FAILPOINT_PERIOD == 0
+                    {
+                        // The failpoint's bug: the same events sent twice.
+                        let again = DeliveryKind::Events(events.clone());
+                        w.outbox.send(delivery(w, rev, again));
+                    }
                     w.outbox
                         .send(delivery(w, rev, DeliveryKind::Events(events)));
                     w.next_rev = rev + 1;
@@ -284,7 +321,8 @@ impl WatchHub {
         };
         stream.watch_ids.insert(id);
         let next_rev = if spec.start_revision > 0 {
-            spec.start_revision
+            // The failpoint's bug: the watch starts one revision late.
+            spec.start_revision + i64::from(self.config.failpoints.start_late)
         } else {
             notified + 1
         };

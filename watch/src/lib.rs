@@ -39,7 +39,8 @@ mod watcher_set;
 
 pub use delivery::{encode_events, Delivery, DeliveryKind, Events};
 pub use hub::{
-    StreamControl, WatchConfig, WatchHub, WatchStream, DUPLICATE_WATCH_ID, INVALID_WATCH_ID,
+    StreamControl, WatchConfig, WatchFailpoints, WatchHub, WatchStream, DUPLICATE_WATCH_ID,
+    FAILPOINT_PERIOD, INVALID_WATCH_ID,
 };
 pub use watcher::WatchSpec;
 

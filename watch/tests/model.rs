@@ -892,6 +892,7 @@ fn run_case(case: &Case) -> Result<(), String> {
             stream_queue: case.stream_queue,
             catch_up_batch: case.catch_up_batch,
             progress_notify_interval: Duration::from_millis(15),
+            ..WatchConfig::default()
         };
         let mut h = Harness {
             f: Fixture::new(config),
@@ -1244,6 +1245,7 @@ fn progress_notification_out_of_sync_with_the_stream() {
             stream_queue: 2,
             catch_up_batch: 2,
             progress_notify_interval: Duration::from_millis(5),
+            ..WatchConfig::default()
         });
         let mut s = f.hub.open_stream();
         s.control().create(spec("a", "", 0));

@@ -21,8 +21,11 @@
 //!
 //! Also found directly: reads that are not prefixes of each other
 //! (`incompatible-order`), an element twice in a list (`duplicate-elements`),
-//! values of failed transactions that were read (`G1a`), and a transaction
-//! that does not see its own earlier append (`internal`).
+//! values of failed transactions that were read (`G1a`), a transaction
+//! that does not see its own earlier append (`internal`), and an
+//! acknowledged append missing from the last read of its key, invoked after
+//! the append's transaction completed (`lost-append`: e.g. a transaction
+//! applied in part; its value is in no read, so no dependency names it).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -108,6 +111,34 @@ pub fn check(ops: &[Op]) -> Verdict {
                 },
                 Mop::Read { value: None, .. } => {}
             }
+        }
+    }
+    // The last read of each key (by invocation): every append acknowledged
+    // before it was invoked must be in it.
+    let mut last_read: HashMap<&str, (usize, &Vec<i64>)> = HashMap::new();
+    for &(i, key, list) in &reads {
+        let last = last_read.entry(key).or_insert((i, list));
+        if txns[i].0.invoke > txns[last.0].0.invoke {
+            *last = (i, list);
+        }
+    }
+    for (&(key, value), &w) in &writer {
+        let (appender, _) = txns[w];
+        let Some(&(r, list)) = last_read.get(key) else {
+            continue;
+        };
+        if appender.outcome == Outcome::Ok
+            && appender.complete < txns[r].0.invoke
+            && !list.contains(&value)
+        {
+            anomalies.push(Anomaly {
+                kind: "lost-append".into(),
+                explanation: format!(
+                    "{value} appended to {key} (acknowledged) is missing from {key} = {list:?}, \
+                     read after"
+                ),
+                ops: vec![appender.clone(), txns[r].0.clone()],
+            });
         }
     }
     // Version order per key: the longest read, which all others must prefix.
@@ -510,6 +541,22 @@ mod tests {
                 "internal"
             ]
         );
+    }
+
+    #[test]
+    fn an_acknowledged_append_missing_from_a_later_read_is_lost() {
+        // T0 appends to x and y; y's append never took effect.
+        let ops = vec![
+            txn(0, 0, 1, vec![append("x", 1), append("y", 2)]),
+            txn(1, 2, 3, vec![r("x", &[1]), r("y", &[])]),
+        ];
+        assert_eq!(kinds(&ops), ["lost-append"]);
+        // Concurrent with the append, the read may come first.
+        let ops = vec![
+            txn(0, 0, 3, vec![append("y", 2)]),
+            txn(1, 2, 4, vec![r("y", &[])]),
+        ];
+        assert_eq!(check(&ops).validity, Validity::Valid);
     }
 
     #[test]

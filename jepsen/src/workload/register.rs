@@ -5,7 +5,9 @@
 //! window of `KEYS_AT_ONCE` keys slides by one), so each key sees a few
 //! hundred concurrent operations: enough to meet faults, small enough for
 //! the search. Values are small (0..5), as in Jepsen, so that compares
-//! often hold.
+//! often hold. Half the reads are Ranges, half read-only Txns (a Txn of one
+//! Range, no compare): servers may serve those on a path of their own
+//! (etcd's read-only txn), which must be as linearizable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,17 +40,19 @@ pub async fn client(
             n / OPS_PER_WINDOW + rng.random_range(0..KEYS_AT_ONCE)
         );
         let outcome = match rng.random_range(0..4) {
-            0 | 1 => {
+            kind @ (0 | 1) => {
                 let call = Call::Read {
                     key: key.clone(),
                     value: None,
                 };
                 let kv = &mut kv;
                 ctx.invoke(process, call, false, async move {
-                    let value = client::get(kv, &key)
-                        .await?
-                        .as_ref()
-                        .and_then(client::decode);
+                    let found = if kind == 0 {
+                        client::get(kv, &key).await?
+                    } else {
+                        client::get_in_txn(kv, &key).await?
+                    };
+                    let value = found.as_ref().and_then(client::decode);
                     Ok(Call::Read { key, value })
                 })
                 .await

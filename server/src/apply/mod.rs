@@ -10,6 +10,7 @@ mod range;
 mod txn;
 
 pub use range::{range, Reader};
+pub use txn::{set_half_applied_failpoint, set_stale_read_only_failpoint};
 
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::{

@@ -12,11 +12,44 @@ use oxetcd_proto::etcdserverpb::{
 };
 use oxetcd_proto::mvccpb::KeyValue;
 use oxetcd_storage::{KeyRange, RangeOptions, WriteTxn};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::range::{range, Reader};
 use super::{check_put, delete_range, put};
 use crate::error::EtcdError;
 use crate::lease::Lessor;
+
+/// Test-only failpoint (OXETCD_FAILPOINT_TXN_HALF_APPLIED): a txn whose
+/// branch puts two keys or more applies all but the last put, and answers
+/// as if it had applied it. Process-wide, set once at start: the apply path
+/// is deterministic code that no configuration reaches.
+static HALF_APPLIED: AtomicBool = AtomicBool::new(false);
+
+/// Enables the failpoint [`HALF_APPLIED`] (at start, from the config).
+pub fn set_half_applied_failpoint(on: bool) {
+    HALF_APPLIED.store(on, Ordering::Relaxed);
+}
+
+/// Test-only failpoint (OXETCD_FAILPOINT_STALE_READ_ONLY_TXN): the ranges
+/// of a read-only txn (no put, delete or nested txn on either branch) that
+/// ask for the latest revision read the store as it was
+/// [`STALE_BY`] revisions before. Process-wide, as [`HALF_APPLIED`].
+static STALE_READ_ONLY: AtomicBool = AtomicBool::new(false);
+const STALE_BY: i64 = 10;
+
+/// Enables the failpoint [`STALE_READ_ONLY`] (at start, from the config).
+pub fn set_stale_read_only_failpoint(on: bool) {
+    STALE_READ_ONLY.store(on, Ordering::Relaxed);
+}
+
+/// Whether `req` only reads: no put, delete or txn on either branch.
+fn read_only(req: &TxnRequest) -> bool {
+    let reads = |ops: &[RequestOp]| {
+        ops.iter()
+            .all(|op| matches!(op.request, Some(Op::RequestRange(_)) | None))
+    };
+    reads(&req.success) && reads(&req.failure)
+}
 
 /// Applies a TxnRequest (already validated) in `txn`.
 pub fn apply_txn(
@@ -120,10 +153,32 @@ fn execute(
     let succeeded = path[*at];
     *at += 1;
     let mut responses = Vec::new();
-    for op in branch(req, succeeded) {
+    let ops = branch(req, succeeded);
+    let is_put = |op: &&RequestOp| matches!(op.request, Some(Op::RequestPut(_)));
+    let puts = ops.iter().filter(is_put).count();
+    let mut puts_left = puts;
+    for op in ops {
         let response = match &op.request {
+            Some(Op::RequestRange(r))
+                if r.revision == 0 && STALE_READ_ONLY.load(Ordering::Relaxed) && read_only(req) =>
+            {
+                // The failpoint's bug: an old snapshot for a read-only txn.
+                let stale = oxetcd_proto::etcdserverpb::RangeRequest {
+                    revision: (txn.read_rev() - STALE_BY).max(1),
+                    ..r.clone()
+                };
+                OpResponse::ResponseRange(range(&*txn, &stale)?)
+            }
             Some(Op::RequestRange(r)) => OpResponse::ResponseRange(range(&*txn, r)?),
-            Some(Op::RequestPut(p)) => OpResponse::ResponsePut(put(txn, p)?),
+            Some(Op::RequestPut(p)) => {
+                puts_left -= 1;
+                if puts > 1 && puts_left == 0 && HALF_APPLIED.load(Ordering::Relaxed) {
+                    // The failpoint's bug: acknowledged, never applied.
+                    OpResponse::ResponsePut(Default::default())
+                } else {
+                    OpResponse::ResponsePut(put(txn, p)?)
+                }
+            }
             Some(Op::RequestDeleteRange(d)) => {
                 OpResponse::ResponseDeleteRange(delete_range(txn, d)?)
             }

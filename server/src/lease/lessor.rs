@@ -140,6 +140,9 @@ pub struct Lessor {
     /// Bumped when a lease is removed or this member stops being primary:
     /// what a renewal of an expired lease waits for.
     changed: tokio::sync::watch::Sender<()>,
+    /// Test-only failpoint (OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY): the
+    /// primary expires each lease after half its TTL.
+    expire_early: bool,
 }
 
 /// What a renewal on the primary found.
@@ -162,6 +165,23 @@ impl Lessor {
             min_ttl: min_ttl.max(1),
             checkpointing,
             changed: tokio::sync::watch::channel(()).0,
+            expire_early: false,
+        }
+    }
+
+    /// With `on`, the failpoint's bug: the primary expires every lease
+    /// after half its TTL (while granting and renewing the full TTL).
+    pub fn with_early_expiry(mut self, on: bool) -> Self {
+        self.expire_early = on;
+        self
+    }
+
+    /// How long a lease of `ttl` seconds lives on the primary.
+    fn lifetime(&self, ttl: i64) -> Duration {
+        if self.expire_early {
+            secs(ttl) / 2
+        } else {
+            secs(ttl)
         }
     }
 
@@ -208,7 +228,7 @@ impl Lessor {
             },
         );
         if leases.primary {
-            leases.set_expiry(id, Some(Instant::now() + secs(ttl)));
+            leases.set_expiry(id, Some(Instant::now() + self.lifetime(ttl)));
         }
         Ok(LeaseRecord {
             id,
@@ -292,7 +312,7 @@ impl Lessor {
         fresh.primary = leases.primary;
         *leases = fresh;
         if leases.primary {
-            refresh_all(&mut leases, Duration::ZERO);
+            refresh_all(&mut leases, Duration::ZERO, |ttl| self.lifetime(ttl));
         }
         Ok(())
     }
@@ -305,7 +325,7 @@ impl Lessor {
     pub fn promote(&self, extend: Duration) {
         let mut leases = self.leases.lock();
         leases.primary = true;
-        refresh_all(&mut leases, extend);
+        refresh_all(&mut leases, extend, |ttl| self.lifetime(ttl));
     }
 
     /// This member is no longer the leader: it expires nothing.
@@ -341,7 +361,7 @@ impl Lessor {
         }
         let ttl = lease.ttl;
         let had_checkpoint = std::mem::take(&mut lease.remaining_ttl) > 0;
-        leases.set_expiry(id, Some(now + secs(ttl)));
+        leases.set_expiry(id, Some(now + self.lifetime(ttl)));
         Ok(Renewal::Renewed {
             ttl,
             clear_checkpoint: had_checkpoint && self.checkpointing,
@@ -431,7 +451,8 @@ impl Lessor {
     }
 }
 
-fn refresh_all(leases: &mut Leases, extend: Duration) {
+/// Restarts every lease's expiry from now: `extend` plus its `lifetime`.
+fn refresh_all(leases: &mut Leases, extend: Duration, lifetime: impl Fn(i64) -> Duration) {
     let now = Instant::now();
     let ids: Vec<(i64, i64)> = leases
         .by_id
@@ -444,7 +465,7 @@ fn refresh_all(leases: &mut Leases, extend: Duration) {
             lease.expiry = None;
             lease.revoking = false;
         }
-        leases.set_expiry(id, Some(now + extend + secs(ttl)));
+        leases.set_expiry(id, Some(now + extend + lifetime(ttl)));
     }
 }
 

@@ -25,7 +25,9 @@ pub use force_new_cluster::force_new_cluster;
 pub use leader_log::LeaderSeen;
 pub use membership::{AddMember, Change, UpdateMember};
 use router::{decode_error, peer_error, route, write_here, Forward, Forwarded, Route};
-pub use state_machine::{Companions, StateMachine, DEFAULT_SLOW_APPLY};
+pub use state_machine::{
+    set_forget_write_on_restart_failpoint, Companions, StateMachine, DEFAULT_SLOW_APPLY,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -47,6 +47,7 @@
 
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -229,6 +230,22 @@ pub struct StateMachine {
     /// An entry whose apply takes longer is logged and counted in
     /// etcd_server_slow_apply_total (--experimental-warning-apply-duration).
     slow_apply: Duration,
+    /// The failpoint [`FORGET_WRITE_ON_RESTART`] is armed: the next batch
+    /// of key writes is recorded as applied without being applied.
+    forget_next_write: bool,
+}
+
+/// Test-only failpoint (OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART): a member
+/// that restarts on its data forgets the first batch of key writes it
+/// applies (the replay of its last entries, or the next new one): recorded
+/// as applied, never applied, so its store lacks writes the others hold.
+/// Process-wide, set once at start: the state machine is made deep inside
+/// the replication layer, which no failpoint configuration reaches.
+static FORGET_WRITE_ON_RESTART: AtomicBool = AtomicBool::new(false);
+
+/// Enables the failpoint [`FORGET_WRITE_ON_RESTART`] (at start).
+pub fn set_forget_write_on_restart_failpoint(on: bool) {
+    FORGET_WRITE_ON_RESTART.store(on, Ordering::Relaxed);
 }
 
 /// What the state machine keeps in step with the store besides the keys.
@@ -260,6 +277,8 @@ impl StateMachine {
         lease::recover(&lessor, &store).map_err(|e| read_err(&e))?;
         alarms.reload(&store).map_err(|e| read_err(&e))?;
         auth.reload(&store).map_err(|e| read_err(&e))?;
+        let restarted = applied.last_applied.is_some();
+        let forget_next_write = restarted && FORGET_WRITE_ON_RESTART.load(Ordering::Relaxed);
         Ok(Self {
             store,
             hub,
@@ -273,6 +292,7 @@ impl StateMachine {
             writes: Arc::default(),
             purges,
             slow_apply,
+            forget_next_write,
         })
     }
 
@@ -330,7 +350,11 @@ impl StateMachine {
                 *cost = (*cost).max(quota::command_cost(command));
                 if !command.batch.is_empty() {
                     writes = command.batch.len() as u64;
-                    self.apply_batch(&command.batch)?
+                    if std::mem::take(&mut self.forget_next_write) {
+                        self.forget_batch(&command.batch)?
+                    } else {
+                        self.apply_batch(&command.batch)?
+                    }
                 } else {
                     match &command.request {
                         Some(Request::LeaseExpire(e)) if e.is_stale(term) => {
@@ -366,6 +390,27 @@ impl StateMachine {
             }
         }
         Ok(Applied(vec![result]))
+    }
+
+    /// The failpoint's bug: the batch is recorded as applied, and its
+    /// writes are not applied (each answered "stopped").
+    fn forget_batch(&mut self, batch: &[KeyWrite]) -> RaftResult<Applied> {
+        tracing::warn!(
+            writes = batch.len(),
+            "OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART: key writes forgotten"
+        );
+        let record = self.applied.encode();
+        apply::apply_key_writes(
+            &self.store,
+            &self.lessor,
+            &self.alarms,
+            Some(&record),
+            std::iter::empty(),
+        )
+        .map_err(|e| write_err(&e))?;
+        Ok(Applied(
+            batch.iter().map(|_| Err(EtcdError::Stopped)).collect(),
+        ))
     }
 
     /// A batch entry: its key writes in one store batch with the applied
