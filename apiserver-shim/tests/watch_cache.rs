@@ -781,20 +781,27 @@ async fn a_cache_whose_watch_is_compacted_away_rebuilds() {
     embedded.stop().await;
 }
 
-#[tokio::test]
-async fn consistent_lists_wait_for_a_lagging_cache() {
+/// An apiserver with a watch cache over an embedded store whose events
+/// reach the cache `delay` late.
+async fn lagging_api(delay: Duration) -> (tempfile::TempDir, Arc<Embedded>, RestApi) {
     let dir = tempfile::tempdir().unwrap();
     let embedded = Arc::new(Embedded::start(dir.path()).await.unwrap());
-    // Every event and progress notification reaches the cache 300 ms late.
     let store = Arc::new(Cuttable {
         inner: embedded.clone(),
         cut: tokio::sync::watch::channel(0).0,
         open: tokio::sync::watch::channel(true).0,
-        delay: Duration::from_millis(300),
+        delay,
     });
-    let api = RestApi::new(store.clone(), "/registry")
+    let api = RestApi::new(store, "/registry")
         .with_watch_cache(oxetcd_apiserver::cache::Config { window_min: 100 });
     namespaces::bootstrap(&api).await.unwrap();
+    (dir, embedded, api)
+}
+
+#[tokio::test]
+async fn consistent_lists_wait_for_a_lagging_cache() {
+    // Every event and progress notification reaches the cache 300 ms late.
+    let (_dir, embedded, api) = lagging_api(Duration::from_millis(300)).await;
     let cms = "/api/v1/namespaces/default/configmaps";
     for i in 0..5 {
         let cm = json_of(
@@ -840,18 +847,8 @@ async fn consistent_lists_wait_for_a_lagging_cache() {
 /// has N, unset by the store; N beyond the store's revision is a 504.
 #[tokio::test]
 async fn gets_with_a_resource_version_are_served_by_the_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let embedded = Arc::new(Embedded::start(dir.path()).await.unwrap());
     // Every event reaches the cache 500 ms late.
-    let store = Arc::new(Cuttable {
-        inner: embedded.clone(),
-        cut: tokio::sync::watch::channel(0).0,
-        open: tokio::sync::watch::channel(true).0,
-        delay: Duration::from_millis(500),
-    });
-    let api = RestApi::new(store.clone(), "/registry")
-        .with_watch_cache(oxetcd_apiserver::cache::Config { window_min: 100 });
-    namespaces::bootstrap(&api).await.unwrap();
+    let (_dir, embedded, api) = lagging_api(Duration::from_millis(500)).await;
     let cms = "/api/v1/namespaces/default/configmaps";
     let cm = |v: &str| json!({"metadata": {"name": "g"}, "data": {"v": v}});
     json_of(&api, Method::POST, cms, cm("1")).await;
