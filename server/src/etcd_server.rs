@@ -128,7 +128,8 @@ pub struct ServerConfig {
     /// --bcrypt-cost: the cost of the password hashes made here.
     pub bcrypt_cost: u32,
     /// Test-only failpoint (OXETCD_FAILPOINT_STALE_READS=1 in the front end):
-    /// linearizable reads skip ReadIndex and read whatever this member has, so
+    /// linearizable reads (Ranges and read-only Txns) skip ReadIndex and read
+    /// whatever this member has, so
     /// that the Jepsen tester can show it catches stale reads.
     pub failpoint_stale_reads: bool,
     /// Test-only failpoint (OXETCD_FAILPOINT_SKIP_WAL_FSYNC=1 in the front
@@ -701,6 +702,15 @@ impl EtcdServer {
     pub async fn txn_as(&self, caller: &Caller, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         validate::txn(&req, self.config.max_txn_ops)?;
         self.auth.check(caller, &needs::txn(&req))?;
+        if apply::is_read_only_txn(&req) {
+            // As etcd: a read-only txn is a local read, not a proposal.
+            if !apply::is_serializable_txn(&req) && !self.config.failpoint_stale_reads {
+                self.read_barrier().await?;
+            }
+            let mut resp = apply::read_only_txn(self.store.as_ref(), &req)?;
+            self.stamp(&mut resp.header);
+            return Ok(resp);
+        }
         self.check_quota(quota::txn_cost(&req)).await?;
         let mut resp = self
             .propose_checked(caller, &needs::txn(&req), req.clone())

@@ -10,7 +10,10 @@ mod range;
 mod txn;
 
 pub use range::{range, Reader};
-pub use txn::{set_half_applied_failpoint, set_stale_read_only_failpoint};
+pub use txn::{
+    is_read_only as is_read_only_txn, is_serializable as is_serializable_txn, read_only_txn,
+    set_half_applied_failpoint, set_stale_read_only_failpoint,
+};
 
 use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::{

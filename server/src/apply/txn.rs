@@ -11,7 +11,7 @@ use oxetcd_proto::etcdserverpb::{
     Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use oxetcd_proto::mvccpb::KeyValue;
-use oxetcd_storage::{KeyRange, RangeOptions, WriteTxn};
+use oxetcd_storage::{KeyRange, RangeOptions, RangeResult, Store, WriteTxn};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::range::{range, Reader};
@@ -42,13 +42,109 @@ pub fn set_stale_read_only_failpoint(on: bool) {
     STALE_READ_ONLY.store(on, Ordering::Relaxed);
 }
 
-/// Whether `req` only reads: no put, delete or txn on either branch.
-fn read_only(req: &TxnRequest) -> bool {
+/// Whether `req` only reads: no put, delete or txn on either branch
+/// (etcd's isTxnReadonly). Such a txn is served by [`read_only_txn`]
+/// without going through Raft, as etcd serves it.
+pub fn is_read_only(req: &TxnRequest) -> bool {
     let reads = |ops: &[RequestOp]| {
         ops.iter()
             .all(|op| matches!(op.request, Some(Op::RequestRange(_)) | None))
     };
     reads(&req.success) && reads(&req.failure)
+}
+
+/// Whether every range of read-only `req` is serializable (etcd's
+/// isTxnSerializable): then it needs no read barrier.
+pub fn is_serializable(req: &TxnRequest) -> bool {
+    let serializable = |ops: &[RequestOp]| {
+        ops.iter().all(|op| match &op.request {
+            Some(Op::RequestRange(r)) => r.serializable,
+            _ => true,
+        })
+    };
+    serializable(&req.success) && serializable(&req.failure)
+}
+
+/// The store as of one revision: every read of a read-only txn, compares
+/// included, sees the same revision while applies go on.
+struct AtRevision<'a> {
+    store: &'a Store,
+    rev: i64,
+}
+
+impl Reader for AtRevision<'_> {
+    fn read(
+        &self,
+        range: KeyRange<'_>,
+        opts: &RangeOptions,
+    ) -> oxetcd_storage::Result<RangeResult> {
+        let rev = if opts.rev == 0 { self.rev } else { opts.rev };
+        self.store.range(range, &RangeOptions { rev, ..*opts })
+    }
+}
+
+/// Serves a read-only txn (already validated, see [`is_read_only`]) from
+/// `store` as of its latest visible revision; the caller has waited for a
+/// read barrier unless the txn [`is_serializable`].
+pub fn read_only_txn(store: &Store, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+    loop {
+        let rev = store.current_revision();
+        let reader = AtRevision { store, rev };
+        let mut path = Vec::new();
+        compare_path(&reader, req, &mut path);
+        let resp = execute_reads(&reader, rev, req, &path, &mut 0);
+        // A compaction past `rev` while reading may have failed a compare or
+        // a read that was valid when the txn began: read again, later.
+        if store.compacted_revision() <= rev {
+            if operations(req, &path, &mut 0) > 1 {
+                oxetcd_metrics::mvcc().txn_total.inc();
+            }
+            return resp;
+        }
+    }
+}
+
+/// [`execute`] for a read-only txn: its ranges, as of `rev`.
+fn execute_reads(
+    reader: &AtRevision<'_>,
+    rev: i64,
+    req: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> Result<TxnResponse, EtcdError> {
+    let succeeded = path[*at];
+    *at += 1;
+    let mut responses = Vec::new();
+    for op in branch(req, succeeded) {
+        // A read-only txn holds nothing but ranges.
+        let Some(Op::RequestRange(r)) = &op.request else {
+            continue;
+        };
+        if r.revision > rev {
+            return Err(EtcdError::FutureRevision);
+        }
+        let response = if r.revision == 0 && STALE_READ_ONLY.load(Ordering::Relaxed) {
+            // The failpoint's bug: an old snapshot for a read-only txn.
+            let stale = oxetcd_proto::etcdserverpb::RangeRequest {
+                revision: (rev - STALE_BY).max(1),
+                ..r.clone()
+            };
+            range(reader, &stale)?
+        } else {
+            range(reader, r)?
+        };
+        responses.push(ResponseOp {
+            response: Some(OpResponse::ResponseRange(response)),
+        });
+    }
+    Ok(TxnResponse {
+        header: Some(ResponseHeader {
+            revision: rev,
+            ..Default::default()
+        }),
+        succeeded,
+        responses,
+    })
 }
 
 /// Applies a TxnRequest (already validated) in `txn`.
@@ -154,25 +250,21 @@ fn execute(
     *at += 1;
     let mut responses = Vec::new();
     let ops = branch(req, succeeded);
+    // Counted only for the failpoint: the apply path pays nothing without it.
+    let half_applied = HALF_APPLIED.load(Ordering::Relaxed);
     let is_put = |op: &&RequestOp| matches!(op.request, Some(Op::RequestPut(_)));
-    let puts = ops.iter().filter(is_put).count();
+    let puts = if half_applied {
+        ops.iter().filter(is_put).count()
+    } else {
+        0
+    };
     let mut puts_left = puts;
     for op in ops {
         let response = match &op.request {
-            Some(Op::RequestRange(r))
-                if r.revision == 0 && STALE_READ_ONLY.load(Ordering::Relaxed) && read_only(req) =>
-            {
-                // The failpoint's bug: an old snapshot for a read-only txn.
-                let stale = oxetcd_proto::etcdserverpb::RangeRequest {
-                    revision: (txn.read_rev() - STALE_BY).max(1),
-                    ..r.clone()
-                };
-                OpResponse::ResponseRange(range(&*txn, &stale)?)
-            }
             Some(Op::RequestRange(r)) => OpResponse::ResponseRange(range(&*txn, r)?),
             Some(Op::RequestPut(p)) => {
-                puts_left -= 1;
-                if puts > 1 && puts_left == 0 && HALF_APPLIED.load(Ordering::Relaxed) {
+                puts_left = puts_left.saturating_sub(1);
+                if puts > 1 && puts_left == 0 {
                     // The failpoint's bug: acknowledged, never applied.
                     OpResponse::ResponsePut(Default::default())
                 } else {
@@ -256,5 +348,123 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
         Ok(CompareResult::Greater) => ord == Ordering::Greater,
         Ok(CompareResult::Less) => ord == Ordering::Less,
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarm::Alarms;
+    use crate::auth::AuthStore;
+    use crate::command::Request;
+    use oxetcd_proto::etcdserverpb::{PutRequest, RangeRequest};
+    use oxetcd_storage::SledBackend;
+
+    fn put_op(key: &'static str) -> RequestOp {
+        RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: key.into(),
+                value: "v".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn range_op(key: &'static str, revision: i64, serializable: bool) -> RequestOp {
+        RequestOp {
+            request: Some(Op::RequestRange(RangeRequest {
+                key: key.into(),
+                revision,
+                serializable,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn value_is(key: &'static str, value: &'static str) -> Compare {
+        Compare {
+            key: key.into(),
+            target: CompareTarget::Value as i32,
+            result: CompareResult::Equal as i32,
+            target_union: Some(TargetUnion::Value(value.into())),
+            ..Default::default()
+        }
+    }
+
+    fn range_values(resp: &TxnResponse) -> Vec<Vec<String>> {
+        resp.responses
+            .iter()
+            .map(|r| match &r.response {
+                Some(OpResponse::ResponseRange(r)) => r
+                    .kvs
+                    .iter()
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                    .collect(),
+                other => panic!("not a range: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_only_means_ranges_only_and_serializable_means_every_range() {
+        let reads = TxnRequest {
+            success: vec![range_op("a", 0, true)],
+            failure: vec![range_op("b", 0, true)],
+            ..Default::default()
+        };
+        assert!(is_read_only(&reads) && is_serializable(&reads));
+        let mut one_linearizable = reads.clone();
+        one_linearizable.failure.push(range_op("c", 0, false));
+        assert!(is_read_only(&one_linearizable) && !is_serializable(&one_linearizable));
+        let mut writes = reads.clone();
+        writes.failure.push(put_op("c"));
+        assert!(!is_read_only(&writes));
+        let nested = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(Op::RequestTxn(reads)),
+            }],
+            ..Default::default()
+        };
+        assert!(!is_read_only(&nested), "etcd proposes nested txns");
+    }
+
+    #[test]
+    fn a_read_only_txn_compares_and_reads_the_store_as_of_one_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
+        let (leases, alarms, auth) = (
+            Lessor::new(1, false),
+            Alarms::default(),
+            AuthStore::default(),
+        );
+        for value in ["old", "new"] {
+            let put = Request::Put(PutRequest {
+                key: "k".into(),
+                value: value.into(),
+                ..Default::default()
+            });
+            super::super::apply(&store, &leases, &alarms, &auth, None, &put).unwrap();
+        }
+        let _published = store.commit().unwrap();
+        let head = store.current_revision();
+        let txn = |value: &'static str, revision: i64| TxnRequest {
+            compare: vec![value_is("k", value)],
+            success: vec![range_op("k", 0, false), range_op("k", revision, false)],
+            failure: vec![range_op("missing", 0, false)],
+        };
+
+        let resp = read_only_txn(&store, &txn("new", head - 1)).unwrap();
+        assert!(resp.succeeded);
+        assert_eq!(resp.header.as_ref().unwrap().revision, head);
+        assert_eq!(range_values(&resp), [vec!["new"], vec!["old"]]);
+
+        let resp = read_only_txn(&store, &txn("old", head - 1)).unwrap();
+        assert!(!resp.succeeded, "the compare reads the latest value");
+        assert_eq!(range_values(&resp), [Vec::<String>::new()]);
+
+        assert!(matches!(
+            read_only_txn(&store, &txn("new", head + 1)),
+            Err(EtcdError::FutureRevision)
+        ));
     }
 }
