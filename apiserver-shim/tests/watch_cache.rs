@@ -932,6 +932,66 @@ async fn gets_with_a_resource_version_are_served_by_the_cache() {
     embedded.stop().await;
 }
 
+/// Updates and deletes start from the cache's copy of the object (no read
+/// of the store), as kube-apiserver's: a stale copy loses the Txn's compare
+/// and the write is recomputed from the store's state; what a stale copy
+/// alone would decide (a no-op, a failed precondition) is asked of the
+/// store again. Nothing written is lost.
+#[tokio::test]
+async fn writes_from_a_stale_cache_copy_lose_nothing() {
+    // Every event reaches the cache 500 ms late.
+    let (_dir, embedded, api) = lagging_api(Duration::from_millis(500)).await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let uri = format!("{cms}/s");
+    let cm = |v: &str| json!({"metadata": {"name": "s"}, "data": {"v": v}});
+    let rv = |obj: &Value| {
+        obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    json_of(&api, Method::POST, cms, cm("1")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cached = format!("{uri}?resourceVersion=0");
+    while json_of(&api, Method::GET, &cached, Value::Null).await["data"]["v"] != "1" {
+        assert!(Instant::now() < deadline, "the cache never saw the object");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each write below starts from the cache's v=1, now stale.
+    let two = json_of(&api, Method::PUT, &uri, cm("2")).await;
+    let three = json_of(&api, Method::PUT, &uri, cm("3")).await;
+    assert_eq!(three["data"]["v"], "3", "{three}");
+    assert!(rv(&three).parse::<i64>().unwrap() > rv(&two).parse::<i64>().unwrap());
+    // A no-op against the stale copy, not against the store.
+    let one = json_of(&api, Method::PUT, &uri, cm("1")).await;
+    assert_eq!(one["data"]["v"], "1", "{one}");
+    let stored = json_of(&api, Method::GET, &uri, Value::Null).await;
+    assert_eq!(
+        stored["data"]["v"], "1",
+        "the store after the writes: {stored}"
+    );
+    assert_eq!(rv(&stored), rv(&one));
+    assert_eq!(
+        json_of(&api, Method::GET, &cached, Value::Null).await["data"]["v"],
+        "1",
+        "the cache's copy still predates the writes"
+    );
+    // A precondition the stale copy fails and the store's state meets.
+    let deleted = json_of(
+        &api,
+        Method::DELETE,
+        &uri,
+        json!({"preconditions": {"resourceVersion": rv(&one)}}),
+    )
+    .await;
+    assert_eq!(deleted["status"], "Success", "{deleted}");
+    match try_call(&api, Method::GET, &uri, Value::Null).await {
+        Err(ApiError::NotFound { .. }) => {}
+        other => panic!("after the delete: {:?}", other.map(|_| "an answer")),
+    }
+    embedded.stop().await;
+}
+
 /// A paged list is served from the cache's snapshot: every page at the
 /// first page's revision whatever is written meanwhile, with continue
 /// tokens and remainingItemCount as the store's pages, and its continue

@@ -184,6 +184,16 @@ impl Cache {
         Some((objs.collect(), st.revision))
     }
 
+    /// The cached object at `key`; None while the cache is not ready or
+    /// when it holds no such key.
+    pub fn object(&self, key: &[u8]) -> Option<Arc<Object>> {
+        let st = self.lock();
+        if !st.ready {
+            return None;
+        }
+        st.objects.get(key).cloned()
+    }
+
     /// Every current object and the revision they are at, pinned for
     /// later pages at that revision (see [`Cache::pinned`]); None while the
     /// cache is not ready.

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::current::Current;
 use super::update::MAX_TRIES;
 use super::{crds, gc, namespaces, object, read, Api, Query, Request, Target};
 use crate::error::ApiError;
@@ -162,30 +163,53 @@ pub(super) async fn delete_object(
     opts: &DeleteOptions,
 ) -> Result<(Value, bool), ApiError> {
     let key = api.key(kind, namespace, name);
+    // The watch cache's copy first (see `Current`): a stale one fails the
+    // Txn's compare, and what it alone decides is asked of the store again.
+    let mut known = Current::cached(api, kind, &key);
     for _ in 0..MAX_TRIES {
-        let (kv, _) = api.store.get(key.as_bytes()).await?;
-        let kv = kv.ok_or_else(|| ApiError::not_found(kind, name))?;
-        let cur = object::decode_as(kind, &kv)?;
-        if let Some(p) = &opts.preconditions {
-            check_preconditions(kind, &cur, p)?;
+        let current = match known.take() {
+            Some(current) => current,
+            None => Current::stored(api, kind, name, &key).await?,
+        };
+        let cur = &current.value;
+        let marked = match &opts.preconditions {
+            Some(p) => check_preconditions(kind, cur, p).map(|()| mark(kind, cur, opts)),
+            None => Ok(mark(kind, cur, opts)),
+        };
+        let marked = match marked {
+            Err(_) if !current.authoritative => continue,
+            Err(e) => return Err(e),
+            Ok(marked) => marked,
+        };
+        let writes = !opts.dry_run() && !matches!(marked, Some(None));
+        if !writes && !current.authoritative {
+            // Nothing written checks a guess: ask the store.
+            continue;
         }
-        let Some(marked) = mark(kind, &cur, opts) else {
+        let Some(marked) = marked else {
             // Nothing to wait for: delete now.
             if opts.dry_run() {
-                return Ok((cur, true));
+                return Ok((current.value, true));
             }
-            match api.store.delete(key.as_bytes(), kv.mod_revision).await? {
+            match api
+                .store
+                .delete(key.as_bytes(), current.mod_revision)
+                .await?
+            {
                 Written::Done { revision } => {
-                    let mut gone = cur;
+                    let mut gone = current.value;
                     object::set_resource_version(&mut gone, revision);
                     return Ok((gone, true));
                 }
-                Written::Conflict { .. } => continue,
+                Written::Conflict { current } => {
+                    known = Some(Current::from_kv(kind, name, current)?);
+                    continue;
+                }
             }
         };
         let Some(mut marked) = marked else {
             // Already marked: unchanged.
-            return Ok((cur, false));
+            return Ok((current.value, false));
         };
         if opts.dry_run() {
             return Ok((marked, false));
@@ -196,7 +220,7 @@ pub(super) async fn delete_object(
             .update(
                 key.as_bytes(),
                 object::encode_as(kind, &marked),
-                kv.mod_revision,
+                current.mod_revision,
                 lease,
             )
             .await?
@@ -208,7 +232,7 @@ pub(super) async fn delete_object(
                 }
                 return Ok((marked, false));
             }
-            Written::Conflict { .. } => continue,
+            Written::Conflict { current } => known = Some(Current::from_kv(kind, name, current)?),
         }
     }
     Err(ApiError::stale(kind, name))

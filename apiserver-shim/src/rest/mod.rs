@@ -15,6 +15,7 @@
 mod continue_token;
 pub mod crds;
 mod create;
+mod current;
 mod delete;
 mod gc;
 mod list_stream;

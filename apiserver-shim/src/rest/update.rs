@@ -1,12 +1,14 @@
 //! update (PUT) and its /status form, and the guarded update loop every
 //! write shares (PATCH in [`super::patch`], /scale, deletion marks),
-//! kube-apiserver's GuaranteedUpdate: read the object, compute the new one,
-//! write it with Txn If(mod_revision == read) Then(Put), and on a lost race
-//! read again and recompute. Unchanged bytes write nothing. A client's write
+//! kube-apiserver's GuaranteedUpdate: take the object (the watch cache's
+//! copy first, see [`super::current`]), compute the new one, write it with
+//! Txn If(mod_revision == taken) Then(Put) Else(Range), and on a lost race
+//! recompute from the state the Txn returned. Unchanged bytes write nothing. A client's write
 //! also records its manager in metadata.managedFields.
 
 use serde_json::{json, Value};
 
+use super::current::Current;
 use super::{object, require_object_body, Api, Request, Target};
 use crate::error::{ApiError, Cause};
 use crate::managed::{self, Operation, Ownable, Writer};
@@ -65,8 +67,8 @@ pub(super) fn ownable(kind: &Kind, scope: Scope) -> Ownable {
 }
 
 /// The guarded update loop. `mutate` gets the current object (with its
-/// resourceVersion) and returns the wanted one; it refuses a stale
-/// resourceVersion itself. An Update `writer` (none for the server's own
+/// resourceVersion; first the watch cache's copy, see [`Current`]) and
+/// returns the wanted one; it refuses a stale resourceVersion itself. An Update `writer` (none for the server's own
 /// writes) is recorded in managedFields
 /// here (an Apply's `mutate` records itself). Returns the object as written
 /// (or as it was when nothing changed); when the write leaves an object
@@ -87,28 +89,24 @@ where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
     let key = api.key(kind, namespace, name);
+    let mut known = Current::cached(api, kind, &key);
     for _ in 0..MAX_TRIES {
-        let (kv, _) = api.store.get(key.as_bytes()).await?;
-        let kv = kv.ok_or_else(|| ApiError::not_found(kind, name))?;
-        let current = object::decode_as(kind, &kv)?;
-        let wanted = mutate(&current)?;
-        let mut new = merge_rules(kind, scope, &current, wanted)?;
-        if let Some(w) = writer.filter(|w| w.operation == Operation::Update) {
-            managed::record_update(
-                schemas().root(kind),
-                ownable(kind, scope),
-                w,
-                &object::now(),
-                &current,
-                &mut new,
-            );
-        }
-        object::set_resource_version(&mut new, kv.mod_revision);
-        if new == current {
-            return Ok(current);
-        }
-        if dry_run {
-            return Ok(new);
+        let current = match known.take() {
+            Some(current) => current,
+            None => Current::stored(api, kind, name, &key).await?,
+        };
+        let new = match updated(kind, scope, writer, &mut mutate, &current) {
+            // A stale guess may refuse what the store's state allows.
+            Err(_) if !current.authoritative => continue,
+            Err(e) => return Err(e),
+            Ok(new) => new,
+        };
+        if new == current.value || dry_run {
+            if current.authoritative {
+                return Ok(if dry_run { new } else { current.value });
+            }
+            // Nothing written checks a guess: ask the store.
+            continue;
         }
         let lease = api.lease(kind).await?;
         match api
@@ -116,13 +114,14 @@ where
             .update(
                 key.as_bytes(),
                 object::encode_as(kind, &new),
-                kv.mod_revision,
+                current.mod_revision,
                 lease,
             )
             .await?
         {
-            Written::Conflict { .. } => continue,
+            Written::Conflict { current } => known = Some(Current::from_kv(kind, name, current)?),
             Written::Done { revision } => {
+                let mut new = new;
                 object::set_resource_version(&mut new, revision);
                 if deletion_complete(kind, &new) {
                     if let Written::Done { revision } =
@@ -136,6 +135,34 @@ where
         }
     }
     Err(ApiError::stale(kind, name))
+}
+
+/// The object `mutate` wants written over `current`, with the update's
+/// rules and managedFields applied and `current`'s resourceVersion.
+fn updated<F>(
+    kind: &'static Kind,
+    scope: Scope,
+    writer: Option<&Writer>,
+    mutate: &mut F,
+    current: &Current,
+) -> Result<Value, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    let wanted = mutate(&current.value)?;
+    let mut new = merge_rules(kind, scope, &current.value, wanted)?;
+    if let Some(w) = writer.filter(|w| w.operation == Operation::Update) {
+        managed::record_update(
+            schemas().root(kind),
+            ownable(kind, scope),
+            w,
+            &object::now(),
+            &current.value,
+            &mut new,
+        );
+    }
+    object::set_resource_version(&mut new, current.mod_revision);
+    Ok(new)
 }
 
 /// True when an object being deleted has nothing left to wait for: no
