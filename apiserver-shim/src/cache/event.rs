@@ -1,7 +1,7 @@
 //! What a watch cache holds: objects decoded once (and encoded as JSON at
 //! most once: lists and watch lines share the bytes), and events whose wire
-//! lines are encoded once per (line, version, format) and shared, as
-//! `Bytes`, by every client watch that is sent them.
+//! lines are encoded once per (line, version, format or Table form) and
+//! shared, as `Bytes`, by every client watch that is sent them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::registry::Kind;
 use crate::rest::object;
 use crate::store::Kv;
+use crate::table;
 
 /// One stored object, decoded.
 pub struct Object {
@@ -165,8 +166,8 @@ pub struct CachedEvent {
     pub at: Instant,
     /// `old` with resourceVersion = `revision` (DELETED lines).
     old_at_revision: OnceLock<Option<Value>>,
-    /// Lines encoded so far, by (type, kind served, format).
-    lines: Mutex<HashMap<(LineType, usize, Format), Option<Bytes>>>,
+    /// Lines encoded so far, by (type, kind served, how written).
+    lines: Mutex<HashMap<(LineType, usize, LineFormat), Option<Bytes>>>,
 }
 
 impl CachedEvent {
@@ -231,29 +232,60 @@ impl CachedEvent {
     /// The line of type `t` for `kind` in `format`, encoded on first use
     /// and shared after.
     pub fn line(&self, t: LineType, kind: &'static Kind, format: Format) -> Option<Bytes> {
-        let key = (t, kind as *const Kind as usize, format);
+        self.shared_line(t, kind, LineFormat::Plain(format))
+    }
+
+    /// The one-row Table line of type `t` for `kind` (kubectl get -w),
+    /// `columns` the one that carries the column definitions (a watch's
+    /// first); encoded on first use and shared after.
+    pub fn table_line(
+        &self,
+        t: LineType,
+        kind: &'static Kind,
+        opts: table::Options,
+        columns: bool,
+    ) -> Option<Bytes> {
+        self.shared_line(t, kind, LineFormat::Table { opts, columns })
+    }
+
+    fn shared_line(&self, t: LineType, kind: &'static Kind, how: LineFormat) -> Option<Bytes> {
+        let key = (t, kind as *const Kind as usize, how);
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = lines.get(&key) {
             return b.clone();
         }
-        let line = match (t, format) {
+        let line = match (t, how) {
             // The object's own JSON, shared with lists and other lines.
-            (LineType::Added | LineType::Modified, Format::Json) => self
+            (LineType::Added | LineType::Modified, LineFormat::Plain(Format::Json)) => self
                 .new
                 .as_ref()
                 .and_then(|o| o.json(kind))
                 .map(|object| json_line(t.name(), &object)),
-            _ => self
+            (_, LineFormat::Plain(format)) => self
                 .object(t, kind)
                 .and_then(|o| encode(t.name(), &o, format)),
+            (_, LineFormat::Table { opts, columns }) => self
+                .object(t, kind)
+                .and_then(|o| encode(t.name(), &table::one(kind, &o, opts, columns), Format::Json)),
         };
         lines.insert(key, line.clone());
         line
     }
 }
 
+/// How a shared line is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum LineFormat {
+    Plain(Format),
+    /// A one-row Table, in JSON, with or without its column definitions.
+    Table {
+        opts: table::Options,
+        columns: bool,
+    },
+}
+
 /// The name of a line type, for lines encoded outside the shared cache
-/// (Tables).
+/// (a snapshot's initial lines).
 pub fn type_name(t: LineType) -> &'static str {
     t.name()
 }

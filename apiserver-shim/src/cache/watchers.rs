@@ -37,8 +37,8 @@ pub const QUEUE: usize = 1024;
 pub enum Wire {
     /// Shared by every watch of the same class, kind and format.
     Shared(Format),
-    /// One-row Tables (kubectl get -w): the first carries the column
-    /// definitions, so each watch encodes its own.
+    /// One-row Tables (kubectl get -w): a watch's first line carries the
+    /// column definitions; each form is shared by the watches sent it.
     Table(table::Options),
 }
 
@@ -70,7 +70,7 @@ impl Spec {
     }
 
     /// The line of type `t` carrying `obj`, encoded for this watch alone
-    /// (Tables; initial events of a snapshot).
+    /// (initial events of a snapshot).
     pub fn encode_one(&self, t: LineType, obj: &Value, columns_sent: &AtomicBool) -> Option<Bytes> {
         match self.wire {
             Wire::Shared(format) => encode(type_name(t), obj, format),
@@ -103,7 +103,10 @@ impl Spec {
     pub fn line(&self, ev: &CachedEvent, t: LineType, columns_sent: &AtomicBool) -> Option<Bytes> {
         match self.wire {
             Wire::Shared(format) => ev.line(t, self.kind, format),
-            Wire::Table(_) => self.encode_one(t, &ev.object(t, self.kind)?, columns_sent),
+            Wire::Table(opts) => {
+                let first = !columns_sent.swap(true, Ordering::Relaxed);
+                ev.table_line(t, self.kind, opts, first)
+            }
         }
     }
 }
@@ -471,5 +474,43 @@ mod tests {
         let ws = spec(None, None, None);
         let initial = ws.initial_line(&p, p.value.as_ref().unwrap(), &AtomicBool::new(false));
         assert_eq!(initial.unwrap(), line);
+    }
+
+    #[test]
+    fn table_lines_are_encoded_once_per_form_and_shared() {
+        let mut w = Watchers::default();
+        let opts = table::Options {
+            version: "v1",
+            include: table::Include::Metadata,
+        };
+        let table_spec = || {
+            Arc::new(Spec {
+                wire: Wire::Table(opts),
+                ..Arc::try_unwrap(spec(None, None, None)).ok().unwrap()
+            })
+        };
+        let mut old = w.add(table_spec(), 0);
+        w.dispatch(&CachedEvent::new(3, Some(pod("p", "a", "", "x", 3)), None));
+        let mut new = w.add(table_spec(), 0);
+        let ev = CachedEvent::new(4, Some(pod("q", "a", "", "x", 4)), None);
+        w.dispatch(&ev);
+        let line = |rx: &mut mpsc::Receiver<(i64, Bytes)>| rx.try_recv().unwrap().1;
+        let (old_first, old_second, new_first) =
+            (line(&mut old.rx), line(&mut old.rx), line(&mut new.rx));
+        let columns = |l: &Bytes| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            assert_eq!(v["object"]["kind"], "Table", "{v}");
+            v["object"]["columnDefinitions"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+        };
+        // Each watch's first line carries the columns, its later ones not.
+        assert!(columns(&old_first) && columns(&new_first) && !columns(&old_second));
+        // Another watch sent the same form of the same event: the same bytes.
+        let mut third = w.add(table_spec(), 0);
+        w.dispatch(&ev);
+        let (third_first, new_second) = (line(&mut third.rx), line(&mut new.rx));
+        assert_eq!(third_first.as_ptr(), new_first.as_ptr());
+        assert_eq!(new_second.as_ptr(), old_second.as_ptr());
     }
 }

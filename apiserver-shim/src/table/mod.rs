@@ -18,7 +18,7 @@ use crate::registry::Kind;
 use crate::rest::Query;
 
 /// What each row carries besides its cells (?includeObject=).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Include {
     None,
     /// A PartialObjectMetadata (the default): kubectl reads namespaces and
@@ -28,7 +28,7 @@ pub enum Include {
 }
 
 /// A Table request: the meta.k8s.io version asked for and includeObject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Options {
     pub version: &'static str,
     pub include: Include,
