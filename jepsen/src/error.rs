@@ -30,6 +30,12 @@ pub enum JepsenError {
         #[source]
         source: io::Error,
     },
+    #[error("{path}, line {line}: {message}")]
+    Plan {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("the power-loss file system: {0}")]
     PowerFs(String),
     #[error("drawing the plots: {0}")]

@@ -29,9 +29,12 @@
 //! [`convergence`] (the members agree at the end), [`powerfs`] (a FUSE file
 //! system that loses unsynced writes on a power cut),
 //! [`workload`] (what the clients do), [`report`] (the run directory and its
-//! HTML page), [`run`] (a whole run, top to bottom).
+//! HTML page), [`run`] (a whole run, top to bottom), [`options`] (a run's
+//! command-line flags), [`campaign`] (runs of a plan, one after another,
+//! with an index of their verdicts).
 
 pub mod auth;
+pub mod campaign;
 pub mod check;
 pub mod client;
 pub mod cluster;
@@ -39,6 +42,7 @@ pub mod convergence;
 pub mod error;
 pub mod history;
 pub mod nemesis;
+pub mod options;
 pub mod powerfs;
 pub mod report;
 pub mod run;

@@ -2,6 +2,12 @@
 //! 1 when a checker found an anomaly, 3 when a checker could not decide,
 //! 2 when the run itself failed, 130 / 143 when interrupted (SIGINT /
 //! SIGTERM; the members are stopped and the namespaces removed first).
+//!
+//! `oxetcd-jepsen campaign` makes the runs of a plan and exits 0 when every
+//! run is valid, else 1 when one is invalid, else 2 when one could not be
+//! made (or the plan is wrong), else 3 when a checker could not decide;
+//! 130 / 143 when interrupted, after marking the run under way in the
+//! index.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -9,19 +15,27 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
-use oxetcd_jepsen::auth::Granted;
+use clap::{Parser, Subcommand};
+use oxetcd_jepsen::campaign::index::Tally;
+use oxetcd_jepsen::campaign::{plan, Campaign};
 use oxetcd_jepsen::check::{Validity, Verdict};
-use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::error::JepsenError;
 use oxetcd_jepsen::history::read_jsonl;
-use oxetcd_jepsen::run::{self, RunConfig};
+use oxetcd_jepsen::options::RunArgs;
+use oxetcd_jepsen::run;
 use oxetcd_jepsen::workload::Workload;
 
 /// A Jepsen-style consistency test of an etcd-API cluster.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The server binary: oxetcd, etcd, or anything taking etcd's flags.
     #[arg(long, required_unless_present = "check")]
     server: Option<PathBuf>,
@@ -29,100 +43,57 @@ struct Cli {
     /// of running a test.
     #[arg(long, value_name = "HISTORY")]
     check: Option<PathBuf>,
-    /// Cluster size.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
-    /// Seconds of client traffic (and faults).
-    #[arg(long, default_value_t = 60)]
-    time_limit: u64,
-    /// register, set, watch, append, kubernetes or lease.
-    #[arg(long, default_value = "register")]
-    workload: String,
-    /// Comma-separated fault kinds: kill, pause, partition, member, wal,
-    /// compact, slow, lossy, clock, power (or none).
-    #[arg(long, value_delimiter = ',', default_value = "kill,pause,partition")]
-    nemesis: Vec<String>,
-    /// Seeds the clients' and the nemesis' choices (default: from the clock).
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make the runs of a plan one after another, each in its own directory
+    /// under --out, and keep --out/index.html: a table of their verdicts,
+    /// with links to their reports and plots.
+    Campaign(CampaignArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CampaignArgs {
+    /// One run a line, as a run's flags without --out, each with --seed;
+    /// `#` starts a comment line (docs/jepsen.md, Campaigns).
     #[arg(long)]
-    seed: Option<u64>,
-    /// The run directory (default: jepsen-runs/<workload>-<seed>).
+    plan: PathBuf,
+    /// The campaign's directory: index.html, campaign.json, plan.txt, and
+    /// one directory per run.
     #[arg(long)]
-    out: Option<PathBuf>,
-    /// Client tasks.
-    #[arg(long, default_value_t = 10)]
-    concurrency: u32,
-    /// Operations per second over all clients.
-    #[arg(long, default_value_t = 200)]
-    rate: u32,
-    /// A request not answered within this is indeterminate (ms).
-    #[arg(long, default_value_t = 2000)]
-    op_timeout_ms: u64,
-    /// Quiet time between faults, LO-HI ms (uniform).
-    #[arg(long, value_name = "LO-HI", default_value = "2000-5000", value_parser = parse_ms_range)]
-    fault_interval_ms: (u64, u64),
-    /// How long each fault is held, LO-HI ms (uniform); e.g. 100-300 with
-    /// an interval of 100-300 makes about a hundred power cuts a minute.
-    #[arg(long, value_name = "LO-HI", default_value = "2000-6000", value_parser = parse_ms_range)]
-    fault_hold_ms: (u64, u64),
-    /// Run members on 127.x loopback addresses even as root (no partitions).
+    out: PathBuf,
+    /// The server binary of the plan lines that name none.
     #[arg(long)]
-    no_namespaces: bool,
-    /// No progress bar.
+    server: Option<PathBuf>,
+    /// No progress bars.
     #[arg(long)]
     quiet: bool,
-    /// Environment for every member, KEY=VALUE (repeatable); e.g.
-    /// OXETCD_FAILPOINT_STALE_READS=1 to check that the tester catches a
-    /// broken oxetcd.
-    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_server_env)]
-    server_env: Vec<(String, String)>,
-    /// Extra flags for every member, e.g. --server-arg=--snapshot-count=100.
-    #[arg(long = "server-arg", allow_hyphen_values = true)]
-    server_args: Vec<String>,
-    /// Enable etcd's auth once the cluster forms: clients authenticate as a
-    /// user granted READWRITE on the workload's keys and send its token
-    /// (simple or JWT, as the server is started: --server-arg=--auth-token=...).
-    #[arg(long)]
-    auth: bool,
-    /// With --auth: what the workload user is granted (readwrite; read or
-    /// write alone only to check that the tester reports the denials).
-    #[arg(long, default_value = "readwrite", requires = "auth", value_parser = parse_granted)]
-    auth_permission: Granted,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(path) = &cli.check {
-        return check_history(path, &cli.workload);
+    if let Some(Command::Campaign(args)) = cli.command {
+        return campaign(args).await;
     }
-    let seed = cli.seed.unwrap_or_else(|| {
+    if let Some(path) = &cli.check {
+        return check_history(path, &cli.run.workload);
+    }
+    let seed = cli.run.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
     let out = cli
+        .run
         .out
-        .unwrap_or_else(|| PathBuf::from(format!("jepsen-runs/{}-{seed}", cli.workload)));
-    let config = RunConfig {
-        server: cli.server.unwrap_or_default(),
-        nodes: cli.nodes,
-        workload: cli.workload,
-        nemesis: cli.nemesis,
-        time_limit_s: cli.time_limit,
-        seed,
-        concurrency: cli.concurrency,
-        rate: cli.rate,
-        op_timeout_ms: cli.op_timeout_ms,
-        fault_interval_ms: cli.fault_interval_ms,
-        fault_hold_ms: cli.fault_hold_ms,
-        out,
-        namespaces: !cli.no_namespaces && Netns::available(),
-        progress: !cli.quiet,
-        server_args: cli.server_args,
-        server_env: cli.server_env,
-        auth: cli.auth.then_some(cli.auth_permission),
-    };
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("jepsen-runs/{}-{seed}", cli.run.workload)));
+    let config = cli.run.config(cli.server.unwrap_or_default(), seed, out);
     // Dropping the run stops its members and removes its namespaces (the
     // cluster's Drop); a signal's default action would skip that and leave
     // them behind.
@@ -177,12 +148,57 @@ async fn interrupted() -> (&'static str, u8) {
     }
 }
 
-fn parse_granted(text: &str) -> Result<Granted, String> {
-    text.parse().map_err(|e: JepsenError| e.to_string())
+/// Reads the plan (all of it, before the first run), then makes its runs.
+async fn campaign(args: CampaignArgs) -> ExitCode {
+    let defaults = plan::Defaults {
+        server: args.server.as_deref(),
+        dir: &args.out,
+        quiet: args.quiet,
+    };
+    let started =
+        plan::read(&args.plan, defaults).and_then(|plan| Campaign::create(&args.out, plan));
+    let mut campaign = match started {
+        Ok(campaign) => campaign,
+        Err(e) => {
+            eprintln!("oxetcd-jepsen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("campaign index: {}", campaign.index().display());
+    // Dropping the campaign's future stops the run under way, as for one
+    // run in main.
+    let interruption = tokio::select! {
+        () = campaign.run() => None,
+        signal = interrupted() => Some(signal),
+    };
+    if let Some((name, code)) = interruption {
+        campaign.interrupted();
+        eprintln!("oxetcd-jepsen: {name}: stopped the run under way; the index says so");
+        return ExitCode::from(code);
+    }
+    let tally = campaign.tally();
+    println!(
+        "{} valid, {} invalid, {} unknown, {} error; index in {}",
+        tally.valid,
+        tally.invalid,
+        tally.unknown,
+        tally.error,
+        campaign.index().display()
+    );
+    campaign_exit_code(&tally)
 }
 
-fn parse_server_env(text: &str) -> Result<(String, String), String> {
-    run::parse_env(text).map_err(|e| e.to_string())
+/// The exit code of a finished campaign (see the top of this file).
+fn campaign_exit_code(tally: &Tally) -> ExitCode {
+    if tally.invalid > 0 {
+        ExitCode::from(1)
+    } else if tally.error > 0 || tally.not_run > 0 {
+        ExitCode::from(2)
+    } else if tally.unknown > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The exit code of a verdict (see the top of this file).
@@ -192,20 +208,6 @@ fn exit_code(validity: Validity) -> ExitCode {
         Validity::Invalid => ExitCode::from(1),
         Validity::Unknown => ExitCode::from(3),
     }
-}
-
-/// `LO-HI` milliseconds, LO <= HI.
-fn parse_ms_range(text: &str) -> Result<(u64, u64), String> {
-    let bad = || format!("wants LO-HI in ms (e.g. 2000-5000), not {text:?}");
-    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
-    let (lo, hi): (u64, u64) = (
-        lo.parse().map_err(|_| bad())?,
-        hi.parse().map_err(|_| bad())?,
-    );
-    if lo > hi {
-        return Err(bad());
-    }
-    Ok((lo, hi))
 }
 
 /// Re-checks a stored history; prints the verdicts as JSON.

@@ -89,14 +89,19 @@ fn net_id() -> u8 {
     ((std::process::id().wrapping_mul(7).wrapping_add(n)) % 240 + 1) as u8
 }
 
-pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
-    let workload: Workload = config.workload.parse()?;
-    let kinds = config
-        .nemesis
+/// The fault kinds of `--nemesis`; `none` and empty names stand for no
+/// fault.
+pub fn fault_kinds(nemesis: &[String]) -> Result<Vec<FaultKind>, JepsenError> {
+    nemesis
         .iter()
         .filter(|k| !k.is_empty() && *k != "none")
         .map(|k| k.parse())
-        .collect::<Result<Vec<FaultKind>, _>>()?;
+        .collect()
+}
+
+pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
+    let workload: Workload = config.workload.parse()?;
+    let kinds = fault_kinds(&config.nemesis)?;
     if config.namespaces && !Netns::available() {
         return Err(JepsenError::Usage(
             "network namespaces need root and iproute2".into(),

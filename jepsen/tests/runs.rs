@@ -41,36 +41,9 @@ use oxetcd_jepsen::check::Validity;
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::nemesis::{self, preview, Fault, FaultKind, NemesisConfig};
 use oxetcd_jepsen::run::{run, Outcome, RunConfig};
+use support::{members_of, oxetcd};
 
 const ETCD: &str = "/usr/bin/etcd";
-
-fn oxetcd() -> PathBuf {
-    if let Some(path) = std::env::var_os("OXETCD_JEPSEN_SERVER") {
-        return PathBuf::from(path);
-    }
-    // <target>/<profile>/deps/runs-<hash> -> <target>/<profile>/oxetcd
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let binary = profile_dir.join("oxetcd");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "oxetcd", "--bin", "oxetcd"]);
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let target_dir = profile_dir.parent().expect("target dir");
-        let status = build
-            .env("CARGO_TARGET_DIR", target_dir)
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building oxetcd failed");
-    }
-    binary
-}
 
 fn config(server: PathBuf, workload: &str, seed: u64) -> (RunConfig, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -655,23 +628,6 @@ async fn a_workload_user_denied_its_keys_is_caught() {
         .unwrap();
     assert_eq!(auth.validity, Validity::Invalid);
     assert_eq!(auth.anomalies[0].kind, "permission-denied", "{auth:#?}");
-}
-
-/// The members of the run writing to `out` that are alive: processes whose
-/// command line holds `--data-dir <out>/members/...`.
-fn members_of(out: &std::path::Path) -> Vec<String> {
-    let data_dirs = format!("{}/members/", out.display());
-    let mut members = Vec::new();
-    for proc_dir in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(cmdline) = std::fs::read(proc_dir.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("--data-dir") && cmdline.contains(&data_dirs) {
-            members.push(cmdline);
-        }
-    }
-    members
 }
 
 /// Ctrl-C (SIGINT) on a run stops its members and removes its network

@@ -8,6 +8,7 @@
 //! | `verdicts.json` | each checker's verdict, with a small counter-example per anomaly |
 //! | `auth.json` | with `--auth`: the workload user's authentications and token refreshes ([`crate::auth::tokens::AuthCounts`]) |
 //! | `index.html` | all of it on one page, with latency and throughput plots, faults shaded |
+//! | `latency.svg`, `throughput.svg` | the page's two plots, alone (a campaign's index links them) |
 //! | `members/<name>/` | each member's data dir and log |
 
 pub mod plot;
@@ -49,12 +50,36 @@ pub fn write(
     let path = dir.join("history.jsonl");
     let file = File::create(&path).map_err(JepsenError::io(&path))?;
     history::write_jsonl(BufWriter::new(file), ops).map_err(JepsenError::io(&path))?;
-    let page = html(config, ops, faults, verdicts, validity)?;
+    let plots = Plots::draw(ops, faults)?;
+    for (name, svg) in [
+        ("latency.svg", &plots.latency),
+        ("throughput.svg", &plots.throughput),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, svg).map_err(JepsenError::io(&path))?;
+    }
+    let page = page(config, ops, faults, verdicts, validity, &plots);
     let path = dir.join("index.html");
     fs::write(&path, page).map_err(JepsenError::io(&path))
 }
 
-fn escape(text: &str) -> String {
+/// The two plots of a run, as SVG documents.
+struct Plots {
+    latency: String,
+    throughput: String,
+}
+
+impl Plots {
+    fn draw(ops: &[Op], faults: &[FaultWindow]) -> Result<Plots, JepsenError> {
+        Ok(Plots {
+            latency: plot::latency(ops, faults)?,
+            throughput: plot::throughput(ops, faults)?,
+        })
+    }
+}
+
+/// `text` safe in HTML text and attribute values.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -70,6 +95,18 @@ pub fn html(
     verdicts: &[Verdict],
     validity: Validity,
 ) -> Result<String, JepsenError> {
+    let plots = Plots::draw(ops, faults)?;
+    Ok(page(config, ops, faults, verdicts, validity, &plots))
+}
+
+fn page(
+    config: &RunConfig,
+    ops: &[Op],
+    faults: &[FaultWindow],
+    verdicts: &[Verdict],
+    validity: Validity,
+    plots: &Plots,
+) -> String {
     let (word, colour) = match validity {
         Validity::Valid => ("valid", "#2a7"),
         Validity::Invalid => ("INVALID", "#c22"),
@@ -115,9 +152,9 @@ pub fn html(
         }
     }
     page.push_str("<h2>Latency and throughput</h2>\n<div class=\"plot\">");
-    page.push_str(&plot::latency(ops, faults)?);
+    page.push_str(&plots.latency);
     page.push_str("</div>\n<div class=\"plot\">");
-    page.push_str(&plot::throughput(ops, faults)?);
+    page.push_str(&plots.throughput);
     page.push_str("</div>\n<h2>Faults</h2>\n<table><tr><th>kind</th><th>target</th><th>from (s)</th><th>to (s)</th></tr>\n");
     for f in faults {
         let _ = writeln!(
@@ -134,8 +171,9 @@ pub fn html(
         page,
         "</table>\n<h2>Configuration</h2>\n<pre>{}</pre>\n<p>Files: <a href=\"history.jsonl\">history.jsonl</a>, \
          <a href=\"verdicts.json\">verdicts.json</a>, <a href=\"faults.json\">faults.json</a>, \
-         <a href=\"config.json\">config.json</a></p>\n</body></html>\n",
+         <a href=\"config.json\">config.json</a>, <a href=\"latency.svg\">latency.svg</a>, \
+         <a href=\"throughput.svg\">throughput.svg</a></p>\n</body></html>\n",
         escape(&config_json)
     );
-    Ok(page)
+    page
 }

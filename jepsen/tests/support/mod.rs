@@ -1,10 +1,14 @@
 //! What the test files share.
 
+use std::path::PathBuf;
+use std::process::Command;
+
 use oxetcd_jepsen::powerfs::PowerFs;
 
 /// Whether the power-loss file system can be mounted here (/dev/fuse, root,
 /// fusermount3); without it a test skips, saying why, except under CI=true,
 /// where it fails.
+#[allow(dead_code)] // not every test file cuts power
 pub fn power_fs_available() -> bool {
     match PowerFs::unavailable() {
         None => true,
@@ -69,4 +73,54 @@ pub fn rsa_key_pair() -> Option<KeyPair> {
         public,
         _dir: dir,
     })
+}
+
+/// The workspace's `oxetcd` binary in the same target dir and profile as
+/// the test, built with `$CARGO build --bin oxetcd` when it is not there;
+/// `OXETCD_JEPSEN_SERVER` overrides it.
+#[allow(dead_code)] // not every test file runs clusters
+pub fn oxetcd() -> PathBuf {
+    if let Some(path) = std::env::var_os("OXETCD_JEPSEN_SERVER") {
+        return PathBuf::from(path);
+    }
+    // <target>/<profile>/deps/<test>-<hash> -> <target>/<profile>/oxetcd
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = profile_dir.join("oxetcd");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "oxetcd", "--bin", "oxetcd"]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let target_dir = profile_dir.parent().expect("target dir");
+        let status = build
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building oxetcd failed");
+    }
+    binary
+}
+
+/// The members of the run writing to `out` that are alive: processes whose
+/// command line holds `--data-dir <out>/members/...`.
+#[allow(dead_code)] // not every test file runs clusters
+pub fn members_of(out: &std::path::Path) -> Vec<String> {
+    let data_dirs = format!("{}/members/", out.display());
+    let mut members = Vec::new();
+    for proc_dir in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(proc_dir.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("--data-dir") && cmdline.contains(&data_dirs) {
+            members.push(cmdline);
+        }
+    }
+    members
 }
