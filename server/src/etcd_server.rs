@@ -52,11 +52,12 @@ use crate::validate;
 /// The storage engine's page cache. Small: redb reads through the OS page
 /// cache, which keeps the file's hot pages anyway; what redb caches on top of
 /// it is counted in the process's RSS (at 1M keys, 512 MiB cost about 200 MB
-/// of RSS for no measured gain: docs/performance.md, footprint). After
-/// 200,000 puts over 100,000 keys, 16 MiB instead of 64 took RSS from 166 MB
-/// to 119 MB with range throughput over those keys unchanged; 8 MiB cost
-/// 12-20 % of it.
-const STORE_CACHE_BYTES: u64 = 16 << 20;
+/// of RSS for no measured gain: docs/performance.md, footprint). 4 MiB
+/// against 16 (`benches/ab-releases`, 2 rounds, 100,000 keys of 256 B):
+/// puts at 100 clients 30,000 against 31,000/s (noise), linearizable ranges
+/// at 100 clients 37,100 against 36,800/s and at 1 client 6,620 against
+/// 6,680/s, RSS 12-25 MB lower.
+const STORE_CACHE_BYTES: u64 = 4 << 20;
 /// How many times a write refused for a changed auth state is checked and
 /// proposed again before the refusal reaches the client.
 const AUTH_RETRIES: u32 = 8;
