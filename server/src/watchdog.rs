@@ -4,7 +4,8 @@
 //! (seen in our benchmarks; upstream spacejam/sled#1412). A member whose only
 //! writer is stuck serves no write ever again, so the server's action is to
 //! exit and let a supervisor restart it: every acknowledged write is already
-//! durable, so nothing is lost.
+//! durable, so nothing is lost. Started only for an engine whose writer may
+//! hang (`Backend::writer_may_hang`: sled, not redb).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

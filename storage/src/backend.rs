@@ -75,6 +75,14 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Whether a write can hang forever inside the engine under ordinary
+    /// load, so that the server should watch its writer and exit when one
+    /// batch takes far too long (a restart recovers the durable state). By
+    /// default no; sled 0.34 yes (spacejam/sled#1412, seen here).
+    fn writer_may_hang(&self) -> bool {
+        false
+    }
+
     /// Whether a scan reads the contents as of its call: batches applied
     /// while its iterator lives do not change what it yields (redb: each scan
     /// owns a read transaction). A snapshot of the store then copies them

@@ -94,6 +94,10 @@ const LOCK_RETRIES: u32 = 50;
 const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Backend for SledBackend {
+    fn writer_may_hang(&self) -> bool {
+        true
+    }
+
     fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Bytes>> {
         Ok(self
             .db

@@ -404,6 +404,11 @@ impl Store {
     pub fn size_cached(&self) -> u64 {
         self.backend.size_cached()
     }
+
+    /// Whether the engine's writer can hang (see [`Backend::writer_may_hang`]).
+    pub fn writer_may_hang(&self) -> bool {
+        self.backend.writer_may_hang()
+    }
 }
 
 pub(crate) fn lease_record_key(id: i64) -> Bytes {

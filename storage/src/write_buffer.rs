@@ -307,6 +307,10 @@ impl Backend for WriteBuffer {
         self.shared.engine.scans_are_point_in_time()
     }
 
+    fn writer_may_hang(&self) -> bool {
+        self.shared.engine.writer_may_hang()
+    }
+
     fn apply(&self, batch: WriteBatch) -> Result<()> {
         let bytes = {
             let mut b = self.shared.buffered.write();
@@ -408,6 +412,15 @@ mod tests {
     fn buffered(dir: &std::path::Path, interval: Duration) -> WriteBuffer {
         let engine = SledBackend::open(dir, 16 << 20).expect("open sled");
         WriteBuffer::new(Box::new(engine), interval).expect("start flusher")
+    }
+
+    #[test]
+    fn only_sled_asks_for_a_writer_watchdog_through_the_buffer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(buffered(&dir.path().join("sled"), FLUSH_INTERVAL).writer_may_hang());
+        let redb = crate::RedbBackend::open(&dir.path().join("redb"), 1 << 20).expect("open redb");
+        let redb = WriteBuffer::new(Box::new(redb), FLUSH_INTERVAL).expect("start flusher");
+        assert!(!redb.writer_may_hang());
     }
 
     #[test]

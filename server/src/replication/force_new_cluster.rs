@@ -51,14 +51,20 @@ pub async fn force_new_cluster(
     if wal.log_state().1.is_none() && store.applied_state().is_none() {
         return Ok(false);
     }
-    let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
-        tracing::error!(
-            ?busy,
-            "applying the committed log before --force-new-cluster is stuck"
-        );
-        std::process::exit(1);
-    })
-    .map_err(|e| failed("watchdog", e))?;
+    let watchdog = if store.writer_may_hang() {
+        Some(
+            Watchdog::start(STUCK_WRITER, |busy| {
+                tracing::error!(
+                    ?busy,
+                    "applying the committed log before --force-new-cluster is stuck"
+                );
+                std::process::exit(1);
+            })
+            .map_err(|e| failed("watchdog", e))?,
+        )
+    } else {
+        None
+    };
     let durable =
         StateMachine::durable_applied(store).map_err(|e| failed("flushing the store", e))?;
     let mut sm = StateMachine::new(

@@ -133,11 +133,17 @@ impl Replication {
         let mut wal_options = WalOptions::default();
         wal_options.skip_fsync = settings.skip_wal_fsync;
         let wal = Wal::open(&paths.wal, wal_options)?;
-        let watchdog = Watchdog::start(STUCK_WRITER, |busy| {
-            tracing::error!(?busy, "applying one batch of writes is stuck (storage engine hang?): stopping so that a restart recovers the last durable state");
-            std::process::exit(1);
-        })
-        .map_err(|e| raft_err(&e))?;
+        let watchdog = if store.writer_may_hang() {
+            Some(
+                Watchdog::start(STUCK_WRITER, |busy| {
+                    tracing::error!(?busy, "applying one batch of writes is stuck (storage engine hang?): stopping so that a restart recovers the last durable state");
+                    std::process::exit(1);
+                })
+                .map_err(|e| raft_err(&e))?,
+            )
+        } else {
+            None
+        };
         let lessor = companions.lessor.clone();
         let durable = StateMachine::durable_applied(&store).map_err(|e| raft_err(&e))?;
         let purges = PurgeGate::new(wal, durable);

@@ -220,8 +220,9 @@ pub struct StateMachine {
     /// Where the meta of the last built or installed snapshot is kept.
     snapshots: SnapshotFiles,
     applied: AppliedRecord,
-    /// Stops the member if one batch of applies hangs (see `watchdog`).
-    watchdog: Arc<Watchdog>,
+    /// Stops the member if one batch of applies hangs (see `watchdog`);
+    /// only for an engine whose writer may hang.
+    watchdog: Option<Arc<Watchdog>>,
     /// Writes per applied entry: what snapshots and log purges count.
     writes: Arc<AppliedWrites>,
     /// Told each new durable point of the store, so the log is purged no
@@ -263,7 +264,7 @@ impl StateMachine {
         hub: Arc<WatchHub>,
         companions: Companions,
         snapshot_dir: PathBuf,
-        watchdog: Arc<Watchdog>,
+        watchdog: Option<Arc<Watchdog>>,
         purges: Arc<PurgeGate<LogCommand>>,
         slow_apply: Duration,
     ) -> RaftResult<Self> {
@@ -452,7 +453,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let watchdog = self.watchdog.clone();
-        let _busy = watchdog.busy();
+        let _busy = watchdog.as_deref().map(Watchdog::busy);
         let mut responses = Vec::new();
         let mut cost = 0;
         for entry in entries {
@@ -677,7 +678,7 @@ mod tests {
             let store = Arc::new(Store::open(Box::new(backend)).map_err(|e| write_err(&e))?);
             let hub = WatchHub::start(store.clone(), WatchConfig::default());
             let watchdog =
-                Watchdog::start(Duration::from_secs(600), |_| {}).map_err(|e| write_err(&e))?;
+                Some(Watchdog::start(Duration::from_secs(600), |_| {}).map_err(|e| write_err(&e))?);
             let companions = Companions {
                 lessor: Arc::new(crate::lease::Lessor::new(1, false)),
                 alarms: Arc::default(),
