@@ -177,9 +177,10 @@ pub fn check(ops: &[Op]) -> Verdict {
     let record_summary = match &the_record {
         None => "no record".to_owned(),
         Some(r) => format!(
-            "record of revisions {}..={}{}",
+            "record of revisions {}..={} ({} revisions with a change of the range){}",
             r.from,
             r.until,
+            r.revisions(),
             r.compacted
                 .map(|c| format!(" (compacted at {c}: checked from {} on)", r.from))
                 .unwrap_or_default()
@@ -222,6 +223,15 @@ impl<'a> Record<'a> {
             }),
             _ => None,
         })
+    }
+
+    /// How many revisions of the record's range changed the watched range:
+    /// all of them when nothing else was written meanwhile, as in the
+    /// `watch` and `kubernetes` workloads (etcd's revisions are dense).
+    fn revisions(&self) -> usize {
+        let mut revisions: Vec<i64> = self.events.iter().map(|e| e.revision).collect();
+        revisions.dedup();
+        revisions.len()
     }
 
     /// Every change any source reports inside the record's range must be
