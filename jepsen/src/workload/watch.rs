@@ -16,6 +16,7 @@ use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
 use oxetcd_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
 use oxetcd_proto::mvccpb::event::EventType;
+use oxetcd_proto::mvccpb::Event;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio_stream::wrappers::ReceiverStream;
@@ -208,17 +209,9 @@ pub async fn watcher(
                         if response.canceled || response.compact_revision != 0 {
                             break;
                         }
-                        for event in response.events {
-                            let Some(kv) = event.kv else { continue };
-                            let value = (event.r#type != EventType::Delete as i32)
-                                .then(|| client::decode(&kv))
-                                .flatten();
-                            next = kv.mod_revision + 1;
-                            events.push(WatchEvent {
-                                revision: kv.mod_revision,
-                                key: String::from_utf8_lossy(&kv.key).into_owned(),
-                                value,
-                            });
+                        for event in response.events.into_iter().filter_map(watch_event) {
+                            next = event.revision + 1;
+                            events.push(event);
                         }
                         idle_since = Instant::now();
                         if caught_up(&events, &fence).is_some() {
@@ -355,17 +348,7 @@ async fn record_stream(ctx: &Ctx, spec: Spec, member: usize, start: i64, until: 
         if response.canceled {
             return RecordRead::Broken;
         }
-        for event in response.events {
-            let Some(kv) = event.kv else { continue };
-            let value = (event.r#type != EventType::Delete as i32)
-                .then(|| client::decode(&kv))
-                .flatten();
-            events.push(WatchEvent {
-                revision: kv.mod_revision,
-                key: String::from_utf8_lossy(&kv.key).into_owned(),
-                value,
-            });
-        }
+        events.extend(response.events.into_iter().filter_map(watch_event));
         if events.last().is_some_and(|e| e.revision >= until) {
             // A revision's events come in one response, so the fence's
             // revision is whole; later events are past the record's end.
@@ -373,4 +356,18 @@ async fn record_stream(ctx: &Ctx, spec: Spec, member: usize, start: i64, until: 
             return RecordRead::Complete(events);
         }
     }
+}
+
+/// What the history keeps of one event of a watch response (`None` for an
+/// event without its key-value).
+fn watch_event(event: Event) -> Option<WatchEvent> {
+    let kv = event.kv?;
+    let value = (event.r#type != EventType::Delete as i32)
+        .then(|| client::decode(&kv))
+        .flatten();
+    Some(WatchEvent {
+        revision: kv.mod_revision,
+        key: String::from_utf8_lossy(&kv.key).into_owned(),
+        value,
+    })
 }
