@@ -89,6 +89,21 @@ pub enum Call {
         #[serde(default)]
         resumes: Vec<i64>,
     },
+    /// Watch: the record of the watched range, read once at the end (after
+    /// the watchers stopped) by one fresh watch stream on one member, from
+    /// the watchers' start revision to the fence: every event of the range
+    /// in `[from, until]`. `compacted` is the compact revision the server
+    /// answered when the range was compacted past the watchers' start; the
+    /// record then starts after it (`from` = compact revision + 1), as
+    /// the changes at or before it can no longer be read whole. `until` is
+    /// `None` when no member gave the record up to the fence.
+    WatchRecord {
+        from: i64,
+        until: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compacted: Option<i64>,
+        events: Vec<WatchEvent>,
+    },
     /// Kubernetes: a write guarded by the object's mod_revision, as
     /// kube-apiserver sends them. Create: `If mod_revision(key) == 0 Then
     /// Put`; update: `If mod_revision == rv Then Put Else Range`; delete:

@@ -22,10 +22,11 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// Client operations (not the watchers' logs, which last the whole run).
+/// Client operations (not the watchers' logs, which last the whole run,
+/// nor the final watch record).
 fn plotted(ops: &[Op]) -> impl Iterator<Item = &Op> {
     ops.iter()
-        .filter(|op| !matches!(op.call, Call::WatchLog { .. }))
+        .filter(|op| !matches!(op.call, Call::WatchLog { .. } | Call::WatchRecord { .. }))
 }
 
 fn end_of(ops: &[Op], faults: &[FaultWindow]) -> f64 {

@@ -88,6 +88,9 @@ pub struct Running {
     clients: Vec<JoinHandle<()>>,
     watchers: Vec<JoinHandle<()>>,
     fence: Arc<watch::Fence>,
+    /// What the watchers watch and the revision they start from, for the
+    /// record read at the end.
+    watched: Option<(watch::Spec, i64)>,
     keepers: Arc<lease::Keepers>,
 }
 
@@ -107,10 +110,12 @@ pub async fn start(workload: Workload, ctx: &Arc<Ctx>, seed: u64) -> Result<Runn
         Workload::Kubernetes => Some((kubernetes::SPEC, ctx.concurrency)),
         _ => None,
     };
+    let mut watched = None;
     if let Some((spec, count)) = watching {
         let from = watch::start_revision(ctx, spec.prefix)
             .await
             .map_err(|e| JepsenError::NotReady(format!("reading the start revision: {e}")))?;
+        watched = Some((spec, from));
         for w in 0..count {
             let process = 1_000_000 + w;
             watchers.push(tokio::spawn(watch::watcher(
@@ -146,6 +151,7 @@ pub async fn start(workload: Workload, ctx: &Arc<Ctx>, seed: u64) -> Result<Runn
         clients,
         watchers,
         fence,
+        watched,
         keepers,
     })
 }
@@ -168,6 +174,9 @@ impl Running {
                 watch::write_fence(ctx, &self.fence, &fence_key, process).await;
                 for watcher in self.watchers {
                     let _ = watcher.await;
+                }
+                if let Some((spec, from)) = self.watched {
+                    watch::read_record(ctx, &self.fence, spec, from, process + 1).await;
                 }
             }
             Workload::Lease => {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use oxetcd_proto::etcdserverpb::watch_request::RequestUnion;
 use oxetcd_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
 use oxetcd_proto::mvccpb::event::EventType;
+use oxetcd_proto::mvccpb::Event;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio_stream::wrappers::ReceiverStream;
@@ -208,17 +209,9 @@ pub async fn watcher(
                         if response.canceled || response.compact_revision != 0 {
                             break;
                         }
-                        for event in response.events {
-                            let Some(kv) = event.kv else { continue };
-                            let value = (event.r#type != EventType::Delete as i32)
-                                .then(|| client::decode(&kv))
-                                .flatten();
-                            next = kv.mod_revision + 1;
-                            events.push(WatchEvent {
-                                revision: kv.mod_revision,
-                                key: String::from_utf8_lossy(&kv.key).into_owned(),
-                                value,
-                            });
+                        for event in response.events.into_iter().filter_map(watch_event) {
+                            next = event.revision + 1;
+                            events.push(event);
                         }
                         idle_since = Instant::now();
                         if caught_up(&events, &fence).is_some() {
@@ -260,4 +253,121 @@ pub async fn watcher(
         },
         error: None,
     });
+}
+
+/// How long the record's stream may stay silent before the member is left
+/// for the next one.
+const RECORD_IDLE: Duration = Duration::from_secs(10);
+
+/// Reads the record of `spec.prefix` (see [`Call::WatchRecord`]) from
+/// `from` to the fence, once the watchers are done: a fresh watch on one
+/// member at a time, read to the fence. Every change is in the store by
+/// then, so the member serves it from its history rather than from the
+/// live fan-out the watchers used. A stream that breaks is not resumed:
+/// the next member reads the record again from the start, so the record
+/// is one stream's answer.
+pub async fn read_record(ctx: &Ctx, fence: &Fence, spec: Spec, from: i64, process: u32) {
+    let invoke = ctx.now();
+    let mut record = Vec::new();
+    let mut start = from;
+    let mut compacted = None;
+    let mut until = None;
+    if let Some(fence_revision) = fence.revision() {
+        for attempt in 0..2 * ctx.members() {
+            match record_stream(ctx, spec, attempt % ctx.members(), start, fence_revision).await {
+                RecordRead::Complete(events) => {
+                    record = events;
+                    until = Some(fence_revision);
+                    break;
+                }
+                RecordRead::Compacted(revision) => {
+                    compacted = Some(revision);
+                    start = start.max(revision + 1);
+                }
+                RecordRead::Broken => {}
+            }
+        }
+    }
+    ctx.record(Op {
+        process,
+        invoke,
+        complete: ctx.now(),
+        outcome: if until.is_some() {
+            Outcome::Ok
+        } else {
+            Outcome::Info
+        },
+        call: Call::WatchRecord {
+            from: start,
+            until,
+            compacted,
+            events: record,
+        },
+        error: None,
+    });
+}
+
+/// How one try at the record ended.
+enum RecordRead {
+    /// Every event from the start to the fence.
+    Complete(Vec<WatchEvent>),
+    /// The start is compacted; the server's compact revision.
+    Compacted(i64),
+    /// No connection, a broken or silent stream: try another member.
+    Broken,
+}
+
+async fn record_stream(ctx: &Ctx, spec: Spec, member: usize, start: i64, until: i64) -> RecordRead {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: Bytes::from_static(spec.prefix.as_bytes()),
+            range_end: client::prefix_end(spec.prefix),
+            start_revision: start,
+            ..Default::default()
+        })),
+    };
+    if tx.send(create).await.is_err() {
+        return RecordRead::Broken;
+    }
+    let mut watch = ctx.watch(member);
+    let opened = tokio::time::timeout(ctx.op_timeout, watch.watch(ReceiverStream::new(rx))).await;
+    let Ok(Ok(response)) = opened else {
+        return RecordRead::Broken;
+    };
+    let mut stream = response.into_inner();
+    let mut events = Vec::new();
+    loop {
+        let message = tokio::time::timeout(RECORD_IDLE, stream.message()).await;
+        let Ok(Ok(Some(response))) = message else {
+            return RecordRead::Broken;
+        };
+        if response.compact_revision != 0 {
+            return RecordRead::Compacted(response.compact_revision);
+        }
+        if response.canceled {
+            return RecordRead::Broken;
+        }
+        events.extend(response.events.into_iter().filter_map(watch_event));
+        if events.last().is_some_and(|e| e.revision >= until) {
+            // A revision's events come in one response, so the fence's
+            // revision is whole; later events are past the record's end.
+            events.retain(|e| e.revision <= until);
+            return RecordRead::Complete(events);
+        }
+    }
+}
+
+/// What the history keeps of one event of a watch response (`None` for an
+/// event without its key-value).
+fn watch_event(event: Event) -> Option<WatchEvent> {
+    let kv = event.kv?;
+    let value = (event.r#type != EventType::Delete as i32)
+        .then(|| client::decode(&kv))
+        .flatten();
+    Some(WatchEvent {
+        revision: kv.mod_revision,
+        key: String::from_utf8_lossy(&kv.key).into_owned(),
+        value,
+    })
 }
