@@ -2,7 +2,8 @@
 //! objects with finalizers get deletionTimestamp and stay until the last
 //! finalizer goes; scheduled pods wait out their grace period; a namespace
 //! turns Terminating and is emptied (`namespaces`); everything else is
-//! deleted with Txn If(mod_revision == read) Then(DeleteRange) Else(Range).
+//! deleted with Txn If(mod_revision == taken) Then(DeleteRange) Else(Range),
+//! the state taken first from the watch cache's copy (`super::current`).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
