@@ -81,6 +81,9 @@ fn server_config(
         failpoint_lease_expire_early: failpoint("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY"),
         failpoint_txn_half_applied: failpoint("OXETCD_FAILPOINT_TXN_HALF_APPLIED"),
         failpoint_stale_read_only_txn: failpoint("OXETCD_FAILPOINT_STALE_READ_ONLY_TXN"),
+        failpoint_txn_reads_miss_own_writes: failpoint(
+            "OXETCD_FAILPOINT_TXN_READS_MISS_OWN_WRITES",
+        ),
         failpoint_forget_write_on_restart: failpoint("OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART"),
         watch_failpoints: oxetcd_watch::WatchFailpoints {
             drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),

@@ -456,6 +456,16 @@ async fn a_txn_applied_in_part_is_caught() {
     a_failpoint_is_caught(config, failpoint, "elle-append", "lost-append").await;
 }
 
+/// `OXETCD_FAILPOINT_TXN_READS_MISS_OWN_WRITES`: a txn's ranges after its
+/// own puts read the store as it was before the txn; a transaction reading
+/// a key after appending to it does not see its append (`internal`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_txn_missing_its_own_writes_is_caught() {
+    let (config, _dir) = config(oxetcd(), "append", APPEND_SEED);
+    let failpoint = "OXETCD_FAILPOINT_TXN_READS_MISS_OWN_WRITES";
+    a_failpoint_is_caught(config, failpoint, "elle-append", "internal").await;
+}
+
 /// The `append` run of the txn failpoints: kill + pause (+ partition), 15 s.
 const APPEND_SEED: u64 = 22;
 

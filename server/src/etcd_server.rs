@@ -153,6 +153,10 @@ pub struct ServerConfig {
     /// front end): read-only txns read a snapshot 10 revisions old; the
     /// tester's register checker must catch it.
     pub failpoint_stale_read_only_txn: bool,
+    /// Test-only failpoint (OXETCD_FAILPOINT_TXN_READS_MISS_OWN_WRITES=1 in
+    /// the front end): a txn's ranges after its own puts read the store as
+    /// it was before the txn; the tester's append checker must catch it.
+    pub failpoint_txn_reads_miss_own_writes: bool,
     /// Test-only failpoint (OXETCD_FAILPOINT_FORGET_WRITE_ON_RESTART=1 in
     /// the front end): a restarted member forgets the first key writes it
     /// applies; the tester must see the members diverge.
@@ -211,6 +215,7 @@ impl ServerConfig {
             failpoint_lease_expire_early: false,
             failpoint_txn_half_applied: false,
             failpoint_stale_read_only_txn: false,
+            failpoint_txn_reads_miss_own_writes: false,
             failpoint_forget_write_on_restart: false,
             auto_compaction: None,
             test_auto_compaction_interval: None,
@@ -357,6 +362,9 @@ impl Opened {
         if config.failpoint_stale_read_only_txn {
             warn!("OXETCD_FAILPOINT_STALE_READ_ONLY_TXN is set: read-only txns read an old snapshot (a test failpoint)");
         }
+        if config.failpoint_txn_reads_miss_own_writes {
+            warn!("OXETCD_FAILPOINT_TXN_READS_MISS_OWN_WRITES is set: txns do not read their own writes back (a test failpoint)");
+        }
         if config.failpoint_txn_half_applied {
             warn!("OXETCD_FAILPOINT_TXN_HALF_APPLIED is set: txns putting several keys lose their last put (a test failpoint)");
         }
@@ -481,6 +489,9 @@ impl EtcdServer {
         }
         if config.failpoint_stale_read_only_txn {
             crate::apply::set_stale_read_only_failpoint(true);
+        }
+        if config.failpoint_txn_reads_miss_own_writes {
+            crate::apply::set_reads_miss_own_writes_failpoint(true);
         }
         if config.failpoint_forget_write_on_restart {
             crate::replication::set_forget_write_on_restart_failpoint(true);

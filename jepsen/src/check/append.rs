@@ -21,8 +21,9 @@
 //!
 //! Also found directly: reads that are not prefixes of each other
 //! (`incompatible-order`), an element twice in a list (`duplicate-elements`),
-//! values of failed transactions that were read (`G1a`), a transaction
-//! that does not see its own earlier append (`internal`), and an
+//! values of failed transactions that were read (`G1a`), a read that
+//! contradicts its transaction's own earlier reads and appends of the key
+//! (`internal`), and an
 //! acknowledged append missing from the last read of its key, invoked after
 //! the append's transaction completed (`lost-append`: e.g. a transaction
 //! applied in part; its value is in no read, so no dependency names it).
@@ -83,34 +84,20 @@ pub fn check(ops: &[Op]) -> Verdict {
             }
         }
     }
-    // External reads (before the transaction's own appends to the key).
+    // External reads: a key's first read in a transaction, before any of
+    // its own appends to the key. Later reads are held to what the
+    // transaction already knows (`internal`).
     let mut reads: Vec<(usize, &str, &Vec<i64>)> = Vec::new();
     for (i, (op, mops)) in txns.iter().enumerate() {
         if op.outcome != Outcome::Ok {
             continue;
         }
-        let mut own: HashMap<&str, i64> = HashMap::new();
-        for mop in mops.iter() {
-            match mop {
-                Mop::Append { key, value } => {
-                    own.insert(key, *value);
-                }
-                Mop::Read {
-                    key,
-                    value: Some(list),
-                } => match own.get(key.as_str()) {
-                    None => reads.push((i, key, list)),
-                    Some(last) if list.last() != Some(last) => anomalies.push(Anomaly {
-                        kind: "internal".into(),
-                        explanation: format!(
-                            "read {key} = {list:?} after appending {last} in the same transaction"
-                        ),
-                        ops: vec![(*op).clone()],
-                    }),
-                    Some(_) => {}
-                },
-                Mop::Read { value: None, .. } => {}
-            }
+        if let Some(explanation) = internal_reads(mops, |key, list| reads.push((i, key, list))) {
+            anomalies.push(Anomaly {
+                kind: "internal".into(),
+                explanation,
+                ops: vec![(*op).clone()],
+            });
         }
     }
     // The last read of each key (by invocation): every append acknowledged
@@ -431,6 +418,63 @@ fn describe(txns: &[(&Op, &Vec<Mop>)], cycle: &[(usize, Dep, String)]) -> Anomal
     }
 }
 
+/// What a transaction knows of a key from its own micro-operations.
+enum Known {
+    /// It read the key as this (with its appends since added).
+    List(Vec<i64>),
+    /// It has not read the key, but appended these to it.
+    Appended(Vec<i64>),
+}
+
+/// Walks one committed transaction: hands each external read to `external`,
+/// and explains the first read that contradicts the transaction's own
+/// earlier reads and appends (Elle's internal consistency): after reading
+/// `l` and appending `v`, the key reads `l + [v]`; after appending without
+/// reading, it reads a list ending with those appends.
+fn internal_reads<'a>(
+    mops: &'a [Mop],
+    mut external: impl FnMut(&'a str, &'a Vec<i64>),
+) -> Option<String> {
+    let mut known: HashMap<&str, Known> = HashMap::new();
+    let mut contradiction = None;
+    for mop in mops {
+        match mop {
+            Mop::Append { key, value } => match known.get_mut(key.as_str()) {
+                Some(Known::List(list) | Known::Appended(list)) => list.push(*value),
+                None => {
+                    known.insert(key, Known::Appended(vec![*value]));
+                }
+            },
+            Mop::Read {
+                key,
+                value: Some(list),
+            } => {
+                let expected = match known.get(key.as_str()) {
+                    None => {
+                        external(key, list);
+                        None
+                    }
+                    Some(Known::List(expected)) => {
+                        (list != expected).then(|| format!("{expected:?}"))
+                    }
+                    Some(Known::Appended(own)) => {
+                        (!list.ends_with(own)).then(|| format!("a list ending in {own:?}"))
+                    }
+                };
+                if let (Some(expected), None) = (expected, &contradiction) {
+                    contradiction = Some(format!(
+                        "read {key} = {list:?} where the transaction's own reads and appends \
+                         give {expected}"
+                    ));
+                }
+                known.insert(key, Known::List(list.clone()));
+            }
+            Mop::Read { value: None, .. } => {}
+        }
+    }
+    contradiction
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,6 +585,34 @@ mod tests {
                 "internal"
             ]
         );
+    }
+
+    #[test]
+    fn a_transaction_must_read_its_own_reads_and_appends_back() {
+        let valid = vec![
+            txn(0, 0, 1, vec![append("x", 1), r("x", &[1])]),
+            txn(1, 2, 3, vec![r("x", &[1]), append("x", 2), r("x", &[1, 2])]),
+            txn(2, 4, 5, vec![r("x", &[1, 2]), r("x", &[1, 2])]),
+        ];
+        assert_eq!(check(&valid).validity, Validity::Valid);
+        for broken in [
+            // Its own append missing, with and without an earlier read.
+            vec![r("x", &[1]), append("x", 2), r("x", &[1])],
+            vec![append("x", 2), r("x", &[1])],
+            // The list it read changed under it.
+            vec![r("x", &[1]), append("x", 2), r("x", &[2])],
+            vec![r("x", &[1]), r("x", &[1, 3])],
+        ] {
+            let ops = vec![
+                txn(0, 0, 1, vec![append("x", 1)]),
+                txn(1, 2, 3, broken.clone()),
+            ];
+            assert!(
+                kinds(&ops).contains(&"internal".to_string()),
+                "{broken:?}: {:?}",
+                kinds(&ops)
+            );
+        }
     }
 
     #[test]

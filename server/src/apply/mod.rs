@@ -12,7 +12,7 @@ mod txn;
 pub use range::{range, Reader};
 pub use txn::{
     is_read_only as is_read_only_txn, is_serializable as is_serializable_txn, read_only_txn,
-    set_half_applied_failpoint, set_stale_read_only_failpoint,
+    set_half_applied_failpoint, set_reads_miss_own_writes_failpoint, set_stale_read_only_failpoint,
 };
 
 use bytes::Bytes;
@@ -337,22 +337,53 @@ pub(crate) fn delete_range(
     })
 }
 
+/// A store and the rest of what applying needs, on a temporary directory:
+/// the unit tests' applier.
+#[cfg(test)]
+pub(crate) struct TestApplier {
+    pub store: Store,
+    leases: Lessor,
+    alarms: Alarms,
+    auth: AuthStore,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(test)]
+impl TestApplier {
+    pub fn new() -> TestApplier {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = oxetcd_storage::SledBackend::open(dir.path(), 1 << 20).unwrap();
+        TestApplier {
+            store: Store::open(Box::new(backend)).unwrap(),
+            leases: Lessor::new(1, false),
+            alarms: Alarms::default(),
+            auth: AuthStore::default(),
+            _dir: dir,
+        }
+    }
+
+    pub fn apply(&self, request: &Request) -> Result<Response, EtcdError> {
+        apply(
+            &self.store,
+            &self.leases,
+            &self.alarms,
+            &self.auth,
+            None,
+            request,
+        )
+    }
+}
+
 #[cfg(test)]
 mod auth_tests {
     use super::*;
     use crate::command::{AuthChange, AuthCommand, Authorized, Command};
     use oxetcd_proto::etcdserverpb::AuthRoleAddRequest;
-    use oxetcd_storage::SledBackend;
 
     #[test]
     fn a_write_checked_before_an_auth_change_is_refused_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
-        let (leases, alarms, auth) = (
-            Lessor::new(1, false),
-            Alarms::default(),
-            AuthStore::default(),
-        );
+        let applier = TestApplier::new();
+        let store = &applier.store;
         let put = Request::Put(PutRequest {
             key: "k".into(),
             value: "v".into(),
@@ -364,7 +395,7 @@ mod auth_tests {
                 command: Some(Box::new(Command::from(put.clone()))),
             })
         };
-        let run = |r: &Request| apply(&store, &leases, &alarms, &auth, None, r);
+        let run = |r: &Request| applier.apply(r);
         run(&checked_at(0)).unwrap();
         let role_add = Request::Auth(AuthCommand {
             change: Some(AuthChange::RoleAdd(AuthRoleAddRequest { name: "r".into() })),

@@ -8,7 +8,7 @@ use oxetcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUn
 use oxetcd_proto::etcdserverpb::request_op::Request as Op;
 use oxetcd_proto::etcdserverpb::response_op::Response as OpResponse;
 use oxetcd_proto::etcdserverpb::{
-    Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    Compare, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use oxetcd_proto::mvccpb::KeyValue;
 use oxetcd_storage::{KeyRange, RangeOptions, RangeResult, Store, WriteTxn};
@@ -40,6 +40,18 @@ const STALE_BY: i64 = 10;
 /// Enables the failpoint [`STALE_READ_ONLY`] (at start, from the config).
 pub fn set_stale_read_only_failpoint(on: bool) {
     STALE_READ_ONLY.store(on, Ordering::Relaxed);
+}
+
+/// Test-only failpoint (OXETCD_FAILPOINT_TXN_READS_MISS_OWN_WRITES): a
+/// range in a txn that has already changed something, asking for the latest
+/// revision, reads the store as it was before the txn (a txn that does not
+/// read its own writes back). Process-wide, as [`HALF_APPLIED`].
+static READS_MISS_OWN_WRITES: AtomicBool = AtomicBool::new(false);
+
+/// Enables the failpoint [`READS_MISS_OWN_WRITES`] (at start, from the
+/// config).
+pub fn set_reads_miss_own_writes_failpoint(on: bool) {
+    READS_MISS_OWN_WRITES.store(on, Ordering::Relaxed);
 }
 
 /// Whether `req` only reads: no put, delete or txn on either branch
@@ -261,6 +273,16 @@ fn execute(
     let mut puts_left = puts;
     for op in ops {
         let response = match &op.request {
+            Some(Op::RequestRange(r))
+                if r.revision == 0 && READS_MISS_OWN_WRITES.load(Ordering::Relaxed) =>
+            {
+                // The failpoint's bug: the txn's own changes are not seen.
+                let before = RangeRequest {
+                    revision: txn.write_rev() - 1,
+                    ..r.clone()
+                };
+                OpResponse::ResponseRange(range(&*txn, &before)?)
+            }
             Some(Op::RequestRange(r)) => OpResponse::ResponseRange(range(&*txn, r)?),
             Some(Op::RequestPut(p)) => {
                 puts_left = puts_left.saturating_sub(1);
@@ -354,11 +376,17 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alarm::Alarms;
-    use crate::auth::AuthStore;
-    use crate::command::Request;
-    use oxetcd_proto::etcdserverpb::{PutRequest, RangeRequest};
-    use oxetcd_storage::SledBackend;
+    use crate::apply::TestApplier;
+    use crate::command::{Request, Response};
+    use oxetcd_proto::etcdserverpb::PutRequest;
+
+    fn put(key: &'static str, value: &'static str) -> Request {
+        Request::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        })
+    }
 
     fn put_op(key: &'static str) -> RequestOp {
         RequestOp {
@@ -391,16 +419,18 @@ mod tests {
         }
     }
 
+    /// The values each range of the response found (other responses left out).
     fn range_values(resp: &TxnResponse) -> Vec<Vec<String>> {
         resp.responses
             .iter()
-            .map(|r| match &r.response {
-                Some(OpResponse::ResponseRange(r)) => r
-                    .kvs
-                    .iter()
-                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-                    .collect(),
-                other => panic!("not a range: {other:?}"),
+            .filter_map(|r| match &r.response {
+                Some(OpResponse::ResponseRange(r)) => Some(
+                    r.kvs
+                        .iter()
+                        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                        .collect(),
+                ),
+                _ => None,
             })
             .collect()
     }
@@ -430,20 +460,10 @@ mod tests {
 
     #[test]
     fn a_read_only_txn_compares_and_reads_the_store_as_of_one_revision() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(Box::new(SledBackend::open(dir.path(), 1 << 20).unwrap())).unwrap();
-        let (leases, alarms, auth) = (
-            Lessor::new(1, false),
-            Alarms::default(),
-            AuthStore::default(),
-        );
+        let applier = TestApplier::new();
+        let store = &applier.store;
         for value in ["old", "new"] {
-            let put = Request::Put(PutRequest {
-                key: "k".into(),
-                value: value.into(),
-                ..Default::default()
-            });
-            super::super::apply(&store, &leases, &alarms, &auth, None, &put).unwrap();
+            applier.apply(&put("k", value)).unwrap();
         }
         let _published = store.commit().unwrap();
         let head = store.current_revision();
@@ -453,18 +473,40 @@ mod tests {
             failure: vec![range_op("missing", 0, false)],
         };
 
-        let resp = read_only_txn(&store, &txn("new", head - 1)).unwrap();
+        let resp = read_only_txn(store, &txn("new", head - 1)).unwrap();
         assert!(resp.succeeded);
         assert_eq!(resp.header.as_ref().unwrap().revision, head);
         assert_eq!(range_values(&resp), [vec!["new"], vec!["old"]]);
 
-        let resp = read_only_txn(&store, &txn("old", head - 1)).unwrap();
+        let resp = read_only_txn(store, &txn("old", head - 1)).unwrap();
         assert!(!resp.succeeded, "the compare reads the latest value");
         assert_eq!(range_values(&resp), [Vec::<String>::new()]);
 
         assert!(matches!(
-            read_only_txn(&store, &txn("new", head + 1)),
+            read_only_txn(store, &txn("new", head + 1)),
             Err(EtcdError::FutureRevision)
         ));
+    }
+
+    #[test]
+    fn a_txn_reads_its_own_writes_back() {
+        let applier = TestApplier::new();
+        applier.apply(&put("k", "old")).unwrap();
+        let txn = Request::Txn(TxnRequest {
+            success: vec![
+                range_op("k", 0, false),
+                put_op("k"),
+                range_op("k", 0, false),
+            ],
+            ..Default::default()
+        });
+        let Ok(Response::Txn(resp)) = applier.apply(&txn) else {
+            panic!("not a txn response");
+        };
+        assert_eq!(
+            range_values(&resp),
+            [vec!["old"], vec!["v"]],
+            "the second range follows the put"
+        );
     }
 }
