@@ -107,8 +107,13 @@ async fn main() -> ExitCode {
     match result {
         Ok(outcome) => {
             for verdict in &outcome.verdicts {
+                let cost = verdict
+                    .cost
+                    .as_ref()
+                    .map(|c| format!(" (checked in {})", c.describe()))
+                    .unwrap_or_default();
                 println!(
-                    "{}: {:?}: {}",
+                    "{}: {:?}: {}{cost}",
                     verdict.checker, verdict.validity, verdict.summary
                 );
                 for anomaly in verdict.anomalies.iter().take(5) {

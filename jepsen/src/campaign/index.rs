@@ -342,6 +342,7 @@ mod tests {
             validity,
             summary: "budget spent".into(),
             anomalies,
+            cost: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`watch`]: every watcher sees the same events, in order, without gaps.
 
 pub mod append;
+pub mod cost;
 pub mod kubernetes;
 pub mod lease;
 pub mod linear;
@@ -52,6 +53,10 @@ pub struct Verdict {
     pub validity: Validity,
     pub summary: String,
     pub anomalies: Vec<Anomaly>,
+    /// What the checker cost, for the checkers of the history
+    /// ([`cost::measured`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<cost::CheckCost>,
 }
 
 impl Verdict {
@@ -74,6 +79,7 @@ impl Verdict {
             validity,
             summary,
             anomalies,
+            cost: None,
         }
     }
 }

@@ -136,6 +136,9 @@ fn page(
             verdict.validity,
             escape(&verdict.summary)
         );
+        if let Some(cost) = &verdict.cost {
+            let _ = writeln!(page, "<p class=\"cost\">checked in {}</p>", cost.describe());
+        }
         for anomaly in verdict.anomalies.iter().take(20) {
             let ops: Vec<String> = anomaly
                 .ops

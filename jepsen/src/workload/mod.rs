@@ -188,18 +188,21 @@ impl Running {
     }
 }
 
-/// The checkers of a workload on its history.
+/// The checkers of a workload on its history, each with what it cost.
 pub fn check(workload: Workload, ops: &[Op]) -> Vec<Verdict> {
+    use check::cost::measured;
     match workload {
-        Workload::Register => vec![check::register::check(ops, check::register::DEFAULT_BUDGET)],
-        Workload::Set => vec![check::set::check(ops)],
-        Workload::Watch => vec![check::watch::check(ops)],
-        Workload::Append => vec![check::append::check(ops)],
+        Workload::Register => vec![measured(|| {
+            check::register::check(ops, check::register::DEFAULT_BUDGET)
+        })],
+        Workload::Set => vec![measured(|| check::set::check(ops))],
+        Workload::Watch => vec![measured(|| check::watch::check(ops))],
+        Workload::Append => vec![measured(|| check::append::check(ops))],
         Workload::Kubernetes => vec![
-            check::kubernetes::check(ops, check::kubernetes::DEFAULT_BUDGET),
-            check::kubernetes::check_lists(ops),
-            check::watch::check(ops),
+            measured(|| check::kubernetes::check(ops, check::kubernetes::DEFAULT_BUDGET)),
+            measured(|| check::kubernetes::check_lists(ops)),
+            measured(|| check::watch::check(ops)),
         ],
-        Workload::Lease => vec![check::lease::check(ops)],
+        Workload::Lease => vec![measured(|| check::lease::check(ops))],
     }
 }
