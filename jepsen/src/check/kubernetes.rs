@@ -282,24 +282,34 @@ pub fn check_lists(ops: &[Op]) -> Verdict {
         if let Some((revision, key, value)) = op.change() {
             changes.entry(key).or_default().insert(revision, value);
         }
-        if let Call::WatchLog {
-            events,
-            from,
-            until,
-            ..
-        } = &op.call
-        {
-            for e in events {
-                changes
-                    .entry(&e.key)
-                    .or_default()
-                    .insert(e.revision, e.value);
+        // A watcher's log, or the record: one fresh watch of the prefix read
+        // at the end from the member's history, complete whatever the
+        // watchers missed (the watch checker holds both to each other).
+        let (from, until, events) = match &op.call {
+            Call::WatchLog {
+                from,
+                until,
+                events,
+                ..
             }
-            // A watcher that started before the first write to the (fresh)
-            // prefix saw all of its history up to `until`.
-            if first_change(ops).is_none_or(|first| *from <= first) {
-                complete_until = complete_until.max(until.unwrap_or(0));
-            }
+            | Call::WatchRecord {
+                from,
+                until,
+                events,
+                ..
+            } => (*from, *until, events),
+            _ => continue,
+        };
+        for e in events {
+            changes
+                .entry(&e.key)
+                .or_default()
+                .insert(e.revision, e.value);
+        }
+        // A watch that started before the first write to the (fresh) prefix
+        // saw all of its history up to `until`.
+        if first_change(ops).is_none_or(|first| from <= first) {
+            complete_until = complete_until.max(until.unwrap_or(0));
         }
     }
     let mut anomalies = Vec::new();
@@ -544,22 +554,38 @@ mod tests {
         assert_eq!(verdict(&never).validity, Validity::Valid);
     }
 
-    fn watch_log(until: i64, events: Vec<(i64, &str, Option<i64>)>) -> Op {
+    fn events(events: Vec<(i64, &str, Option<i64>)>) -> Vec<WatchEvent> {
+        events
+            .into_iter()
+            .map(|(revision, key, value)| WatchEvent {
+                revision,
+                key: key.into(),
+                value,
+            })
+            .collect()
+    }
+    fn watch_log(until: i64, seen: Vec<(i64, &str, Option<i64>)>) -> Op {
         let call = Call::WatchLog {
             watcher: 0,
             from: 1,
             until: Some(until),
-            events: events
-                .into_iter()
-                .map(|(revision, key, value)| WatchEvent {
-                    revision,
-                    key: key.into(),
-                    value,
-                })
-                .collect(),
+            events: events(seen),
             resumes: Vec::new(),
         };
         op(100, 0, 100, Outcome::Ok, call)
+    }
+    /// [`history`] as the record read at the end instead of a watcher's log.
+    fn record() -> Op {
+        let Call::WatchLog { events, .. } = history().call else {
+            unreachable!()
+        };
+        let call = Call::WatchRecord {
+            from: 1,
+            until: Some(6),
+            compacted: None,
+            events,
+        };
+        op(101, 100, 101, Outcome::Ok, call)
     }
     fn list(at: i64, objects: &[(&str, i64, i64)]) -> Op {
         let call = Call::List {
@@ -639,6 +665,18 @@ mod tests {
             list_kinds(&[history(), list(3, &[(B, 3, 3), (A, 1, 2)])]),
             ["list-unordered"]
         );
+    }
+
+    #[test]
+    fn the_record_judges_lists_the_watchers_did_not_cover() {
+        // The only watcher stopped at revision 3; the record reaches 6.
+        let short = watch_log(3, vec![(2, A, Some(1)), (3, B, Some(3))]);
+        assert_eq!(
+            list_kinds(&[short.clone(), record(), list(4, &[(A, 2, 4)])]),
+            ["list-missing"]
+        );
+        let v = check_lists(&[short, record(), list(5, &[(B, 3, 3)])]);
+        assert_eq!(v.validity, Validity::Valid, "{v:#?}");
     }
 
     #[test]
