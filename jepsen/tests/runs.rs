@@ -39,6 +39,7 @@ use oxetcd_jepsen::auth::tokens::AuthCounts;
 use oxetcd_jepsen::auth::Granted;
 use oxetcd_jepsen::check::Validity;
 use oxetcd_jepsen::cluster::netns::Netns;
+use oxetcd_jepsen::history::{read_jsonl, Call, Op};
 use oxetcd_jepsen::nemesis::{self, preview, Fault, FaultKind, NemesisConfig};
 use oxetcd_jepsen::run::{run, Outcome, RunConfig};
 use support::{members_of, oxetcd};
@@ -408,11 +409,28 @@ async fn oxetcd_passes_watch() {
 
 /// `OXETCD_FAILPOINT_WATCH_DROP_EVENTS`: the fan-out skips one revision in
 /// 20 per stream; every watcher then misses revisions that writers saw
-/// acknowledged (`gap`).
+/// acknowledged (`gap`). Checked again without the writers'
+/// acknowledgements (as if the writes were another client's), the record
+/// read at the end alone shows the revisions every watcher missed
+/// (`missed-by-all`).
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_events_dropped_are_caught() {
     let (config, _dir) = config(oxetcd(), "watch", WATCH_SEED);
+    let history = config.out.join("history.jsonl");
     a_failpoint_is_caught(config, "OXETCD_FAILPOINT_WATCH_DROP_EVENTS", "watch", "gap").await;
+    let file = std::fs::File::open(&history).expect("the run's history");
+    let ops = read_jsonl(std::io::BufReader::new(file)).expect("a readable history");
+    let unacknowledged: Vec<Op> = ops
+        .into_iter()
+        .filter(|op| !matches!(op.call, Call::Put { .. }))
+        .collect();
+    let verdict = oxetcd_jepsen::check::watch::check(&unacknowledged);
+    let kinds: Vec<&str> = verdict.anomalies.iter().map(|a| a.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"missed-by-all"),
+        "without acknowledgements: {}: {kinds:?}",
+        verdict.summary
+    );
 }
 
 /// `OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS`: the fan-out sends one
