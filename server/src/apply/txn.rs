@@ -124,10 +124,9 @@ fn execute_reads(
     path: &[bool],
     at: &mut usize,
 ) -> Result<TxnResponse, EtcdError> {
-    let succeeded = path[*at];
-    *at += 1;
+    let (succeeded, ops) = next_branch(req, path, at);
     let mut responses = Vec::new();
-    for op in branch(req, succeeded) {
+    for op in ops {
         // A read-only txn holds nothing but ranges.
         let Some(Op::RequestRange(r)) = &op.request else {
             continue;
@@ -137,7 +136,7 @@ fn execute_reads(
         }
         let response = if r.revision == 0 && STALE_READ_ONLY.load(Ordering::Relaxed) {
             // The failpoint's bug: an old snapshot for a read-only txn.
-            let stale = oxetcd_proto::etcdserverpb::RangeRequest {
+            let stale = RangeRequest {
                 revision: (rev - STALE_BY).max(1),
                 ..r.clone()
             };
@@ -149,14 +148,7 @@ fn execute_reads(
             response: Some(OpResponse::ResponseRange(response)),
         });
     }
-    Ok(TxnResponse {
-        header: Some(ResponseHeader {
-            revision: rev,
-            ..Default::default()
-        }),
-        succeeded,
-        responses,
-    })
+    Ok(txn_response(rev, succeeded, responses))
 }
 
 /// Applies a TxnRequest (already validated) in `txn`.
@@ -180,10 +172,9 @@ pub fn apply_txn(
 /// The compares and the range, put and delete operations of the txns on
 /// the path taken.
 fn operations(req: &TxnRequest, path: &[bool], at: &mut usize) -> usize {
-    let ok = path[*at];
-    *at += 1;
+    let (_, ops) = next_branch(req, path, at);
     let mut n = req.compare.len();
-    for op in branch(req, ok) {
+    for op in ops {
         n += match &op.request {
             Some(Op::RequestTxn(t)) => operations(t, path, at),
             Some(_) => 1,
@@ -224,9 +215,8 @@ fn check_path(
     path: &[bool],
     at: &mut usize,
 ) -> Result<(), EtcdError> {
-    let ok = path[*at];
-    *at += 1;
-    for op in branch(req, ok) {
+    let (_, ops) = next_branch(req, path, at);
+    for op in ops {
         match &op.request {
             Some(Op::RequestRange(r)) => {
                 if r.revision > txn.read_rev() {
@@ -258,10 +248,8 @@ fn execute(
     path: &[bool],
     at: &mut usize,
 ) -> Result<TxnResponse, EtcdError> {
-    let succeeded = path[*at];
-    *at += 1;
+    let (succeeded, ops) = next_branch(req, path, at);
     let mut responses = Vec::new();
-    let ops = branch(req, succeeded);
     // Counted only for the failpoint: the apply path pays nothing without it.
     let half_applied = HALF_APPLIED.load(Ordering::Relaxed);
     let is_put = |op: &&RequestOp| matches!(op.request, Some(Op::RequestPut(_)));
@@ -303,14 +291,26 @@ fn execute(
             response: Some(response),
         });
     }
-    Ok(TxnResponse {
+    Ok(txn_response(txn.read_rev(), succeeded, responses))
+}
+
+/// The branch the compares chose for the txn at `*at` on `path` (compares
+/// of nested txns follow their parent's, depth first); moves `at` past it.
+fn next_branch<'r>(req: &'r TxnRequest, path: &[bool], at: &mut usize) -> (bool, &'r [RequestOp]) {
+    let succeeded = path[*at];
+    *at += 1;
+    (succeeded, branch(req, succeeded))
+}
+
+fn txn_response(revision: i64, succeeded: bool, responses: Vec<ResponseOp>) -> TxnResponse {
+    TxnResponse {
         header: Some(ResponseHeader {
-            revision: txn.read_rev(),
+            revision,
             ..Default::default()
         }),
         succeeded,
         responses,
-    })
+    }
 }
 
 /// etcd's applyCompare: every key in the range must satisfy the compare; a
