@@ -89,6 +89,9 @@ fn server_config(
             drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
             duplicate_events: failpoint("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS"),
             start_late: failpoint("OXETCD_FAILPOINT_WATCH_START_LATE"),
+            start_late_after_compaction: failpoint(
+                "OXETCD_FAILPOINT_WATCH_START_LATE_AFTER_COMPACTION",
+            ),
         },
         auto_compaction: config.auto_compaction,
         test_auto_compaction_interval: std::env::var("OXETCD_TEST_AUTO_COMPACTION_INTERVAL_MS")

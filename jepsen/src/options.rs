@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// write alone only to check that the tester reports the denials).
     #[arg(long, default_value = "readwrite", requires = "auth", value_parser = parse_granted)]
     pub auth_permission: Granted,
+    /// Revisions the compact nemesis keeps below the current one: fewer
+    /// make compactions overtake watchers and lists sooner.
+    #[arg(long, default_value_t = crate::cluster::maintenance::KEEP, value_parser = clap::value_parser!(i64).range(1..))]
+    pub compact_keep: i64,
 }
 
 impl RunArgs {
@@ -96,6 +100,7 @@ impl RunArgs {
             server_args: self.server_args,
             server_env: self.server_env,
             auth: self.auth.then_some(self.auth_permission),
+            compact_keep: self.compact_keep,
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct RunConfig {
     /// Run with etcd's auth enabled ([`crate::auth`]), the workload user
     /// granted this on the workload's prefix; None: auth stays off.
     pub auth: Option<Granted>,
+    /// Revisions the `compact` nemesis keeps below the current one.
+    pub compact_keep: i64,
 }
 
 /// Parses `KEY=VALUE` (for `--server-env`).
@@ -157,6 +159,7 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
         proxies: kinds.iter().any(|k| k.needs_proxies()),
         faketime,
         power_fs,
+        compact_keep: config.compact_keep,
     })
     .await?;
     let urls: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();

@@ -148,6 +148,7 @@ fn config(out: &Path) -> RunConfig {
         server_args: Vec::new(),
         server_env: Vec::new(),
         auth: None,
+        compact_keep: oxetcd_jepsen::cluster::maintenance::KEEP,
     }
 }
 

@@ -38,6 +38,7 @@ use std::process::Command;
 use oxetcd_jepsen::auth::tokens::AuthCounts;
 use oxetcd_jepsen::auth::Granted;
 use oxetcd_jepsen::check::Validity;
+use oxetcd_jepsen::cluster::maintenance;
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::history::{read_jsonl, Call, Op};
 use oxetcd_jepsen::nemesis::{self, preview, Fault, FaultKind, NemesisConfig};
@@ -71,6 +72,7 @@ fn config(server: PathBuf, workload: &str, seed: u64) -> (RunConfig, tempfile::T
         server_args: Vec::new(),
         server_env: Vec::new(),
         auth: None,
+        compact_keep: maintenance::KEEP,
     };
     (config, dir)
 }
@@ -87,7 +89,13 @@ async fn passes(server: PathBuf, workload: &str, seed: u64) {
 async fn passes_without(server: PathBuf, workload: &str, seed: u64, without: &[&str]) {
     let (mut config, dir) = config(server, workload, seed);
     config.nemesis.retain(|k| !without.contains(&k.as_str()));
-    let out = config.out.clone();
+    passes_as_configured(config, dir).await;
+}
+
+/// The run of `config` (in `dir`) is valid, with operations and faults, and
+/// its report is written.
+async fn passes_as_configured(config: RunConfig, dir: tempfile::TempDir) {
+    let (out, workload) = (config.out.clone(), config.workload.clone());
     let outcome = {
         let _one = ONE_CLUSTER.lock().await;
         run(config).await.expect("the run")
@@ -431,6 +439,36 @@ async fn watch_events_dropped_are_caught() {
         "without acknowledgements: {}: {kinds:?}",
         verdict.summary
     );
+}
+
+/// The run of the after-compaction watch failpoint: seed 27, compactions
+/// keeping 300 revisions (a few seconds of this run's writes, so they start
+/// early and never overtake a live watcher) and kills, which break watch
+/// streams (the seed kills after two compactions), 15 s. Without the
+/// failpoint it is valid.
+fn compacting_watch_run() -> (RunConfig, tempfile::TempDir) {
+    let (mut config, dir) = config(oxetcd(), "watch", 27);
+    config.nemesis = vec!["compact".into(), "kill".into()];
+    config.compact_keep = 300;
+    // Short faults, so that kills come after the first compactions.
+    (config.fault_interval_ms, config.fault_hold_ms) = ((1000, 2000), (1000, 2000));
+    (config, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oxetcd_passes_watch_under_compaction() {
+    let (config, dir) = compacting_watch_run();
+    passes_as_configured(config, dir).await;
+}
+
+/// `OXETCD_FAILPOINT_WATCH_START_LATE_AFTER_COMPACTION`: once the store has
+/// been compacted, a watch created at a revision (a watcher resuming after
+/// its member was killed) is served from the revision after it (`gap`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_resumed_late_after_compaction_is_caught() {
+    let (config, _dir) = compacting_watch_run();
+    let failpoint = "OXETCD_FAILPOINT_WATCH_START_LATE_AFTER_COMPACTION";
+    a_failpoint_is_caught(config, failpoint, "watch", "gap").await;
 }
 
 /// `OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS`: the fan-out sends one

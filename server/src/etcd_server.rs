@@ -371,6 +371,9 @@ impl Opened {
         if config.failpoint_lease_expire_early {
             warn!("OXETCD_FAILPOINT_LEASE_EXPIRE_EARLY is set: leases expire after half their TTL (a test failpoint)");
         }
+        if config.watch_failpoints.start_late_after_compaction {
+            warn!("OXETCD_FAILPOINT_WATCH_START_LATE_AFTER_COMPACTION is set: once the store is compacted, watches created at a revision skip it (a test failpoint)");
+        }
         if config.watch_failpoints.start_late {
             warn!("OXETCD_FAILPOINT_WATCH_START_LATE is set: watches created at a revision skip it (a test failpoint)");
         }

@@ -71,6 +71,10 @@ pub struct WatchFailpoints {
     /// revision, or resuming after its stream broke) is served from the
     /// revision after it: the start revision's events are never sent.
     pub start_late: bool,
+    /// [`start_late`](Self::start_late), but only once the store has been
+    /// compacted: a watch resumed after a compaction starts one revision
+    /// late.
+    pub start_late_after_compaction: bool,
 }
 
 /// How often a failpoint of [`WatchFailpoints`] strikes: once every this
@@ -295,6 +299,9 @@ impl WatchHub {
     }
 
     fn create(&self, stream_id: StreamId, spec: WatchSpec) {
+        let failpoints = self.config.failpoints;
+        let start_late = failpoints.start_late
+            || (failpoints.start_late_after_compaction && self.store.compacted_revision() > 0);
         let mut st = self.state.lock();
         let notified = st.notified_rev;
         let Some(stream) = st.streams.get_mut(&stream_id) else {
@@ -322,7 +329,7 @@ impl WatchHub {
         stream.watch_ids.insert(id);
         let next_rev = if spec.start_revision > 0 {
             // The failpoint's bug: the watch starts one revision late.
-            spec.start_revision + i64::from(self.config.failpoints.start_late)
+            spec.start_revision + i64::from(start_late)
         } else {
             notified + 1
         };

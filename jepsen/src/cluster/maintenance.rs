@@ -1,11 +1,12 @@
 //! Compaction and defragmentation under load, for the `compact` nemesis:
-//! KV.Compact at the current revision minus [`KEEP`], physical, then
+//! KV.Compact at the current revision minus the revisions to keep
+//! (`--compact-keep`, [`KEEP`] by default), physical, then
 //! Maintenance.Defragment of one member.
 //!
-//! [`KEEP`] revisions stay: more than the workloads write during the longest
-//! fault (6 s at the default 200 operations/s), so that a watcher resuming
-//! after a fault, or a Kubernetes list at a revision listed a moment ago,
-//! still finds its history. A list at an older revision may meet the
+//! [`KEEP`] revisions stay by default: more than the workloads write during
+//! the longest fault (6 s at the default 200 operations/s), so that a
+//! watcher resuming after a fault, or a Kubernetes list at a revision listed
+//! a moment ago, still finds its history. A list at an older revision may meet the
 //! compaction; it fails (a read: certainly without effect), as
 //! kube-apiserver's would with "410 Gone".
 
@@ -18,7 +19,7 @@ use oxetcd_proto::etcdserverpb::{CompactionRequest, DefragmentRequest, RangeRequ
 
 use super::channel;
 
-/// Revisions kept below the current one.
+/// Revisions kept below the current one, by default.
 pub const KEEP: i64 = 5_000;
 /// Deadline of each call (a physical compaction or a defragmentation of a
 /// busy member takes a while).
@@ -34,15 +35,15 @@ async fn timed<T>(
     }
 }
 
-/// The revision to compact at, `current - KEEP`, if there is one.
-pub fn target(current: i64) -> Option<i64> {
-    (current - KEEP > 1).then_some(current - KEEP)
+/// The revision to compact at, `current - keep`, if there is one.
+pub fn target(current: i64, keep: i64) -> Option<i64> {
+    (current - keep > 1).then_some(current - keep)
 }
 
 /// Compacts through the first of `via` that answers, then defragments the
 /// member at `defrag`; says what happened (a refusal is a result, not an
 /// error of the run).
-pub async fn compact_and_defrag(via: &[String], defrag: &str) -> String {
+pub async fn compact_and_defrag(via: &[String], defrag: &str, keep: i64) -> String {
     let mut said = Vec::new();
     for url in via {
         let Ok(ch) = channel(url, CALL_TIMEOUT) else {
@@ -61,7 +62,7 @@ pub async fn compact_and_defrag(via: &[String], defrag: &str) -> String {
                 continue;
             }
         };
-        match target(current) {
+        match target(current, keep) {
             None => said.push(format!("revision {current}: nothing to compact")),
             Some(revision) => {
                 let request = CompactionRequest {
@@ -93,8 +94,9 @@ mod tests {
 
     #[test]
     fn compaction_keeps_the_last_revisions() {
-        assert_eq!(target(100), None);
-        assert_eq!(target(KEEP + 1), None);
-        assert_eq!(target(KEEP + 500), Some(500));
+        assert_eq!(target(100, KEEP), None);
+        assert_eq!(target(KEEP + 1, KEEP), None);
+        assert_eq!(target(KEEP + 500, KEEP), Some(500));
+        assert_eq!(target(800, 300), Some(500));
     }
 }

@@ -76,6 +76,8 @@ pub struct ClusterConfig {
     /// Every member's data dir on a power-loss file system ([`power`]),
     /// for power cuts.
     pub power_fs: bool,
+    /// Revisions the `compact` nemesis keeps below the current one.
+    pub compact_keep: i64,
 }
 
 /// One member process.
@@ -434,7 +436,12 @@ impl Cluster {
     /// member `i`; says what happened.
     pub async fn compact(&self, i: usize) -> String {
         let via = self.reachable(usize::MAX);
-        let said = maintenance::compact_and_defrag(&via, &self.members[i].client_url()).await;
+        let said = maintenance::compact_and_defrag(
+            &via,
+            &self.members[i].client_url(),
+            self.config.compact_keep,
+        )
+        .await;
         said.replace(&self.members[i].client_url(), &self.members[i].name)
     }
 
