@@ -88,6 +88,7 @@ fn server_config(
         watch_failpoints: oxetcd_watch::WatchFailpoints {
             drop_events: failpoint("OXETCD_FAILPOINT_WATCH_DROP_EVENTS"),
             duplicate_events: failpoint("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS"),
+            reorder_events: failpoint("OXETCD_FAILPOINT_WATCH_REORDER_EVENTS"),
             start_late: failpoint("OXETCD_FAILPOINT_WATCH_START_LATE"),
             start_late_after_compaction: failpoint(
                 "OXETCD_FAILPOINT_WATCH_START_LATE_AFTER_COMPACTION",

@@ -441,6 +441,15 @@ async fn watch_events_dropped_are_caught() {
     );
 }
 
+/// `OXETCD_FAILPOINT_WATCH_REORDER_EVENTS`: the fan-out sends one revision
+/// in 20 per stream after the stream's next one (`reordered`).
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_events_reordered_are_caught() {
+    let (config, _dir) = config(oxetcd(), "watch", WATCH_SEED);
+    let failpoint = "OXETCD_FAILPOINT_WATCH_REORDER_EVENTS";
+    a_failpoint_is_caught(config, failpoint, "watch", "reordered").await;
+}
+
 /// The run of the after-compaction watch failpoint: seed 27, compactions
 /// keeping 300 revisions (a few seconds of this run's writes, so they start
 /// early and never overtake a live watcher) and kills, which break watch

@@ -353,6 +353,9 @@ impl Opened {
         if config.watch_failpoints.drop_events {
             warn!("OXETCD_FAILPOINT_WATCH_DROP_EVENTS is set: watch streams miss events (a test failpoint)");
         }
+        if config.watch_failpoints.reorder_events {
+            warn!("OXETCD_FAILPOINT_WATCH_REORDER_EVENTS is set: watch streams get some events after later ones (a test failpoint)");
+        }
         if config.watch_failpoints.duplicate_events {
             warn!("OXETCD_FAILPOINT_WATCH_DUPLICATE_EVENTS is set: watch streams get some events twice (a test failpoint)");
         }

@@ -67,6 +67,10 @@ pub struct WatchFailpoints {
     /// The write-path fan-out sends, for each stream, one revision in
     /// [`FAILPOINT_PERIOD`] twice: a duplicate in the stream.
     pub duplicate_events: bool,
+    /// The write-path fan-out holds back, for each stream, one revision in
+    /// [`FAILPOINT_PERIOD`] and sends it after the stream's next one: the
+    /// two out of order.
+    pub reorder_events: bool,
     /// A watch created at a start revision (a client starting at a known
     /// revision, or resuming after its stream broke) is served from the
     /// revision after it: the start revision's events are never sent.
@@ -119,6 +123,9 @@ struct HubState {
     /// The last revision delivered to synced watchers.
     notified_rev: i64,
     next_stream: StreamId,
+    /// Deliveries held back by the `reorder_events` failpoint, sent after
+    /// the watcher's next one. Empty unless the failpoint is on.
+    held: HashMap<WatcherKey, Delivery>,
 }
 
 /// The hub. Shared by the write path (`notify`) and every watch stream.
@@ -202,6 +209,7 @@ impl WatchHub {
             synced,
             unsynced,
             notified_rev,
+            held,
             ..
         } = &mut *st;
         let mut matched: Vec<Slot> = Vec::new();
@@ -247,8 +255,18 @@ impl WatchHub {
                         let again = DeliveryKind::Events(events.clone());
                         w.outbox.send(delivery(w, rev, again));
                     }
-                    w.outbox
-                        .send(delivery(w, rev, DeliveryKind::Events(events)));
+                    let now = delivery(w, rev, DeliveryKind::Events(events));
+                    if self.config.failpoints.reorder_events
+                        && (rev + w.key.0 as i64) % FAILPOINT_PERIOD == 0
+                    {
+                        // The failpoint's bug: sent after the next revision.
+                        held.insert(w.key, now);
+                    } else {
+                        w.outbox.send(now);
+                        if let Some(late) = held.remove(&w.key) {
+                            w.outbox.send(late);
+                        }
+                    }
                     w.next_rev = rev + 1;
                     w.active = true;
                 } else {
