@@ -253,6 +253,20 @@ mod tests {
     }
 
     #[test]
+    fn a_line_with_a_hook_needs_no_server() {
+        let plan =
+            "--seed 1 --db hooks/mystore\n--seed 2 --db hooks/etcd-flags --server /usr/bin/etcd\n";
+        let entries = parse(plan, defaults(None)).unwrap();
+        let mystore = &entries[0].config;
+        assert_eq!(mystore.db.as_deref(), Some(Path::new("hooks/mystore")));
+        assert_eq!(mystore.server, Path::new(""));
+        assert_eq!(mystore.tested(), Path::new("hooks/mystore"));
+        let etcd = &entries[1].config;
+        assert_eq!(etcd.server, Path::new("/usr/bin/etcd"));
+        assert_eq!(etcd.tested(), Path::new("/usr/bin/etcd"));
+    }
+
+    #[test]
     fn a_bad_line_is_named_before_any_run() {
         let server = Some(Path::new("/bin/oxetcd"));
         let error = |plan: &str| parse(plan, defaults(server)).unwrap_err();
