@@ -8,7 +8,8 @@
 //! Actions: `start` (launch the member in the background, its output to
 //! `$LOG_FILE`; exit once launched; the run's `--server-arg`s follow the
 //! action), `kill` (as kill -9: exit once the process is gone), `stop`
-//! (gracefully, at the end of the run: exit once it is gone), `pause` /
+//! (gracefully, at the end of the run, of every member whether the tester
+//! thinks it runs or not: exit once it is gone), `pause` /
 //! `resume` (as SIGSTOP / SIGCONT), `alive` (exit 0 while the member's
 //! process runs, 1 once it has gone). `kill`, `stop`, `pause` and `resume`
 //! of a member whose process is gone must succeed. Any other exit status,
@@ -128,8 +129,8 @@ impl Hook {
             .append(true)
             .open(&log_path)
             .map_err(JepsenError::io(&log_path))?;
-        let said_from = log.metadata().map(|m| m.len()).unwrap_or(0);
         let _ = writeln!(log, "--- {} {}", action.name(), call.args.join(" "));
+        let said_from = log.metadata().map(|m| m.len()).unwrap_or(0);
         let log_err = log.try_clone().map_err(JepsenError::io(&log_path))?;
         let mut command = match call.netns {
             Some(ns) => {

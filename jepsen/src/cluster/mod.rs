@@ -484,17 +484,16 @@ impl Cluster {
     /// Ends member `i`'s process: kill -9 (`kill`), or the hook's `kill`
     /// or `stop`.
     fn end(&mut self, i: usize, action: Action) -> Result<(), JepsenError> {
-        match self.members[i].process.take() {
-            Some(Process::Child(mut child)) => {
+        match (self.members[i].process.take(), &self.hook) {
+            (Some(Process::Child(mut child)), _) => {
                 signal(&self.members[i].name, &child, libc::SIGKILL)?;
                 let _ = child.wait();
             }
-            Some(Process::Hooked) => {
-                if let Some(hook) = &self.hook {
-                    self.call_hook(hook, action, i)?;
-                }
-            }
-            None => {}
+            (Some(Process::Hooked), Some(hook)) => self.call_hook(hook, action, i)?,
+            // A hook's `start` that failed may still have launched the
+            // store: the hook is asked to stop every member at the end.
+            (None, Some(hook)) if action == Action::Stop => self.call_hook(hook, action, i)?,
+            _ => {}
         }
         self.members[i].paused = false;
         Ok(())
