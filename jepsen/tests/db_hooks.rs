@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use oxetcd_jepsen::check::Validity;
 use oxetcd_jepsen::nemesis::{preview, Fault, FaultKind, NemesisConfig};
 use oxetcd_jepsen::run::RunConfig;
-use support::{config, etcd, members_of, oxetcd, run_alone};
+use support::{config, etcd, members_of, oxetcd, run_alone, valid_or_kept};
 
 /// A shipped hook, `jepsen/hooks/<name>`.
 fn shipped(name: &str) -> PathBuf {
@@ -84,15 +84,7 @@ async fn passes_through(config: RunConfig, dir: tempfile::TempDir) -> tempfile::
     let out = config.out.clone();
     let kinds = config.nemesis.clone();
     let (outcome, faults) = run_alone(config).await;
-    if outcome.validity != Validity::Valid {
-        let kept = dir.keep();
-        panic!(
-            "{:?}; the report is kept in {}: {:#?}",
-            outcome.validity,
-            kept.display(),
-            outcome.verdicts
-        );
-    }
+    let dir = valid_or_kept(&outcome, dir);
     assert!(
         outcome.operations > 200,
         "{} operations",

@@ -41,7 +41,7 @@ use oxetcd_jepsen::check::Validity;
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::nemesis::{preview, Fault, FaultKind, NemesisConfig};
 use oxetcd_jepsen::run::{run, RunConfig};
-use support::{config, etcd, members_of, oxetcd, run_alone, ONE_CLUSTER};
+use support::{config, etcd, members_of, oxetcd, run_alone, valid_or_kept, ONE_CLUSTER};
 
 async fn passes(server: PathBuf, workload: &str, seed: u64) {
     passes_without(server, workload, seed, &[]).await;
@@ -56,15 +56,7 @@ async fn passes_without(server: PathBuf, workload: &str, seed: u64, without: &[&
         let _one = ONE_CLUSTER.lock().await;
         run(config).await.expect("the run")
     };
-    if outcome.validity != Validity::Valid {
-        let kept = dir.keep();
-        panic!(
-            "{workload}: {:?}; the report is kept in {}: {:#?}",
-            outcome.validity,
-            kept.display(),
-            outcome.verdicts
-        );
-    }
+    let _dir = valid_or_kept(&outcome, dir);
     assert!(
         outcome.operations > 200,
         "only {} operations",
@@ -110,15 +102,7 @@ async fn oxetcd_passes_link_and_clock_faults() {
         let kind = fault["kind"].as_str().unwrap();
         assert!(["slow", "lossy", "clock"].contains(&kind), "{fault}");
     }
-    if outcome.validity != Validity::Valid {
-        let kept = dir.keep();
-        panic!(
-            "{:?}; the report is kept in {}: {:#?}",
-            outcome.validity,
-            kept.display(),
-            outcome.verdicts
-        );
-    }
+    let _dir = valid_or_kept(&outcome, dir);
 }
 
 /// A `set` run whose only faults are power cuts, made fast (quiet for
@@ -482,15 +466,7 @@ fn auth_config(
 /// counts.
 async fn passes_with_auth(config: RunConfig, dir: tempfile::TempDir, refreshes: u64) -> AuthCounts {
     let (outcome, faults) = run_alone(config).await;
-    if outcome.validity != Validity::Valid {
-        let kept = dir.keep();
-        panic!(
-            "{:?}; the report is kept in {}: {:#?}",
-            outcome.validity,
-            kept.display(),
-            outcome.verdicts
-        );
-    }
+    let _dir = valid_or_kept(&outcome, dir);
     assert!(faults.iter().any(|f| f["kind"] == "kill"), "{faults:?}");
     let counts = outcome.auth.expect("auth counts");
     let auth = outcome.verdicts.iter().find(|v| v.checker == "auth");

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use oxetcd_jepsen::check::Validity;
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::nemesis;
 use oxetcd_jepsen::powerfs::PowerFs;
@@ -59,6 +60,22 @@ pub async fn run_alone(config: RunConfig) -> (Outcome, Vec<serde_json::Value>) {
     };
     let faults = std::fs::read(out.join("faults.json")).unwrap();
     (outcome, serde_json::from_slice(&faults).unwrap())
+}
+
+/// Panics unless the run was valid, keeping its directory and saying
+/// where; else gives the directory back.
+#[allow(dead_code)] // not every test file runs clusters
+pub fn valid_or_kept(outcome: &Outcome, dir: tempfile::TempDir) -> tempfile::TempDir {
+    if outcome.validity != Validity::Valid {
+        let kept = dir.keep();
+        panic!(
+            "{:?}; the report is kept in {}: {:#?}",
+            outcome.validity,
+            kept.display(),
+            outcome.verdicts
+        );
+    }
+    dir
 }
 
 /// Debian's etcd 3.4, if installed; without it a test skips, saying why,
