@@ -20,6 +20,7 @@
 
 pub mod clock;
 pub mod hook;
+mod hooked;
 pub mod launch;
 pub mod maintenance;
 pub mod membership;
@@ -272,58 +273,6 @@ impl Cluster {
             env.extend(clock::env(lib, &self.members[i].clock_file));
         }
         env
-    }
-
-    /// The environment of a hook's call about member `i`: the server's,
-    /// then `SERVER`, then the member ([`Launch::hook_env`]).
-    fn hook_env(&self, i: usize) -> Vec<(String, String)> {
-        let mut env = self.server_env(i);
-        if !self.config.binary.as_os_str().is_empty() {
-            env.push(("SERVER".into(), self.config.binary.display().to_string()));
-        }
-        env.extend(self.launch(i).hook_env());
-        env
-    }
-
-    /// Runs `action` of the hook for member `i` (`start` in its namespace,
-    /// with the run's extra flags).
-    fn call_hook(&self, hook: &Hook, action: Action, i: usize) -> Result<(), JepsenError> {
-        let env = self.hook_env(i);
-        let start = action == Action::Start;
-        let netns = self.netns.as_ref().filter(|_| start).map(|n| n.ns(i));
-        let member = &self.members[i];
-        let call = hook::Call {
-            member: &member.name,
-            member_dir: &member.dir,
-            env: &env,
-            args: if start { &self.config.extra_args } else { &[] },
-            netns: netns.as_deref(),
-        };
-        hook.run(action, &call)
-    }
-
-    /// Whether the hook says member `i`'s process runs.
-    fn hook_alive(&self, hook: &Hook, i: usize) -> Result<bool, JepsenError> {
-        let env = self.hook_env(i);
-        let member = &self.members[i];
-        hook.alive(&hook::Call {
-            member: &member.name,
-            member_dir: &member.dir,
-            env: &env,
-            args: &[],
-            netns: None,
-        })
-    }
-
-    /// Why the hook's member `i` no longer runs, if it does not: its
-    /// `alive` says so, or cannot say.
-    fn hook_ended(&self, i: usize) -> Option<String> {
-        let hook = self.hook.as_ref()?;
-        match self.hook_alive(hook, i) {
-            Ok(true) => None,
-            Ok(false) => Some("exited by itself (the hook's `alive` says so)".into()),
-            Err(e) => Some(format!("not known to run: {e}")),
-        }
     }
 
     /// Starts member `i`'s process (the first time, or after a kill).
