@@ -24,6 +24,14 @@ pub enum JepsenError {
         #[source]
         source: io::Error,
     },
+    #[error("the --db hook {} {action} (member {member}): {reason}; its output ends:\n{output}", hook.display())]
+    Hook {
+        hook: PathBuf,
+        action: &'static str,
+        member: String,
+        reason: String,
+        output: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

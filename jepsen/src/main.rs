@@ -36,8 +36,9 @@ use oxetcd_jepsen::workload::Workload;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The server binary: oxetcd, etcd, or anything taking etcd's flags.
-    #[arg(long, required_unless_present = "check")]
+    /// The server binary: oxetcd, etcd, or anything taking etcd's flags
+    /// (with --db: given to the hook as SERVER, and optional).
+    #[arg(long, required_unless_present_any = ["check", "db"])]
     server: Option<PathBuf>,
     /// Check a recorded history.jsonl with the workload's checkers instead
     /// of running a test.

@@ -60,7 +60,13 @@ pub struct RunArgs {
     /// broken oxetcd.
     #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_server_env)]
     pub server_env: Vec<(String, String)>,
-    /// Extra flags for every member, e.g. --server-arg=--snapshot-count=100.
+    /// An executable that starts, stops, kills, pauses and resumes each
+    /// member, for stores that do not take etcd's flags (docs/jepsen.md,
+    /// Any store: --db hooks); the server binary, if given, is its SERVER.
+    #[arg(long, value_name = "HOOK")]
+    pub db: Option<PathBuf>,
+    /// Extra flags for every member (with --db: after `start`), e.g.
+    /// --server-arg=--snapshot-count=100.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
     /// Enable etcd's auth once the cluster forms: clients authenticate as a
@@ -84,6 +90,7 @@ impl RunArgs {
     pub fn config(self, server: PathBuf, seed: u64, out: PathBuf) -> RunConfig {
         RunConfig {
             server,
+            db: self.db,
             nodes: self.nodes,
             workload: self.workload,
             nemesis: self.nemesis,

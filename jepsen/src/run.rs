@@ -2,7 +2,7 @@
 //! and the nemesis, stop the faults at the time limit, let the workload do
 //! its final reads, check the history, write the report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,12 @@ use crate::workload::{self, Workload};
 /// Everything a run is made of; written to the report as `config.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
+    /// The server binary; empty when a `--db` hook starts the store
+    /// without one.
     pub server: PathBuf,
+    /// The `--db` hook that starts, stops and signals the members, instead
+    /// of the tester (docs/jepsen.md, Any store: --db hooks).
+    pub db: Option<PathBuf>,
     pub nodes: usize,
     pub workload: String,
     pub nemesis: Vec<String>,
@@ -55,6 +60,16 @@ pub struct RunConfig {
     pub auth: Option<Granted>,
     /// Revisions the `compact` nemesis keeps below the current one.
     pub compact_keep: i64,
+}
+
+impl RunConfig {
+    /// What is tested, for titles: the server binary, else the hook.
+    pub fn tested(&self) -> &Path {
+        match &self.db {
+            Some(db) if self.server.as_os_str().is_empty() => db,
+            _ => &self.server,
+        }
+    }
 }
 
 /// Parses `KEY=VALUE` (for `--server-env`).
@@ -149,6 +164,7 @@ pub async fn run(config: RunConfig) -> Result<Outcome, JepsenError> {
     std::fs::create_dir_all(&config.out).map_err(JepsenError::io(&config.out))?;
     let mut cluster = Cluster::start(ClusterConfig {
         binary: config.server.clone(),
+        db: config.db.clone(),
         members: config.nodes,
         dir: config.out.join("members"),
         net: net_id(),

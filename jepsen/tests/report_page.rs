@@ -132,6 +132,7 @@ fn valid_history() -> (Vec<Op>, Vec<FaultWindow>) {
 fn config(out: &Path) -> RunConfig {
     RunConfig {
         server: "/usr/bin/etcd".into(),
+        db: None,
         nodes: 3,
         workload: "register".into(),
         nemesis: vec!["partition".into()],

@@ -38,48 +38,11 @@ use std::process::Command;
 use oxetcd_jepsen::auth::tokens::AuthCounts;
 use oxetcd_jepsen::auth::Granted;
 use oxetcd_jepsen::check::Validity;
-use oxetcd_jepsen::cluster::maintenance;
 use oxetcd_jepsen::cluster::netns::Netns;
 use oxetcd_jepsen::history::{read_jsonl, Call, Op};
-use oxetcd_jepsen::nemesis::{self, preview, Fault, FaultKind, NemesisConfig};
-use oxetcd_jepsen::run::{run, Outcome, RunConfig};
-use support::{members_of, oxetcd};
-
-const ETCD: &str = "/usr/bin/etcd";
-
-fn config(server: PathBuf, workload: &str, seed: u64) -> (RunConfig, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let namespaces = Netns::available();
-    let mut nemesis = vec!["kill".to_owned(), "pause".to_owned()];
-    if namespaces {
-        nemesis.push("partition".into());
-    }
-    let config = RunConfig {
-        server,
-        nodes: 3,
-        workload: workload.into(),
-        nemesis,
-        time_limit_s: 15,
-        seed,
-        concurrency: 6,
-        rate: 100,
-        op_timeout_ms: 2000,
-        fault_interval_ms: nemesis::DEFAULT_INTERVAL_MS,
-        fault_hold_ms: nemesis::DEFAULT_HOLD_MS,
-        out: dir.path().join("run"),
-        namespaces,
-        progress: false,
-        server_args: Vec::new(),
-        server_env: Vec::new(),
-        auth: None,
-        compact_keep: maintenance::KEEP,
-    };
-    (config, dir)
-}
-
-/// One cluster at a time: the runs share the machine's cores, and a run
-/// starved by another would only show timeouts.
-static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use oxetcd_jepsen::nemesis::{preview, Fault, FaultKind, NemesisConfig};
+use oxetcd_jepsen::run::{run, RunConfig};
+use support::{config, etcd, members_of, oxetcd, run_alone, valid_or_kept, ONE_CLUSTER};
 
 async fn passes(server: PathBuf, workload: &str, seed: u64) {
     passes_without(server, workload, seed, &[]).await;
@@ -95,20 +58,12 @@ async fn passes_without(server: PathBuf, workload: &str, seed: u64, without: &[&
 /// The run of `config` (in `dir`) is valid, with operations and faults, and
 /// its report is written.
 async fn passes_as_configured(config: RunConfig, dir: tempfile::TempDir) {
-    let (out, workload) = (config.out.clone(), config.workload.clone());
+    let out = config.out.clone();
     let outcome = {
         let _one = ONE_CLUSTER.lock().await;
         run(config).await.expect("the run")
     };
-    if outcome.validity != Validity::Valid {
-        let kept = dir.keep();
-        panic!(
-            "{workload}: {:?}; the report is kept in {}: {:#?}",
-            outcome.validity,
-            kept.display(),
-            outcome.verdicts
-        );
-    }
+    let _dir = valid_or_kept(&outcome, dir);
     assert!(
         outcome.operations > 200,
         "only {} operations",
@@ -125,18 +80,6 @@ async fn passes_as_configured(config: RunConfig, dir: tempfile::TempDir) {
     }
     let page = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(page.contains("<svg") && page.contains("valid"));
-}
-
-/// Makes a run while no other cluster runs: its outcome and the faults
-/// it recorded.
-async fn run_alone(config: RunConfig) -> (Outcome, Vec<serde_json::Value>) {
-    let out = config.out.clone();
-    let outcome = {
-        let _one = ONE_CLUSTER.lock().await;
-        run(config).await.expect("the run")
-    };
-    let faults = std::fs::read(out.join("faults.json")).unwrap();
-    (outcome, serde_json::from_slice(&faults).unwrap())
 }
 
 /// Seed 11 once caught a deposed leader (isolated by a partition) still
@@ -166,15 +109,7 @@ async fn oxetcd_passes_link_and_clock_faults() {
         let kind = fault["kind"].as_str().unwrap();
         assert!(["slow", "lossy", "clock"].contains(&kind), "{fault}");
     }
-    if outcome.validity != Validity::Valid {
-        let kept = dir.keep();
-        panic!(
-            "{:?}; the report is kept in {}: {:#?}",
-            outcome.validity,
-            kept.display(),
-            outcome.verdicts
-        );
-    }
+    let _dir = valid_or_kept(&outcome, dir);
 }
 
 /// A `set` run whose only faults are power cuts, made fast (quiet for
@@ -290,14 +225,6 @@ async fn three_members_without_log_fsync_are_caught_by_power_cuts() {
     if support::power_fs_available() {
         a_log_without_fsync_is_caught(3, 8).await;
     }
-}
-
-fn etcd() -> Option<PathBuf> {
-    if std::path::Path::new(ETCD).exists() {
-        return Some(ETCD.into());
-    }
-    eprintln!("skipped: {ETCD} is not installed (apt-get install etcd-server)");
-    None
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -612,15 +539,7 @@ fn auth_config(
 /// counts.
 async fn passes_with_auth(config: RunConfig, dir: tempfile::TempDir, refreshes: u64) -> AuthCounts {
     let (outcome, faults) = run_alone(config).await;
-    if outcome.validity != Validity::Valid {
-        let kept = dir.keep();
-        panic!(
-            "{:?}; the report is kept in {}: {:#?}",
-            outcome.validity,
-            kept.display(),
-            outcome.verdicts
-        );
-    }
+    let _dir = valid_or_kept(&outcome, dir);
     assert!(faults.iter().any(|f| f["kind"] == "kill"), "{faults:?}");
     let counts = outcome.auth.expect("auth counts");
     let auth = outcome.verdicts.iter().find(|v| v.checker == "auth");

@@ -235,7 +235,7 @@ pub fn html(dir: &Path, rows: &[Row]) -> String {
 fn row_html(dir: &Path, number: usize, row: &Row) -> String {
     let config = &row.entry.config;
     let server = config
-        .server
+        .tested()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -269,7 +269,7 @@ fn row_html(dir: &Path, number: usize, row: &Row) -> String {
         nemesis = escape(&config.nemesis.join(",")),
         seconds = config.time_limit_s,
         seed = config.seed,
-        server_path = escape(&config.server.display().to_string()),
+        server_path = escape(&config.tested().display().to_string()),
         server = escape(&server),
         members = config.nodes,
         line = escape(&row.entry.text),

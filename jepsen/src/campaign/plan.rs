@@ -23,7 +23,8 @@ use crate::options::RunArgs;
 use crate::run::{self, RunConfig};
 use crate::workload::Workload;
 
-/// A plan line's flags: a flat run's, `--server` optional.
+/// A plan line's flags: a flat run's, `--server` optional (the campaign's,
+/// or none with `--db`).
 #[derive(Parser, Debug)]
 #[command(
     no_binary_name = true,
@@ -137,10 +138,15 @@ fn entry(
         .run
         .seed
         .ok_or("--seed is needed, so that the run can be made again")?;
-    let server = flags
-        .server
-        .or_else(|| defaults.server.map(Path::to_owned))
-        .ok_or("no --server on this line and none given to the campaign")?;
+    let server = flags.server.or_else(|| defaults.server.map(Path::to_owned));
+    // A hook may start its store without a binary of the tester's.
+    let server = match (server, &flags.run.db) {
+        (Some(server), _) => server,
+        (None, Some(_)) => PathBuf::new(),
+        (None, None) => {
+            return Err("no --server on this line and none given to the campaign".into())
+        }
+    };
     flags
         .run
         .workload
@@ -244,6 +250,20 @@ mod tests {
         assert_eq!(lease_305.workload, "lease");
         assert_eq!(lease_305.nemesis, ["pause"]);
         assert_eq!(lease_305.time_limit_s, 1800);
+    }
+
+    #[test]
+    fn a_line_with_a_hook_needs_no_server() {
+        let plan =
+            "--seed 1 --db hooks/mystore\n--seed 2 --db hooks/etcd-flags --server /usr/bin/etcd\n";
+        let entries = parse(plan, defaults(None)).unwrap();
+        let mystore = &entries[0].config;
+        assert_eq!(mystore.db.as_deref(), Some(Path::new("hooks/mystore")));
+        assert_eq!(mystore.server, Path::new(""));
+        assert_eq!(mystore.tested(), Path::new("hooks/mystore"));
+        let etcd = &entries[1].config;
+        assert_eq!(etcd.server, Path::new("/usr/bin/etcd"));
+        assert_eq!(etcd.tested(), Path::new("/usr/bin/etcd"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The cluster under test: N members of a server binary (oxetcd, etcd, any
 //! binary taking etcd's flags) as real processes, each with its data dir and
-//! log under the run directory.
+//! log under the run directory. Either the tester starts and signals them
+//! itself, with etcd's flags, or a `--db` hook does, as it likes ([`hook`]).
 //!
 //! Members listen on `10.77.<net>.<i+1>` inside network namespaces when the
 //! tester is root ([`netns`]; partitions possible), otherwise on
@@ -18,6 +19,9 @@
 //! shifted through libfaketime ([`clock`]).
 
 pub mod clock;
+pub mod hook;
+mod hooked;
+pub mod launch;
 pub mod maintenance;
 pub mod membership;
 pub mod netns;
@@ -37,6 +41,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::JepsenError;
 use crate::powerfs::PowerFs;
+use hook::{Action, Hook};
+use launch::Launch;
 use netns::Netns;
 use proxy::{LinkFault, Proxy};
 
@@ -51,11 +57,17 @@ const REJOIN_PATIENCE: Duration = Duration::from_secs(20);
 const PROMOTE_PATIENCE: Duration = Duration::from_secs(30);
 /// etcd's peer port.
 const PEER_PORT: u16 = 2380;
+/// Lines of a member's log quoted when it crashed.
+const LOG_LINES: usize = 5;
 
 /// How the cluster is laid out.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
+    /// The server binary (with a hook: given to it as `SERVER`, if set).
     pub binary: PathBuf,
+    /// Members started and signalled by this `--db` hook, not by the
+    /// tester.
+    pub db: Option<PathBuf>,
     pub members: usize,
     /// Under this directory: `<name>/data`, `<name>/log`.
     pub dir: PathBuf,
@@ -64,7 +76,7 @@ pub struct ClusterConfig {
     /// Run each member in a namespace of its own (root only).
     pub namespaces: bool,
     pub token: String,
-    /// Extra flags for every member.
+    /// Extra flags for every member (after a hook's `start`).
     pub extra_args: Vec<String>,
     /// Extra environment variables for every member (e.g. a server's
     /// test-only failpoints).
@@ -80,9 +92,19 @@ pub struct ClusterConfig {
     pub compact_keep: i64,
 }
 
+/// A started member's process, as the tester holds it.
+enum Process {
+    /// Spawned by the tester.
+    Child(Child),
+    /// Started by the `--db` hook, which keeps track of it.
+    Hooked,
+}
+
 /// One member process.
 pub struct Member {
     pub name: String,
+    /// Its log, data dir (without power cuts) and the hook's files.
+    dir: PathBuf,
     pub ip: Ipv4Addr,
     /// Where its proxy listens, if it has one: the peer URL it advertises.
     proxy_ip: Option<Ipv4Addr>,
@@ -90,7 +112,7 @@ pub struct Member {
     clock_file: PathBuf,
     data_dir: PathBuf,
     log: PathBuf,
-    child: Option<Child>,
+    process: Option<Process>,
     paused: bool,
     /// Removed from the cluster by the nemesis, not yet added back.
     removed: Option<String>,
@@ -119,7 +141,7 @@ impl Member {
         format!("http://{}:{PEER_PORT}", self.ip)
     }
     pub fn running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_some()
     }
     pub fn paused(&self) -> bool {
         self.paused
@@ -131,6 +153,8 @@ impl Member {
 
 pub struct Cluster {
     config: ClusterConfig,
+    /// The `--db` hook, when members are not the tester's to start.
+    hook: Option<Hook>,
     pub members: Vec<Member>,
     netns: Option<Netns>,
     /// One per member, in member order, when the config asks for them.
@@ -182,12 +206,13 @@ impl Cluster {
             }
             members.push(Member {
                 name,
+                dir: dir.clone(),
                 ip,
                 proxy_ip: config.proxies.then_some(proxy_ip),
                 clock_file,
                 data_dir,
                 log: dir.join("log"),
-                child: None,
+                process: None,
                 paused: false,
                 removed: None,
                 joined: None,
@@ -196,8 +221,10 @@ impl Cluster {
                 disk,
             });
         }
+        let hook = config.db.clone().map(Hook::new);
         let mut cluster = Cluster {
             config,
+            hook,
             members,
             netns,
             proxies,
@@ -217,14 +244,58 @@ impl Cluster {
             .join(",")
     }
 
-    /// Starts member `i`'s process (the first time, or after a kill).
-    fn spawn(&mut self, i: usize) -> Result<(), JepsenError> {
-        let binary = self.config.binary.clone();
+    /// What member `i` is started with now: the whole cluster, or the
+    /// membership it was added back to.
+    fn launch(&self, i: usize) -> Launch<'_> {
         let member = &self.members[i];
-        let (initial_cluster, state) = match &member.joined {
+        let (initial_cluster, initial_cluster_state) = match &member.joined {
             Some(joined) => (joined.clone(), "existing"),
             None => (self.initial_cluster(), "new"),
         };
+        Launch {
+            name: &member.name,
+            index: i,
+            member_dir: &member.dir,
+            data_dir: &member.data_dir,
+            log: &member.log,
+            client_url: member.client_url(),
+            listen_peer_url: member.listen_peer_url(),
+            advertise_peer_url: member.peer_url(),
+            initial_cluster,
+            initial_cluster_state,
+            token: &self.config.token,
+        }
+    }
+
+    /// The environment every member's server gets: the run's
+    /// `--server-env`, and libfaketime with clock faults.
+    fn server_env(&self, i: usize) -> Vec<(String, String)> {
+        let mut env = self.config.env.clone();
+        if let Some(lib) = &self.config.faketime {
+            env.extend(clock::env(lib, &self.members[i].clock_file));
+        }
+        env
+    }
+
+    /// Starts member `i`'s process (the first time, or after a kill).
+    fn spawn(&mut self, i: usize) -> Result<(), JepsenError> {
+        let process = match &self.hook {
+            Some(hook) => {
+                self.call_hook(hook, Action::Start, i)?;
+                Process::Hooked
+            }
+            None => Process::Child(self.spawn_child(i)?),
+        };
+        let member = &mut self.members[i];
+        member.process = Some(process);
+        member.paused = false;
+        Ok(())
+    }
+
+    /// Starts member `i`'s server with etcd's flags.
+    fn spawn_child(&self, i: usize) -> Result<Child, JepsenError> {
+        let binary = &self.config.binary;
+        let member = &self.members[i];
         let log = File::options()
             .create(true)
             .append(true)
@@ -236,42 +307,22 @@ impl Cluster {
             // member's, so signals reach it directly.
             (Some(netns), true) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", &netns.ns(i)]).arg(&binary);
+                c.args(["netns", "exec", &netns.ns(i)]).arg(binary);
                 c
             }
-            _ => Command::new(&binary),
+            _ => Command::new(binary),
         };
         command
-            .args(["--name", &member.name])
-            .arg("--data-dir")
-            .arg(&member.data_dir)
-            .args(["--listen-client-urls", &member.client_url()])
-            .args(["--advertise-client-urls", &member.client_url()])
-            .args(["--listen-peer-urls", &member.listen_peer_url()])
-            .args(["--initial-advertise-peer-urls", &member.peer_url()])
-            .args(["--initial-cluster", &initial_cluster])
-            .args(["--initial-cluster-state", state])
-            .args(["--initial-cluster-token", &self.config.token])
+            .args(self.launch(i).etcd_flags())
             .args(&self.config.extra_args)
-            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
-            .envs(
-                self.config
-                    .faketime
-                    .as_deref()
-                    .map(|lib| clock::env(lib, &member.clock_file))
-                    .unwrap_or_default(),
-            )
+            .envs(self.server_env(i))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        let child = command.spawn().map_err(|source| JepsenError::Spawn {
+        command.spawn().map_err(|source| JepsenError::Spawn {
             binary: binary.clone(),
             source,
-        })?;
-        let member = &mut self.members[i];
-        member.child = Some(child);
-        member.paused = false;
-        Ok(())
+        })
     }
 
     /// Waits until every running member answers and a leader is known.
@@ -321,22 +372,26 @@ impl Cluster {
 
     /// Members whose process ended without being killed by the nemesis
     /// (crashed, or refused to start), or that could not be added back after
-    /// a removal: (name, what happened, last log lines).
+    /// a removal: (name, what happened, last log lines). With a hook, its
+    /// `alive` says whether the process ended.
     pub fn crashed(&mut self) -> Vec<(String, String, String)> {
         let mut crashed = Vec::new();
-        for member in &mut self.members {
-            if let Some(why) = &member.removed {
-                crashed.push((member.name.clone(), why.clone(), String::new()));
+        for i in 0..self.members.len() {
+            if let Some(why) = &self.members[i].removed {
+                crashed.push((self.members[i].name.clone(), why.clone(), String::new()));
             }
-            let Some(child) = member.child.as_mut() else {
-                continue;
+            let ended = match self.members[i].process.as_mut() {
+                None => None,
+                Some(Process::Child(child)) => match child.try_wait() {
+                    Ok(Some(status)) => Some(format!("exited by itself ({status})")),
+                    _ => None,
+                },
+                Some(Process::Hooked) => self.hook_ended(i),
             };
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(why) = ended {
+                let member = &self.members[i];
                 let log = std::fs::read_to_string(&member.log).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(5)..].join("\n");
-                let why = format!("exited by itself ({status})");
-                crashed.push((member.name.clone(), why, tail));
+                crashed.push((member.name.clone(), why, last_lines(&log, LOG_LINES)));
             }
         }
         crashed
@@ -371,14 +426,27 @@ impl Cluster {
         Ok(said.join("; "))
     }
 
-    /// kill -9, then reaps the process.
+    /// kill -9, then reaps the process (the hook's `kill`: returns once
+    /// the process is gone).
     pub fn kill(&mut self, i: usize) -> Result<(), JepsenError> {
-        let member = &mut self.members[i];
-        if let Some(mut child) = member.child.take() {
-            signal(&member.name, &child, libc::SIGKILL)?;
-            let _ = child.wait();
+        self.end(i, Action::Kill)
+    }
+
+    /// Ends member `i`'s process: kill -9 (`kill`), or the hook's `kill`
+    /// or `stop`.
+    fn end(&mut self, i: usize, action: Action) -> Result<(), JepsenError> {
+        match (self.members[i].process.take(), &self.hook) {
+            (Some(Process::Child(mut child)), _) => {
+                signal(&self.members[i].name, &child, libc::SIGKILL)?;
+                let _ = child.wait();
+            }
+            (Some(Process::Hooked), Some(hook)) => self.call_hook(hook, action, i)?,
+            // A hook's `start` that failed may still have launched the
+            // store: the hook is asked to stop every member at the end.
+            (None, Some(hook)) if action == Action::Stop => self.call_hook(hook, action, i)?,
+            _ => {}
         }
-        member.paused = false;
+        self.members[i].paused = false;
         Ok(())
     }
 
@@ -473,23 +541,32 @@ impl Cluster {
         Ok(())
     }
 
-    /// SIGSTOP: the process keeps its sockets but does nothing.
+    /// SIGSTOP (the hook's `pause`): the process keeps its sockets but
+    /// does nothing.
     pub fn pause(&mut self, i: usize) -> Result<(), JepsenError> {
-        let member = &mut self.members[i];
-        if let Some(child) = &member.child {
-            signal(&member.name, child, libc::SIGSTOP)?;
-            member.paused = true;
+        if self.deliver(i, libc::SIGSTOP, Action::Pause)? {
+            self.members[i].paused = true;
         }
         Ok(())
     }
 
+    /// SIGCONT (the hook's `resume`).
     pub fn resume(&mut self, i: usize) -> Result<(), JepsenError> {
-        let member = &mut self.members[i];
-        if let Some(child) = &member.child {
-            signal(&member.name, child, libc::SIGCONT)?;
-        }
-        member.paused = false;
+        self.deliver(i, libc::SIGCONT, Action::Resume)?;
+        self.members[i].paused = false;
         Ok(())
+    }
+
+    /// Sends `signal` to member `i`'s child, or has the hook do `action`;
+    /// false when it has no process.
+    fn deliver(&self, i: usize, sig: libc::c_int, action: Action) -> Result<bool, JepsenError> {
+        let member = &self.members[i];
+        match (&member.process, &self.hook) {
+            (Some(Process::Child(child)), _) => signal(&member.name, child, sig)?,
+            (Some(Process::Hooked), Some(hook)) => self.call_hook(hook, action, i)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Whether partitions can be made (members in namespaces).
@@ -576,11 +653,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// Kills every member (the data stays in the run directory).
+    /// Kills every member, or has the hook stop it (the data stays in the
+    /// run directory). A hook's failure is printed: nothing else can be
+    /// done about it at the end of a run.
     pub fn stop(&mut self) {
         for i in 0..self.members.len() {
             let _ = self.resume(i);
-            let _ = self.kill(i);
+            if let Err(e) = self.end(i, Action::Stop) {
+                eprintln!("oxetcd-jepsen: {e}");
+            }
         }
     }
 }
@@ -589,6 +670,12 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn signal(member: &str, child: &Child, signal: libc::c_int) -> Result<(), JepsenError> {

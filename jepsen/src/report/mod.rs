@@ -121,7 +121,7 @@ fn page(
          <h1>{workload} on {server}</h1>\n<p id=\"validity\" style=\"font-size:1.5em;color:{colour}\">{word}</p>\n\
          <p>{nodes} members, {ops} operations, {nfaults} faults, seed {seed}</p>\n",
         workload = escape(&config.workload),
-        server = escape(&config.server.display().to_string()),
+        server = escape(&config.tested().display().to_string()),
         nodes = config.nodes,
         ops = ops.len(),
         nfaults = faults.len(),

@@ -3,7 +3,97 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use oxetcd_jepsen::check::Validity;
+use oxetcd_jepsen::cluster::netns::Netns;
+use oxetcd_jepsen::nemesis;
 use oxetcd_jepsen::powerfs::PowerFs;
+use oxetcd_jepsen::run::{run, Outcome, RunConfig};
+
+const ETCD: &str = "/usr/bin/etcd";
+
+/// A 15-second run of `workload` on 3 members of `server`, kill + pause
+/// faults (+ partition as root), in a temporary directory.
+#[allow(dead_code)] // not every test file runs clusters
+pub fn config(server: PathBuf, workload: &str, seed: u64) -> (RunConfig, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let namespaces = Netns::available();
+    let mut nemesis = vec!["kill".to_owned(), "pause".to_owned()];
+    if namespaces {
+        nemesis.push("partition".into());
+    }
+    let config = RunConfig {
+        server,
+        db: None,
+        nodes: 3,
+        workload: workload.into(),
+        nemesis,
+        time_limit_s: 15,
+        seed,
+        concurrency: 6,
+        rate: 100,
+        op_timeout_ms: 2000,
+        fault_interval_ms: nemesis::DEFAULT_INTERVAL_MS,
+        fault_hold_ms: nemesis::DEFAULT_HOLD_MS,
+        out: dir.path().join("run"),
+        namespaces,
+        progress: false,
+        server_args: Vec::new(),
+        server_env: Vec::new(),
+        auth: None,
+        compact_keep: oxetcd_jepsen::cluster::maintenance::KEEP,
+    };
+    (config, dir)
+}
+
+/// One cluster at a time: the runs share the machine's cores, and a run
+/// starved by another would only show timeouts.
+#[allow(dead_code)] // not every test file runs clusters
+pub static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Makes a run while no other cluster runs: its outcome and the faults
+/// it recorded.
+#[allow(dead_code)] // not every test file runs clusters
+pub async fn run_alone(config: RunConfig) -> (Outcome, Vec<serde_json::Value>) {
+    let out = config.out.clone();
+    let outcome = {
+        let _one = ONE_CLUSTER.lock().await;
+        run(config).await.expect("the run")
+    };
+    let faults = std::fs::read(out.join("faults.json")).unwrap();
+    (outcome, serde_json::from_slice(&faults).unwrap())
+}
+
+/// Panics unless the run was valid, keeping its directory and saying
+/// where; else gives the directory back.
+#[allow(dead_code)] // not every test file runs clusters
+pub fn valid_or_kept(outcome: &Outcome, dir: tempfile::TempDir) -> tempfile::TempDir {
+    if outcome.validity != Validity::Valid {
+        let kept = dir.keep();
+        panic!(
+            "{:?}; the report is kept in {}: {:#?}",
+            outcome.validity,
+            kept.display(),
+            outcome.verdicts
+        );
+    }
+    dir
+}
+
+/// Debian's etcd 3.4, if installed; without it a test skips, saying why,
+/// except under CI=true (which installs it), where it fails.
+#[allow(dead_code)] // not every test file runs etcd
+pub fn etcd() -> Option<PathBuf> {
+    if std::path::Path::new(ETCD).exists() {
+        return Some(ETCD.into());
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "{ETCD} is not installed (apt-get install etcd-server)"
+    );
+    eprintln!("skipped: {ETCD} is not installed (apt-get install etcd-server)");
+    None
+}
 
 /// Whether the power-loss file system can be mounted here (/dev/fuse, root,
 /// fusermount3); without it a test skips, saying why, except under CI=true,
