@@ -21,6 +21,8 @@
 //! | [`auth`], [`auth_setup`] | `--user`: a login per connection, its token on every request; `auth-setup` |
 //! | [`runner`] | clients, closed or open loop (`--rate`), `--total`/`--duration`, progress bar, `--csv` |
 //! | [`stats`] | latency histograms (HdrHistogram), errors by code and message, the summary |
+//! | [`cpu`] | the tool's own CPU time over a run |
+//! | [`delivery`] | watch delivery latency by send time, and the keeps-up rule of `watch --rate` |
 //! | [`workload`] | one module per sub-command (`k8s`: its HTTP client, kubeconfig, pods and watches too) |
 //! | [`requests`], [`watchers`], [`keys`] | etcd requests, watch streams, keys and stamped values |
 //! | [`fsync`] | `fsync-probe`: the machine's fsync ceiling |
@@ -33,6 +35,8 @@ pub mod auth;
 pub mod auth_setup;
 pub mod cli;
 pub mod connect;
+pub mod cpu;
+pub mod delivery;
 pub mod error;
 pub mod fsync;
 pub mod keys;

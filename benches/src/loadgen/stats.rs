@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::cpu::ClientCpu;
+use super::delivery::KeepsUp;
 use super::error::{BenchError, OpError};
 
 /// Longest latency a histogram holds (1 hour), in microseconds.
@@ -75,8 +77,7 @@ pub struct Progress {
 
 impl Stats {
     pub fn new() -> Result<Stats, BenchError> {
-        let template = Histogram::new_with_bounds(1, MAX_MICROS, 3)
-            .map_err(|e| BenchError::Histogram(format!("{e:?}")))?;
+        let template = new_histogram()?;
         Ok(Stats {
             inner: Mutex::new(Inner {
                 all_ops: template.clone(),
@@ -100,9 +101,7 @@ impl Stats {
 
     /// Records one success of `kind` that took `latency`.
     pub fn record(&self, kind: &'static str, role: Role, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(MAX_MICROS)
-            .max(1);
+        let micros = to_micros(latency);
         let mut inner = self.lock();
         inner.kind(kind, role).hist.saturating_record(micros);
         if role == Role::Op {
@@ -110,6 +109,14 @@ impl Stats {
             inner.interval.saturating_record(micros);
             inner.ops += 1;
         }
+    }
+
+    /// Records every latency of `hist` (microseconds, as [`new_histogram`]
+    /// makes them) as a success of `kind`, a [`Role::Detail`].
+    pub fn record_histogram(&self, kind: &'static str, hist: &Histogram<u64>) {
+        let mut inner = self.lock();
+        // Same bounds as every histogram here: adding cannot fail.
+        let _ = inner.kind(kind, Role::Detail).hist.add(hist);
     }
 
     /// Records `n` failures of `kind` with the same error.
@@ -221,9 +228,24 @@ impl Stats {
                 .map(|(name, n)| ((*name).to_owned(), *n))
                 .collect(),
             fsync: None,
+            client_cpu: None,
+            keeps_up: None,
             notes: Vec::new(),
         }
     }
+}
+
+/// An empty latency histogram in microseconds, 1 µs to [`MAX_MICROS`], 3 digits.
+pub fn new_histogram() -> Result<Histogram<u64>, BenchError> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3)
+        .map_err(|e| BenchError::Histogram(format!("{e:?}")))
+}
+
+/// `latency` in whole microseconds, at least 1 (the histograms' lowest value).
+pub fn to_micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros())
+        .unwrap_or(MAX_MICROS)
+        .max(1)
 }
 
 impl Inner {
@@ -323,6 +345,12 @@ pub struct Summary {
     pub error_counts: Vec<ErrorCount>,
     pub counters: BTreeMap<String, u64>,
     pub fsync: Option<FsyncCeiling>,
+    /// The load generator's own CPU over the run (runs on an etcd API endpoint).
+    #[serde(default)]
+    pub client_cpu: Option<ClientCpu>,
+    /// Open-loop `watch` runs: whether delivery kept up with the puts.
+    #[serde(default)]
+    pub keeps_up: Option<KeepsUp>,
     pub notes: Vec<String>,
 }
 
@@ -414,6 +442,34 @@ impl Summary {
                 self.ops_per_sec,
                 f.fraction_of_ceiling * 100.0
             );
+        }
+        if let Some(c) = &self.client_cpu {
+            let _ = writeln!(
+                out,
+                "\n  client CPU ({} process{}): user {:.2} s + system {:.2} s = {:.2} s, {:.2} cores, {:.1} µs per op",
+                c.processes,
+                if c.processes == 1 { "" } else { "es" },
+                c.user_secs,
+                c.system_secs,
+                c.cpu_secs,
+                c.cores,
+                c.us_per_op
+            );
+        }
+        if let Some(k) = &self.keeps_up {
+            let _ = writeln!(
+                out,
+                "  keeps up: {} (watch-event p99 {:.2} ms for puts sent in the first third, {:.2} ms in the last; \
+                 drain {:.2} s; {} missing)",
+                if k.keeps_up { "yes" } else { "no" },
+                k.first_third_p99_ms,
+                k.last_third_p99_ms,
+                k.drain_secs,
+                k.missing
+            );
+            for reason in &k.reasons {
+                let _ = writeln!(out, "    {reason}");
+            }
         }
         for note in &self.notes {
             let _ = writeln!(out, "  note: {note}");

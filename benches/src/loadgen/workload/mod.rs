@@ -11,12 +11,13 @@ pub mod range;
 pub mod txn_put;
 pub mod watch;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::auth::Credentials;
 use super::cli::Common;
 use super::connect::{ConnOptions, Pool};
+use super::cpu::{ClientCpu, CpuTimes};
 use super::error::BenchError;
 use super::runner::{self, Client, Limit, Plan, Reporting, RunOutcome};
 use super::stats::{RunSetup, Stats, Summary};
@@ -96,6 +97,9 @@ pub struct Env {
     pub timeout: Duration,
     /// `--user`.
     pub credentials: Option<Credentials>,
+    /// This process's CPU time when the measured run began (the first
+    /// [`Env::run`]): the summary's client CPU counts from there.
+    cpu_at_start: OnceLock<CpuTimes>,
 }
 
 impl Env {
@@ -116,6 +120,7 @@ impl Env {
             reporting,
             timeout: common.request_timeout,
             credentials: common.user.clone(),
+            cpu_at_start: OnceLock::new(),
         })
     }
 
@@ -130,12 +135,18 @@ impl Env {
 
     /// Runs `clients` to the end of the plan.
     pub async fn run<C: Client>(&self, clients: Vec<C>) -> Result<RunOutcome, BenchError> {
+        self.cpu_at_start.get_or_init(CpuTimes::of_this_process);
         runner::run(&self.plan, &self.stats, clients, &self.reporting).await
     }
 
-    /// The summary of a run named `command` that took `elapsed`.
+    /// The summary of a run named `command` that took `elapsed`, with this
+    /// process's CPU time from the start of the run to now.
     pub fn summary(&self, command: &str, outcome: RunOutcome, elapsed: Duration) -> Summary {
         let mut summary = self.stats.summary(command, &self.setup(), elapsed);
+        if let Some(start) = self.cpu_at_start.get() {
+            let used = CpuTimes::of_this_process().since(*start);
+            summary.client_cpu = Some(ClientCpu::new(used, 1, elapsed, summary.ops));
+        }
         if self.credentials.is_some() {
             summary
                 .counters

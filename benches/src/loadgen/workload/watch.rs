@@ -13,7 +13,9 @@
 //!   then counts every event a watcher should have had (successful puts ×
 //!   watchers) and did not get as a `Missing` error. Throughput is puts/s;
 //!   the `watch-event` row gives events delivered per second (the elapsed
-//!   time includes the drain).
+//!   time includes the drain). Open loop (`--rate`), the summary also says
+//!   whether delivery kept up with the put rate ([`delivery::judge`]: no
+//!   event missing, a short drain, latency not growing over the run).
 //! - `watch-latency` (etcd benchmark's): one writer puts one key at `--rate`
 //!   (default 100/s), one put at a time, and waits until every watcher has
 //!   the event; the op `delivered-to-all` is timed from the put's issue to
@@ -33,9 +35,10 @@ use tokio::sync::Notify;
 use super::Env;
 use crate::loadgen::auth::Conn;
 use crate::loadgen::cli::{WatchArgs, WatchLatencyArgs};
+use crate::loadgen::delivery::{self, DeliveryLog};
 use crate::loadgen::error::{BenchError, OpError};
 use crate::loadgen::keys::{
-    indexed_key, prefix_end, read_stamped, since_stamp, stamped_value, Rng,
+    indexed_key, prefix_end, read_stamped, since_stamp, stamp, stamped_value, Rng,
 };
 use crate::loadgen::requests::call;
 use crate::loadgen::runner::Client;
@@ -138,12 +141,13 @@ pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
         start_revision: 0,
         prev_kv: false,
     };
+    let log = Arc::new(DeliveryLog::new()?);
     let on_event = {
-        let stats = env.stats.clone();
+        let log = log.clone();
         let delivered = delivered.clone();
         move |_watcher: usize, event: &Event| {
             if let Some((stamp, _)) = put_stamp(event) {
-                stats.record("watch-event", Role::Detail, since_stamp(stamp));
+                log.record(stamp, since_stamp(stamp));
                 delivered.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -163,6 +167,8 @@ pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
         })
         .collect();
     let outcome = env.run(clients).await?;
+    let puts_end = Instant::now();
+    let puts_start = puts_end.checked_sub(outcome.elapsed).unwrap_or(puts_end);
 
     // Drain: wait for the events of the last puts.
     let watchers = (args.streams * args.watchers_per_stream) as u64;
@@ -196,8 +202,14 @@ pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
     );
     env.stats.count("events-expected", expected);
     env.stats.count("events-delivered", got);
-    let elapsed = outcome.elapsed + (drained_at - drain_start);
+    env.stats.record_histogram("watch-event", &log.all());
+    let drain = drained_at - drain_start;
+    let elapsed = outcome.elapsed + drain;
     let mut summary = env.summary("watch", outcome, elapsed);
+    if env.plan.rate.is_some() {
+        let (first, last) = log.thirds(stamp(puts_start), stamp(puts_end));
+        summary.keeps_up = Some(delivery::judge(missing, drain, first, last));
+    }
     summary.notes.push(format!(
         "{watchers} watchers on {}; elapsed includes {:.3} s waiting for the last events",
         args.prefix,

@@ -47,6 +47,7 @@ use self::api::{Conn, Connector};
 use self::ledger::Ledger;
 use self::pod::{node_json, node_name, pod_json, resource_version, PodState};
 use crate::loadgen::cli::{Common, K8sArgs};
+use crate::loadgen::cpu::{ClientCpu, CpuTimes};
 use crate::loadgen::error::{BenchError, OpError};
 use crate::loadgen::keys::Rng;
 use crate::loadgen::runner;
@@ -349,6 +350,7 @@ pub async fn run(common: &Common, args: &K8sArgs) -> Result<Summary, BenchError>
             rng: Rng::new(i as u64),
         })
         .collect();
+    let cpu_at_start = CpuTimes::of_this_process();
     let outcome = runner::run(&plan, &stats, clients, &reporting).await?;
     lister.abort_all();
 
@@ -378,7 +380,10 @@ pub async fn run(common: &Common, args: &K8sArgs) -> Result<Summary, BenchError>
         clients: plan.clients,
         rate: plan.rate,
     };
-    let mut summary = stats.summary("k8s", &run_setup, outcome.elapsed + drained);
+    let elapsed = outcome.elapsed + drained;
+    let mut summary = stats.summary("k8s", &run_setup, elapsed);
+    let cpu = CpuTimes::of_this_process().since(cpu_at_start);
+    summary.client_cpu = Some(ClientCpu::new(cpu, 1, elapsed, summary.ops));
     summary.notes.push(format!(
         "setup (not measured): {} nodes, {} pods of {} B in namespace {} (run {run}) in {:.1} s",
         args.nodes,

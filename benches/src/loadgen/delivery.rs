@@ -1,0 +1,194 @@
+//! Watch event delivery over a run, and whether the server kept up with it.
+//!
+//! [`DeliveryLog`] holds the delivery latency (put sent → event received) of
+//! every event in histograms per [`SLICE`] of the put's send time, so that
+//! the latency of the puts sent early in a run can be set against that of
+//! the puts sent late. [`judge`] is the "keeps up" rule of an open-loop run
+//! (`watch --rate`): a server keeps up with a put rate when
+//!
+//! 1. every watcher got every event (none missing after the drain),
+//! 2. the last event arrived at most [`DRAIN_LIMIT`] after the last put was
+//!    answered, and
+//! 3. delivery did not slow down over the run: the p99 of the puts sent in
+//!    the last third of the run is at most [`GROWTH_FACTOR`] × the p99 of
+//!    those sent in the first third, plus [`GROWTH_SLACK`].
+//!
+//! A server that delivers slower than the puts come queues events, and the
+//! queue (so the latency) grows for as long as the run lasts: the last
+//! third's p99 grows far past the first's, and the drain outlasts its limit.
+//! A server that keeps up shows the same latency early and late, whatever
+//! its level; the slack keeps jitter at sub-millisecond latencies from
+//! counting as growth.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::error::BenchError;
+use super::stats::{new_histogram, to_micros};
+
+/// The span of send times one histogram of a [`DeliveryLog`] covers.
+pub const SLICE: Duration = Duration::from_millis(100);
+/// Longest time from the last put's answer to the last event's receipt.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// How much the last third's p99 may exceed the first third's, as a factor...
+pub const GROWTH_FACTOR: f64 = 2.0;
+/// ... plus this much.
+pub const GROWTH_SLACK: Duration = Duration::from_millis(10);
+
+/// Delivery latencies by send time (stamps, in nanoseconds).
+pub struct DeliveryLog {
+    template: Histogram<u64>,
+    /// Slice number (stamp / [`SLICE`]) → latencies in microseconds.
+    slices: Mutex<BTreeMap<u64, Histogram<u64>>>,
+}
+
+impl DeliveryLog {
+    pub fn new() -> Result<DeliveryLog, BenchError> {
+        Ok(DeliveryLog {
+            template: new_histogram()?,
+            slices: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// One event of a put sent at `stamp`, received `latency` after it.
+    pub fn record(&self, stamp: u64, latency: Duration) {
+        let slice = stamp / slice_nanos();
+        let mut slices = self.slices.lock().unwrap_or_else(PoisonError::into_inner);
+        slices
+            .entry(slice)
+            .or_insert_with(|| self.template.clone())
+            .saturating_record(to_micros(latency));
+    }
+
+    /// Every latency recorded, in one histogram.
+    pub fn all(&self) -> Histogram<u64> {
+        self.merged(|_| true)
+    }
+
+    /// The p99s (ms) of the puts sent in the first and in the last third of
+    /// the run that sent puts from stamp `start` to `end`.
+    pub fn thirds(&self, start: u64, end: u64) -> (f64, f64) {
+        let third = end.saturating_sub(start) / 3;
+        let (first_end, last_start) = (start + third, end - third);
+        let slice_start = |slice: u64| slice * slice_nanos();
+        let early = self.merged(|slice| slice_start(slice) < first_end);
+        let late = self.merged(|slice| slice_start(slice) >= last_start);
+        (p99_ms(&early), p99_ms(&late))
+    }
+
+    fn merged(&self, pick: impl Fn(u64) -> bool) -> Histogram<u64> {
+        let slices = self.slices.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = self.template.clone();
+        for (_, hist) in slices.iter().filter(|(slice, _)| pick(**slice)) {
+            // Same bounds as the template: adding cannot fail.
+            let _ = out.add(hist);
+        }
+        out
+    }
+}
+
+fn slice_nanos() -> u64 {
+    SLICE.as_nanos() as u64
+}
+
+fn p99_ms(hist: &Histogram<u64>) -> f64 {
+    if hist.is_empty() {
+        0.0
+    } else {
+        hist.value_at_quantile(0.99) as f64 / 1000.0
+    }
+}
+
+/// The verdict of [`judge`], with what it was drawn from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct KeepsUp {
+    pub keeps_up: bool,
+    /// Events some watcher never got.
+    pub missing: u64,
+    /// From the last put's answer to the last event (or to giving up).
+    pub drain_secs: f64,
+    /// p99 delivery latency of the puts sent in the first third of the run.
+    pub first_third_p99_ms: f64,
+    /// ... and in the last third.
+    pub last_third_p99_ms: f64,
+    /// Why it did not keep up (empty if it did).
+    pub reasons: Vec<String>,
+}
+
+/// The keeps-up rule (see the module's documentation).
+pub fn judge(missing: u64, drain: Duration, first_p99_ms: f64, last_p99_ms: f64) -> KeepsUp {
+    let mut reasons = Vec::new();
+    if missing > 0 {
+        reasons.push(format!("{missing} events never arrived"));
+    }
+    if drain > DRAIN_LIMIT {
+        reasons.push(format!(
+            "the last events came {:.2} s after the last put (limit {:.2} s)",
+            drain.as_secs_f64(),
+            DRAIN_LIMIT.as_secs_f64()
+        ));
+    }
+    let bound = GROWTH_FACTOR * first_p99_ms + GROWTH_SLACK.as_secs_f64() * 1000.0;
+    if last_p99_ms > bound {
+        reasons.push(format!(
+            "delivery slowed down: p99 {last_p99_ms:.2} ms in the last third against \
+             {first_p99_ms:.2} ms in the first (limit {bound:.2} ms)"
+        ));
+    }
+    KeepsUp {
+        keeps_up: reasons.is_empty(),
+        missing,
+        drain_secs: drain.as_secs_f64(),
+        first_third_p99_ms: first_p99_ms,
+        last_third_p99_ms: last_p99_ms,
+        reasons,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn steady_delivery_keeps_up_whatever_its_level() {
+        assert!(judge(0, 50 * MS, 40.0, 70.0).keeps_up);
+        assert!(
+            judge(0, Duration::ZERO, 0.3, 9.0).keeps_up,
+            "within the slack"
+        );
+    }
+
+    #[test]
+    fn growing_latency_a_long_drain_or_missing_events_do_not() {
+        let grew = judge(0, 50 * MS, 40.0, 95.0);
+        assert!(!grew.keeps_up);
+        assert!(grew.reasons[0].contains("slowed down"), "{grew:?}");
+        assert!(!judge(0, 1500 * MS, 5.0, 5.0).keeps_up);
+        let lost = judge(3, 50 * MS, 5.0, 5.0);
+        assert!(!lost.keeps_up);
+        assert_eq!(lost.reasons, ["3 events never arrived"]);
+    }
+
+    #[test]
+    fn thirds_are_taken_by_send_time() {
+        let log = DeliveryLog::new().unwrap();
+        let second = 1_000_000_000u64;
+        let start = 10 * second;
+        // A 3 s run: 1 ms early, 50 ms late, 20 ms in between.
+        for i in 0..100u64 {
+            log.record(start + i * 10_000_000, MS);
+            log.record(start + second + i * 10_000_000, 20 * MS);
+            log.record(start + 2 * second + i * 10_000_000, 50 * MS);
+        }
+        let (first, last) = log.thirds(start, start + 3 * second);
+        assert!((first - 1.0).abs() < 0.01, "{first}");
+        assert!((last - 50.0).abs() < 0.1, "{last}");
+        assert_eq!(log.all().len(), 300);
+    }
+}
