@@ -104,6 +104,11 @@ pub enum Command {
     Watch(WatchArgs),
     /// One put at a time (at --rate, default 100/s) to one key; latency until every watcher has it.
     WatchLatency(WatchLatencyArgs),
+    /// One watcher process of `watch --watch-processes` (started by it, not by hand):
+    /// opens its watches, says `ready`, waits for `expect PUTS` on stdin, and prints its
+    /// deliveries as one JSON line.
+    #[command(hide = true)]
+    WatchProcess(WatchProcessArgs),
     /// Authenticate calls (--user's name and password, each checked by the server as a login).
     Authenticate,
     /// Sets up auth on a fresh server for runs with --user: a root user, the --user user
@@ -224,6 +229,23 @@ pub struct WatchArgs {
     pub val_size: usize,
     /// After the last put, how long to wait for events still on their way.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub drain_timeout: Duration,
+    /// Hold the watch streams in this many processes of their own (each with --conns
+    /// connections), not in the putting process: the streams are shared out among them,
+    /// and their deliveries and CPU merged into the summary. 0: in this process.
+    #[arg(long, default_value_t = 0)]
+    pub watch_processes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchProcessArgs {
+    #[arg(long)]
+    pub streams: usize,
+    #[arg(long)]
+    pub watchers_per_stream: usize,
+    #[arg(long)]
+    pub prefix: String,
+    #[arg(long, value_parser = parse_duration)]
     pub drain_timeout: Duration,
 }
 

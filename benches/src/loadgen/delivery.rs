@@ -64,6 +64,35 @@ impl DeliveryLog {
             .saturating_record(to_micros(latency));
     }
 
+    /// The log as a watcher process sends it to its parent.
+    pub fn export(&self) -> Vec<SliceCounts> {
+        let slices = self.slices.lock().unwrap_or_else(PoisonError::into_inner);
+        slices
+            .iter()
+            .map(|(slice, hist)| SliceCounts {
+                slice: *slice,
+                counts: hist
+                    .iter_recorded()
+                    .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Adds a log [exported](DeliveryLog::export) by another process.
+    pub fn merge(&self, exported: &[SliceCounts]) {
+        let mut slices = self.slices.lock().unwrap_or_else(PoisonError::into_inner);
+        for slice in exported {
+            let hist = slices
+                .entry(slice.slice)
+                .or_insert_with(|| self.template.clone());
+            for (micros, count) in &slice.counts {
+                // Each value is its bucket's highest: it lands in the same bucket.
+                let _ = hist.record_n(*micros, *count);
+            }
+        }
+    }
+
     /// Every latency recorded, in one histogram.
     pub fn all(&self) -> Histogram<u64> {
         self.merged(|_| true)
@@ -89,6 +118,14 @@ impl DeliveryLog {
         }
         out
     }
+}
+
+/// One slice of a [`DeliveryLog`], exported: latencies (µs) and how many
+/// events had each.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SliceCounts {
+    pub slice: u64,
+    pub counts: Vec<(u64, u64)>,
 }
 
 fn slice_nanos() -> u64 {
@@ -190,5 +227,32 @@ mod tests {
         assert!((first - 1.0).abs() < 0.01, "{first}");
         assert!((last - 50.0).abs() < 0.1, "{last}");
         assert_eq!(log.all().len(), 300);
+    }
+
+    #[test]
+    fn logs_of_other_processes_merge_slice_by_slice() {
+        let (a, b, merged) = (
+            DeliveryLog::new().unwrap(),
+            DeliveryLog::new().unwrap(),
+            DeliveryLog::new().unwrap(),
+        );
+        let second = 1_000_000_000u64;
+        for i in 0..300u64 {
+            a.record(i * 10_000_000, 2 * MS);
+            b.record(i * 10_000_000, if i < 200 { 2 * MS } else { 30 * MS });
+        }
+        merged.merge(&a.export());
+        merged.merge(&b.export());
+        assert_eq!(merged.all().len(), 600);
+        let (first, last) = merged.thirds(0, 3 * second);
+        assert!((first - 2.0).abs() < 0.01, "{first}");
+        // The last third: 100 events at 2 ms (a's), 100 at 30 ms (b's).
+        assert!((last - 30.0).abs() < 0.1, "{last}");
+        assert_eq!(merged.export(), {
+            let both = DeliveryLog::new().unwrap();
+            both.merge(&b.export());
+            both.merge(&a.export());
+            both.export()
+        });
     }
 }

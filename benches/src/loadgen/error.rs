@@ -62,6 +62,9 @@ pub enum BenchError {
     Report(String),
     #[error("plot: {0}")]
     Plot(String),
+    /// A watcher process of `watch --watch-processes` (or, in one, its parent).
+    #[error("watcher process: {0}")]
+    WatchProcess(String),
 }
 
 /// One failed request (or stream, or missing watch event) during a run.

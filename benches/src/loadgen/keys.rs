@@ -5,9 +5,10 @@
 //!   own tool byte for byte in size.
 //! - [`indexed_key`]: `prefix` + a 10-digit index, for workloads that range or
 //!   watch over a prefix (keys sort in index order).
-//! - [`stamp`] / [`since_stamp`]: nanoseconds since this process's clock base,
-//!   put in a value so that a watcher in the same process can tell how long
-//!   the value took from the put being issued to the event arriving.
+//! - [`stamp`] / [`since_stamp`]: nanoseconds of CLOCK_MONOTONIC, put in a
+//!   value so that a watcher, in this process or another on the same
+//!   machine, can tell how long the value took from the put being issued to
+//!   the event arriving.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -79,9 +80,33 @@ pub fn indexed_key(prefix: &str, index: u64) -> Bytes {
     Bytes::from(format!("{prefix}{index:010}"))
 }
 
-fn clock_base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
+/// The clock stamps count on: an `Instant` and the CLOCK_MONOTONIC reading
+/// of the same moment. `Instant` is CLOCK_MONOTONIC on Linux, which is one
+/// clock for the whole system, so stamps taken in one process can be read in
+/// another (`watch --watch-processes`).
+struct ClockBase {
+    instant: Instant,
+    monotonic_nanos: u64,
+}
+
+fn clock_base() -> &'static ClockBase {
+    static BASE: OnceLock<ClockBase> = OnceLock::new();
+    BASE.get_or_init(|| ClockBase {
+        instant: Instant::now(),
+        monotonic_nanos: monotonic_nanos(),
+    })
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+fn monotonic_nanos() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `now`, which we own.
+    // CLOCK_MONOTONIC is always there on Linux, so it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }
 
 /// Starts the clock [`stamp`] counts from; call before taking any `Instant`
@@ -90,16 +115,19 @@ pub fn start_clock() {
     clock_base();
 }
 
-/// `at` as nanoseconds since the clock base.
+/// `at` as nanoseconds of CLOCK_MONOTONIC.
 pub fn stamp(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(clock_base()).as_nanos()).unwrap_or(u64::MAX)
+    let base = clock_base();
+    let since =
+        u64::try_from(at.saturating_duration_since(base.instant).as_nanos()).unwrap_or(u64::MAX);
+    base.monotonic_nanos.saturating_add(since)
 }
 
-/// How long ago the stamp was taken.
+/// How long ago the stamp was taken (in this process or another).
 pub fn since_stamp(stamp: u64) -> Duration {
-    clock_base()
-        .elapsed()
-        .saturating_sub(Duration::from_nanos(stamp))
+    let base = clock_base();
+    let now = Duration::from_nanos(base.monotonic_nanos) + base.instant.elapsed();
+    now.saturating_sub(Duration::from_nanos(stamp))
 }
 
 /// A value of `size` bytes (at least 16) carrying a stamp and a sequence

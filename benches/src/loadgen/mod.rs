@@ -123,7 +123,16 @@ pub async fn execute(cli: &Cli) -> Result<Output, BenchError> {
             run(workload::txn_put::run(&Env::new(common, DEFAULT_TOTAL, None).await?, args).await?)
         }
         Command::Watch(args) => {
-            run(workload::watch::run(&Env::new(common, DEFAULT_TOTAL, None).await?, args).await?)
+            let env = Env::new(common, DEFAULT_TOTAL, None).await?;
+            run(workload::watch::run(&env, common, args).await?)
+        }
+        Command::WatchProcess(args) => {
+            let mut common = common.clone();
+            if let Some(user) = workload::watch_procs::user_from_env()? {
+                common.user = Some(user);
+            }
+            let env = Env::new(&common, DEFAULT_TOTAL, None).await?;
+            Output::Done(workload::watch_procs::run_watcher(&env, args).await?)
         }
         Command::WatchLatency(args) => {
             let env = Env::new(

@@ -134,6 +134,22 @@ impl Stats {
             .or_default() += n;
     }
 
+    /// Records errors counted by another process (a watcher process), by
+    /// their code and message as it counted them.
+    pub fn record_error_count(&self, kind: &'static str, role: Role, error: &ErrorCount) {
+        if error.count == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.kind(kind, role).errors += error.count;
+        inner.errors += error.count;
+        inner.interval_errors += error.count;
+        *inner
+            .error_counts
+            .entry((kind, error.code.clone(), error.message.clone()))
+            .or_default() += error.count;
+    }
+
     /// Records the outcome of one `Op` that started at `start` (its scheduled
     /// time in open-loop runs); true if it succeeded.
     pub fn outcome(&self, kind: &'static str, start: Instant, result: Result<(), OpError>) -> bool {

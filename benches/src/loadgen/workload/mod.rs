@@ -10,6 +10,7 @@ pub mod put;
 pub mod range;
 pub mod txn_put;
 pub mod watch;
+pub mod watch_procs;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -133,6 +134,12 @@ impl Env {
         }
     }
 
+    /// This process's CPU time since the measured run began, if it has.
+    pub fn cpu_used(&self) -> Option<CpuTimes> {
+        let start = self.cpu_at_start.get()?;
+        Some(CpuTimes::of_this_process().since(*start))
+    }
+
     /// Runs `clients` to the end of the plan.
     pub async fn run<C: Client>(&self, clients: Vec<C>) -> Result<RunOutcome, BenchError> {
         self.cpu_at_start.get_or_init(CpuTimes::of_this_process);
@@ -143,8 +150,7 @@ impl Env {
     /// process's CPU time from the start of the run to now.
     pub fn summary(&self, command: &str, outcome: RunOutcome, elapsed: Duration) -> Summary {
         let mut summary = self.stats.summary(command, &self.setup(), elapsed);
-        if let Some(start) = self.cpu_at_start.get() {
-            let used = CpuTimes::of_this_process().since(*start);
+        if let Some(used) = self.cpu_used() {
             summary.client_cpu = Some(ClientCpu::new(used, 1, elapsed, summary.ops));
         }
         if self.credentials.is_some() {

@@ -32,9 +32,11 @@ use oxetcd_proto::mvccpb::event::EventType;
 use oxetcd_proto::mvccpb::Event;
 use tokio::sync::Notify;
 
+use super::watch_procs::{self, WatchProcesses};
 use super::Env;
 use crate::loadgen::auth::Conn;
-use crate::loadgen::cli::{WatchArgs, WatchLatencyArgs};
+use crate::loadgen::cli::{Common, WatchArgs, WatchLatencyArgs};
+use crate::loadgen::cpu::{ClientCpu, CpuTimes};
 use crate::loadgen::delivery::{self, DeliveryLog};
 use crate::loadgen::error::{BenchError, OpError};
 use crate::loadgen::keys::{
@@ -72,7 +74,7 @@ fn check_watch_shape(streams: usize, per_stream: usize, val_size: usize) -> Resu
 
 /// Opens `streams` streams of `per_stream` watches of `spec`; `on_event(w,
 /// event)` gets the watcher's number over all streams.
-async fn open_streams<F>(
+pub(super) async fn open_streams<F>(
     env: &Env,
     spec: &WatchSpec,
     streams: usize,
@@ -127,7 +129,56 @@ impl Client for Writer {
     }
 }
 
-pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
+/// What a watcher does with an event: a put's delivery latency into `log`,
+/// and one more in `delivered`.
+pub(super) fn on_delivery(
+    log: Arc<DeliveryLog>,
+    delivered: Arc<AtomicU64>,
+) -> impl Fn(usize, &Event) + Clone + Send + 'static {
+    move |_watcher: usize, event: &Event| {
+        if let Some((stamp, _)) = put_stamp(event) {
+            log.record(stamp, since_stamp(stamp));
+            delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits until `delivered` reaches `expected`, or nothing came for
+/// `timeout`; how long from the call to the last event counted (or to
+/// having them all).
+pub(super) async fn wait_for_events(
+    delivered: &AtomicU64,
+    expected: u64,
+    timeout: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let mut last_count = delivered.load(Ordering::Relaxed);
+    let mut last_change = start;
+    let done_at = loop {
+        let count = delivered.load(Ordering::Relaxed);
+        if count >= expected {
+            break Instant::now();
+        }
+        if count != last_count {
+            last_count = count;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= timeout {
+            break last_change;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    done_at - start
+}
+
+/// Where a run's watchers are.
+enum Watchers {
+    /// In this process.
+    Here(Vec<WatchStream>),
+    /// In watcher processes (`--watch-processes`).
+    Processes(WatchProcesses),
+}
+
+pub async fn run(env: &Env, common: &Common, args: &WatchArgs) -> Result<Summary, BenchError> {
     check_watch_shape(args.streams, args.watchers_per_stream, args.val_size)?;
     if args.key_space_size == 0 {
         return Err(BenchError::Usage(
@@ -135,25 +186,21 @@ pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
         ));
     }
     let delivered = Arc::new(AtomicU64::new(0));
+    let log = Arc::new(DeliveryLog::new()?);
     let spec = WatchSpec {
         key: Bytes::from(args.prefix.clone()),
         range_end: prefix_end(args.prefix.as_bytes()),
         start_revision: 0,
         prev_kv: false,
     };
-    let log = Arc::new(DeliveryLog::new()?);
-    let on_event = {
-        let log = log.clone();
-        let delivered = delivered.clone();
-        move |_watcher: usize, event: &Event| {
-            if let Some((stamp, _)) = put_stamp(event) {
-                log.record(stamp, since_stamp(stamp));
-                delivered.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    let watchers = if args.watch_processes == 0 {
+        let on_event = on_delivery(log.clone(), delivered.clone());
+        Watchers::Here(
+            open_streams(env, &spec, args.streams, args.watchers_per_stream, on_event).await?,
+        )
+    } else {
+        Watchers::Processes(WatchProcesses::start(common, args).await?)
     };
-    let streams =
-        open_streams(env, &spec, args.streams, args.watchers_per_stream, on_event).await?;
     let clients = (0..env.plan.clients)
         .map(|i| Writer {
             kv: env.pool.kv(i),
@@ -171,29 +218,28 @@ pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
     let puts_start = puts_end.checked_sub(outcome.elapsed).unwrap_or(puts_end);
 
     // Drain: wait for the events of the last puts.
-    let watchers = (args.streams * args.watchers_per_stream) as u64;
-    let expected = env.stats.progress().ops * watchers;
-    let drain_start = Instant::now();
-    let mut last_count = delivered.load(Ordering::Relaxed);
-    let mut last_change = drain_start;
-    let drained_at = loop {
-        let count = delivered.load(Ordering::Relaxed);
-        if count >= expected {
-            break Instant::now();
+    let puts = env.stats.progress().ops;
+    let watcher_count = (args.streams * args.watchers_per_stream) as u64;
+    let expected = puts * watcher_count;
+    let (got, missing, drain, processes) = match watchers {
+        Watchers::Here(streams) => {
+            let drain = wait_for_events(&delivered, expected, args.drain_timeout).await;
+            drop(streams);
+            let got = delivered.load(Ordering::Relaxed);
+            (got, expected.saturating_sub(got), drain, None)
         }
-        if count != last_count {
-            last_count = count;
-            last_change = Instant::now();
-        } else if last_change.elapsed() >= args.drain_timeout {
-            break last_change;
+        Watchers::Processes(processes) => {
+            let count = processes.len();
+            let reports = processes.finish(puts).await?;
+            let merged = watch_procs::merge(&reports, &log, &env.stats);
+            (
+                merged.delivered,
+                merged.missing,
+                merged.drain,
+                Some((count, merged.cpu)),
+            )
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    for stream in streams {
-        stream.stop();
-    }
-    let got = delivered.load(Ordering::Relaxed);
-    let missing = expected.saturating_sub(got);
     env.stats.record_errors(
         "watch-event",
         Role::Detail,
@@ -203,17 +249,27 @@ pub async fn run(env: &Env, args: &WatchArgs) -> Result<Summary, BenchError> {
     env.stats.count("events-expected", expected);
     env.stats.count("events-delivered", got);
     env.stats.record_histogram("watch-event", &log.all());
-    let drain = drained_at - drain_start;
     let elapsed = outcome.elapsed + drain;
     let mut summary = env.summary("watch", outcome, elapsed);
+    if let (Some((count, cpu)), Some(own)) = (processes, env.cpu_used()) {
+        let all = CpuTimes {
+            user: own.user + cpu.user,
+            system: own.system + cpu.system,
+        };
+        summary.client_cpu = Some(ClientCpu::new(all, 1 + count, elapsed, summary.ops));
+    }
     if env.plan.rate.is_some() {
         let (first, last) = log.thirds(stamp(puts_start), stamp(puts_end));
         summary.keeps_up = Some(delivery::judge(missing, drain, first, last));
     }
+    let place = match processes {
+        Some((count, _)) => format!(" in {count} watcher processes"),
+        None => String::new(),
+    };
     summary.notes.push(format!(
-        "{watchers} watchers on {}; elapsed includes {:.3} s waiting for the last events",
+        "{watcher_count} watchers on {}{place}; elapsed includes {:.3} s waiting for the last events",
         args.prefix,
-        (drained_at - drain_start).as_secs_f64()
+        drain.as_secs_f64()
     ));
     Ok(summary)
 }
