@@ -11,7 +11,10 @@
 //!    answered, and
 //! 3. delivery did not slow down over the run: the p99 of the puts sent in
 //!    the last third of the run is at most [`GROWTH_FACTOR`] × the p99 of
-//!    those sent in the first third, plus [`GROWTH_SLACK`].
+//!    those sent in the first third, plus [`GROWTH_SLACK`] ("sent" is the
+//!    put's scheduled time, which its latency counts from), and
+//! 4. the puts kept the rate: successful puts per second over the run (from
+//!    its start to the last put's answer) at least [`RATE_FLOOR`] × `--rate`.
 //!
 //! A server that delivers slower than the puts come queues events, and the
 //! queue (so the latency) grows for as long as the run lasts: the last
@@ -38,6 +41,8 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 pub const GROWTH_FACTOR: f64 = 2.0;
 /// ... plus this much.
 pub const GROWTH_SLACK: Duration = Duration::from_millis(10);
+/// The share of the asked put rate the server must have taken.
+pub const RATE_FLOOR: f64 = 0.95;
 
 /// Delivery latencies by send time (stamps, in nanoseconds).
 pub struct DeliveryLog {
@@ -99,9 +104,23 @@ impl DeliveryLog {
     }
 
     /// The p99s (ms) of the puts sent in the first and in the last third of
-    /// the run that sent puts from stamp `start` to `end`.
-    pub fn thirds(&self, start: u64, end: u64) -> (f64, f64) {
-        let third = end.saturating_sub(start) / 3;
+    /// the span of send times recorded (from the first event's slice to the
+    /// last's: in open loop, the puts' scheduled times, however late they
+    /// were sent or answered).
+    pub fn thirds(&self) -> (f64, f64) {
+        let span = {
+            let slices = self.slices.lock().unwrap_or_else(PoisonError::into_inner);
+            slices
+                .keys()
+                .next()
+                .copied()
+                .zip(slices.keys().next_back().copied())
+        };
+        let Some((first, last)) = span else {
+            return (0.0, 0.0);
+        };
+        let (start, end) = (first * slice_nanos(), (last + 1) * slice_nanos());
+        let third = (end - start) / 3;
         let (first_end, last_start) = (start + third, end - third);
         let slice_start = |slice: u64| slice * slice_nanos();
         let early = self.merged(|slice| slice_start(slice) < first_end);
@@ -152,36 +171,62 @@ pub struct KeepsUp {
     pub first_third_p99_ms: f64,
     /// ... and in the last third.
     pub last_third_p99_ms: f64,
+    /// Successful puts per second from the run's start to the last put's
+    /// answer (the summary's ops/s also counts the drain).
+    pub puts_per_sec: f64,
     /// Why it did not keep up (empty if it did).
     pub reasons: Vec<String>,
 }
 
+/// What [`judge`] judges: one open-loop run's figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunFigures {
+    pub missing: u64,
+    pub drain: Duration,
+    pub first_p99_ms: f64,
+    pub last_p99_ms: f64,
+    /// Successful puts per second over the run.
+    pub puts_per_sec: f64,
+    /// `--rate`.
+    pub rate: f64,
+}
+
 /// The keeps-up rule (see the module's documentation).
-pub fn judge(missing: u64, drain: Duration, first_p99_ms: f64, last_p99_ms: f64) -> KeepsUp {
+pub fn judge(run: &RunFigures) -> KeepsUp {
     let mut reasons = Vec::new();
-    if missing > 0 {
-        reasons.push(format!("{missing} events never arrived"));
+    if run.missing > 0 {
+        reasons.push(format!("{} events never arrived", run.missing));
     }
-    if drain > DRAIN_LIMIT {
+    if run.drain > DRAIN_LIMIT {
         reasons.push(format!(
             "the last events came {:.2} s after the last put (limit {:.2} s)",
-            drain.as_secs_f64(),
+            run.drain.as_secs_f64(),
             DRAIN_LIMIT.as_secs_f64()
         ));
     }
-    let bound = GROWTH_FACTOR * first_p99_ms + GROWTH_SLACK.as_secs_f64() * 1000.0;
-    if last_p99_ms > bound {
+    let bound = GROWTH_FACTOR * run.first_p99_ms + GROWTH_SLACK.as_secs_f64() * 1000.0;
+    if run.last_p99_ms > bound {
         reasons.push(format!(
-            "delivery slowed down: p99 {last_p99_ms:.2} ms in the last third against \
-             {first_p99_ms:.2} ms in the first (limit {bound:.2} ms)"
+            "delivery slowed down: p99 {:.2} ms in the last third against \
+             {:.2} ms in the first (limit {bound:.2} ms)",
+            run.last_p99_ms, run.first_p99_ms
+        ));
+    }
+    if run.puts_per_sec < RATE_FLOOR * run.rate {
+        reasons.push(format!(
+            "the puts fell behind: {:.1}/s against {:.1}/s asked (floor {:.0}%)",
+            run.puts_per_sec,
+            run.rate,
+            RATE_FLOOR * 100.0
         ));
     }
     KeepsUp {
         keeps_up: reasons.is_empty(),
-        missing,
-        drain_secs: drain.as_secs_f64(),
-        first_third_p99_ms: first_p99_ms,
-        last_third_p99_ms: last_p99_ms,
+        missing: run.missing,
+        drain_secs: run.drain.as_secs_f64(),
+        first_third_p99_ms: run.first_p99_ms,
+        last_third_p99_ms: run.last_p99_ms,
+        puts_per_sec: run.puts_per_sec,
         reasons,
     }
 }
@@ -192,24 +237,44 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    fn run(drain: Duration, first_p99_ms: f64, last_p99_ms: f64) -> RunFigures {
+        RunFigures {
+            missing: 0,
+            drain,
+            first_p99_ms,
+            last_p99_ms,
+            puts_per_sec: 998.0,
+            rate: 1000.0,
+        }
+    }
+
     #[test]
     fn steady_delivery_keeps_up_whatever_its_level() {
-        assert!(judge(0, 50 * MS, 40.0, 70.0).keeps_up);
+        assert!(judge(&run(50 * MS, 40.0, 70.0)).keeps_up);
         assert!(
-            judge(0, Duration::ZERO, 0.3, 9.0).keeps_up,
+            judge(&run(Duration::ZERO, 0.3, 9.0)).keeps_up,
             "within the slack"
         );
     }
 
     #[test]
-    fn growing_latency_a_long_drain_or_missing_events_do_not() {
-        let grew = judge(0, 50 * MS, 40.0, 95.0);
+    fn growing_latency_a_long_drain_missing_events_or_slow_puts_do_not() {
+        let grew = judge(&run(50 * MS, 40.0, 95.0));
         assert!(!grew.keeps_up);
         assert!(grew.reasons[0].contains("slowed down"), "{grew:?}");
-        assert!(!judge(0, 1500 * MS, 5.0, 5.0).keeps_up);
-        let lost = judge(3, 50 * MS, 5.0, 5.0);
+        assert!(!judge(&run(1500 * MS, 5.0, 5.0)).keeps_up);
+        let lost = judge(&RunFigures {
+            missing: 3,
+            ..run(50 * MS, 5.0, 5.0)
+        });
         assert!(!lost.keeps_up);
         assert_eq!(lost.reasons, ["3 events never arrived"]);
+        let slow = judge(&RunFigures {
+            puts_per_sec: 900.0,
+            ..run(50 * MS, 5.0, 5.0)
+        });
+        assert!(!slow.keeps_up);
+        assert!(slow.reasons[0].contains("fell behind"), "{slow:?}");
     }
 
     #[test]
@@ -223,7 +288,7 @@ mod tests {
             log.record(start + second + i * 10_000_000, 20 * MS);
             log.record(start + 2 * second + i * 10_000_000, 50 * MS);
         }
-        let (first, last) = log.thirds(start, start + 3 * second);
+        let (first, last) = log.thirds();
         assert!((first - 1.0).abs() < 0.01, "{first}");
         assert!((last - 50.0).abs() < 0.1, "{last}");
         assert_eq!(log.all().len(), 300);
@@ -236,7 +301,6 @@ mod tests {
             DeliveryLog::new().unwrap(),
             DeliveryLog::new().unwrap(),
         );
-        let second = 1_000_000_000u64;
         for i in 0..300u64 {
             a.record(i * 10_000_000, 2 * MS);
             b.record(i * 10_000_000, if i < 200 { 2 * MS } else { 30 * MS });
@@ -244,7 +308,7 @@ mod tests {
         merged.merge(&a.export());
         merged.merge(&b.export());
         assert_eq!(merged.all().len(), 600);
-        let (first, last) = merged.thirds(0, 3 * second);
+        let (first, last) = merged.thirds();
         assert!((first - 2.0).abs() < 0.01, "{first}");
         // The last third: 100 events at 2 ms (a's), 100 at 30 ms (b's).
         assert!((last - 30.0).abs() < 0.1, "{last}");

@@ -40,7 +40,7 @@ use crate::loadgen::cpu::{ClientCpu, CpuTimes};
 use crate::loadgen::delivery::{self, DeliveryLog};
 use crate::loadgen::error::{BenchError, OpError};
 use crate::loadgen::keys::{
-    indexed_key, prefix_end, read_stamped, since_stamp, stamp, stamped_value, Rng,
+    indexed_key, prefix_end, read_stamped, since_stamp, stamped_value, Rng,
 };
 use crate::loadgen::requests::call;
 use crate::loadgen::runner::Client;
@@ -214,8 +214,6 @@ pub async fn run(env: &Env, common: &Common, args: &WatchArgs) -> Result<Summary
         })
         .collect();
     let outcome = env.run(clients).await?;
-    let puts_end = Instant::now();
-    let puts_start = puts_end.checked_sub(outcome.elapsed).unwrap_or(puts_end);
 
     // Drain: wait for the events of the last puts.
     let puts = env.stats.progress().ops;
@@ -258,9 +256,16 @@ pub async fn run(env: &Env, common: &Common, args: &WatchArgs) -> Result<Summary
         };
         summary.client_cpu = Some(ClientCpu::new(all, 1 + count, elapsed, summary.ops));
     }
-    if env.plan.rate.is_some() {
-        let (first, last) = log.thirds(stamp(puts_start), stamp(puts_end));
-        summary.keeps_up = Some(delivery::judge(missing, drain, first, last));
+    if let Some(rate) = env.plan.rate {
+        let (first_p99_ms, last_p99_ms) = log.thirds();
+        summary.keeps_up = Some(delivery::judge(&delivery::RunFigures {
+            missing,
+            drain,
+            first_p99_ms,
+            last_p99_ms,
+            puts_per_sec: summary.ops as f64 / outcome.elapsed.as_secs_f64().max(1e-9),
+            rate,
+        }));
     }
     let place = match processes {
         Some((count, _)) => format!(" in {count} watcher processes"),
