@@ -432,6 +432,51 @@ fn csv_series_and_text_summary() {
     assert!(lines.count() >= 2, "one row per second:\n{series}");
 }
 
+/// `watch --rate --watch-processes 2`: the streams in two watcher processes,
+/// every event delivered and counted once in the merged summary, the
+/// delivery latency measured across processes, the client CPU of all three
+/// processes, and a keeps-up verdict for a rate far below what the server
+/// takes.
+#[test]
+fn open_loop_watch_in_watcher_processes_merges_their_deliveries() {
+    let server = Server::start();
+    let args = [
+        "watch",
+        "--clients",
+        "4",
+        "--conns",
+        "2",
+        "--streams",
+        "5",
+        "--rate",
+        "50",
+        "--total",
+        "100",
+        "--watch-processes",
+        "2",
+    ];
+    let (code, summary, _) = run_json(&server.endpoint(), &args);
+    assert_clean(&args, code, &summary);
+    // 100 puts x 5 watchers, shared out 3 + 2.
+    assert_eq!(kind_count(&summary, "watch-event"), 500, "{summary}");
+    assert_eq!(summary["counters"]["events-delivered"], 500, "{summary}");
+    let event = summary["kinds"]
+        .as_array()
+        .and_then(|kinds| kinds.iter().find(|k| k["kind"] == "watch-event"))
+        .expect("a watch-event row");
+    let p50 = event["latency_ms"]["p50"].as_f64().expect("p50");
+    assert!(
+        p50 > 0.0 && p50 < 5_000.0,
+        "put-to-event latency across processes: {p50} ms"
+    );
+    let cpu = &summary["client_cpu"];
+    assert_eq!(cpu["processes"], 3, "{summary}");
+    assert!(cpu["cpu_secs"].as_f64().is_some_and(|s| s > 0.0), "{cpu}");
+    let verdict = &summary["keeps_up"];
+    assert_eq!(verdict["keeps_up"], true, "{verdict}");
+    assert_eq!(verdict["missing"], 0, "{verdict}");
+}
+
 /// Leases: every client grants one and keeps it alive on a stream, with
 /// zero errors, as for the other sub-commands.
 #[test]

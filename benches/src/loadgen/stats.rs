@@ -475,12 +475,14 @@ impl Summary {
         if let Some(k) = &self.keeps_up {
             let _ = writeln!(
                 out,
-                "  keeps up: {} ({:.1} puts/s; watch-event p99 {:.2} ms for puts sent in the first third, \
-                 {:.2} ms in the last; drain {:.2} s; {} missing)",
+                "  keeps up: {} ({:.1} puts/s; watch-event p50 / p99 {:.2} / {:.2} ms for puts sent in the \
+                 first third, {:.2} / {:.2} ms in the last; drain {:.2} s; {} missing)",
                 if k.keeps_up { "yes" } else { "no" },
                 k.puts_per_sec,
-                k.first_third_p99_ms,
-                k.last_third_p99_ms,
+                k.first_third.p50_ms,
+                k.first_third.p99_ms,
+                k.last_third.p50_ms,
+                k.last_third.p99_ms,
                 k.drain_secs,
                 k.missing
             );

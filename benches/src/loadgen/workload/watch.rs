@@ -257,12 +257,12 @@ pub async fn run(env: &Env, common: &Common, args: &WatchArgs) -> Result<Summary
         summary.client_cpu = Some(ClientCpu::new(all, 1 + count, elapsed, summary.ops));
     }
     if let Some(rate) = env.plan.rate {
-        let (first_p99_ms, last_p99_ms) = log.thirds();
+        let (first_third, last_third) = log.thirds();
         summary.keeps_up = Some(delivery::judge(&delivery::RunFigures {
             missing,
             drain,
-            first_p99_ms,
-            last_p99_ms,
+            first_third,
+            last_third,
             puts_per_sec: summary.ops as f64 / outcome.elapsed.as_secs_f64().max(1e-9),
             rate,
         }));
