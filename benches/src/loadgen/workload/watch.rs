@@ -1,13 +1,15 @@
 //! `watch` and `watch-latency`: event delivery.
 //!
 //! Every value put carries the time its put was issued (its scheduled time
-//! in open loop) and a sequence number ([`stamped_value`]); a watcher in this
-//! process reading the event records `now - that time` as `watch-event`
-//! latency: from put issued to event received, through the server's write
-//! path and its watch fan-out.
+//! in open loop) and a sequence number ([`stamped_value`]); a watcher reading
+//! the event records `now - that time` as `watch-event` latency: from put
+//! issued to event received, through the server's write path and its watch
+//! fan-out.
 //!
 //! - `watch`: `--streams` Watch calls with `--watchers-per-stream` watches
-//!   each, all on one prefix, opened before the run; the `--clients` put
+//!   each, all on one prefix, opened before the run (in this process, or
+//!   with `--watch-processes N` in N watcher processes: [`super::watch_procs`]);
+//!   the `--clients` put
 //!   random keys under the prefix. After the last put the tool waits for the
 //!   events still on their way (up to `--drain-timeout` without progress),
 //!   then counts every event a watcher should have had (successful puts ×
