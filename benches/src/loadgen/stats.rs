@@ -251,7 +251,7 @@ impl Stats {
     }
 }
 
-/// An empty latency histogram in microseconds, 1 µs to [`MAX_MICROS`], 3 digits.
+/// An empty latency histogram in microseconds, 1 µs to 1 hour, 3 significant digits.
 pub fn new_histogram() -> Result<Histogram<u64>, BenchError> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3)
         .map_err(|e| BenchError::Histogram(format!("{e:?}")))
