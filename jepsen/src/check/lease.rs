@@ -174,8 +174,8 @@ pub fn check(ops: &[Op]) -> Verdict {
     }
     // Every key gets a number, and a read's keys are a sorted list of
     // them: 4 bytes a key, found by binary search, where a set of strings
-    // cost 5 times the memory and a hash of the key on every lookup (a
-    // 30-minute history has some 150,000 reads of about 3,000 keys each).
+    // cost 5 times the memory and a hash of the key on every lookup (the
+    // campaign's 1-hour lease run: 350,160 reads, hundreds of keys each).
     let mut names = KeyNames::default();
     let mut lease_of: Vec<Option<i64>> = Vec::new();
     for (id, l) in &leases {
@@ -221,9 +221,9 @@ pub fn check(ops: &[Op]) -> Verdict {
     // invocation order, only as far as they can still matter: a read
     // invoked at or after `alive_until` cannot complete before it, and one
     // invoked after the key was known gone (a read without it, a revoke, a
-    // keep-alive's "gone") cannot show it gone any earlier. So a lease costs the reads of its
-    // lifetime, not all of them (every lease against every read took over
-    // ten minutes on a 1-hour history).
+    // keep-alive's "gone") cannot show it gone any earlier. So a lease
+    // costs the reads of its lifetime, not all of them (every lease against
+    // every read took over ten minutes on a 1-hour history).
     let mut by_invoke: Vec<usize> = (0..reads.len()).collect();
     by_invoke.sort_by_key(|&i| reads[i].0.invoke);
     for l in leases.values_mut() {
