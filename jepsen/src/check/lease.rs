@@ -177,14 +177,10 @@ pub fn check(ops: &[Op]) -> Verdict {
     // cost 5 times the memory and a hash of the key on every lookup (the
     // campaign's 1-hour lease run: 350,160 reads, hundreds of keys each).
     let mut names = KeyNames::default();
-    let mut lease_of: Vec<Option<i64>> = Vec::new();
-    for (id, l) in &leases {
-        if let Some(key) = l.key {
-            let k = names.id(key) as usize;
-            lease_of.resize(lease_of.len().max(k + 1), None);
-            lease_of[k] = Some(*id);
-        }
-    }
+    let leased: Vec<(u32, i64)> = leases
+        .iter()
+        .filter_map(|(id, l)| Some((names.id(l.key?), *id)))
+        .collect();
     let reads: Vec<(&Op, Vec<u32>, bool)> = ops
         .iter()
         .filter(|op| op.outcome == Outcome::Ok)
@@ -202,7 +198,11 @@ pub fn check(ops: &[Op]) -> Verdict {
             _ => None,
         })
         .collect();
-    lease_of.resize(names.len(), None);
+    // The lease whose key each key is, if any.
+    let mut lease_of: Vec<Option<i64>> = vec![None; names.len()];
+    for (k, id) in leased {
+        lease_of[k as usize] = Some(id);
+    }
     let mut unexpected = HashSet::new();
     for (read, keys, _) in &reads {
         for &k in keys {
